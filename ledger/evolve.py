@@ -1,0 +1,117 @@
+"""`evolve`: apply one recorded event to a job's state.
+
+The one implementation of the rules: the store's inline projection and every
+replay call this same function.
+"""
+
+from ledger.events import (
+    CheckpointSaved,
+    JobCancelled,
+    JobCompleted,
+    JobFailed,
+    JobForceStarted,
+    JobMarkedFailed,
+    JobPaused,
+    JobRegistered,
+    JobRequeued,
+    JobResumed,
+    JobStarted,
+    JobSubmitted,
+    RecordedEvent,
+)
+from ledger.state import JobState
+from ledger.statuses import JobStatus
+
+
+class EventOutOfOrder(ValueError):
+    """An event does not follow the state it is applied to."""
+
+
+def evolve(state: JobState | None, event: RecordedEvent) -> JobState:
+    """Return the job's state after `event`."""
+    data = event.data
+    at = event.recorded_at
+    if state is None:
+        if not isinstance(data, JobRegistered) or event.seq != 1:
+            raise EventOutOfOrder(f"job {event.job_id!r} must start with job_registered at seq 1")
+        status = JobStatus(data.initial_status)
+        return JobState(
+            job_id=event.job_id,
+            status=status,
+            version=event.seq,
+            created_at=at,
+            updated_at=at,
+            status_changed_at=at,
+            priority=data.priority,
+            max_attempts=data.max_attempts,
+            auto_retry=data.auto_retry,
+            spec=data.spec,
+            queued_at=at if status is JobStatus.QUEUED else None,
+        )
+    if event.seq != state.version + 1:
+        raise EventOutOfOrder(
+            f"job {event.job_id!r} is at version {state.version}; "
+            f"event seq {event.seq} does not follow"
+        )
+    match data:
+        case JobSubmitted() | JobForceStarted() | JobRequeued():
+            resume_from = None if isinstance(data, JobSubmitted) else data.resume_from
+            return state._replace(
+                status=JobStatus.QUEUED,
+                version=event.seq,
+                updated_at=at,
+                status_changed_at=at,
+                queued_at=at,
+                failure_reason=None,
+                resume_from=resume_from,
+            )
+        case JobStarted():
+            return state._replace(
+                status=JobStatus.RUNNING,
+                version=event.seq,
+                updated_at=at,
+                status_changed_at=at,
+                attempt=state.attempt + 1,
+                run_token=data.run_token,
+                started_at=at,
+                finished_at=None,
+                worker_id=data.worker_id,
+                worker_host=data.host,
+                worker_pid=data.pid,
+                worker_pid_started_at=data.pid_started_at,
+                worker_boot_id=data.boot_id,
+                resume_from=data.resume_from,
+            )
+        case JobPaused():
+            return _moved(state, event, JobStatus.PAUSED)
+        case JobResumed():
+            return _moved(state, event, JobStatus.RUNNING)
+        case CheckpointSaved():
+            return state._replace(
+                version=event.seq,
+                updated_at=at,
+                checkpoint_path=data.path,
+                checkpoint_step=data.step,
+            )
+        case JobCompleted():
+            return _moved(state, event, JobStatus.COMPLETED)._replace(
+                finished_at=at, result=data.result
+            )
+        case JobFailed() | JobMarkedFailed():
+            return _moved(state, event, JobStatus.FAILED)._replace(
+                finished_at=at, failure_reason=data.reason
+            )
+        case JobCancelled():
+            return _moved(state, event, JobStatus.CANCELLED)._replace(finished_at=at)
+        case JobRegistered():
+            raise EventOutOfOrder(f"job {event.job_id!r} is registered twice")
+    raise AssertionError(f"no rule for {type(data).__name__}")  # pragma: no cover
+
+
+def _moved(state: JobState, event: RecordedEvent, status: JobStatus) -> JobState:
+    return state._replace(
+        status=status,
+        version=event.seq,
+        updated_at=event.recorded_at,
+        status_changed_at=event.recorded_at,
+    )

@@ -1,0 +1,142 @@
+"""The tables of the ledger: the event log and its inline current-status projection.
+
+The log (`job_events`) is append-only, enforced by triggers in the database
+itself. `job_status` holds one row per job, written in the same transaction
+as the job's events by the store, from the same `evolve` that replays use.
+Its columns follow `JobState`'s fields in order.
+"""
+
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Double,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import UserDefinedType
+
+from ledger.statuses import JobStatus
+
+
+class Xid8(UserDefinedType[int]):
+    """PostgreSQL's 64-bit transaction id (`xid8`)."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "xid8"
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("position", BigInteger, Identity(always=True), primary_key=True),
+    Column("job_id", Text, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("payload", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("actor", Text, nullable=False),
+    Column("reason", Text),
+    Column("attempt", Integer, nullable=False, server_default=text("0")),
+    Column("idempotency_key", Text),
+    Column("correlation_id", Text),
+    Column("occurred_at", DateTime(timezone=True)),
+    Column(
+        "recorded_at",
+        DateTime(timezone=True),
+        nullable=False,
+        server_default=text("now()"),
+    ),
+    Column("tx_id", Xid8, nullable=False, server_default=text("pg_current_xact_id()")),
+    UniqueConstraint("job_id", "seq"),  # the optimistic-concurrency check
+    CheckConstraint("seq >= 1", name="seq_positive"),
+    Index("ix_job_events_tx_id_position", "tx_id", "position"),
+    Index(
+        "uq_job_events_job_id_idempotency_key",
+        "job_id",
+        "idempotency_key",
+        unique=True,
+        postgresql_where=text("idempotency_key IS NOT NULL"),
+    ),
+)
+
+_STATUS_VALUES = ", ".join(f"'{status.value}'" for status in JobStatus)
+
+job_status = Table(
+    "job_status",
+    metadata,
+    Column("job_id", Text, primary_key=True),
+    Column("status", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("status_changed_at", DateTime(timezone=True), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("auto_retry", Boolean, nullable=False),
+    Column("spec", JSONB),
+    Column("attempt", Integer, nullable=False),
+    Column("run_token", Text),
+    Column("queued_at", DateTime(timezone=True)),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("worker_id", Text),
+    Column("worker_host", Text),
+    Column("worker_pid", Integer),
+    Column("worker_pid_started_at", Double),
+    Column("worker_boot_id", Text),
+    Column("failure_reason", Text),
+    Column("checkpoint_path", Text),
+    Column("checkpoint_step", BigInteger),
+    Column("resume_from", Text),
+    Column("result", JSONB),
+    CheckConstraint(f"status IN ({_STATUS_VALUES})", name="known_status"),
+    Index("ix_job_status_status_created_at", "status", "created_at", "job_id"),
+    Index(
+        "ix_job_status_queue",
+        text("priority DESC"),
+        "queued_at",
+        "job_id",
+        postgresql_where=text("status = 'queued'"),
+    ),
+)
+
+projection_checkpoints = Table(
+    "projection_checkpoints",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("tx_id", Xid8, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column(
+        "updated_at",
+        DateTime(timezone=True),
+        nullable=False,
+        server_default=text("now()"),
+    ),
+)
+"""How far each projection has read the log (the feed cursor), and which
+version of its code built it."""
+
+JOB_STATUS_COLUMNS: tuple[str, ...] = tuple(column.name for column in job_status.columns)

@@ -1,0 +1,81 @@
+"""Carrying out commands: load the job, decide, append — with optimistic concurrency."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from ledger.commands import JobCommand
+from ledger.decide import decide
+from ledger.errors import VersionConflict
+from ledger.events import RecordedEvent
+from ledger.state import JobState
+from ledger.store import EventStore, IdempotencyKeyTaken
+
+CONFLICT_RETRIES = 3
+"""How often a command without an expected version is decided again after losing a race."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a command did: the events it appended and the job's state after them."""
+
+    state: JobState
+    events: list[RecordedEvent]
+    replayed: bool = False
+    """True when an earlier command with the same idempotency key already did this."""
+
+
+class JobService:
+    """The one way commands reach the log."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+
+    def execute(
+        self,
+        job_id: str,
+        command: JobCommand,
+        *,
+        actor: str,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+        occurred_at: datetime | None = None,
+    ) -> Outcome:
+        """Decide `command` on the job's current state and append what it causes.
+
+        With `expected_version`, the command applies only to that version of
+        the job (`VersionConflict` otherwise). Without it, a command that loses
+        a race to another writer is decided again on the newer state. A command
+        repeated with an idempotency key it already used returns the first
+        outcome and appends nothing.
+        """
+        for remaining in range(CONFLICT_RETRIES, -1, -1):
+            loaded = self.store.load_for_command(job_id, idempotency_key)
+            if loaded.earlier_outcome is not None and loaded.state is not None:
+                return Outcome(loaded.state, loaded.earlier_outcome, replayed=True)
+            state = loaded.state
+            current = state.version if state else 0
+            if expected_version is not None and expected_version != current:
+                raise VersionConflict(job_id, expected_version, current)
+            events = decide(state, command, job_id=job_id)
+            if not events:
+                assert state is not None
+                return Outcome(state, [])
+            try:
+                appended = self.store.append(
+                    job_id,
+                    state,
+                    events,
+                    actor=actor,
+                    idempotency_key=idempotency_key,
+                    correlation_id=correlation_id,
+                    occurred_at=occurred_at,
+                )
+            except IdempotencyKeyTaken:
+                continue  # the same command won a race with itself; the reload returns it
+            except VersionConflict:
+                if expected_version is not None or remaining == 0:
+                    raise
+                continue
+            return Outcome(appended.state, appended.events)
+        raise VersionConflict(job_id, expected_version or 0)  # pragma: no cover

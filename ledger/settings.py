@@ -1,0 +1,43 @@
+"""Settings, read once at an entry point and passed down."""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+ENV_PREFIX = "JOBLEDGER_"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """How to reach the database and how to behave on it.
+
+    With no `database_url`, JobLedger runs an embedded PostgreSQL in `data_dir`.
+    """
+
+    database_url: str | None = None
+    data_dir: Path = Path(platformdirs.user_data_dir("jobledger")) / "pgdata"
+    pool_size: int = 10
+    idle_in_transaction_timeout_ms: int = 30_000
+    statement_timeout_ms: int = 0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        defaults = cls()
+
+        def read(name: str) -> str | None:
+            value = env.get(ENV_PREFIX + name)
+            return value if value else None
+
+        return cls(
+            database_url=read("DATABASE_URL"),
+            data_dir=Path(read("DATA_DIR") or defaults.data_dir).expanduser(),
+            pool_size=int(read("POOL_SIZE") or defaults.pool_size),
+            idle_in_transaction_timeout_ms=int(
+                read("IDLE_IN_TRANSACTION_TIMEOUT_MS") or defaults.idle_in_transaction_timeout_ms
+            ),
+            statement_timeout_ms=int(read("STATEMENT_TIMEOUT_MS") or defaults.statement_timeout_ms),
+        )

@@ -1,0 +1,69 @@
+"""The state of one job, as folded from its events by `evolve`."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from ledger.statuses import JobStatus
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Checkpoint:
+    path: str
+    step: int | None = None
+
+
+class JobState(NamedTuple):
+    """Everything `decide` needs to know about a job, and what readers show.
+
+    A named tuple rather than a dataclass: replays build one per event, and a
+    tuple is several times cheaper to copy. Its field order is the column
+    order of the `job_status` projection.
+
+    `version` is the `seq` of the last event applied; `attempt` counts the
+    starts so far (0 before the first). Every timestamp is the database clock's
+    `recorded_at` of the event that set it.
+    """
+
+    job_id: str
+    status: JobStatus
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    status_changed_at: datetime
+    priority: int = 0
+    max_attempts: int = 1
+    auto_retry: bool = False
+    spec: dict[str, Any] | None = None
+    attempt: int = 0
+    run_token: str | None = None
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    worker_id: str | None = None
+    worker_host: str | None = None
+    worker_pid: int | None = None
+    worker_pid_started_at: float | None = None
+    worker_boot_id: str | None = None
+    failure_reason: str | None = None
+    checkpoint_path: str | None = None
+    checkpoint_step: int | None = None
+    resume_from: str | None = None
+    result: dict[str, Any] | None = None
+
+    @property
+    def checkpoint(self) -> Checkpoint | None:
+        if self.checkpoint_path is None:
+            return None
+        return Checkpoint(path=self.checkpoint_path, step=self.checkpoint_step)
+
+
+TIMESTAMP_FIELDS: tuple[str, ...] = (
+    "created_at",
+    "updated_at",
+    "status_changed_at",
+    "queued_at",
+    "started_at",
+    "finished_at",
+)
+"""The fields of `JobState` that hold a `recorded_at`."""

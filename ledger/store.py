@@ -1,0 +1,296 @@
+"""The event store: appends a job's events with its projected state, and reads the log.
+
+Driver errors are translated into `ledger.errors` here and nowhere else.
+"""
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg.errors
+from sqlalchemy import Connection, Engine, Row
+from sqlalchemy import exc as sa_exc
+
+from ledger.errors import (
+    DatabaseUnavailable,
+    DuplicateJob,
+    LedgerError,
+    SchemaOutOfDate,
+    StorageError,
+    VersionConflict,
+)
+from ledger.events import JobEvent, RecordedEvent, event_from_record, event_to_record
+from ledger.evolve import evolve
+from ledger.queries import (
+    APPEND_EVENTS,
+    EVENTS_OF_TRANSACTION,
+    JOB_HISTORY,
+    JOBS_BY_STATUS,
+    LOAD_STATE,
+    LOAD_STATE_AND_KEY,
+    QUEUE_POSITION,
+    READ_FEED,
+)
+from ledger.schema import JOB_STATUS_COLUMNS
+from ledger.state import TIMESTAMP_FIELDS, JobState
+from ledger.statuses import JobStatus
+
+APPEND_TIME = datetime(1, 1, 1, tzinfo=UTC)
+"""Stands for "the time of this append" until the database says what it was."""
+
+
+class IdempotencyKeyTaken(LedgerError):
+    """Another append with the same idempotency key committed first."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedCursor:
+    """A place in the global feed: the (transaction id, position) of the last event read."""
+
+    tx_id: int = 0
+    position: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.tx_id}-{self.position}"
+
+    @classmethod
+    def parse(cls, text: str) -> "FeedCursor":
+        tx_id, _, position = text.partition("-")
+        return cls(int(tx_id), int(position))
+
+
+@dataclass(frozen=True, slots=True)
+class FeedPage:
+    events: list[RecordedEvent]
+    next_cursor: FeedCursor
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    events: list[RecordedEvent]
+    state: JobState
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedJob:
+    state: JobState | None
+    earlier_outcome: list[RecordedEvent] | None
+    """The events an earlier append with the same idempotency key recorded."""
+
+
+class EventStore:
+    """The append-only job log in PostgreSQL, with its inline current-status projection."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    # -- writing -----------------------------------------------------------------
+
+    def append(
+        self,
+        job_id: str,
+        state: JobState | None,
+        events: Sequence[JobEvent],
+        *,
+        actor: str,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+        occurred_at: datetime | None = None,
+    ) -> Appended:
+        """Append `events` after `state` (the version the decision was made on).
+
+        Raises `VersionConflict` (or `DuplicateJob` for a new job) when another
+        writer appended first; nothing is written then.
+        """
+        if not events:
+            raise ValueError("nothing to append")
+        expected_version = state.version if state else 0
+        pending: list[RecordedEvent] = []
+        new_state = state
+        for data in events:
+            seq = (new_state.version if new_state else 0) + 1
+            event = RecordedEvent(job_id=job_id, seq=seq, data=data, recorded_at=APPEND_TIME)
+            new_state = evolve(new_state, event)
+            pending.append(event._replace(attempt=new_state.attempt))
+        assert new_state is not None
+        records = [event_to_record(event.data) for event in pending]
+        params: dict[str, Any] = dict(zip(JOB_STATUS_COLUMNS, new_state, strict=True))
+        params.update(
+            spec=_json_or_none(new_state.spec),
+            result=_json_or_none(new_state.result),
+            append_time=APPEND_TIME,
+            actor=actor,
+            idempotency_key=idempotency_key,
+            correlation_id=correlation_id,
+            occurred_at=occurred_at,
+            seqs=[event.seq for event in pending],
+            types=[type_ for type_, _, _ in records],
+            payloads=[json.dumps(payload) for _, payload, _ in records],
+            reasons=[reason for _, _, reason in records],
+            attempts=[event.attempt for event in pending],
+        )
+        with (
+            self._translate(job_id, expected_version),
+            self._autocommit.connect() as conn,
+        ):
+            rows = conn.execute(APPEND_EVENTS, params).all()
+        recorded_at = rows[0].recorded_at
+        recorded = [
+            event._replace(
+                recorded_at=recorded_at,
+                position=row.position,
+                tx_id=int(row.tx_id),
+                actor=actor,
+                reason=reason,
+                idempotency_key=idempotency_key if index == 0 else None,
+                correlation_id=correlation_id,
+                occurred_at=occurred_at,
+            )
+            for index, (event, row, (_, _, reason)) in enumerate(
+                zip(pending, rows, records, strict=True)
+            )
+        ]
+        return Appended(recorded, _stamp(new_state, recorded_at))
+
+    # -- reading -----------------------------------------------------------------
+
+    def load(self, job_id: str) -> JobState | None:
+        """The job's current state, or None when it does not exist."""
+        with self._translate(job_id), self._autocommit.connect() as conn:
+            row = conn.execute(LOAD_STATE, {"job_id": job_id}).first()
+        return None if row is None else state_from_row(row)
+
+    def load_for_command(self, job_id: str, idempotency_key: str | None) -> LoadedJob:
+        """The job's state, and the outcome of an earlier use of `idempotency_key`."""
+        if idempotency_key is None:
+            return LoadedJob(self.load(job_id), None)
+        params = {"job_id": job_id, "idempotency_key": idempotency_key}
+        with self._translate(job_id), self._autocommit.connect() as conn:
+            row = conn.execute(LOAD_STATE_AND_KEY, params).one()
+            state = None if row.job_id is None else state_from_row(row)
+            if row.key_tx_id is None:
+                return LoadedJob(state, None)
+            found = conn.execute(EVENTS_OF_TRANSACTION, {"job_id": job_id, "tx_id": row.key_tx_id})
+            return LoadedJob(state, [event_from_row(event) for event in found])
+
+    def history(self, job_id: str) -> list[RecordedEvent]:
+        """Every event of the job, in order."""
+        with self._translate(job_id), self._autocommit.connect() as conn:
+            return [event_from_row(row) for row in conn.execute(JOB_HISTORY, {"job_id": job_id})]
+
+    def read_feed(self, after: FeedCursor | None = None, limit: int = 1000) -> FeedPage:
+        """Events after `after` in the safe global order (see `READ_FEED`)."""
+        after = after or FeedCursor()
+        params = {"tx_id": str(after.tx_id), "position": after.position, "limit": limit}
+        with self._translate(), self._autocommit.connect() as conn:
+            events = [event_from_row(row) for row in conn.execute(READ_FEED, params)]
+        if not events:
+            return FeedPage([], after)
+        last = events[-1]
+        assert last.tx_id is not None and last.position is not None
+        return FeedPage(events, FeedCursor(last.tx_id, last.position))
+
+    def jobs(
+        self,
+        status: JobStatus | None = None,
+        *,
+        limit: int = 100,
+        after_job_id: str = "",
+    ) -> list[JobState]:
+        """Jobs (optionally of one status) ordered by id, after `after_job_id`."""
+        params = {"status": status, "limit": limit, "after_job_id": after_job_id}
+        with self._translate(), self._autocommit.connect() as conn:
+            return [state_from_row(row) for row in conn.execute(JOBS_BY_STATUS, params)]
+
+    def queue_position(self, job_id: str) -> int | None:
+        """1 for the next job to be claimed; None when the job is not queued."""
+        with self._translate(job_id), self._autocommit.connect() as conn:
+            value = conn.execute(QUEUE_POSITION, {"job_id": job_id}).scalar()
+        return None if value is None else int(value)
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A connection in a transaction, with driver errors translated."""
+        with self._translate(), self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _translate(self, job_id: str = "", expected_version: int = 0) -> Iterator[None]:
+        try:
+            yield
+        except sa_exc.DBAPIError as exc:
+            raise translate_error(exc, job_id, expected_version) from exc
+
+
+def translate_error(exc: sa_exc.DBAPIError, job_id: str, expected_version: int) -> LedgerError:
+    """The ledger error a driver error means."""
+    orig = exc.orig
+    if isinstance(orig, psycopg.errors.UniqueViolation):
+        constraint = orig.diag.constraint_name
+        if constraint == "uq_job_events_job_id_idempotency_key":
+            return IdempotencyKeyTaken()
+        if constraint == "uq_job_events_job_id_seq":
+            if expected_version == 0:
+                return DuplicateJob(job_id)
+            return VersionConflict(job_id, expected_version)
+    if isinstance(orig, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedColumn):
+        return SchemaOutOfDate(f"{SchemaOutOfDate.__doc__} Run `jobledger migrate`. ({orig})")
+    if exc.connection_invalidated or isinstance(
+        orig, psycopg.OperationalError | psycopg.InterfaceError
+    ):
+        return DatabaseUnavailable(f"the database cannot be reached: {orig}".strip())
+    return StorageError(f"the event store failed: {orig}")
+
+
+def state_from_row(row: Row[Any]) -> JobState:
+    values = row._tuple()[: len(JOB_STATUS_COLUMNS)]
+    state = JobState._make(values)
+    return state._replace(status=JobStatus(state.status))
+
+
+def event_from_row(row: Row[Any]) -> RecordedEvent:
+    (
+        position,
+        job_id,
+        seq,
+        type_,
+        payload,
+        actor,
+        reason,
+        attempt,
+        idempotency_key,
+        correlation_id,
+        occurred_at,
+        recorded_at,
+        tx_id,
+    ) = tuple(row)
+    return RecordedEvent(
+        job_id=job_id,
+        seq=seq,
+        data=event_from_record(type_, payload, reason),
+        recorded_at=recorded_at,
+        attempt=attempt,
+        actor=actor,
+        reason=reason,
+        position=position,
+        tx_id=int(tx_id),
+        idempotency_key=idempotency_key,
+        correlation_id=correlation_id,
+        occurred_at=occurred_at,
+    )
+
+
+def _json_or_none(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _stamp(state: JobState, recorded_at: datetime) -> JobState:
+    """Replace the APPEND_TIME marker with the time the database recorded."""
+    changes: dict[str, Any] = {
+        name: recorded_at for name in TIMESTAMP_FIELDS if getattr(state, name) == APPEND_TIME
+    }
+    return state._replace(**changes)
