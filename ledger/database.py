@@ -4,6 +4,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -42,6 +43,18 @@ def create_ledger_engine(url: str, settings: Settings | None = None) -> Engine:
         pool_pre_ping=True,
         connect_args={"options": options, "application_name": "jobledger"},
     )
+
+
+@contextmanager
+def driver_connection(engine: Engine) -> Iterator[psycopg.Connection[Any]]:
+    """A plain psycopg connection from the engine's pool, for COPY and server-side cursors."""
+    pooled = engine.raw_connection()
+    try:
+        conn = pooled.driver_connection
+        assert isinstance(conn, psycopg.Connection)
+        yield conn
+    finally:
+        pooled.close()
 
 
 @contextmanager

@@ -48,11 +48,14 @@ metadata = MetaData(
     }
 )
 
+JOB_ID = Text(collation="C")
+"""Job ids sort bytewise, as Python sorts them: replays merge streams on them."""
+
 job_events = Table(
     "job_events",
     metadata,
     Column("position", BigInteger, Identity(always=True), primary_key=True),
-    Column("job_id", Text, nullable=False),
+    Column("job_id", JOB_ID, nullable=False),
     Column("seq", Integer, nullable=False),
     Column("type", Text, nullable=False),
     Column("payload", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
@@ -86,7 +89,7 @@ _STATUS_VALUES = ", ".join(f"'{status.value}'" for status in JobStatus)
 job_status = Table(
     "job_status",
     metadata,
-    Column("job_id", Text, primary_key=True),
+    Column("job_id", JOB_ID, primary_key=True),
     Column("status", Text, nullable=False),
     Column("version", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),

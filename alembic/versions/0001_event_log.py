@@ -19,6 +19,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 TIMESTAMP = sa.DateTime(timezone=True)
+JOB_ID = sa.Text(collation="C")
 STATUSES = "'pending', 'queued', 'running', 'paused', 'completed', 'failed', 'cancelled'"
 
 
@@ -26,7 +27,7 @@ def upgrade() -> None:
     op.create_table(
         "job_events",
         sa.Column("position", sa.BigInteger, sa.Identity(always=True), nullable=False),
-        sa.Column("job_id", sa.Text, nullable=False),
+        sa.Column("job_id", JOB_ID, nullable=False),
         sa.Column("seq", sa.Integer, nullable=False),
         sa.Column("type", sa.Text, nullable=False),
         sa.Column(
@@ -64,7 +65,7 @@ def upgrade() -> None:
 
     op.create_table(
         "job_status",
-        sa.Column("job_id", sa.Text, nullable=False),
+        sa.Column("job_id", JOB_ID, nullable=False),
         sa.Column("status", sa.Text, nullable=False),
         sa.Column("version", sa.Integer, nullable=False),
         sa.Column("created_at", TIMESTAMP, nullable=False),

@@ -1,0 +1,1 @@
+"""The ways into JobLedger: the command line and (later) HTTP."""

@@ -1,0 +1,216 @@
+"""`jobledger`: the command line."""
+
+import argparse
+import json
+import logging
+import os
+import socket
+import sys
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import psutil
+
+from api.bootstrap import open_ledger
+from api.tables import render_history, render_table
+from ledger.commands import (
+    CompleteJob,
+    PauseJob,
+    RegisterJob,
+    ResumeJob,
+    SaveCheckpoint,
+    StartJob,
+    SubmitJob,
+    WorkerIdentity,
+)
+from ledger.database import create_ledger_engine, database_url
+from ledger.errors import JobNotFound, LedgerError
+from ledger.migrate import upgrade_database
+from ledger.roles import create_service_role
+from ledger.settings import Settings
+from ledger.statuses import JobStatus
+from projections.history import transitions
+from projections.rebuild import rebuild_current_status
+from projections.verify import verify_current_status
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 3
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    settings = Settings.from_env()
+    try:
+        result: int = args.handler(settings, args)
+    except JobNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    except LedgerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jobledger", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo", help="record one job's whole lifecycle and print its history"
+    )
+    demo.set_defaults(handler=run_demo)
+
+    migrate = commands.add_parser("migrate", help="bring the database schema up to date")
+    migrate.set_defaults(handler=run_migrate)
+
+    history = commands.add_parser("history", help="a job's transitions: when, from -> to, who, why")
+    history.add_argument("job_id")
+    history.add_argument("--json", action="store_true", help="print JSON")
+    history.set_defaults(handler=run_history)
+
+    jobs = commands.add_parser("jobs", help="list jobs")
+    jobs.add_argument("--status", choices=[status.value for status in JobStatus])
+    jobs.add_argument("--limit", type=int, default=100)
+    jobs.add_argument("--json", action="store_true", help="print JSON")
+    jobs.set_defaults(handler=run_jobs)
+
+    projections = commands.add_parser("projections", help="rebuild or verify the read models")
+    actions = projections.add_subparsers(required=True, metavar="ACTION")
+    rebuild = actions.add_parser("rebuild", help="replay the whole log into a fresh projection")
+    rebuild.add_argument("--no-progress", action="store_true")
+    rebuild.set_defaults(handler=run_rebuild)
+    verify = actions.add_parser(
+        "verify", help="compare the projection with a replay; exit 1 on drift"
+    )
+    verify.set_defaults(handler=run_verify)
+
+    role = commands.add_parser(
+        "create-role", help="create a login role with only SELECT and INSERT on the event log"
+    )
+    role.add_argument("name")
+    role.add_argument("--password", help="or set JOBLEDGER_ROLE_PASSWORD")
+    role.set_defaults(handler=run_create_role)
+    return parser
+
+
+def run_demo(settings: Settings, args: argparse.Namespace) -> int:
+    job_id = f"demo-{uuid.uuid4().hex[:8]}"
+    process = psutil.Process()
+    worker = WorkerIdentity(
+        worker_id=f"demo-worker-{os.getpid()}",
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        pid_started_at=process.create_time(),
+    )
+    token = uuid.uuid4().hex
+    with open_ledger(settings) as ledger:
+        run = ledger.service.execute
+        run(job_id, RegisterJob(initial_status=JobStatus.PENDING, spec={"epochs": 2}), actor="demo")
+        run(job_id, SubmitJob(), actor="demo")
+        started = run(job_id, StartJob(worker=worker, run_token=token), actor="demo-worker")
+        attempt = started.state.attempt
+        for step in (1, 2):
+            checkpoint = SaveCheckpoint(
+                attempt=attempt, run_token=token, path=f"/checkpoints/{job_id}/{step}", step=step
+            )
+            run(job_id, checkpoint, actor="demo-worker")
+        run(job_id, PauseJob(attempt=attempt, run_token=token), actor="demo-worker")
+        run(job_id, ResumeJob(attempt=attempt, run_token=token), actor="demo-worker")
+        run(
+            job_id,
+            CompleteJob(attempt=attempt, run_token=token, result={"loss": 0.1}),
+            actor="demo-worker",
+        )
+        print(f"job {job_id}: recorded in the ledger\n")
+        print(render_history(transitions(ledger.store.history(job_id))))
+    return EXIT_OK
+
+
+def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    with database_url(settings) as url:
+        upgrade_database(url)
+    print("schema is current")
+    return EXIT_OK
+
+
+def run_history(settings: Settings, args: argparse.Namespace) -> int:
+    with open_ledger(settings, catch_up=False) as ledger:
+        events = ledger.store.history(args.job_id)
+    if not events:
+        raise JobNotFound(args.job_id)
+    history = transitions(events)
+    if args.json:
+        print(json.dumps([_transition_json(item) for item in history], indent=2, default=str))
+    else:
+        print(render_history(history))
+    return EXIT_OK
+
+
+def run_jobs(settings: Settings, args: argparse.Namespace) -> int:
+    status = JobStatus(args.status) if args.status else None
+    with open_ledger(settings, catch_up=False) as ledger:
+        jobs = ledger.store.jobs(status, limit=args.limit)
+    if args.json:
+        print(json.dumps([state._asdict() for state in jobs], indent=2, default=str))
+        return EXIT_OK
+    rows = [
+        [job.job_id, job.status, str(job.attempt), job.worker_id or "", str(job.updated_at)]
+        for job in jobs
+    ]
+    print(render_table(["job", "status", "attempt", "worker", "updated"], rows))
+    return EXIT_OK
+
+
+def run_rebuild(settings: Settings, args: argparse.Namespace) -> int:
+    with open_ledger(settings, catch_up=False) as ledger:
+        report = rebuild_current_status(ledger.engine, progress=not args.no_progress)
+    rate = report.events / report.seconds if report.seconds else 0.0
+    print(
+        f"rebuilt current_status: {report.events} events, {report.jobs} jobs "
+        f"in {report.seconds:.2f} s ({rate:,.0f} events/s)"
+    )
+    return EXIT_OK
+
+
+def run_verify(settings: Settings, args: argparse.Namespace) -> int:
+    with open_ledger(settings, catch_up=False) as ledger:
+        report = verify_current_status(ledger.engine)
+    for drift in report.drifts:
+        print(drift.describe())
+    if not report.clean:
+        print(f"current_status drifted on {len(report.drifts)} of {report.jobs} jobs")
+        return EXIT_FAILURE
+    print(f"current_status matches the log ({report.jobs} jobs)")
+    return EXIT_OK
+
+
+def run_create_role(settings: Settings, args: argparse.Namespace) -> int:
+    password = args.password or os.environ.get("JOBLEDGER_ROLE_PASSWORD")
+    with database_url(settings) as url:
+        engine = create_ledger_engine(url, settings)
+        try:
+            create_service_role(engine, args.name, password)
+        finally:
+            engine.dispose()
+    print(f"role {args.name}: SELECT and INSERT on job_events, nothing more on the log")
+    return EXIT_OK
+
+
+def _transition_json(item: Any) -> dict[str, Any]:
+    event = item.event
+    return {
+        "seq": event.seq,
+        "type": event.type,
+        "from_status": item.from_status,
+        "to_status": item.to_status,
+        "attempt": event.attempt,
+        "actor": event.actor,
+        "reason": event.reason,
+        "recorded_at": event.recorded_at.isoformat(),
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Replaying the log: stream every job's events from PostgreSQL and fold them with `evolve`."""
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from ledger.events import RecordedEvent, event_from_record
+from ledger.evolve import evolve
+from ledger.state import JobState
+
+BATCH_SIZE = 10_000
+
+EventRow = tuple[str, int, str, dict[str, Any], str | None, int, datetime]
+"""job_id, seq, type, payload, reason, attempt, recorded_at"""
+
+EVENT_ROW_COLUMNS = "job_id, seq, type, payload, reason, attempt, recorded_at"
+
+
+def stream_event_rows(
+    conn: psycopg.Connection[Any], where: str = "TRUE", params: dict[str, Any] | None = None
+) -> Iterator[EventRow]:
+    """Events in (job_id, seq) order through a server-side cursor, in batches.
+
+    Call inside a transaction: the cursor lives as long as it does.
+    """
+    with conn.cursor(name="jobledger_replay") as cursor:
+        cursor.itersize = BATCH_SIZE
+        cursor.execute(
+            f"SELECT {EVENT_ROW_COLUMNS} FROM job_events WHERE {where} ORDER BY job_id, seq",
+            params or {},
+        )
+        while rows := cursor.fetchmany(BATCH_SIZE):
+            yield from rows
+
+
+def fold_states(rows: Iterable[EventRow]) -> Iterator[JobState]:
+    """Fold rows sorted by (job_id, seq) into each job's final state, one job at a time."""
+    state: JobState | None = None
+    for job_id, seq, type_, payload, reason, attempt, recorded_at in rows:
+        if state is not None and state.job_id != job_id:
+            yield state
+            state = None
+        data = event_from_record(type_, payload, reason)
+        state = evolve(state, RecordedEvent(job_id, seq, data, recorded_at, attempt))
+    if state is not None:
+        yield state
+
+
+def apply_rows(state: JobState | None, rows: Iterable[EventRow]) -> JobState | None:
+    """Apply the rows of one job that follow `state`'s version; skip those already applied."""
+    for job_id, seq, type_, payload, reason, attempt, recorded_at in rows:
+        if state is not None and seq <= state.version:
+            continue
+        data = event_from_record(type_, payload, reason)
+        state = evolve(state, RecordedEvent(job_id, seq, data, recorded_at, attempt))
+    return state
