@@ -1,5 +1,7 @@
 """Carrying out commands: load the job, decide, append — with optimistic concurrency."""
 
+import random
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -10,8 +12,11 @@ from ledger.events import RecordedEvent
 from ledger.state import JobState
 from ledger.store import EventStore, IdempotencyKeyTaken
 
-CONFLICT_RETRIES = 3
+CONFLICT_RETRIES = 20
 """How often a command without an expected version is decided again after losing a race."""
+
+BACKOFF_SECONDS = 0.002
+"""Up to this much (times the retry count, jittered) between two tries, so racers spread out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,7 @@ class JobService:
             except VersionConflict:
                 if expected_version is not None or remaining == 0:
                     raise
+                time.sleep(random.uniform(0, BACKOFF_SECONDS) * (CONFLICT_RETRIES - remaining))
                 continue
             return Outcome(appended.state, appended.events)
         raise VersionConflict(job_id, expected_version or 0)  # pragma: no cover

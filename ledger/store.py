@@ -247,7 +247,7 @@ def translate_error(exc: sa_exc.DBAPIError, job_id: str, expected_version: int) 
 
 
 def state_from_row(row: Row[Any]) -> JobState:
-    values = row._tuple()[: len(JOB_STATUS_COLUMNS)]
+    values = tuple(row)[: len(JOB_STATUS_COLUMNS)]
     state = JobState._make(values)
     return state._replace(status=JobStatus(state.status))
 

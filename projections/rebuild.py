@@ -103,6 +103,7 @@ def _swap_in(conn: psycopg.Connection[Any], snapshot_xmin: int) -> int:
 def _apply_late_rows(conn: psycopg.Connection[Any], rows: list[EventRow]) -> None:
     if not rows:
         return
+    conn.execute(f"ALTER TABLE {STAGING_TABLE} ADD PRIMARY KEY (job_id)")
     by_job = {job_id: list(group) for job_id, group in groupby(rows, key=lambda row: row[0])}
     stored = current_status.load_states(conn, list(by_job), STAGING_TABLE)
     changed = [apply_rows(stored.get(job_id), job_rows) for job_id, job_rows in by_job.items()]

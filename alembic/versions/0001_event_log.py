@@ -49,9 +49,9 @@ def upgrade() -> None:
             nullable=False,
             server_default=sa.text("pg_current_xact_id()"),
         ),
-        sa.PrimaryKeyConstraint("position", name="pk_job_events"),
-        sa.UniqueConstraint("job_id", "seq", name="uq_job_events_job_id_seq"),
-        sa.CheckConstraint("seq >= 1", name="ck_job_events_seq_positive"),
+        sa.PrimaryKeyConstraint("position", name=op.f("pk_job_events")),
+        sa.UniqueConstraint("job_id", "seq", name=op.f("uq_job_events_job_id_seq")),
+        sa.CheckConstraint("seq >= 1", name=op.f("ck_job_events_seq_positive")),
     )
     op.create_index("ix_job_events_tx_id_position", "job_events", ["tx_id", "position"])
     op.create_index(
@@ -90,8 +90,8 @@ def upgrade() -> None:
         sa.Column("checkpoint_step", sa.BigInteger),
         sa.Column("resume_from", sa.Text),
         sa.Column("result", postgresql.JSONB),
-        sa.PrimaryKeyConstraint("job_id", name="pk_job_status"),
-        sa.CheckConstraint(f"status IN ({STATUSES})", name="ck_job_status_known_status"),
+        sa.PrimaryKeyConstraint("job_id", name=op.f("pk_job_status")),
+        sa.CheckConstraint(f"status IN ({STATUSES})", name=op.f("ck_job_status_known_status")),
     )
     op.create_index(
         "ix_job_status_status_created_at",
@@ -112,7 +112,7 @@ def upgrade() -> None:
         sa.Column("tx_id", Xid8(), nullable=False),
         sa.Column("position", sa.BigInteger, nullable=False),
         sa.Column("updated_at", TIMESTAMP, nullable=False, server_default=sa.text("now()")),
-        sa.PrimaryKeyConstraint("name", name="pk_projection_checkpoints"),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_projection_checkpoints")),
     )
 
 

@@ -1,0 +1,114 @@
+"""The command line, on the configured database and on the embedded default."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from api.cli import EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_OK, main
+from ledger.statuses import JobStatus
+from tests.conftest import JobFactory
+
+
+@pytest.fixture
+def configured(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("JOBLEDGER_DATABASE_URL", database_url)
+    return database_url
+
+
+def test_history_prints_each_transition_with_actor_and_reason(
+    configured: str, job_factory: JobFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = job_factory(JobStatus.FAILED)
+    assert main(["history", job.job_id]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "queued -> running" in out
+    assert "running -> failed" in out
+    assert "boom" in out
+
+
+def test_history_as_json_lists_the_transitions_in_order(
+    configured: str, job_factory: JobFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = job_factory(JobStatus.CANCELLED)
+    assert main(["history", job.job_id, "--json"]) == EXIT_OK
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["from_status"], r["to_status"]) for r in rows] == [
+        (None, "queued"),
+        ("queued", "running"),
+        ("running", "cancelled"),
+    ]
+
+
+def test_history_of_an_unknown_job_exits_not_found(
+    configured: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["history", "missing-job"]) == EXIT_NOT_FOUND
+    assert "missing-job" in capsys.readouterr().err
+
+
+def test_jobs_filters_by_status(
+    configured: str, job_factory: JobFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    running = job_factory(JobStatus.RUNNING)
+    job_factory(JobStatus.PENDING)
+    assert main(["jobs", "--status", "running", "--json"]) == EXIT_OK
+    assert [j["job_id"] for j in json.loads(capsys.readouterr().out)] == [running.job_id]
+
+
+def test_verify_exits_one_and_prints_the_row_on_drift(
+    configured: str, job_factory: JobFactory, engine: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = job_factory(JobStatus.RUNNING)
+    assert main(["projections", "verify"]) == EXIT_OK
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE job_status SET status = 'queued'"))
+    assert main(["projections", "verify"]) == EXIT_FAILURE
+    assert f"{job.job_id}: status stored=" in capsys.readouterr().out
+
+    assert main(["projections", "rebuild", "--no-progress"]) == EXIT_OK
+    assert main(["projections", "verify"]) == EXIT_OK
+
+
+def test_a_schema_behind_the_code_is_refused_with_the_command_to_run(
+    configured: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from alembic import command
+
+    from ledger.migrate import alembic_config
+
+    command.downgrade(alembic_config(configured), "base")
+    assert main(["jobs"]) == EXIT_FAILURE
+    assert "jobledger migrate" in capsys.readouterr().err
+    assert main(["migrate"]) == EXIT_OK
+
+
+@pytest.mark.slow
+def test_demo_runs_on_the_embedded_default_with_no_database_configured(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBLEDGER_")}
+    env["JOBLEDGER_DATA_DIR"] = str(tmp_path / "pgdata")
+    first = subprocess.run(
+        [sys.executable, "-m", "api.cli", "demo"],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert first.returncode == 0, first.stderr
+    assert "running -> completed" in first.stdout
+    assert (tmp_path / "pgdata" / "PG_VERSION").read_text().strip() == "18"
+
+    job_id = first.stdout.split()[1].rstrip(":")
+    second = subprocess.run(
+        [sys.executable, "-m", "api.cli", "history", job_id],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert second.returncode == 0, second.stderr
+    assert "paused -> running" in second.stdout, "the second run reads the same ledger"

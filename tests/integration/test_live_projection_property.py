@@ -1,0 +1,114 @@
+"""Property: for any sequence of commands, the live projection equals the replayed state,
+and every refused command appended nothing."""
+
+import uuid
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine
+
+from ledger.commands import (
+    CancelJob,
+    CompleteJob,
+    FailJob,
+    ForceStart,
+    JobCommand,
+    MarkFailed,
+    PauseJob,
+    RegisterJob,
+    RequeueJob,
+    ResumeJob,
+    SaveCheckpoint,
+    StartJob,
+    SubmitJob,
+)
+from ledger.errors import LedgerError
+from ledger.evolve import evolve
+from ledger.service import JobService
+from ledger.state import JobState
+from ledger.statuses import JobStatus
+from ledger.store import EventStore
+from projections.verify import verify_current_status
+from tests.conftest import WORKER
+
+JOBS = 3
+
+
+def command_for(kind: str, attempt: int, token: str, n: int) -> JobCommand:
+    commands: dict[str, JobCommand] = {
+        "register_pending": RegisterJob(initial_status=JobStatus.PENDING, spec={"n": n}),
+        "register_queued": RegisterJob(priority=n),
+        "submit": SubmitJob(),
+        "start": StartJob(worker=WORKER, run_token=f"token-{n}"),
+        "pause": PauseJob(attempt=attempt, run_token=token),
+        "resume": ResumeJob(attempt=attempt, run_token=token),
+        "checkpoint": SaveCheckpoint(path=f"/ck/{n}", step=n, attempt=attempt, run_token=token),
+        "complete": CompleteJob(result={"n": n}, attempt=attempt, run_token=token),
+        "fail": FailJob(reason=f"error {n}", attempt=attempt, run_token=token),
+        "cancel": CancelJob(reason="stop"),
+        "force_start": ForceStart(reason="stuck"),
+        "force_start_dead": ForceStart(reason="dead", run_is_dead=True),
+        "mark_failed": MarkFailed(reason="operator"),
+        "requeue": RequeueJob(),
+    }
+    return commands[kind]
+
+
+steps = st.lists(
+    st.tuples(
+        st.integers(0, JOBS - 1),
+        st.sampled_from(
+            [
+                "register_pending",
+                "register_queued",
+                "submit",
+                "start",
+                "pause",
+                "resume",
+                "checkpoint",
+                "complete",
+                "fail",
+                "cancel",
+                "force_start",
+                "force_start_dead",
+                "mark_failed",
+                "requeue",
+            ]
+        ),
+        st.booleans(),  # use the job's current run token (else a stale one)
+    ),
+    max_size=30,
+)
+
+
+def replay(store: EventStore, job_id: str) -> JobState | None:
+    state = None
+    for event in store.history(job_id):
+        state = evolve(state, event)
+    return state
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps=steps)
+def test_the_live_projection_always_equals_the_replay(
+    steps: list[tuple[int, str, bool]], service: JobService, store: EventStore, engine: Engine
+) -> None:
+    prefix = uuid.uuid4().hex[:8]
+    job_ids = [f"{prefix}-{index}" for index in range(JOBS)]
+    for n, (index, kind, current_token) in enumerate(steps):
+        job_id = job_ids[index]
+        state = store.load(job_id)
+        attempt = state.attempt if state else 0
+        token = (state.run_token or "none") if state and current_token else "stale"
+        before = len(store.history(job_id))
+        try:
+            outcome = service.execute(job_id, command_for(kind, attempt, token, n), actor="p")
+        except LedgerError:
+            assert len(store.history(job_id)) == before, f"refused {kind} appended events"
+            continue
+        assert len(store.history(job_id)) == before + len(outcome.events)
+    for job_id in job_ids:
+        assert store.load(job_id) == replay(store, job_id)
+    assert verify_current_status(engine).clean
