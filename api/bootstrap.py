@@ -4,25 +4,63 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import Engine
 
 from ledger.database import create_ledger_engine, database_url
 from ledger.migrate import check_schema_current, upgrade_database
+from ledger.queue import JobQueue
 from ledger.service import JobService
 from ledger.settings import Settings
 from ledger.store import EventStore
 from projections.catchup import CatchUpReport, catch_up_current_status
+from projections.health import HealthCheck
+from projections.operations import Operations
+from projections.reconciler import Reconciler, ReconcilerPolicy
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class Ledger:
+    """Everything an entry point works with, wired from one `Settings`."""
+
+    url: str
+    settings: Settings
     engine: Engine
     store: EventStore
     service: JobService
+    queue: JobQueue
+    health: HealthCheck
+    reconciler: Reconciler
+    operations: Operations
     catch_up: CatchUpReport | None
+
+
+def wire_ledger(
+    url: str, engine: Engine, settings: Settings, catch_up: CatchUpReport | None = None
+) -> Ledger:
+    store = EventStore(engine)
+    service = JobService(store)
+    health = HealthCheck(
+        engine,
+        lease_seconds=settings.lease_seconds,
+        stale_pending_after=timedelta(minutes=settings.stale_pending_minutes),
+    )
+    policy = ReconcilerPolicy(auto_start_pending=settings.auto_start_pending)
+    return Ledger(
+        url=url,
+        settings=settings,
+        engine=engine,
+        store=store,
+        service=service,
+        queue=JobQueue(store, lease_seconds=settings.lease_seconds),
+        health=health,
+        reconciler=Reconciler(service, health, policy),
+        operations=Operations(service, store, health),
+        catch_up=catch_up,
+    )
 
 
 @contextmanager
@@ -41,7 +79,6 @@ def open_ledger(
         try:
             check_schema_current(engine)
             report = catch_up_current_status(engine, progress=progress) if catch_up else None
-            store = EventStore(engine)
-            yield Ledger(engine, store, JobService(store), report)
+            yield wire_ledger(url, engine, settings, report)
         finally:
             engine.dispose()

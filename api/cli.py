@@ -1,23 +1,31 @@
 """`jobledger`: the command line."""
 
 import argparse
+import getpass
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import psutil
 
 from api.bootstrap import open_ledger
-from api.tables import render_history, render_table
+from api.tables import render_health, render_history, render_table
+from api.views import health_json, job_json, reconcile_json
 from ledger.commands import (
+    CancelJob,
     CompleteJob,
+    JobCommand,
+    MarkFailed,
     PauseJob,
     RegisterJob,
+    RequeueJob,
     ResumeJob,
     SaveCheckpoint,
     StartJob,
@@ -31,6 +39,8 @@ from ledger.roles import create_service_role
 from ledger.settings import Settings
 from ledger.statuses import JobStatus
 from projections.history import transitions
+from projections.leader import LeaderLock
+from projections.monitor import HealthMonitor, MonitorTiming
 from projections.rebuild import rebuild_current_status
 from projections.verify import verify_current_status
 
@@ -85,6 +95,40 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", help="compare the projection with a replay; exit 1 on drift"
     )
     verify.set_defaults(handler=run_verify)
+
+    health = commands.add_parser(
+        "health", help="orphaned runs, stale pending jobs, queue depth; exit 1 when unhealthy"
+    )
+    health.add_argument("--json", action="store_true", help="print JSON")
+    health.set_defaults(handler=run_health)
+
+    reconcile = commands.add_parser(
+        "reconcile", help="fail orphaned runs and stale pending jobs (one pass)"
+    )
+    reconcile.add_argument("--dry-run", action="store_true", help="report, change nothing")
+    reconcile.add_argument(
+        "--max-age-minutes", type=float, help="pending longer than this is stale"
+    )
+    reconcile.add_argument("--json", action="store_true", help="print JSON")
+    reconcile.set_defaults(handler=run_reconcile)
+
+    monitor = commands.add_parser(
+        "monitor", help="run the health monitor: a pass now, then every interval on the leader"
+    )
+    monitor.set_defaults(handler=run_monitor)
+
+    for name, help_text in (
+        ("force-start", "queue a stuck job (a running one only when orphaned)"),
+        ("mark-failed", "declare a job failed (needs --reason)"),
+        ("cancel", "cancel a job"),
+        ("requeue", "send a failed or cancelled job back to the queue"),
+    ):
+        operator = commands.add_parser(name, help=help_text)
+        operator.add_argument("job_id")
+        operator.add_argument("--reason", required=name == "mark-failed")
+        operator.add_argument("--expected-version", type=int)
+        operator.add_argument("--json", action="store_true", help="print JSON")
+        operator.set_defaults(handler=run_operator_command, operation=name)
 
     role = commands.add_parser(
         "create-role", help="create a login role with only SELECT and INSERT on the event log"
@@ -184,6 +228,86 @@ def run_verify(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     print(f"current_status matches the log ({report.jobs} jobs)")
     return EXIT_OK
+
+
+def run_health(settings: Settings, args: argparse.Namespace) -> int:
+    with open_ledger(settings, catch_up=False) as ledger:
+        report = ledger.health.check()
+    if args.json:
+        print(json.dumps(health_json(report), indent=2))
+    else:
+        print(render_health(report))
+    return EXIT_OK if report.healthy else EXIT_FAILURE
+
+
+def run_reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    stale_after = None if args.max_age_minutes is None else timedelta(minutes=args.max_age_minutes)
+    with open_ledger(settings) as ledger:
+        report = ledger.reconciler.run_once(dry_run=args.dry_run, stale_pending_after=stale_after)
+    if args.json:
+        print(json.dumps(reconcile_json(report), indent=2))
+        return EXIT_OK
+    verb = "would" if args.dry_run else "did"
+    for action in report.actions:
+        state = f"skipped: {action.skipped}" if action.skipped else verb
+        print(f"{action.job_id}: {action.action} ({action.reason}) [{state}]")
+    print(f"{len(report.actions)} action(s){' (dry run)' if args.dry_run else ''}")
+    return EXIT_OK
+
+
+def run_monitor(settings: Settings, args: argparse.Namespace) -> int:
+    with open_ledger(settings) as ledger:
+        monitor = HealthMonitor(
+            ledger.reconciler,
+            LeaderLock(ledger.url),
+            MonitorTiming(
+                interval_s=settings.reconcile_interval_s,
+                poll_s=min(settings.lease_seconds, settings.reconcile_interval_s),
+            ),
+            on_pass=lambda report: print(
+                f"pass: {len(report.of('mark_failed'))} failed, "
+                f"{len(report.of('requeue'))} requeued",
+                flush=True,
+            ),
+            on_leadership=lambda leading: print("leader" if leading else "follower", flush=True),
+        )
+        monitor.recover()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: monitor.stop.set())
+        monitor.run()
+    return EXIT_OK
+
+
+def run_operator_command(settings: Settings, args: argparse.Namespace) -> int:
+    actor = os.environ.get("JOBLEDGER_ACTOR") or f"cli:{getpass.getuser()}"
+    expected = args.expected_version
+    position = None
+    with open_ledger(settings, catch_up=False) as ledger:
+        if args.operation == "force-start":
+            started = ledger.operations.force_start(
+                args.job_id, actor=actor, reason=args.reason, expected_version=expected
+            )
+            outcome, position = started.outcome, started.queue_position
+        else:
+            command = _operator_command(args.operation, args.reason)
+            outcome = ledger.service.execute(
+                args.job_id, command, actor=actor, expected_version=expected
+            )
+            position = ledger.store.queue_position(args.job_id)
+    if args.json:
+        print(json.dumps(job_json(outcome.state, position), indent=2))
+    else:
+        where = f", queue position {position}" if position else ""
+        print(f"{args.job_id}: {outcome.state.status}{where}")
+    return EXIT_OK
+
+
+def _operator_command(operation: str, reason: str | None) -> JobCommand:
+    if operation == "mark-failed":
+        return MarkFailed(reason=reason or "")
+    if operation == "cancel":
+        return CancelJob(reason=reason)
+    return RequeueJob(reason=reason)
 
 
 def run_create_role(settings: Settings, args: argparse.Namespace) -> int:

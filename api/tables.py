@@ -3,6 +3,7 @@
 from collections.abc import Sequence
 from datetime import datetime
 
+from projections.health import HealthReport
 from projections.history import Transition
 
 
@@ -36,3 +37,34 @@ def render_history(history: Sequence[Transition]) -> str:
 
 def _when(moment: datetime) -> str:
     return moment.isoformat(sep=" ", timespec="milliseconds")
+
+
+def render_health(report: HealthReport) -> str:
+    lines = [
+        f"healthy: {'yes' if report.healthy else 'no'}  (checked {_when(report.checked_at)})",
+        f"running: {report.total_running} in the ledger, {report.total_running_alive} alive",
+        f"queue: {report.queue_depth} job(s)"
+        + (
+            f", oldest waiting {report.oldest_queued_age_s:.0f} s"
+            if report.oldest_queued_age_s is not None
+            else ""
+        ),
+    ]
+    if report.orphaned:
+        rows = [
+            [
+                orphan.job_id,
+                str(orphan.attempt),
+                orphan.worker.worker_id or "",
+                f"{orphan.worker.host}:{orphan.worker.pid}",
+                _when(orphan.last_heartbeat_at) if orphan.last_heartbeat_at else "never",
+                str(orphan.reason),
+            ]
+            for orphan in report.orphaned
+        ]
+        headers = ["orphaned job", "attempt", "worker", "host:pid", "last heartbeat", "reason"]
+        lines += ["", render_table(headers, rows)]
+    if report.stale_pending:
+        rows = [[stale.job_id, _when(stale.pending_since)] for stale in report.stale_pending]
+        lines += ["", render_table(["stale pending job", "pending since"], rows)]
+    return "\n".join(lines)

@@ -5,7 +5,7 @@ from sqlalchemy import TextClause, text
 from ledger.schema import JOB_STATUS_COLUMNS
 from ledger.state import TIMESTAMP_FIELDS
 
-_STATUS_SELECT = ", ".join(f"s.{column}" for column in JOB_STATUS_COLUMNS)
+STATUS_SELECT = ", ".join(f"s.{column}" for column in JOB_STATUS_COLUMNS)
 EVENT_SELECT = (
     "e.position, e.job_id, e.seq, e.type, e.payload, e.actor, e.reason, e.attempt, "
     "e.idempotency_key, e.correlation_id, e.occurred_at, e.recorded_at, e.tx_id::text"
@@ -23,11 +23,11 @@ def _projected_value(column: str) -> str:
     return f":{column}"
 
 
-LOAD_STATE: TextClause = text(f"SELECT {_STATUS_SELECT} FROM job_status s WHERE s.job_id = :job_id")
+LOAD_STATE: TextClause = text(f"SELECT {STATUS_SELECT} FROM job_status s WHERE s.job_id = :job_id")
 
 LOAD_STATE_AND_KEY: TextClause = text(
     f"""
-    SELECT {_STATUS_SELECT}, k.tx_id::text AS key_tx_id
+    SELECT {STATUS_SELECT}, k.tx_id::text AS key_tx_id
     FROM (SELECT 1) AS one
     LEFT JOIN job_status s ON s.job_id = :job_id
     LEFT JOIN job_events k ON k.job_id = :job_id AND k.idempotency_key = :idempotency_key
@@ -91,7 +91,7 @@ commits late is never skipped."""
 
 JOBS_BY_STATUS: TextClause = text(
     f"""
-    SELECT {_STATUS_SELECT} FROM job_status s
+    SELECT {STATUS_SELECT} FROM job_status s
     WHERE (CAST(:status AS text) IS NULL OR s.status = :status)
       AND s.job_id > :after_job_id
     ORDER BY s.job_id

@@ -8,14 +8,16 @@ from sqlalchemy import Engine
 
 from ledger.database import driver_connection
 
-PROJECTION_TABLES = ("job_status", "projection_checkpoints")
+DERIVED_TABLES = ("job_status", "projection_checkpoints", "job_leases")
+"""Projections and leases: derived or liveness data the service rewrites freely."""
 
 
 def create_service_role(engine: Engine, name: str, password: str | None = None) -> None:
     """Create (or re-grant) a login role that can read and append to the log, never change it.
 
     On `job_events` it gets SELECT and INSERT only. The projection tables are
-    derived data it rebuilds, so it may write them.
+    derived data it rebuilds, and leases are updated in place, so it may
+    write those.
     """
     role = sql.Identifier(name)
     with driver_connection(engine) as conn, conn.transaction():
@@ -32,7 +34,7 @@ def create_service_role(engine: Engine, name: str, password: str | None = None) 
             sql.SQL("GRANT SELECT, INSERT ON job_events TO {}").format(role),
             sql.SQL("GRANT SELECT ON alembic_version TO {}").format(role),
         ]
-        for table in PROJECTION_TABLES:
+        for table in DERIVED_TABLES:
             statements.append(
                 sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON {} TO {}").format(
                     sql.Identifier(table), role

@@ -116,6 +116,7 @@ job_status = Table(
     Column("result", JSONB),
     CheckConstraint(f"status IN ({_STATUS_VALUES})", name="known_status"),
     Index("ix_job_status_status_created_at", "status", "created_at", "job_id"),
+    Index("ix_job_status_status_status_changed_at", "status", "status_changed_at"),
     Index(
         "ix_job_status_queue",
         text("priority DESC"),
@@ -124,6 +125,27 @@ job_status = Table(
         postgresql_where=text("status = 'queued'"),
     ),
 )
+
+job_leases = Table(
+    "job_leases",
+    metadata,
+    Column("job_id", JOB_ID, primary_key=True),
+    Column("attempt", Integer, nullable=False),
+    Column("run_token", Text, nullable=False),
+    Column("worker_id", Text, nullable=False),
+    Column("host", Text, nullable=False),
+    Column("boot_id", Text),
+    Column("pid", Integer),
+    Column("pid_started_at", Double),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("heartbeat_at", DateTime(timezone=True)),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+"""Liveness of running attempts: one row per job, updated in place by heartbeats.
+
+Not part of the log (heartbeats would bloat it) and not needed to rebuild
+anything: a lease only says whether the worker of the current attempt is
+still alive. `heartbeat_at` is NULL until the first heartbeat."""
 
 projection_checkpoints = Table(
     "projection_checkpoints",

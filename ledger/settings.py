@@ -22,6 +22,10 @@ class Settings:
     pool_size: int = 10
     idle_in_transaction_timeout_ms: int = 30_000
     statement_timeout_ms: int = 0
+    lease_seconds: float = 90.0
+    stale_pending_minutes: float = 10.0
+    reconcile_interval_s: float = 300.0
+    auto_start_pending: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":

@@ -100,11 +100,14 @@ class EventStore:
         idempotency_key: str | None = None,
         correlation_id: str | None = None,
         occurred_at: datetime | None = None,
+        connection: Connection | None = None,
     ) -> Appended:
         """Append `events` after `state` (the version the decision was made on).
 
         Raises `VersionConflict` (or `DuplicateJob` for a new job) when another
-        writer appended first; nothing is written then.
+        writer appended first; nothing is written then. With `connection`, the
+        append joins that connection's transaction; otherwise it is a
+        transaction of its own.
         """
         if not events:
             raise ValueError("nothing to append")
@@ -133,11 +136,12 @@ class EventStore:
             reasons=[reason for _, _, reason in records],
             attempts=[event.attempt for event in pending],
         )
-        with (
-            self._translate(job_id, expected_version),
-            self._autocommit.connect() as conn,
-        ):
-            rows = conn.execute(APPEND_EVENTS, params).all()
+        with self._translate(job_id, expected_version):
+            if connection is not None:
+                rows = connection.execute(APPEND_EVENTS, params).all()
+            else:
+                with self._autocommit.connect() as conn:
+                    rows = conn.execute(APPEND_EVENTS, params).all()
         recorded_at = rows[0].recorded_at
         recorded = [
             event._replace(
@@ -213,9 +217,9 @@ class EventStore:
         return None if value is None else int(value)
 
     @contextmanager
-    def connection(self) -> Iterator[Connection]:
+    def transaction(self, job_id: str = "") -> Iterator[Connection]:
         """A connection in a transaction, with driver errors translated."""
-        with self._translate(), self.engine.begin() as conn:
+        with self._translate(job_id), self.engine.begin() as conn:
             yield conn
 
     @contextmanager

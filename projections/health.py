@@ -1,0 +1,177 @@
+"""The health view: a pure, derived read of running, pending and queued jobs.
+
+It reads only indexed slices of the current-status projection (active runs,
+pending jobs older than the threshold, the queue) and the leases; never the
+whole job table or the log. Ages use the database clock.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+
+from ledger.host import LocalHost, ProcessFate
+
+DEFAULT_LEASE_SECONDS = 90.0
+DEFAULT_STALE_PENDING_AFTER = timedelta(minutes=10)
+
+
+class OrphanReason(StrEnum):
+    LEASE_EXPIRED = "lease_expired"
+    PROCESS_GONE = "process_gone"
+    PID_REUSED = "pid_reused"
+    HOST_REBOOTED = "host_rebooted"
+
+
+@dataclass(frozen=True, slots=True)
+class RunWorker:
+    worker_id: str | None
+    host: str | None
+    pid: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class OrphanedRun:
+    job_id: str
+    attempt: int
+    version: int
+    worker: RunWorker
+    last_heartbeat_at: datetime | None
+    reason: OrphanReason
+    auto_retry: bool
+    max_attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class StalePending:
+    job_id: str
+    pending_since: datetime
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    orphaned: list[OrphanedRun]
+    stale_pending: list[StalePending]
+    queue_depth: int
+    oldest_queued_age_s: float | None
+    total_running: int
+    total_running_alive: int
+    checked_at: datetime
+    alive_job_ids: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.orphaned and not self.stale_pending
+
+
+ACTIVE_RUNS = text(
+    """
+    SELECT s.job_id, s.status, s.version, s.attempt, s.auto_retry, s.max_attempts,
+           s.worker_id, s.worker_host, s.worker_pid, s.worker_pid_started_at, s.worker_boot_id,
+           l.heartbeat_at,
+           COALESCE(l.expires_at, s.started_at + make_interval(secs => :lease_seconds))
+               < now() AS lease_expired
+    FROM job_status s
+    LEFT JOIN job_leases l ON l.job_id = s.job_id AND l.attempt = s.attempt
+    WHERE s.status IN ('running', 'paused')
+      AND (CAST(:job_id AS text) IS NULL OR s.job_id = :job_id)
+    """
+)
+
+STALE_PENDING = text(
+    """
+    SELECT s.job_id, s.status_changed_at, s.version FROM job_status s
+    WHERE s.status = 'pending'
+      AND s.status_changed_at < now() - make_interval(secs => :stale_seconds)
+      AND (CAST(:job_id AS text) IS NULL OR s.job_id = :job_id)
+    ORDER BY s.status_changed_at
+    """
+)
+
+QUEUE_SUMMARY = text(
+    """
+    SELECT count(*), EXTRACT(EPOCH FROM now() - min(queued_at))::float8, now()
+    FROM job_status WHERE status = 'queued'
+    """
+)
+
+
+class HealthCheck:
+    """Computes the health view; `job_id` narrows it to one job."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        local: LocalHost | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        stale_pending_after: timedelta = DEFAULT_STALE_PENDING_AFTER,
+    ) -> None:
+        self.engine = engine.execution_options(isolation_level="REPEATABLE READ")
+        self.local = local or LocalHost.detect()
+        self.lease_seconds = lease_seconds
+        self.stale_pending_after = stale_pending_after
+
+    def check(
+        self, *, stale_pending_after: timedelta | None = None, job_id: str | None = None
+    ) -> HealthReport:
+        stale_after = stale_pending_after or self.stale_pending_after
+        with self.engine.connect() as conn:
+            depth, oldest_age, checked_at = conn.execute(QUEUE_SUMMARY).one()
+            runs = conn.execute(
+                ACTIVE_RUNS, {"lease_seconds": self.lease_seconds, "job_id": job_id}
+            ).all()
+            pending = _stale_pending(conn, stale_after, job_id)
+        orphaned = [orphan for row in runs if (orphan := self._judge(row)) is not None]
+        dead = {orphan.job_id for orphan in orphaned}
+        running = [row for row in runs if row.status == "running"]
+        alive = frozenset(row.job_id for row in runs if row.job_id not in dead)
+        return HealthReport(
+            orphaned=orphaned,
+            stale_pending=pending,
+            queue_depth=int(depth),
+            oldest_queued_age_s=oldest_age,
+            total_running=len(running),
+            total_running_alive=sum(1 for row in running if row.job_id in alive),
+            checked_at=checked_at,
+            alive_job_ids=alive,
+        )
+
+    def _judge(self, row: Any) -> OrphanedRun | None:
+        """Orphaned when the process is gone (for a run on this host), or the lease expired.
+
+        A run on this host that never heartbeated is judged by its process alone.
+        """
+        reason: OrphanReason | None = None
+        local = self.local.runs_here(row.worker_host)
+        if local:
+            fate = self.local.fate(row.worker_pid, row.worker_pid_started_at, row.worker_boot_id)
+            if fate is not ProcessFate.ALIVE:
+                reason = OrphanReason(fate.value)
+        if reason is None and row.lease_expired and (row.heartbeat_at is not None or not local):
+            reason = OrphanReason.LEASE_EXPIRED
+        if reason is None:
+            return None
+        return OrphanedRun(
+            job_id=row.job_id,
+            attempt=row.attempt,
+            version=row.version,
+            worker=RunWorker(row.worker_id, row.worker_host, row.worker_pid),
+            last_heartbeat_at=row.heartbeat_at,
+            reason=reason,
+            auto_retry=row.auto_retry,
+            max_attempts=row.max_attempts,
+        )
+
+
+def _stale_pending(
+    conn: Connection, stale_after: timedelta, job_id: str | None
+) -> list[StalePending]:
+    params = {"stale_seconds": stale_after.total_seconds(), "job_id": job_id}
+    return [
+        StalePending(row.job_id, row.status_changed_at, row.version)
+        for row in conn.execute(STALE_PENDING, params)
+    ]
