@@ -44,4 +44,13 @@ class Settings:
                 read("IDLE_IN_TRANSACTION_TIMEOUT_MS") or defaults.idle_in_transaction_timeout_ms
             ),
             statement_timeout_ms=int(read("STATEMENT_TIMEOUT_MS") or defaults.statement_timeout_ms),
+            lease_seconds=float(read("LEASE_SECONDS") or defaults.lease_seconds),
+            stale_pending_minutes=float(
+                read("STALE_PENDING_MINUTES") or defaults.stale_pending_minutes
+            ),
+            reconcile_interval_s=float(
+                read("RECONCILE_INTERVAL_S") or defaults.reconcile_interval_s
+            ),
+            auto_start_pending=(read("AUTO_START_PENDING") or "false").lower()
+            in ("1", "true", "yes", "on"),
         )

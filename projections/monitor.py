@@ -45,7 +45,7 @@ class HealthMonitor:
 
     def run(self) -> None:
         """Loop until `stop` is set: lead when possible, reconcile every interval while leading."""
-        leading = False
+        leading: bool | None = None  # unknown until the first try
         next_pass = 0.0
         clock = 0.0
         try:

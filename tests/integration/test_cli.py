@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from api.cli import EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_OK, main
+from ledger.database import create_ledger_engine
 from ledger.statuses import JobStatus
 from tests.conftest import JobFactory
 
@@ -112,3 +113,54 @@ def test_demo_runs_on_the_embedded_default_with_no_database_configured(tmp_path:
     )
     assert second.returncode == 0, second.stderr
     assert "paused -> running" in second.stdout, "the second run reads the same ledger"
+
+
+def test_health_exits_one_and_names_the_orphan_when_a_run_died(
+    configured: str, job_factory: JobFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ledger.host import process_identity
+    from ledger.queue import JobQueue
+    from ledger.store import EventStore
+    from tests.integration.recovery_helpers import training_process
+
+    job = job_factory()
+    engine = create_ledger_engine(configured)
+    with training_process() as child:
+        JobQueue(EventStore(engine)).claim(process_identity("t", child.pid), actor="t")
+        assert main(["health"]) == EXIT_OK
+        child.kill()
+        child.wait()
+    engine.dispose()
+    capsys.readouterr()
+
+    assert main(["health", "--json"]) == EXIT_FAILURE
+    report = json.loads(capsys.readouterr().out)
+    assert [o["job_id"] for o in report["orphaned_jobs"]] == [job.job_id]
+    assert report["orphaned_jobs"][0]["reason"] == "process_gone"
+
+    assert main(["reconcile", "--dry-run", "--json"]) == EXIT_OK
+    planned = json.loads(capsys.readouterr().out)
+    assert planned["dry_run"] and planned["actions"][0]["applied"] is False
+    assert main(["reconcile"]) == EXIT_OK
+    assert f"{job.job_id}: mark_failed" in capsys.readouterr().out
+    assert main(["health"]) == EXIT_OK
+
+
+def test_operator_commands_record_the_reason_and_print_the_new_status(
+    configured: str, job_factory: JobFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pending = job_factory(JobStatus.PENDING)
+    assert main(["force-start", pending.job_id, "--json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["queue_position"] == 1
+
+    assert main(["mark-failed", pending.job_id, "--reason", "bad spec"]) == EXIT_OK
+    assert f"{pending.job_id}: failed" in capsys.readouterr().out
+    assert main(["requeue", pending.job_id]) == EXIT_OK
+    assert main(["cancel", pending.job_id, "--reason", "duplicate"]) == EXIT_OK
+    assert main(["cancel", pending.job_id]) == EXIT_FAILURE
+    assert "allowed from cancelled: force_start, requeue" in capsys.readouterr().err
+
+    assert main(["history", pending.job_id, "--json"]) == EXIT_OK
+    history = json.loads(capsys.readouterr().out)
+    assert [h["reason"] for h in history][-3:] == ["bad spec", None, "duplicate"]
+    assert history[-1]["actor"].startswith("cli:")

@@ -1,0 +1,34 @@
+from pathlib import Path
+
+from ledger.settings import Settings
+
+
+def test_every_setting_is_read_from_its_environment_variable() -> None:
+    settings = Settings.from_env(
+        {
+            "JOBLEDGER_DATABASE_URL": "postgresql://u@h/db",
+            "JOBLEDGER_DATA_DIR": "/tmp/somewhere",
+            "JOBLEDGER_POOL_SIZE": "3",
+            "JOBLEDGER_IDLE_IN_TRANSACTION_TIMEOUT_MS": "1234",
+            "JOBLEDGER_STATEMENT_TIMEOUT_MS": "99",
+            "JOBLEDGER_LEASE_SECONDS": "4.5",
+            "JOBLEDGER_STALE_PENDING_MINUTES": "2",
+            "JOBLEDGER_RECONCILE_INTERVAL_S": "7",
+            "JOBLEDGER_AUTO_START_PENDING": "true",
+        }
+    )
+    assert settings == Settings(
+        database_url="postgresql://u@h/db",
+        data_dir=Path("/tmp/somewhere"),
+        pool_size=3,
+        idle_in_transaction_timeout_ms=1234,
+        statement_timeout_ms=99,
+        lease_seconds=4.5,
+        stale_pending_minutes=2.0,
+        reconcile_interval_s=7.0,
+        auto_start_pending=True,
+    )
+
+
+def test_unset_and_empty_variables_keep_the_defaults() -> None:
+    assert Settings.from_env({"JOBLEDGER_DATABASE_URL": ""}) == Settings()
