@@ -71,6 +71,8 @@ def _decide_allowed(state: JobState, command: JobCommand, name: str) -> list[Job
         case SubmitJob():
             return [JobSubmitted()]
         case StartJob(worker=worker, run_token=run_token):
+            if not run_token:
+                raise InvalidCommand("a start needs a run token")
             return [
                 JobStarted(
                     run_token=run_token,
@@ -116,7 +118,8 @@ def _force_start(state: JobState, command: ForceStart) -> list[JobEvent]:
                 "force_start",
                 "its run is alive; force start needs the health view to declare it orphaned",
             )
-        closed = JobMarkedFailed(reason=command.reason or DEAD_RUN_REASON)
+        given = (command.reason or "").strip()
+        closed = JobMarkedFailed(reason=given or DEAD_RUN_REASON)
         return [closed, queued]
     return [queued]
 

@@ -62,6 +62,7 @@ def evolve(state: JobState | None, event: RecordedEvent) -> JobState:
                 updated_at=at,
                 status_changed_at=at,
                 queued_at=at,
+                finished_at=None,
                 failure_reason=None,
                 resume_from=resume_from,
             )
