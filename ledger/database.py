@@ -6,9 +6,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg import sql
-from sqlalchemy import Engine, create_engine
+from psycopg.types.json import set_json_dumps, set_json_loads
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from ledger.settings import Settings
@@ -31,28 +33,55 @@ def libpq_url(url: str) -> str:
 
 
 def create_ledger_engine(url: str, settings: Settings | None = None) -> Engine:
-    """An engine whose sessions never sit idle inside a transaction for long."""
+    """The connection pool of a process: autocommit sessions that never idle in a transaction.
+
+    Connections run in autocommit: a single statement is its own transaction,
+    and the store opens explicit transactions (`conn.transaction()`) where it
+    needs more than one statement. JSON goes through orjson, several times
+    faster than the standard library on replays.
+    """
     settings = settings or Settings()
     options = f"-c idle_in_transaction_session_timeout={settings.idle_in_transaction_timeout_ms}"
     if settings.statement_timeout_ms:
         options += f" -c statement_timeout={settings.statement_timeout_ms}"
-    return create_engine(
+    engine = create_engine(
         sqlalchemy_url(url),
+        isolation_level="AUTOCOMMIT",
         pool_size=settings.pool_size,
         max_overflow=settings.pool_size,
-        pool_pre_ping=True,
+        pool_reset_on_return=None,
         connect_args={"options": options, "application_name": "jobledger"},
     )
+    event.listen(engine, "connect", _use_orjson)
+    return engine
+
+
+def _use_orjson(dbapi_connection: Any, connection_record: Any) -> None:
+    set_json_loads(orjson.loads, context=dbapi_connection)
+    set_json_dumps(dumps_json, context=dbapi_connection)
+
+
+def dumps_json(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 @contextmanager
 def driver_connection(engine: Engine) -> Iterator[psycopg.Connection[Any]]:
-    """A plain psycopg connection from the engine's pool, for COPY and server-side cursors."""
+    """A psycopg connection (autocommit) from the engine's pool.
+
+    A connection that broke (the server went away) is thrown out of the pool
+    rather than handed to the next caller, so the process recovers by itself
+    when the database returns.
+    """
     pooled = engine.raw_connection()
+    conn = pooled.driver_connection
+    assert isinstance(conn, psycopg.Connection)
     try:
-        conn = pooled.driver_connection
-        assert isinstance(conn, psycopg.Connection)
         yield conn
+    except BaseException:
+        if conn.broken or conn.closed:
+            pooled.invalidate()
+        raise
     finally:
         pooled.close()
 

@@ -2,22 +2,9 @@
 
 from datetime import datetime
 
-from sqlalchemy import text
-
 from ledger.errors import JobNotFound, StaleAttempt
+from ledger.queries import RENEW_LEASE
 from ledger.store import EventStore
-
-RENEW_LEASE = text(
-    """
-    UPDATE job_leases l
-    SET heartbeat_at = now(), expires_at = now() + make_interval(secs => :lease_seconds)
-    FROM job_status s
-    WHERE l.job_id = :job_id AND l.attempt = :attempt AND l.run_token = :run_token
-      AND s.job_id = l.job_id AND s.attempt = l.attempt AND s.status IN ('running', 'paused')
-    RETURNING l.expires_at
-    """
-)
-"""Renews only the lease of the job's current, open attempt with the right token."""
 
 
 def renew_lease(
@@ -35,8 +22,9 @@ def renew_lease(
         "lease_seconds": lease_seconds,
     }
     with store.transaction(job_id) as conn:
-        expires_at: datetime | None = conn.execute(RENEW_LEASE, params).scalar()
-    if expires_at is not None:
+        row = conn.execute(RENEW_LEASE, params).fetchone()
+    if row is not None:
+        expires_at: datetime = row[0]
         return expires_at
     state = store.load(job_id)
     if state is None:

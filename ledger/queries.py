@@ -1,6 +1,8 @@
-"""Every SQL statement the store runs, beside one another and named for what they do."""
+"""Every SQL statement the store runs, beside one another and named for what they do.
 
-from sqlalchemy import TextClause, text
+Statements are plain psycopg SQL (`%(name)s` placeholders): the store runs
+them on the driver connection, where they are prepared after a few uses.
+"""
 
 from ledger.schema import JOB_STATUS_COLUMNS
 from ledger.state import TIMESTAMP_FIELDS
@@ -16,91 +18,74 @@ def _projected_value(column: str) -> str:
     # A timestamp set by this very append is sent as the APPEND_TIME marker and
     # written as now(): the transaction's clock, the same that fills recorded_at.
     if column in TIMESTAMP_FIELDS:
-        value = f"CAST(:{column} AS timestamptz)"
-        return f"CASE WHEN {value} = CAST(:append_time AS timestamptz) THEN now() ELSE {value} END"
-    if column in ("spec", "result"):
-        return f"CAST(:{column} AS jsonb)"
-    return f":{column}"
+        return f"CASE WHEN r.{column} = %(append_time)s::timestamptz THEN now() ELSE r.{column} END"
+    return f"r.{column}"
 
 
-LOAD_STATE: TextClause = text(f"SELECT {STATUS_SELECT} FROM job_status s WHERE s.job_id = :job_id")
+LOAD_STATE = f"SELECT {STATUS_SELECT} FROM job_status s WHERE s.job_id = %(job_id)s"
 
-LOAD_STATE_AND_KEY: TextClause = text(
-    f"""
+LOAD_STATE_AND_KEY = f"""
     SELECT {STATUS_SELECT}, k.tx_id::text AS key_tx_id
     FROM (SELECT 1) AS one
-    LEFT JOIN job_status s ON s.job_id = :job_id
-    LEFT JOIN job_events k ON k.job_id = :job_id AND k.idempotency_key = :idempotency_key
-    """
-)
+    LEFT JOIN job_status s ON s.job_id = %(job_id)s
+    LEFT JOIN job_events k ON k.job_id = %(job_id)s AND k.idempotency_key = %(idempotency_key)s
+"""
 """The job's state and, when the idempotency key was used before, that append's transaction."""
 
-EVENTS_OF_TRANSACTION: TextClause = text(
-    f"""
+EVENTS_OF_TRANSACTION = f"""
     SELECT {EVENT_SELECT} FROM job_events e
-    WHERE e.job_id = :job_id AND e.tx_id = CAST(:tx_id AS xid8)
+    WHERE e.job_id = %(job_id)s AND e.tx_id = %(tx_id)s::xid8
     ORDER BY e.seq
-    """
-)
+"""
 
-APPEND_EVENTS: TextClause = text(
-    f"""
+APPEND_EVENTS = f"""
     WITH appended AS (
         INSERT INTO job_events (
             job_id, seq, type, payload, actor, reason, attempt,
             idempotency_key, correlation_id, occurred_at
         )
-        SELECT :job_id, e.seq, e.type, e.payload::jsonb, :actor, e.reason, e.attempt,
-               CASE WHEN e.ord = 1 THEN :idempotency_key END, :correlation_id,
-               CAST(:occurred_at AS timestamptz)
-        FROM unnest(
-            CAST(:seqs AS int[]), CAST(:types AS text[]), CAST(:payloads AS text[]),
-            CAST(:reasons AS text[]), CAST(:attempts AS int[])
-        ) WITH ORDINALITY AS e(seq, type, payload, reason, attempt, ord)
+        SELECT %(job_id)s, e.seq, e.type, e.payload, %(actor)s, e.reason, e.attempt,
+               e.idempotency_key, %(correlation_id)s, %(occurred_at)s::timestamptz
+        FROM jsonb_to_recordset(%(events)s::jsonb) AS e(
+            seq int, type text, payload jsonb, reason text, attempt int, idempotency_key text
+        )
         RETURNING position, seq, recorded_at, tx_id::text AS tx_id
     ), projected AS (
         INSERT INTO job_status ({", ".join(JOB_STATUS_COLUMNS)})
-        VALUES ({", ".join(_projected_value(column) for column in JOB_STATUS_COLUMNS)})
+        SELECT {", ".join(_projected_value(column) for column in JOB_STATUS_COLUMNS)}
+        FROM jsonb_populate_record(NULL::job_status, %(state)s::jsonb) AS r
         ON CONFLICT (job_id) DO UPDATE SET {
-        ", ".join(f"{column} = EXCLUDED.{column}" for column in JOB_STATUS_COLUMNS[1:])
-    }
+    ", ".join(f"{column} = EXCLUDED.{column}" for column in JOB_STATUS_COLUMNS[1:])
+}
     )
     SELECT position, seq, recorded_at, tx_id FROM appended ORDER BY seq
-    """
-)
+"""
 """Append a job's new events and write its projected state: one statement, one transaction.
 
 The unique `(job_id, seq)` makes a concurrent writer of the same version fail."""
 
-JOB_HISTORY: TextClause = text(
-    f"SELECT {EVENT_SELECT} FROM job_events e WHERE e.job_id = :job_id ORDER BY e.seq"
-)
+JOB_HISTORY = f"SELECT {EVENT_SELECT} FROM job_events e WHERE e.job_id = %(job_id)s ORDER BY e.seq"
 
-READ_FEED: TextClause = text(
-    f"""
+READ_FEED = f"""
     SELECT {EVENT_SELECT} FROM job_events e
-    WHERE (e.tx_id, e.position) > (CAST(:tx_id AS xid8), :position)
+    WHERE (e.tx_id, e.position) > (%(tx_id)s::xid8, %(position)s)
       AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
     ORDER BY e.tx_id, e.position
-    LIMIT :limit
-    """
-)
+    LIMIT %(limit)s
+"""
 """The global feed after a cursor: only events of transactions older than every
 transaction still running, in (transaction, position) order, so an event that
 commits late is never skipped."""
 
-JOBS_BY_STATUS: TextClause = text(
-    f"""
+JOBS_BY_STATUS = f"""
     SELECT {STATUS_SELECT} FROM job_status s
-    WHERE (CAST(:status AS text) IS NULL OR s.status = :status)
-      AND s.job_id > :after_job_id
+    WHERE (%(status)s::text IS NULL OR s.status = %(status)s)
+      AND s.job_id > %(after_job_id)s
     ORDER BY s.job_id
-    LIMIT :limit
-    """
-)
+    LIMIT %(limit)s
+"""
 
-QUEUE_POSITION: TextClause = text(
-    """
+QUEUE_POSITION = """
     SELECT 1 + (
         SELECT count(*) FROM job_status q
         WHERE q.status = 'queued'
@@ -108,8 +93,43 @@ QUEUE_POSITION: TextClause = text(
                OR (q.priority = s.priority AND (q.queued_at, q.job_id) < (s.queued_at, s.job_id)))
     )
     FROM job_status s
-    WHERE s.job_id = :job_id AND s.status = 'queued'
-    """
-)
+    WHERE s.job_id = %(job_id)s AND s.status = 'queued'
+"""
 """Where a queued job stands in the queue (1 = next): higher priority first, then
 the longest waiting."""
+
+NEXT_QUEUED_JOB = f"""
+    SELECT {STATUS_SELECT} FROM job_status s
+    WHERE s.status = 'queued'
+    ORDER BY s.priority DESC, s.queued_at, s.job_id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+"""
+
+LOCK_JOB = f"SELECT {STATUS_SELECT} FROM job_status s WHERE s.job_id = %(job_id)s FOR UPDATE"
+
+OPEN_LEASE = """
+    INSERT INTO job_leases (
+        job_id, attempt, run_token, worker_id, host, boot_id, pid, pid_started_at,
+        started_at, heartbeat_at, expires_at
+    ) VALUES (
+        %(job_id)s, %(attempt)s, %(run_token)s, %(worker_id)s, %(host)s, %(boot_id)s, %(pid)s,
+        %(pid_started_at)s, now(), NULL, now() + make_interval(secs => %(lease_seconds)s)
+    )
+    ON CONFLICT (job_id) DO UPDATE SET
+        attempt = EXCLUDED.attempt, run_token = EXCLUDED.run_token,
+        worker_id = EXCLUDED.worker_id, host = EXCLUDED.host, boot_id = EXCLUDED.boot_id,
+        pid = EXCLUDED.pid, pid_started_at = EXCLUDED.pid_started_at,
+        started_at = EXCLUDED.started_at, heartbeat_at = NULL, expires_at = EXCLUDED.expires_at
+    RETURNING expires_at
+"""
+
+RENEW_LEASE = """
+    UPDATE job_leases l
+    SET heartbeat_at = now(), expires_at = now() + make_interval(secs => %(lease_seconds)s)
+    FROM job_status s
+    WHERE l.job_id = %(job_id)s AND l.attempt = %(attempt)s AND l.run_token = %(run_token)s
+      AND s.job_id = l.job_id AND s.attempt = l.attempt AND s.status IN ('running', 'paused')
+    RETURNING l.expires_at
+"""
+"""Renews only the lease of the job's current, open attempt with the right token."""

@@ -10,47 +10,15 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, text
-
 from ledger.commands import StartJob, WorkerIdentity
 from ledger.decide import decide
 from ledger.errors import JobNotFound
-from ledger.queries import STATUS_SELECT
+from ledger.queries import LOCK_JOB, NEXT_QUEUED_JOB, OPEN_LEASE
 from ledger.state import JobState
-from ledger.store import EventStore, state_from_row
+from ledger.store import Connection, EventStore, state_from_row
 
 DEFAULT_LEASE_SECONDS = 90.0
 """How long a run stays alive without a heartbeat; workers heartbeat at a third of it."""
-
-NEXT_QUEUED_JOB = text(
-    f"""
-    SELECT {STATUS_SELECT} FROM job_status s
-    WHERE s.status = 'queued'
-    ORDER BY s.priority DESC, s.queued_at, s.job_id
-    LIMIT 1
-    FOR UPDATE SKIP LOCKED
-    """
-)
-
-LOCK_JOB = text(f"SELECT {STATUS_SELECT} FROM job_status s WHERE s.job_id = :job_id FOR UPDATE")
-
-OPEN_LEASE = text(
-    """
-    INSERT INTO job_leases (
-        job_id, attempt, run_token, worker_id, host, boot_id, pid, pid_started_at,
-        started_at, heartbeat_at, expires_at
-    ) VALUES (
-        :job_id, :attempt, :run_token, :worker_id, :host, :boot_id, :pid, :pid_started_at,
-        now(), NULL, now() + make_interval(secs => :lease_seconds)
-    )
-    ON CONFLICT (job_id) DO UPDATE SET
-        attempt = EXCLUDED.attempt, run_token = EXCLUDED.run_token,
-        worker_id = EXCLUDED.worker_id, host = EXCLUDED.host, boot_id = EXCLUDED.boot_id,
-        pid = EXCLUDED.pid, pid_started_at = EXCLUDED.pid_started_at,
-        started_at = EXCLUDED.started_at, heartbeat_at = NULL, expires_at = EXCLUDED.expires_at
-    RETURNING expires_at
-    """
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +40,7 @@ class JobQueue:
     def claim(self, worker: WorkerIdentity, *, actor: str) -> Claim | None:
         """Start the next queued job for `worker`; None at once when the queue is empty."""
         with self.store.transaction() as conn:
-            row = conn.execute(NEXT_QUEUED_JOB).first()
+            row = conn.execute(NEXT_QUEUED_JOB).fetchone()
             if row is None:
                 return None
             return self._start(conn, state_from_row(row), worker, actor)
@@ -80,7 +48,7 @@ class JobQueue:
     def start(self, job_id: str, worker: WorkerIdentity, *, actor: str) -> Claim:
         """Start this queued job for `worker` (the caller chose it): the same path as a claim."""
         with self.store.transaction(job_id) as conn:
-            row = conn.execute(LOCK_JOB, {"job_id": job_id}).first()
+            row = conn.execute(LOCK_JOB, {"job_id": job_id}).fetchone()
             if row is None:
                 raise JobNotFound(job_id)
             return self._start(conn, state_from_row(row), worker, actor)
@@ -92,7 +60,7 @@ class JobQueue:
         events = decide(state, StartJob(worker=worker, run_token=token), job_id=state.job_id)
         appended = self.store.append(state.job_id, state, events, actor=actor, connection=conn)
         started = appended.state
-        expires_at = conn.execute(
+        row = conn.execute(
             OPEN_LEASE,
             {
                 "job_id": started.job_id,
@@ -105,5 +73,6 @@ class JobQueue:
                 "pid_started_at": worker.pid_started_at,
                 "lease_seconds": self.lease_seconds,
             },
-        ).scalar_one()
-        return Claim(started, started.attempt, token, started.resume_from, expires_at)
+        ).fetchone()
+        assert row is not None
+        return Claim(started, started.attempt, token, started.resume_from, row[0])

@@ -7,9 +7,11 @@ from datetime import datetime
 
 from ledger.commands import JobCommand
 from ledger.decide import decide
-from ledger.errors import VersionConflict
+from ledger.errors import DuplicateJob, LedgerError, VersionConflict
 from ledger.events import RecordedEvent
 from ledger.state import JobState
+from ledger.state_cache import DEFAULT_SIZE as DEFAULT_CACHE_SIZE
+from ledger.state_cache import StateCache
 from ledger.store import EventStore, IdempotencyKeyTaken
 
 CONFLICT_RETRIES = 20
@@ -32,8 +34,9 @@ class Outcome:
 class JobService:
     """The one way commands reach the log."""
 
-    def __init__(self, store: EventStore) -> None:
+    def __init__(self, store: EventStore, *, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
         self.store = store
+        self.cache = StateCache(cache_size)
 
     def execute(
         self,
@@ -54,16 +57,31 @@ class JobService:
         repeated with an idempotency key it already used returns the first
         outcome and appends nothing.
         """
+        trust_cache = True
         for remaining in range(CONFLICT_RETRIES, -1, -1):
-            loaded = self.store.load_for_command(job_id, idempotency_key)
-            if loaded.earlier_outcome is not None and loaded.state is not None:
-                return Outcome(loaded.state, loaded.earlier_outcome, replayed=True)
-            state = loaded.state
-            current = state.version if state else 0
-            if expected_version is not None and expected_version != current:
-                raise VersionConflict(job_id, expected_version, current)
-            events = decide(state, command, job_id=job_id)
+            cached = self.cache.get(job_id) if trust_cache else None
+            from_cache = cached is not None and expected_version in (None, cached.version)
+            if from_cache:
+                state = cached
+            else:
+                loaded = self.store.load_for_command(job_id, idempotency_key)
+                if loaded.earlier_outcome is not None and loaded.state is not None:
+                    return Outcome(loaded.state, loaded.earlier_outcome, replayed=True)
+                state = loaded.state
+                current = state.version if state else 0
+                if expected_version is not None and expected_version != current:
+                    raise VersionConflict(job_id, expected_version, current)
+            try:
+                events = decide(state, command, job_id=job_id)
+            except LedgerError:
+                if from_cache:
+                    trust_cache = False  # a refusal is only believed on a fresh read
+                    continue
+                raise
             if not events:
+                if from_cache:
+                    trust_cache = False
+                    continue
                 assert state is not None
                 return Outcome(state, [])
             try:
@@ -77,11 +95,17 @@ class JobService:
                     occurred_at=occurred_at,
                 )
             except IdempotencyKeyTaken:
-                continue  # the same command won a race with itself; the reload returns it
-            except VersionConflict:
+                trust_cache = False  # the same command landed before; the reload returns it
+                continue
+            except (VersionConflict, DuplicateJob):
+                self.cache.drop(job_id)
+                trust_cache = False
+                if from_cache:
+                    continue  # the guess was stale: decide again on the log's state
                 if expected_version is not None or remaining == 0:
                     raise
                 time.sleep(random.uniform(0, BACKOFF_SECONDS) * (CONFLICT_RETRIES - remaining))
                 continue
+            self.cache.put(appended.state)
             return Outcome(appended.state, appended.events)
         raise VersionConflict(job_id, expected_version or 0)  # pragma: no cover

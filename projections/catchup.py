@@ -37,7 +37,6 @@ def catch_up_current_status(engine: Engine, *, progress: bool = False) -> CatchU
     """
     with driver_connection(engine) as conn:
         checkpoint = read_checkpoint(conn, current_status.NAME)
-        conn.rollback()
     if checkpoint is None or checkpoint.version != current_status.VERSION:
         found = "none" if checkpoint is None else f"version {checkpoint.version}"
         log.info(

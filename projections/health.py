@@ -10,8 +10,11 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+import psycopg
+from psycopg.rows import namedtuple_row
+from sqlalchemy import Engine
 
+from ledger.database import driver_connection
 from ledger.host import LocalHost, ProcessFate
 
 DEFAULT_LEASE_SECONDS = 90.0
@@ -67,36 +70,30 @@ class HealthReport:
         return not self.orphaned and not self.stale_pending
 
 
-ACTIVE_RUNS = text(
-    """
+ACTIVE_RUNS = """
     SELECT s.job_id, s.status, s.version, s.attempt, s.auto_retry, s.max_attempts,
            s.worker_id, s.worker_host, s.worker_pid, s.worker_pid_started_at, s.worker_boot_id,
            l.heartbeat_at,
-           COALESCE(l.expires_at, s.started_at + make_interval(secs => :lease_seconds))
+           COALESCE(l.expires_at, s.started_at + make_interval(secs => %(lease_seconds)s))
                < now() AS lease_expired
     FROM job_status s
     LEFT JOIN job_leases l ON l.job_id = s.job_id AND l.attempt = s.attempt
     WHERE s.status IN ('running', 'paused')
-      AND (CAST(:job_id AS text) IS NULL OR s.job_id = :job_id)
+      AND (%(job_id)s::text IS NULL OR s.job_id = %(job_id)s)
     """
-)
 
-STALE_PENDING = text(
-    """
+STALE_PENDING = """
     SELECT s.job_id, s.status_changed_at, s.version FROM job_status s
     WHERE s.status = 'pending'
-      AND s.status_changed_at < now() - make_interval(secs => :stale_seconds)
-      AND (CAST(:job_id AS text) IS NULL OR s.job_id = :job_id)
+      AND s.status_changed_at < now() - make_interval(secs => %(stale_seconds)s)
+      AND (%(job_id)s::text IS NULL OR s.job_id = %(job_id)s)
     ORDER BY s.status_changed_at
     """
-)
 
-QUEUE_SUMMARY = text(
-    """
+QUEUE_SUMMARY = """
     SELECT count(*), EXTRACT(EPOCH FROM now() - min(queued_at))::float8, now()
     FROM job_status WHERE status = 'queued'
     """
-)
 
 
 class HealthCheck:
@@ -110,7 +107,7 @@ class HealthCheck:
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         stale_pending_after: timedelta = DEFAULT_STALE_PENDING_AFTER,
     ) -> None:
-        self.engine = engine.execution_options(isolation_level="REPEATABLE READ")
+        self.engine = engine
         self.local = local or LocalHost.detect()
         self.lease_seconds = lease_seconds
         self.stale_pending_after = stale_pending_after
@@ -119,12 +116,16 @@ class HealthCheck:
         self, *, stale_pending_after: timedelta | None = None, job_id: str | None = None
     ) -> HealthReport:
         stale_after = stale_pending_after or self.stale_pending_after
-        with self.engine.connect() as conn:
-            depth, oldest_age, checked_at = conn.execute(QUEUE_SUMMARY).one()
-            runs = conn.execute(
-                ACTIVE_RUNS, {"lease_seconds": self.lease_seconds, "job_id": job_id}
-            ).all()
-            pending = _stale_pending(conn, stale_after, job_id)
+        with driver_connection(self.engine) as conn, conn.transaction():
+            # One snapshot for the three reads, so the numbers agree with each other.
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            cursor: psycopg.Cursor[Any] = conn.cursor(row_factory=namedtuple_row)
+            summary = cursor.execute(QUEUE_SUMMARY).fetchone()
+            assert summary is not None
+            depth, oldest_age, checked_at = summary
+            params = {"lease_seconds": self.lease_seconds, "job_id": job_id}
+            runs = cursor.execute(ACTIVE_RUNS, params).fetchall()
+            pending = _stale_pending(cursor, stale_after, job_id)
         orphaned = [orphan for row in runs if (orphan := self._judge(row)) is not None]
         dead = {orphan.job_id for orphan in orphaned}
         running = [row for row in runs if row.status == "running"]
@@ -168,10 +169,10 @@ class HealthCheck:
 
 
 def _stale_pending(
-    conn: Connection, stale_after: timedelta, job_id: str | None
+    cursor: psycopg.Cursor[Any], stale_after: timedelta, job_id: str | None
 ) -> list[StalePending]:
     params = {"stale_seconds": stale_after.total_seconds(), "job_id": job_id}
     return [
         StalePending(row.job_id, row.status_changed_at, row.version)
-        for row in conn.execute(STALE_PENDING, params)
+        for row in cursor.execute(STALE_PENDING, params)
     ]

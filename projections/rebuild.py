@@ -43,8 +43,11 @@ def rebuild_current_status(engine: Engine, *, progress: bool = False) -> Rebuild
     """
     started = time.perf_counter()
     with driver_connection(engine) as reader, driver_connection(engine) as writer:
-        snapshot_xmin, events, jobs = _replay_into_staging(reader, writer, progress)
-        late = _swap_in(writer, snapshot_xmin)
+        try:
+            snapshot_xmin, events, jobs = _replay_into_staging(reader, writer, progress)
+            late = _swap_in(writer, snapshot_xmin)
+        finally:
+            writer.execute(f"DROP TABLE IF EXISTS {STAGING_TABLE}")
     return RebuildReport(events + late, jobs, late, time.perf_counter() - started)
 
 
@@ -55,19 +58,15 @@ def _replay_into_staging(
 
     Returns the snapshot's xmin, the events read and the jobs written.
     """
-    reader.rollback()
-    reader.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-    try:
+    with reader.transaction():
+        reader.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         snapshot_xmin = oldest_running_xid(reader)
         total = _estimated_event_count(reader) if progress else None
         _create_staging_table(writer)
         where = "tx_id < CAST(%(xmin)s AS xid8)"
         counted = _Counter(stream_event_rows(reader, where, {"xmin": str(snapshot_xmin)}), total)
-        jobs = current_status.copy_states(writer, STAGING_TABLE, fold_states(counted))
-        writer.commit()
-    finally:
-        reader.rollback()
-        reader.isolation_level = None
+        with writer.transaction():
+            jobs = current_status.copy_states(writer, STAGING_TABLE, fold_states(counted))
     return snapshot_xmin, counted.count, jobs
 
 
@@ -77,7 +76,6 @@ def _create_staging_table(conn: psycopg.Connection[Any]) -> None:
         f"CREATE TEMP TABLE {STAGING_TABLE} "
         "(LIKE job_status INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
     )
-    conn.commit()
 
 
 def _swap_in(conn: psycopg.Connection[Any], snapshot_xmin: int) -> int:
@@ -92,7 +90,6 @@ def _swap_in(conn: psycopg.Connection[Any], snapshot_xmin: int) -> int:
         _apply_late_rows(conn, late_rows)
         conn.execute("TRUNCATE job_status")
         conn.execute(f"INSERT INTO job_status SELECT * FROM {STAGING_TABLE}")
-        conn.execute(f"DROP TABLE {STAGING_TABLE}")
         # Everything below this id is in the new table; catch-up re-reads the rest and
         # skips what it already holds.
         cursor = FeedCursor(oldest_running_xid(conn), 0)

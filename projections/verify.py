@@ -4,7 +4,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 from sqlalchemy import Engine
 
 from ledger.database import driver_connection
@@ -41,16 +40,11 @@ class VerifyReport:
 
 def verify_current_status(engine: Engine) -> VerifyReport:
     """Compare every stored row with the replayed state, both read in one snapshot."""
-    with driver_connection(engine) as conn:
-        conn.rollback()
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        try:
-            replayed = fold_states(stream_event_rows(conn))
-            stored = current_status.stream_stored_states(conn)
-            jobs, drifts = _compare(stored, replayed)
-        finally:
-            conn.rollback()
-            conn.isolation_level = None
+    with driver_connection(engine) as conn, conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        replayed = fold_states(stream_event_rows(conn))
+        stored = current_status.stream_stored_states(conn)
+        jobs, drifts = _compare(stored, replayed)
     return VerifyReport(jobs, drifts)
 
 

@@ -1,0 +1,366 @@
+"""Append throughput: commands per second through the ledger, beside raw INSERTs.
+
+What is measured, at 1 and 16 concurrent clients (threads, each on a job of its own,
+so there are no conflicts), for a fixed time per measurement:
+
+- raw: plain psycopg, one `INSERT INTO bench_raw_events ...` and one commit per
+  operation. The table is a copy of `job_events` (same columns, defaults,
+  identity, indexes and check constraint; no triggers) and each row carries the
+  same payload as the ledger's event.
+- ledger: `JobService.execute(job_id, SaveCheckpoint(...))` on a running job:
+  load its state, decide, append the event with the inline projection update.
+
+Raw and ledger measurements alternate (raw, ledger, raw, ledger, ...) so drift
+on a noisy machine hits both. The summary gives the median ops/s of each path
+and `ratio` = ledger / raw: the share of the raw insert rate the ledger keeps.
+Only the ratios mean much across machines; absolute figures depend on the disk
+(each commit waits for its WAL flush) and on the CPU.
+
+Run: python -m bench.append [--seconds 5] [--rounds 2] [--clients 1,16] [--quick]
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from ledger.commands import RegisterJob, SaveCheckpoint, StartJob, WorkerIdentity
+from ledger.database import create_ledger_engine, libpq_url
+from ledger.events import CheckpointSaved, event_to_record
+from ledger.migrate import upgrade_database
+from ledger.service import JobService
+from ledger.settings import Settings
+from ledger.store import EventStore
+
+URL_ENV = "JOBLEDGER_BENCH_DATABASE_URL"
+DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+RAW_TABLE = "bench_raw_events"
+ACTOR = "bench"
+ATTEMPT = 1
+"""The attempt every client's job is on: each job is started once."""
+MIN_POOL_SIZE = 20
+
+CREATE_RAW_TABLE = (
+    f"CREATE TABLE {RAW_TABLE} (LIKE job_events INCLUDING DEFAULTS INCLUDING IDENTITY "
+    "INCLUDING INDEXES INCLUDING CONSTRAINTS)"
+)
+RAW_INSERT = (
+    f"INSERT INTO {RAW_TABLE} (job_id, seq, type, payload, actor, attempt) "
+    "VALUES (%s, %s, %s, %s, %s, %s)"
+)
+
+
+class BenchError(RuntimeError):
+    """A measurement did not do what it was meant to."""
+
+
+# -- options -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    server_url: str
+    seconds: float
+    rounds: int
+    clients: tuple[int, ...]
+
+
+def parse_options(argv: Sequence[str] | None) -> Options:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(URL_ENV) or DEFAULT_SERVER_URL,
+        help=f"admin URL of the server (default: ${URL_ENV} or {DEFAULT_SERVER_URL})",
+    )
+    parser.add_argument("--seconds", type=float, help="length of each measurement (default 5)")
+    parser.add_argument("--rounds", type=int, help="raw/ledger pairs per concurrency (default 2)")
+    parser.add_argument(
+        "--clients", type=_client_counts, default=(1, 16), help="comma-separated (default 1,16)"
+    )
+    parser.add_argument("--quick", action="store_true", help="a tiny run, as a smoke test")
+    args = parser.parse_args(argv)
+    seconds = args.seconds or (0.5 if args.quick else 5.0)
+    rounds = args.rounds or (1 if args.quick else 2)
+    if seconds <= 0 or rounds < 1:
+        parser.error("--seconds and --rounds must be positive")
+    return Options(args.database_url, seconds, rounds, args.clients)
+
+
+def _client_counts(text: str) -> tuple[int, ...]:
+    counts = tuple(int(part) for part in text.split(",") if part.strip())
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("give positive client counts, e.g. 1,16")
+    return counts
+
+
+# -- a database of our own -----------------------------------------------------------
+
+
+def with_database(server_url: str, name: str) -> str:
+    """The URL of database `name` on the server of `server_url`."""
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+@contextmanager
+def scratch_database(server_url: str) -> Iterator[str]:
+    """Create and migrate a database of a unique name; drop it on the way out, even on error."""
+    name = f"jobledger_bench_{uuid.uuid4().hex[:12]}"
+    admin_url = libpq_url(server_url)
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        url = with_database(server_url, name)
+        upgrade_database(url)
+        yield url
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+# -- clients -------------------------------------------------------------------------
+
+
+class Client(Protocol):
+    """One writer: set up (connected, its job ready) before the clock starts."""
+
+    def op(self, n: int) -> None:
+        """The timed operation; `n` counts from 0 for this client."""
+
+    def check(self, ops: int) -> None:
+        """After the clock: raise `BenchError` unless all `ops` operations landed."""
+
+    def close(self) -> None: ...
+
+
+def checkpoint_path(job_id: str, step: int) -> str:
+    return f"/checkpoints/{job_id}/step-{step:08d}.pt"
+
+
+def checkpoint_payload(job_id: str, step: int) -> dict[str, Any]:
+    """The payload the ledger stores for the checkpoint: the raw path writes the same."""
+    _, payload, _ = event_to_record(CheckpointSaved(path=checkpoint_path(job_id, step), step=step))
+    return payload
+
+
+class RawClient:
+    """A psycopg connection inserting one event row per transaction."""
+
+    def __init__(self, url: str, job_id: str) -> None:
+        self.conn = psycopg.connect(url)
+        self.job_id = job_id
+
+    def op(self, n: int) -> None:
+        payload = Jsonb(checkpoint_payload(self.job_id, n))
+        params = (self.job_id, n + 1, CheckpointSaved.TYPE, payload, ACTOR, ATTEMPT)
+        self.conn.execute(RAW_INSERT, params)
+        self.conn.commit()
+
+    def check(self, ops: int) -> None:
+        query = f"SELECT count(*) FROM {RAW_TABLE} WHERE job_id = %s"
+        row = self.conn.execute(query, (self.job_id,)).fetchone()
+        self.conn.rollback()
+        if row is None or row[0] != ops:
+            raise BenchError(f"{self.job_id}: {ops} raw inserts, {row} rows")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class LedgerClient:
+    """Checkpoints of one running job through `JobService.execute`."""
+
+    def __init__(self, service: JobService, job_id: str) -> None:
+        self.service = service
+        self.job_id = job_id
+        self.run_token = uuid.uuid4().hex
+        worker = WorkerIdentity(
+            worker_id=f"bench-worker-{job_id}", host="bench-host", pid=os.getpid()
+        )
+        service.execute(job_id, RegisterJob(spec={"bench": "append"}), actor=ACTOR)
+        service.execute(job_id, StartJob(worker=worker, run_token=self.run_token), actor=ACTOR)
+
+    def op(self, n: int) -> None:
+        path = checkpoint_path(self.job_id, n)
+        command = SaveCheckpoint(attempt=ATTEMPT, run_token=self.run_token, path=path, step=n)
+        self.service.execute(self.job_id, command, actor=ACTOR)
+
+    def check(self, ops: int) -> None:
+        state = self.service.store.load(self.job_id)
+        if state is None or state.version != ops + 2:  # registered, started, then the ops
+            raise BenchError(f"{self.job_id}: {ops} checkpoints, state {state}")
+
+    def close(self) -> None:
+        pass
+
+
+# -- one measurement -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    ops: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.ops / self.seconds
+
+
+@dataclass(slots=True)
+class _Run:
+    """What the client threads of one measurement share."""
+
+    clients: int
+    seconds: float
+    deadline: float = 0.0
+    started: float = 0.0
+    ops: list[int] = field(default_factory=list)
+    finished: list[float] = field(default_factory=list)
+    errors: list[BaseException] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.ops = [0] * self.clients
+        self.finished = [0.0] * self.clients
+
+    def start_clock(self) -> None:
+        """Run by the barrier once every client is ready, before any is released."""
+        self.started = time.perf_counter()
+        self.deadline = self.started + self.seconds
+
+
+def measure(make_client: Callable[[int], Client], clients: int, seconds: float) -> Measurement:
+    """Run `clients` threads for `seconds`, each calling its client's `op` in a loop."""
+    run = _Run(clients, seconds)
+    barrier = threading.Barrier(clients, action=run.start_clock)
+    threads = [
+        threading.Thread(target=_client_thread, args=(run, barrier, make_client, index))
+        for index in range(clients)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if run.errors:
+        raise BenchError(f"{len(run.errors)} client(s) failed") from run.errors[0]
+    return Measurement(sum(run.ops), max(run.finished) - run.started)
+
+
+def _client_thread(
+    run: _Run, barrier: threading.Barrier, make_client: Callable[[int], Client], index: int
+) -> None:
+    try:
+        client = make_client(index)
+    except BaseException as exc:
+        run.errors.append(exc)
+        barrier.abort()
+        return
+    try:
+        barrier.wait()
+        ops = 0
+        while time.perf_counter() < run.deadline:
+            client.op(ops)
+            ops += 1
+        run.finished[index] = time.perf_counter()
+        run.ops[index] = ops
+        client.check(ops)
+    except threading.BrokenBarrierError:
+        pass  # another client failed to set up; it reported why
+    except BaseException as exc:
+        run.errors.append(exc)
+    finally:
+        client.close()
+
+
+# -- the benchmark -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Paths:
+    """How to make a client of each path for one measurement."""
+
+    url: str
+    service: JobService
+
+    def raw(self, label: str) -> Callable[[int], Client]:
+        return lambda index: RawClient(libpq_url(self.url), f"raw-{label}-{index:02d}")
+
+    def ledger(self, label: str) -> Callable[[int], Client]:
+        return lambda index: LedgerClient(self.service, f"ledger-{label}-{index:02d}")
+
+
+def create_raw_table(url: str) -> None:
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        conn.execute(CREATE_RAW_TABLE)
+
+
+def bench_concurrency(paths: Paths, clients: int, options: Options) -> tuple[float, float]:
+    """Alternate raw and ledger measurements; return the median rate of each."""
+    raw: list[float] = []
+    ledger: list[float] = []
+    for round_ in range(1, options.rounds + 1):
+        label = f"c{clients}-r{round_}"
+        for name, make_client, rates in (
+            ("raw", paths.raw(label), raw),
+            ("ledger", paths.ledger(label), ledger),
+        ):
+            result = measure(make_client, clients, options.seconds)
+            rates.append(result.rate)
+            print(
+                f"  clients={clients:<3} round={round_}  {name:<6} {result.rate:8.0f} ops/s"
+                f"  ({result.ops} ops in {result.seconds:.2f} s)",
+                flush=True,
+            )
+    return statistics.median(raw), statistics.median(ledger)
+
+
+def run(options: Options) -> list[str]:
+    """Run every measurement; return the summary lines."""
+    summary: list[str] = []
+    with scratch_database(options.server_url) as url:
+        create_raw_table(url)
+        pool_size = max(MIN_POOL_SIZE, *options.clients)
+        engine: Engine = create_ledger_engine(url, Settings(pool_size=pool_size))
+        try:
+            paths = Paths(url, JobService(EventStore(engine)))
+            for clients in options.clients:
+                raw, ledger = bench_concurrency(paths, clients, options)
+                summary.append(
+                    f"clients={clients:<3} raw={raw:.0f} ops/s  ledger={ledger:.0f} ops/s"
+                    f"  ratio={ledger / raw:.2f}"
+                )
+        finally:
+            engine.dispose()
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_options(argv)
+    server = make_url(options.server_url)
+    print(
+        f"append benchmark on {server.host}:{server.port or 5432}: clients "
+        f"{','.join(map(str, options.clients))}, {options.seconds:g} s per measurement, "
+        f"{options.rounds} round(s) of raw then ledger",
+        flush=True,
+    )
+    summary = run(options)
+    print(f"median of {options.rounds} round(s); ratio = ledger / raw")
+    for line in summary:
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
