@@ -38,7 +38,7 @@ EVENTS_OF_TRANSACTION = f"""
     ORDER BY e.seq
 """
 
-APPEND_EVENTS = f"""
+_APPEND_CTES = f"""
     WITH appended AS (
         INSERT INTO job_events (
             job_id, seq, type, payload, actor, reason, attempt,
@@ -57,9 +57,11 @@ APPEND_EVENTS = f"""
         ON CONFLICT (job_id) DO UPDATE SET {
     ", ".join(f"{column} = EXCLUDED.{column}" for column in JOB_STATUS_COLUMNS[1:])
 }
-    )
-    SELECT position, seq, recorded_at, tx_id FROM appended ORDER BY seq
-"""
+    )"""
+
+APPEND_EVENTS = (
+    _APPEND_CTES + " SELECT position, seq, recorded_at, tx_id FROM appended ORDER BY seq"
+)
 """Append a job's new events and write its projected state: one statement, one transaction.
 
 The unique `(job_id, seq)` makes a concurrent writer of the same version fail."""
@@ -108,21 +110,29 @@ NEXT_QUEUED_JOB = f"""
 
 LOCK_JOB = f"SELECT {STATUS_SELECT} FROM job_status s WHERE s.job_id = %(job_id)s FOR UPDATE"
 
-OPEN_LEASE = """
-    INSERT INTO job_leases (
-        job_id, attempt, run_token, worker_id, host, boot_id, pid, pid_started_at,
-        started_at, heartbeat_at, expires_at
-    ) VALUES (
-        %(job_id)s, %(attempt)s, %(run_token)s, %(worker_id)s, %(host)s, %(boot_id)s, %(pid)s,
-        %(pid_started_at)s, now(), NULL, now() + make_interval(secs => %(lease_seconds)s)
+APPEND_START_AND_OPEN_LEASE = (
+    _APPEND_CTES
+    + """, leased AS (
+        INSERT INTO job_leases (
+            job_id, attempt, run_token, worker_id, host, boot_id, pid, pid_started_at,
+            started_at, heartbeat_at, expires_at
+        ) VALUES (
+            %(job_id)s, %(lease_attempt)s, %(run_token)s, %(worker_id)s, %(host)s, %(boot_id)s,
+            %(pid)s, %(pid_started_at)s, now(), NULL,
+            now() + make_interval(secs => %(lease_seconds)s)
+        )
+        ON CONFLICT (job_id) DO UPDATE SET
+            attempt = EXCLUDED.attempt, run_token = EXCLUDED.run_token,
+            worker_id = EXCLUDED.worker_id, host = EXCLUDED.host, boot_id = EXCLUDED.boot_id,
+            pid = EXCLUDED.pid, pid_started_at = EXCLUDED.pid_started_at,
+            started_at = EXCLUDED.started_at, heartbeat_at = NULL,
+            expires_at = EXCLUDED.expires_at
+        RETURNING expires_at
     )
-    ON CONFLICT (job_id) DO UPDATE SET
-        attempt = EXCLUDED.attempt, run_token = EXCLUDED.run_token,
-        worker_id = EXCLUDED.worker_id, host = EXCLUDED.host, boot_id = EXCLUDED.boot_id,
-        pid = EXCLUDED.pid, pid_started_at = EXCLUDED.pid_started_at,
-        started_at = EXCLUDED.started_at, heartbeat_at = NULL, expires_at = EXCLUDED.expires_at
-    RETURNING expires_at
-"""
+    SELECT position, seq, recorded_at, tx_id, (SELECT expires_at FROM leased)
+    FROM appended ORDER BY seq"""
+)
+"""A start appended together with the new attempt's lease: one statement."""
 
 RENEW_LEASE = """
     UPDATE job_leases l

@@ -13,9 +13,9 @@ from datetime import datetime
 from ledger.commands import StartJob, WorkerIdentity
 from ledger.decide import decide
 from ledger.errors import JobNotFound
-from ledger.queries import LOCK_JOB, NEXT_QUEUED_JOB, OPEN_LEASE
+from ledger.queries import APPEND_START_AND_OPEN_LEASE, LOCK_JOB, NEXT_QUEUED_JOB
 from ledger.state import JobState
-from ledger.store import Connection, EventStore, state_from_row
+from ledger.store import EventStore, prepare_append, state_from_row
 
 DEFAULT_LEASE_SECONDS = 90.0
 """How long a run stays alive without a heartbeat; workers heartbeat at a third of it."""
@@ -39,32 +39,35 @@ class JobQueue:
 
     def claim(self, worker: WorkerIdentity, *, actor: str) -> Claim | None:
         """Start the next queued job for `worker`; None at once when the queue is empty."""
-        with self.store.transaction() as conn:
-            row = conn.execute(NEXT_QUEUED_JOB).fetchone()
-            if row is None:
-                return None
-            return self._start(conn, state_from_row(row), worker, actor)
+        return self._claim(NEXT_QUEUED_JOB, {}, worker, actor)
 
     def start(self, job_id: str, worker: WorkerIdentity, *, actor: str) -> Claim:
         """Start this queued job for `worker` (the caller chose it): the same path as a claim."""
-        with self.store.transaction(job_id) as conn:
-            row = conn.execute(LOCK_JOB, {"job_id": job_id}).fetchone()
-            if row is None:
-                raise JobNotFound(job_id)
-            return self._start(conn, state_from_row(row), worker, actor)
+        claim = self._claim(LOCK_JOB, {"job_id": job_id}, worker, actor, job_id)
+        if claim is None:
+            raise JobNotFound(job_id)
+        return claim
 
-    def _start(
-        self, conn: Connection, state: JobState, worker: WorkerIdentity, actor: str
-    ) -> Claim:
-        token = secrets.token_hex(16)
-        events = decide(state, StartJob(worker=worker, run_token=token), job_id=state.job_id)
-        appended = self.store.append(state.job_id, state, events, actor=actor, connection=conn)
-        started = appended.state
-        row = conn.execute(
-            OPEN_LEASE,
-            {
-                "job_id": started.job_id,
-                "attempt": started.attempt,
+    def _claim(
+        self,
+        select: str,
+        params: dict[str, str],
+        worker: WorkerIdentity,
+        actor: str,
+        job_id: str = "",
+    ) -> Claim | None:
+        with self.store.transaction(job_id) as conn:
+            row = conn.execute(select, params).fetchone()
+            if row is None:
+                return None
+            state = state_from_row(row)
+            token = secrets.token_hex(16)
+            start = StartJob(worker=worker, run_token=token)
+            prepared = prepare_append(
+                state.job_id, state, decide(state, start, job_id=state.job_id), actor=actor
+            )
+            lease = {
+                "lease_attempt": prepared.state.attempt,
                 "run_token": token,
                 "worker_id": worker.worker_id,
                 "host": worker.host,
@@ -72,7 +75,7 @@ class JobQueue:
                 "pid": worker.pid,
                 "pid_started_at": worker.pid_started_at,
                 "lease_seconds": self.lease_seconds,
-            },
-        ).fetchone()
-        assert row is not None
-        return Claim(started, started.attempt, token, started.resume_from, row[0])
+            }
+            rows = conn.execute(APPEND_START_AND_OPEN_LEASE, prepared.params | lease).fetchall()
+        started = prepared.recorded(rows).state
+        return Claim(started, started.attempt, token, started.resume_from, rows[0][4])

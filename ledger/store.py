@@ -113,64 +113,22 @@ class EventStore:
         append joins that connection's transaction; otherwise it is a
         transaction of its own.
         """
-        if not events:
-            raise ValueError("nothing to append")
-        expected_version = state.version if state else 0
-        pending: list[RecordedEvent] = []
-        new_state = state
-        for data in events:
-            seq = (new_state.version if new_state else 0) + 1
-            event = RecordedEvent(job_id=job_id, seq=seq, data=data, recorded_at=APPEND_TIME)
-            new_state = evolve(new_state, event)
-            pending.append(event._replace(attempt=new_state.attempt))
-        assert new_state is not None
-        records = [event_to_record(event.data) for event in pending]
-        rows_json = [
-            {
-                "seq": event.seq,
-                "type": type_,
-                "payload": payload,
-                "reason": reason,
-                "attempt": event.attempt,
-                "idempotency_key": idempotency_key if index == 0 else None,
-            }
-            for index, (event, (type_, payload, reason)) in enumerate(
-                zip(pending, records, strict=True)
-            )
-        ]
-        params = {
-            "job_id": job_id,
-            "actor": actor,
-            "correlation_id": correlation_id,
-            "occurred_at": occurred_at,
-            "append_time": APPEND_TIME,
-            # Two JSON documents instead of dozens of parameters: far less to adapt.
-            "events": orjson.dumps(rows_json).decode(),
-            "state": orjson.dumps(new_state._asdict()).decode(),
-        }
+        prepared = prepare_append(
+            job_id,
+            state,
+            events,
+            actor=actor,
+            idempotency_key=idempotency_key,
+            correlation_id=correlation_id,
+            occurred_at=occurred_at,
+        )
         if connection is not None:
-            with self._translated(job_id, expected_version):
-                rows = connection.execute(APPEND_EVENTS, params).fetchall()
+            with self._translated(job_id, prepared.expected_version):
+                rows = connection.execute(APPEND_EVENTS, prepared.params).fetchall()
         else:
-            with self._connection(job_id, expected_version) as conn:
-                rows = conn.execute(APPEND_EVENTS, params).fetchall()
-        recorded_at = rows[0][2]
-        recorded = [
-            event._replace(
-                recorded_at=recorded_at,
-                position=position,
-                tx_id=int(tx_id),
-                actor=actor,
-                reason=reason,
-                idempotency_key=idempotency_key if index == 0 else None,
-                correlation_id=correlation_id,
-                occurred_at=occurred_at,
-            )
-            for index, (event, (position, _, _, tx_id), (_, _, reason)) in enumerate(
-                zip(pending, rows, records, strict=True)
-            )
-        ]
-        return Appended(recorded, _stamp(new_state, recorded_at))
+            with self._connection(job_id, prepared.expected_version) as conn:
+                rows = conn.execute(APPEND_EVENTS, prepared.params).fetchall()
+        return prepared.recorded(rows)
 
     # -- reading -----------------------------------------------------------------
 
@@ -248,6 +206,91 @@ class EventStore:
             yield
         except psycopg.Error as exc:
             raise translate_error(exc, job_id, expected_version) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedAppend:
+    """An append decided and projected, ready to send as `APPEND_EVENTS` with `params`."""
+
+    job_id: str
+    expected_version: int
+    pending: list[RecordedEvent]
+    reasons: list[str | None]
+    state: JobState
+    params: dict[str, Any]
+
+    def recorded(self, rows: Sequence[Sequence[Any]]) -> Appended:
+        """The events and state as recorded, from the rows `APPEND_EVENTS` returned."""
+        recorded_at = rows[0][2]
+        params = self.params
+        recorded = [
+            event._replace(
+                recorded_at=recorded_at,
+                position=row[0],
+                tx_id=int(row[3]),
+                actor=params["actor"],
+                reason=reason,
+                idempotency_key=params["idempotency_key"] if index == 0 else None,
+                correlation_id=params["correlation_id"],
+                occurred_at=params["occurred_at"],
+            )
+            for index, (event, row, reason) in enumerate(
+                zip(self.pending, rows, self.reasons, strict=True)
+            )
+        ]
+        return Appended(recorded, _stamp(self.state, recorded_at))
+
+
+def prepare_append(
+    job_id: str,
+    state: JobState | None,
+    events: Sequence[JobEvent],
+    *,
+    actor: str,
+    idempotency_key: str | None = None,
+    correlation_id: str | None = None,
+    occurred_at: datetime | None = None,
+) -> PreparedAppend:
+    """Number the events after `state`, evolve the projected state, build the parameters."""
+    if not events:
+        raise ValueError("nothing to append")
+    pending: list[RecordedEvent] = []
+    new_state = state
+    for data in events:
+        seq = (new_state.version if new_state else 0) + 1
+        event = RecordedEvent(job_id=job_id, seq=seq, data=data, recorded_at=APPEND_TIME)
+        new_state = evolve(new_state, event)
+        pending.append(event._replace(attempt=new_state.attempt))
+    assert new_state is not None
+    records = [event_to_record(event.data) for event in pending]
+    rows_json = [
+        {
+            "seq": event.seq,
+            "type": type_,
+            "payload": payload,
+            "reason": reason,
+            "attempt": event.attempt,
+            "idempotency_key": idempotency_key if index == 0 else None,
+        }
+        for index, (event, (type_, payload, reason)) in enumerate(
+            zip(pending, records, strict=True)
+        )
+    ]
+    params = {
+        "job_id": job_id,
+        "actor": actor,
+        "idempotency_key": idempotency_key,
+        "correlation_id": correlation_id,
+        "occurred_at": occurred_at,
+        "append_time": APPEND_TIME,
+        # Two JSON documents instead of dozens of parameters: far less to adapt.
+        "events": orjson.dumps(rows_json).decode(),
+        "state": orjson.dumps(new_state._asdict()).decode(),
+    }
+    reasons = [reason for _, _, reason in records]
+    return PreparedAppend(
+        job_id, state.version if state else 0, pending, reasons, new_state, params
+    )
 
 
 def translate_error(exc: psycopg.Error, job_id: str, expected_version: int) -> LedgerError:

@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from ledger.database import driver_connection
 from ledger.events import RecordedEvent
-from ledger.evolve import evolve
+from ledger.evolve import EventOutOfOrder, evolve
 from ledger.state import JobState
 from ledger.store import EventStore
 from projections import current_status
@@ -55,12 +55,19 @@ def catch_up_current_status(engine: Engine, *, progress: bool = False) -> CatchU
         if not page.events:
             break
         events_read += len(page.events)
-        with driver_connection(engine) as conn, conn.transaction():
-            repaired += _apply(conn, page.events)
-            write_checkpoint(
-                conn,
-                Checkpoint(current_status.NAME, current_status.VERSION, page.next_cursor),
-            )
+        try:
+            with driver_connection(engine) as conn, conn.transaction():
+                repaired += _apply(conn, page.events)
+                write_checkpoint(
+                    conn,
+                    Checkpoint(current_status.NAME, current_status.VERSION, page.next_cursor),
+                )
+        except EventOutOfOrder as gap:
+            # A row is missing or behind by more than the feed holds: the projection
+            # drifted beyond repair by catching up. Replay everything instead.
+            log.warning("rebuilding %s: %s", current_status.NAME, gap)
+            report = rebuild_current_status(engine, progress=progress)
+            return CatchUpReport(events_read + report.events, report.jobs, rebuilt=True)
         cursor = page.next_cursor
     return CatchUpReport(events_read, repaired, rebuilt=False)
 

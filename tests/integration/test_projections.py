@@ -171,3 +171,24 @@ def test_events_committed_between_replay_and_swap_are_applied_under_the_lock(
     assert (events, jobs, applied) == (2, 1, 1)
     assert store.load(job.job_id) == late.state
     assert verify_current_status(engine).clean
+
+
+def test_catch_up_rebuilds_when_a_row_it_must_extend_is_missing(
+    engine: Engine, store: EventStore, job_factory: JobFactory, database_url: str
+) -> None:
+    job = job_factory(JobStatus.RUNNING)
+    catch_up_current_status(engine)  # builds the projection; the checkpoint passes the job
+    execute(engine, f"DELETE FROM job_status WHERE job_id = '{job.job_id}'")
+    with psycopg.connect(libpq_url(database_url)) as conn:
+        conn.execute(
+            "INSERT INTO job_events (job_id, seq, type, payload, actor, attempt) "
+            "VALUES (%s, %s, 'checkpoint_saved', '{\"path\": \"/ck/3\"}', 'w', 1)",
+            (job.job_id, job.version + 1),
+        )
+
+    report = catch_up_current_status(engine)
+
+    assert report.rebuilt
+    loaded = store.load(job.job_id)
+    assert loaded is not None and loaded.checkpoint_path == "/ck/3"
+    assert verify_current_status(engine).clean
