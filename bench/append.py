@@ -26,21 +26,19 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import psycopg
-from psycopg import sql
 from psycopg.types.json import Jsonb
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
+from bench.scratch import scratch_database
 from ledger.commands import RegisterJob, SaveCheckpoint, StartJob, WorkerIdentity
 from ledger.database import create_ledger_engine, libpq_url
 from ledger.events import CheckpointSaved, event_to_record
-from ledger.migrate import upgrade_database
 from ledger.service import JobService
 from ledger.settings import Settings
 from ledger.store import EventStore
@@ -104,30 +102,6 @@ def _client_counts(text: str) -> tuple[int, ...]:
     if not counts or min(counts) < 1:
         raise argparse.ArgumentTypeError("give positive client counts, e.g. 1,16")
     return counts
-
-
-# -- a database of our own -----------------------------------------------------------
-
-
-def with_database(server_url: str, name: str) -> str:
-    """The URL of database `name` on the server of `server_url`."""
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
-@contextmanager
-def scratch_database(server_url: str) -> Iterator[str]:
-    """Create and migrate a database of a unique name; drop it on the way out, even on error."""
-    name = f"jobledger_bench_{uuid.uuid4().hex[:12]}"
-    admin_url = libpq_url(server_url)
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        url = with_database(server_url, name)
-        upgrade_database(url)
-        yield url
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 # -- clients -------------------------------------------------------------------------

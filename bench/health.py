@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import orjson
 import psycopg
 
-from bench.rebuild import generate, scratch_database
+from bench.rebuild import generate
+from bench.scratch import scratch_database
 from ledger.commands import WorkerIdentity
 from ledger.database import create_ledger_engine, libpq_url
 from ledger.queue import JobQueue

@@ -36,16 +36,15 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg import sql
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
+from bench.scratch import scratch_database
 from ledger.database import create_ledger_engine, libpq_url
 from ledger.events import (
     CheckpointSaved,
@@ -59,7 +58,6 @@ from ledger.events import (
     JobStarted,
     event_to_record,
 )
-from ledger.migrate import upgrade_database
 from ledger.statuses import JobStatus
 from projections.rebuild import RebuildReport, rebuild_current_status
 from projections.verify import VerifyReport, verify_current_status
@@ -123,30 +121,6 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     if not 1 <= jobs <= events:
         parser.error("need 1 <= --jobs <= --events")
     return Options(args.database_url, events, jobs, args.profile)
-
-
-# -- a database of our own -----------------------------------------------------------
-
-
-def with_database(server_url: str, name: str) -> str:
-    """The URL of database `name` on the server of `server_url`."""
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
-@contextmanager
-def scratch_database(server_url: str) -> Iterator[str]:
-    """Create and migrate a database of a unique name; drop it on the way out, even on error."""
-    name = f"jobledger_bench_{uuid.uuid4().hex[:12]}"
-    admin_url = libpq_url(server_url)
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        url = with_database(server_url, name)
-        upgrade_database(url)
-        yield url
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 # -- job histories -------------------------------------------------------------------

@@ -1,0 +1,33 @@
+"""A database of the benchmark's own: created and migrated, dropped afterwards even on error."""
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+from ledger.database import libpq_url
+from ledger.migrate import upgrade_database
+
+
+def with_database(server_url: str, name: str) -> str:
+    """The URL of database `name` on the server of `server_url`."""
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+@contextmanager
+def scratch_database(server_url: str) -> Iterator[str]:
+    """Create and migrate a database of a unique name; drop it on the way out, even on error."""
+    name = f"jobledger_bench_{uuid.uuid4().hex[:12]}"
+    admin_url = libpq_url(server_url)
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        url = with_database(server_url, name)
+        upgrade_database(url)
+        yield url
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
