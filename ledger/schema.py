@@ -164,4 +164,4 @@ projection_checkpoints = Table(
 """How far each projection has read the log (the feed cursor), and which
 version of its code built it."""
 
-JOB_STATUS_COLUMNS: tuple[str, ...] = tuple(column.name for column in job_status.columns)
+JOB_STATUS_COLUMNS: tuple[str, ...] = tuple(str(column.name) for column in job_status.columns)

@@ -7,6 +7,7 @@ module holds what replays need to write it in bulk and compare it.
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -23,14 +24,34 @@ _SPEC = JOB_STATUS_COLUMNS.index("spec")
 _RESULT = JOB_STATUS_COLUMNS.index("result")
 
 
-def copy_states(conn: psycopg.Connection[Any], table: str, states: Iterable[JobState]) -> int:
-    """Write `states` into `table` with COPY; return how many."""
+WRITE_BATCH = 5_000
+
+
+def write_states(conn: psycopg.Connection[Any], table: str, states: Iterable[JobState]) -> int:
+    """Insert `states` into `table` in batches, each one JSON document; return how many.
+
+    orjson writes a batch far faster than the driver adapts 25 values a row, and
+    the server turns it back into rows with `jsonb_populate_recordset`.
+    """
     count = 0
-    with conn.cursor() as cursor, cursor.copy(f"COPY {table} ({COLUMN_LIST}) FROM STDIN") as copy:
-        for state in states:
-            copy.write_row(_adapted(state))
-            count += 1
+    batch: list[dict[str, Any]] = []
+    for state in states:
+        batch.append(dict(zip(JOB_STATUS_COLUMNS, state, strict=True)))
+        if len(batch) == WRITE_BATCH:
+            count += _insert_batch(conn, table, batch)
+            batch = []
+    if batch:
+        count += _insert_batch(conn, table, batch)
     return count
+
+
+def _insert_batch(conn: psycopg.Connection[Any], table: str, batch: list[dict[str, Any]]) -> int:
+    conn.execute(
+        f"INSERT INTO {table} ({COLUMN_LIST}) "
+        f"SELECT {COLUMN_LIST} FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb)",
+        (orjson.dumps(batch).decode(),),
+    )
+    return len(batch)
 
 
 def stream_stored_states(

@@ -66,7 +66,7 @@ def _replay_into_staging(
         where = "tx_id < CAST(%(xmin)s AS xid8)"
         counted = _Counter(stream_event_rows(reader, where, {"xmin": str(snapshot_xmin)}), total)
         with writer.transaction():
-            jobs = current_status.copy_states(writer, STAGING_TABLE, fold_states(counted))
+            jobs = current_status.write_states(writer, STAGING_TABLE, fold_states(counted))
     return snapshot_xmin, counted.count, jobs
 
 
