@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
+    serve = commands.add_parser("serve", help="serve the HTTP API (and run the health monitor)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(handler=run_serve)
+
     demo = commands.add_parser(
         "demo", help="record one job's whole lifecycle and print its history"
     )
@@ -137,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     role.add_argument("--password", help="or set JOBLEDGER_ROLE_PASSWORD")
     role.set_defaults(handler=run_create_role)
     return parser
+
+
+def run_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from api.auth import TokenBook
+    from api.serve import serve
+
+    serve(settings, args.host, args.port, TokenBook.from_env())
+    return EXIT_OK
 
 
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:

@@ -1,0 +1,100 @@
+"""Bearer tokens with roles. Token values are kept hashed and compared in constant time."""
+
+import hashlib
+import hmac
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from starlette.requests import Request
+
+from api.problems import Problem
+
+
+class Role(StrEnum):
+    EMITTER = "emitter"  # the training server: register, claim/start, heartbeat, report
+    OPERATOR = "operator"  # force-start, mark-failed, cancel, requeue, reconcile, every read
+    AUDITOR = "auditor"  # reads only
+
+
+READ = frozenset({Role.OPERATOR, Role.AUDITOR, Role.EMITTER})
+OPERATE = frozenset({Role.OPERATOR})
+EMIT = frozenset({Role.EMITTER})
+REGISTER = frozenset({Role.EMITTER, Role.OPERATOR})
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent the request: the name recorded as the `actor` of every event it causes."""
+
+    name: str
+    role: Role | None  # None: the server runs without tokens, on loopback only
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEntry:
+    name: str
+    role: Role
+    digest: bytes
+
+
+class TokenBook:
+    """The configured tokens, by their SHA-256."""
+
+    def __init__(self, entries: list[TokenEntry]) -> None:
+        self.entries = entries
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.entries)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "TokenBook":
+        """`JOBLEDGER_TOKENS_FILE` (JSON: [{"name", "role", "token" | "sha256"}]) and/or
+        `JOBLEDGER_TOKENS` ("name:role:token,...")."""
+        env = os.environ if environ is None else environ
+        entries: list[TokenEntry] = []
+        path = env.get("JOBLEDGER_TOKENS_FILE")
+        if path:
+            for item in json.loads(Path(path).read_text()):
+                digest = (
+                    bytes.fromhex(item["sha256"]) if "sha256" in item else _digest(item["token"])
+                )
+                entries.append(TokenEntry(item["name"], Role(item["role"]), digest))
+        for spec in filter(None, (env.get("JOBLEDGER_TOKENS") or "").split(",")):
+            name, role, token = spec.strip().split(":", 2)
+            entries.append(TokenEntry(name, Role(role), _digest(token)))
+        return cls(entries)
+
+    def caller(self, request: Request, allowed: frozenset[Role]) -> Caller:
+        """The authenticated caller, or a 401/403 problem."""
+        if not self.enabled:
+            return Caller("anonymous", None)
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Problem(401, "unauthorized", "a bearer token is required")
+        digest = _digest(token.strip())
+        found = None
+        for entry in self.entries:  # every entry is compared: no early exit to time
+            if hmac.compare_digest(entry.digest, digest):
+                found = entry
+        if found is None:
+            raise Problem(401, "unauthorized", "the bearer token is not valid")
+        if found.role not in allowed:
+            needed = " or ".join(sorted(role.value for role in allowed))
+            raise Problem(
+                403,
+                "forbidden",
+                f"role {found.role} may not do this; it needs {needed}",
+                role=str(found.role),
+                required_roles=sorted(role.value for role in allowed),
+            )
+        return Caller(found.name, found.role)
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()

@@ -1,0 +1,211 @@
+"""Request and response bodies of the HTTP API; the OpenAPI document is generated from them."""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ledger.statuses import JobStatus
+
+JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateJob(Body):
+    job_id: str | None = Field(default=None, pattern=JOB_ID_PATTERN)
+    status: Literal["queued", "pending"] = "queued"
+    priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
+    spec: dict[str, Any] = Field(default_factory=dict)
+    max_attempts: int = Field(default=1, ge=1, le=1000)
+    auto_retry: bool = False
+
+
+class Guarded(Body):
+    expected_version: int | None = Field(default=None, ge=0)
+
+
+class ForceStartBody(Guarded):
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class MarkFailedBody(Guarded):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class CancelBody(Guarded):
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class RequeueBody(Guarded):
+    reason: str | None = Field(default=None, max_length=2000)
+    resume_from: str | None = Field(default=None, max_length=4000)
+
+
+class WorkerBody(Body):
+    worker_id: str = Field(min_length=1, max_length=200)
+    host: str = Field(min_length=1, max_length=255)
+    pid: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    pid_started_at: float | None = Field(default=None, ge=0, le=1e11)
+    boot_id: str | None = Field(default=None, max_length=100)
+
+
+class RunBody(Body):
+    attempt: int = Field(ge=0, le=2**31 - 1)
+    run_token: str = Field(min_length=1, max_length=200)
+
+
+class CheckpointBody(RunBody):
+    path: str = Field(min_length=1, max_length=4000)
+    step: int | None = Field(default=None, ge=0, le=2**62)
+
+
+class CompleteBody(RunBody):
+    result: dict[str, Any] | None = None
+
+
+class FailBody(RunBody):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class WorkerView(BaseModel):
+    worker_id: str
+    host: str | None
+    pid: int | None
+
+
+class CheckpointView(BaseModel):
+    path: str
+    step: int | None
+
+
+class JobView(BaseModel):
+    job_id: str
+    status: JobStatus
+    version: int
+    attempt: int
+    priority: int
+    spec: dict[str, Any] | None
+    created_at: str
+    updated_at: str
+    status_changed_at: str
+    queue_position: int | None
+    worker: WorkerView | None
+    last_heartbeat_at: str | None
+    failure_reason: str | None
+    checkpoint: CheckpointView | None
+    health: Literal["ok", "orphaned", "stale_pending"]
+
+
+class JobList(BaseModel):
+    jobs: list[JobView]
+    next_cursor: str | None
+
+
+class ForceStartView(BaseModel):
+    job: JobView
+    queue_position: int | None
+
+
+class ClaimView(BaseModel):
+    job: JobView
+    attempt: int
+    run_token: str
+    resume_from: str | None
+    lease_expires_at: str
+
+
+class HeartbeatView(BaseModel):
+    job_id: str
+    attempt: int
+    lease_expires_at: str
+
+
+class HistoryEvent(BaseModel):
+    seq: int
+    type: str
+    from_status: JobStatus | None
+    to_status: JobStatus
+    attempt: int
+    actor: str
+    reason: str | None
+    payload: dict[str, Any]
+    occurred_at: str | None
+    recorded_at: str
+
+
+class HistoryView(BaseModel):
+    job_id: str
+    events: list[HistoryEvent]
+
+
+class FeedEvent(BaseModel):
+    cursor: str
+    job_id: str
+    seq: int
+    type: str
+    attempt: int
+    actor: str
+    reason: str | None
+    payload: dict[str, Any]
+    recorded_at: str
+
+
+class FeedView(BaseModel):
+    events: list[FeedEvent]
+    next: str
+
+
+class OrphanView(BaseModel):
+    job_id: str
+    attempt: int
+    worker: WorkerView
+    last_heartbeat_at: str | None
+    reason: str
+
+
+class StalePendingView(BaseModel):
+    job_id: str
+    pending_since: str
+
+
+class HealthView(BaseModel):
+    healthy: bool
+    orphaned_jobs: list[OrphanView]
+    stale_pending_jobs: list[StalePendingView]
+    queue_depth: int
+    oldest_queued_age_s: float | None
+    total_running: int
+    total_running_alive: int
+    checked_at: str
+
+
+class ActionView(BaseModel):
+    job_id: str
+    action: str
+    reason: str
+
+
+class ReconcileView(BaseModel):
+    dry_run: bool
+    actions: list[ActionView]
+
+
+class LegacyHealthView(BaseModel):
+    healthy: bool
+    orphaned_jobs: list[str]
+    total_running_db: int
+    total_running_memory: int
+
+
+class LegacyForceStartView(BaseModel):
+    success: bool
+    job_id: str
+    queue_position: int | None
+
+
+class LegacyCleanupView(BaseModel):
+    orphaned_marked_failed: list[str]
+    old_pending_marked_failed: list[str]
+    old_queued_requeued: list[str]

@@ -1,0 +1,128 @@
+"""Turning ledger answers into the API's response models."""
+
+from datetime import datetime
+
+from api.bootstrap import Ledger
+from api.models import (
+    CheckpointView,
+    FeedEvent,
+    HealthView,
+    HistoryEvent,
+    HistoryView,
+    JobView,
+    OrphanView,
+    StalePendingView,
+    WorkerView,
+)
+from ledger.events import RecordedEvent, event_to_record
+from ledger.leases import last_heartbeat
+from ledger.state import JobState
+from ledger.statuses import JobStatus
+from projections.health import HealthReport
+from projections.history import Transition
+
+
+def iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def job_view(ledger: Ledger, state: JobState) -> JobView:
+    """The job as clients see it, with its queue position and health."""
+    position = (
+        ledger.store.queue_position(state.job_id) if state.status is JobStatus.QUEUED else None
+    )
+    health = "ok"
+    heartbeat = None
+    if state.status in (JobStatus.RUNNING, JobStatus.PAUSED):
+        heartbeat = last_heartbeat(ledger.store, state.job_id, state.attempt)
+        if ledger.health.check(job_id=state.job_id).orphaned:
+            health = "orphaned"
+    elif (
+        state.status is JobStatus.PENDING and ledger.health.check(job_id=state.job_id).stale_pending
+    ):
+        health = "stale_pending"
+    return JobView(
+        job_id=state.job_id,
+        status=state.status,
+        version=state.version,
+        attempt=state.attempt,
+        priority=state.priority,
+        spec=state.spec,
+        created_at=state.created_at.isoformat(),
+        updated_at=state.updated_at.isoformat(),
+        status_changed_at=state.status_changed_at.isoformat(),
+        queue_position=position,
+        worker=None
+        if state.worker_id is None
+        else WorkerView(worker_id=state.worker_id, host=state.worker_host, pid=state.worker_pid),
+        last_heartbeat_at=iso(heartbeat),
+        failure_reason=state.failure_reason,
+        checkpoint=None
+        if state.checkpoint_path is None
+        else CheckpointView(path=state.checkpoint_path, step=state.checkpoint_step),
+        health=health,  # type: ignore[arg-type]
+    )
+
+
+def history_view(job_id: str, history: list[Transition]) -> HistoryView:
+    return HistoryView(
+        job_id=job_id,
+        events=[
+            HistoryEvent(
+                seq=item.event.seq,
+                type=item.event.type,
+                from_status=item.from_status,
+                to_status=item.to_status,
+                attempt=item.event.attempt,
+                actor=item.event.actor,
+                reason=item.event.reason,
+                payload=event_to_record(item.event.data)[1],
+                occurred_at=iso(item.event.occurred_at),
+                recorded_at=item.event.recorded_at.isoformat(),
+            )
+            for item in history
+        ],
+    )
+
+
+def feed_event(event: RecordedEvent) -> FeedEvent:
+    return FeedEvent(
+        cursor=f"{event.tx_id}-{event.position}",
+        job_id=event.job_id,
+        seq=event.seq,
+        type=event.type,
+        attempt=event.attempt,
+        actor=event.actor,
+        reason=event.reason,
+        payload=event_to_record(event.data)[1],
+        recorded_at=event.recorded_at.isoformat(),
+    )
+
+
+def health_view(report: HealthReport) -> HealthView:
+    return HealthView(
+        healthy=report.healthy,
+        orphaned_jobs=[
+            OrphanView(
+                job_id=orphan.job_id,
+                attempt=orphan.attempt,
+                worker=WorkerView(
+                    worker_id=orphan.worker.worker_id or "",
+                    host=orphan.worker.host,
+                    pid=orphan.worker.pid,
+                ),
+                last_heartbeat_at=iso(orphan.last_heartbeat_at),
+                reason=str(orphan.reason),
+            )
+            for orphan in report.orphaned
+        ],
+        stale_pending_jobs=[
+            StalePendingView(job_id=stale.job_id, pending_since=stale.pending_since.isoformat())
+            for stale in report.stale_pending
+        ],
+        queue_depth=report.queue_depth,
+        oldest_queued_age_s=report.oldest_queued_age_s,
+        total_running=report.total_running,
+        total_running_alive=report.total_running_alive,
+        checked_at=report.checked_at.isoformat(),
+    )

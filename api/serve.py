@@ -1,0 +1,82 @@
+"""`jobledger serve`: recover from the log, then serve HTTP with the health monitor alongside."""
+
+import ipaddress
+import logging
+import threading
+
+import uvicorn
+
+from api.app import create_app
+from api.auth import TokenBook
+from api.bootstrap import Ledger, open_ledger
+from ledger.settings import Settings
+from projections.leader import LeaderLock
+from projections.monitor import HealthMonitor, MonitorTiming
+
+log = logging.getLogger("jobledger.serve")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_binding(host: str, tokens: TokenBook) -> None:
+    """Without tokens the API is open to anyone who can reach it: loopback only."""
+    if not tokens.enabled and not is_loopback(host):
+        raise SystemExit(
+            f"refusing to bind {host} without tokens: set JOBLEDGER_TOKENS or "
+            "JOBLEDGER_TOKENS_FILE, or bind 127.0.0.1"
+        )
+
+
+def recover(ledger: Ledger) -> str:
+    """The restart recovery pass; returns its one-line summary."""
+    report = ledger.reconciler.run_once()
+    health = report.health
+    assert health is not None
+    replayed = ledger.catch_up.events_read if ledger.catch_up else 0
+    stale = {stale.job_id for stale in health.stale_pending}
+    failed = report.of("mark_failed")
+    return (
+        f"recovered: {replayed} events replayed, "
+        f"{health.total_running_alive} running jobs confirmed alive, "
+        f"{len([job for job in failed if job not in stale])} orphans failed, "
+        f"{len(report.of('requeue'))} orphans re-queued, "
+        f"{health.queue_depth} queued jobs intact, "
+        f"{len(stale)} stale pending handled"
+    )
+
+
+def serve(settings: Settings, host: str, port: int, tokens: TokenBook) -> None:
+    check_binding(host, tokens)
+    if not tokens.enabled:
+        log.warning("no tokens configured: serving on loopback only, every caller is trusted")
+    with open_ledger(settings) as ledger:
+        print(recover(ledger), flush=True)
+        monitor = HealthMonitor(
+            ledger.reconciler,
+            LeaderLock(ledger.url),
+            MonitorTiming(
+                interval_s=settings.reconcile_interval_s,
+                poll_s=min(settings.lease_seconds, settings.reconcile_interval_s),
+            ),
+        )
+        background = threading.Thread(target=monitor.run, name="health-monitor", daemon=True)
+        background.start()
+        config = uvicorn.Config(
+            create_app(ledger, tokens),
+            host=host,
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=30,
+        )
+        try:
+            uvicorn.Server(config).run()  # SIGTERM: stop accepting, finish in-flight requests
+        finally:
+            monitor.stop.set()
+            background.join(timeout=10)

@@ -1,0 +1,64 @@
+"""Every route against every role and no token."""
+
+from collections.abc import Callable
+
+import pytest
+from starlette.testclient import TestClient
+
+from api.app import ENDPOINTS
+from api.auth import Role
+from tests.api.conftest import TOKENS, auth
+
+CALLERS = [None, *TOKENS]
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: f"{e.method} {e.path}")
+def test_each_route_admits_exactly_its_roles(client: TestClient, endpoint: object) -> None:
+    from api.endpoints import Endpoint
+
+    assert isinstance(endpoint, Endpoint)
+    path = endpoint.path.replace("{job_id}", "no-such-job")
+    for caller in CALLERS:
+        headers = auth(caller) if caller else {}
+        response = client.request(endpoint.method, path, headers=headers, json={})
+        if caller is None:
+            assert response.status_code == 401, (caller, response.text)
+        elif Role(TOKENS[caller]) in endpoint.roles:
+            assert response.status_code not in (401, 403), (caller, response.text)
+        else:
+            assert response.status_code == 403, (caller, response.text)
+            assert response.json()["required_roles"]
+        assert response.status_code < 500, (caller, response.text)
+
+
+def test_a_wrong_token_is_401(client: TestClient) -> None:
+    response = client.get("/v1/health", headers={"Authorization": "Bearer nope"})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_the_actor_is_the_tokens_name_never_the_clients_word(
+    client_for: Callable[[bool], TestClient],
+) -> None:
+    client = client_for(True)
+    client.post("/v1/jobs", json={"job_id": "mine"}, headers=auth("alice"))
+    history = client.get("/v1/jobs/mine/history", headers=auth("audrey")).json()
+    assert history["events"][0]["actor"] == "alice"
+
+
+def test_without_tokens_every_caller_is_anonymous(
+    client_for: Callable[[bool], TestClient],
+) -> None:
+    client = client_for(False)
+    assert client.post("/v1/jobs", json={"job_id": "open"}).status_code == 201
+    history = client.get("/v1/jobs/open/history").json()
+    assert history["events"][0]["actor"] == "anonymous"
+
+
+def test_serving_beyond_loopback_without_tokens_is_refused() -> None:
+    from api.auth import TokenBook
+    from api.serve import check_binding
+
+    with pytest.raises(SystemExit, match="refusing"):
+        check_binding("0.0.0.0", TokenBook([]))
+    check_binding("127.0.0.1", TokenBook([]))
