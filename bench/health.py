@@ -52,6 +52,7 @@ class Options:
     jobs: int
     seconds: float
     health_calls: int
+    running: int
 
 
 def parse_options(argv: Sequence[str] | None) -> Options:
@@ -64,15 +65,16 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=4.0, help="per claim measurement")
+    parser.add_argument("--running", type=int, default=1_000, help="live runs when measuring")
     parser.add_argument("--quick", action="store_true", help="a tiny run, as a smoke test")
     args = parser.parse_args(argv)
     if args.quick:
-        return Options(args.database_url, 20_000, 2_000, 0.5, 20)
-    return Options(args.database_url, args.events, args.jobs, args.seconds, 200)
+        return Options(args.database_url, 20_000, 2_000, 0.5, 20, 100)
+    return Options(args.database_url, args.events, args.jobs, args.seconds, 200, args.running)
 
 
-def prepare_leases(url: str) -> tuple[int, int]:
-    """Give every running job a lease: live, except one in twenty already lapsed."""
+def prepare_leases(url: str, running: int) -> None:
+    """Leases for the runs: `running` of them live; the rest already lapsed."""
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         conn.execute(
             """
@@ -80,13 +82,26 @@ def prepare_leases(url: str) -> tuple[int, int]:
                                     started_at, heartbeat_at, expires_at)
             SELECT job_id, attempt, coalesce(run_token, 'token'), coalesce(worker_id, 'w'),
                    coalesce(worker_host, 'gpu-node'), worker_pid, started_at, now(),
-                   CASE WHEN abs(hashtext(job_id)) % 20 = 0 THEN now() - interval '1 minute'
-                        ELSE now() + interval '1 hour' END
+                   CASE WHEN row_number() OVER (ORDER BY job_id) <= %s
+                        THEN now() + interval '1 hour' ELSE now() - interval '1 minute' END
             FROM job_status WHERE status IN ('running', 'paused')
-            """
+            """,
+            (running,),
+        )
+
+
+def lapse_some(url: str, every: int) -> tuple[int, int]:
+    """Let one live lease in `every` lapse: the orphans the measured pass will find."""
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        conn.execute(
+            "UPDATE job_leases SET expires_at = now() - interval '1 minute' "
+            "WHERE expires_at > now() AND abs(hashtext(job_id)) %% %s = 0",
+            (every,),
         )
         row = conn.execute(
-            "SELECT count(*), count(*) FILTER (WHERE l.expires_at < now()) FROM job_leases l"
+            "SELECT count(*), count(*) FILTER (WHERE l.expires_at < now()) "
+            "FROM job_leases l JOIN job_status s USING (job_id, attempt) "
+            "WHERE s.status IN ('running', 'paused')"
         ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
@@ -195,7 +210,11 @@ def run(options: Options) -> None:
         engine = create_ledger_engine(url, Settings(pool_size=20))
         try:
             rebuilt = rebuild_current_status(engine)
-            leases, lapsed = prepare_leases(url)
+            prepare_leases(url, options.running)
+            check = HealthCheck(engine)
+            # Settle on `running` live runs: the generator leaves more running than that.
+            Reconciler(JobService(EventStore(engine)), check).run_once()
+            leases, lapsed = lapse_some(url, 20)
             queue_jobs(url, QUEUED_FOR_CLAIMS)
             catch_up_current_status(engine)
             print(
@@ -203,7 +222,6 @@ def run(options: Options) -> None:
                 f"{leases} running with leases ({lapsed} lapsed), "
                 f"{QUEUED_FOR_CLAIMS:,} more queued"
             )
-            check = HealthCheck(engine)
             timings = time_health(check, options.health_calls)
             report = check.check()
             print(

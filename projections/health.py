@@ -8,10 +8,9 @@ whole job table or the log. Ages use the database clock.
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
-import psycopg
-from psycopg.rows import namedtuple_row
+import orjson
 from sqlalchemy import Engine
 
 from ledger.database import driver_connection
@@ -70,30 +69,45 @@ class HealthReport:
         return not self.orphaned and not self.stale_pending
 
 
-ACTIVE_RUNS = """
-    SELECT s.job_id, s.status, s.version, s.attempt, s.auto_retry, s.max_attempts,
-           s.worker_id, s.worker_host, s.worker_pid, s.worker_pid_started_at, s.worker_boot_id,
-           l.heartbeat_at,
-           COALESCE(l.expires_at, s.started_at + make_interval(secs => %(lease_seconds)s))
-               < now() AS lease_expired
-    FROM job_status s
-    LEFT JOIN job_leases l ON l.job_id = s.job_id AND l.attempt = s.attempt
-    WHERE s.status IN ('running', 'paused')
-      AND (%(job_id)s::text IS NULL OR s.job_id = %(job_id)s)
-    """
+HEALTH_QUERY = """
+    SELECT q.depth, q.oldest_age, now(),
+        (SELECT coalesce(json_agg(json_build_array(
+                    s.job_id, s.status, s.version, s.attempt, s.auto_retry, s.max_attempts,
+                    s.worker_id, s.worker_host, s.worker_pid, s.worker_pid_started_at,
+                    s.worker_boot_id, l.heartbeat_at,
+                    COALESCE(l.expires_at, s.started_at + make_interval(secs => %(lease_seconds)s))
+                        < now())), '[]')::text
+         FROM job_status s
+         LEFT JOIN job_leases l ON l.job_id = s.job_id AND l.attempt = s.attempt
+         WHERE s.status IN ('running', 'paused')
+           AND (%(job_id)s::text IS NULL OR s.job_id = %(job_id)s)),
+        (SELECT coalesce(json_agg(json_build_array(s.job_id, s.status_changed_at, s.version)
+                                  ORDER BY s.status_changed_at), '[]')::text
+         FROM job_status s
+         WHERE s.status = 'pending'
+           AND s.status_changed_at < now() - make_interval(secs => %(stale_seconds)s)
+           AND (%(job_id)s::text IS NULL OR s.job_id = %(job_id)s))
+    FROM (SELECT count(*) AS depth, EXTRACT(EPOCH FROM now() - min(queued_at))::float8 AS oldest_age
+          FROM job_status WHERE status = 'queued') AS q
+"""
+"""The whole view in one statement: one round trip and one snapshot, so the numbers
+agree with each other. Each part reads an indexed slice of the projection."""
 
-STALE_PENDING = """
-    SELECT s.job_id, s.status_changed_at, s.version FROM job_status s
-    WHERE s.status = 'pending'
-      AND s.status_changed_at < now() - make_interval(secs => %(stale_seconds)s)
-      AND (%(job_id)s::text IS NULL OR s.job_id = %(job_id)s)
-    ORDER BY s.status_changed_at
-    """
 
-QUEUE_SUMMARY = """
-    SELECT count(*), EXTRACT(EPOCH FROM now() - min(queued_at))::float8, now()
-    FROM job_status WHERE status = 'queued'
-    """
+class _Run(NamedTuple):
+    job_id: str
+    status: str
+    version: int
+    attempt: int
+    auto_retry: bool
+    max_attempts: int
+    worker_id: str | None
+    worker_host: str | None
+    worker_pid: int | None
+    worker_pid_started_at: float | None
+    worker_boot_id: str | None
+    heartbeat_at: datetime | None
+    lease_expired: bool
 
 
 class HealthCheck:
@@ -116,16 +130,20 @@ class HealthCheck:
         self, *, stale_pending_after: timedelta | None = None, job_id: str | None = None
     ) -> HealthReport:
         stale_after = stale_pending_after or self.stale_pending_after
-        with driver_connection(self.engine) as conn, conn.transaction():
-            # One snapshot for the three reads, so the numbers agree with each other.
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            cursor: psycopg.Cursor[Any] = conn.cursor(row_factory=namedtuple_row)
-            summary = cursor.execute(QUEUE_SUMMARY).fetchone()
-            assert summary is not None
-            depth, oldest_age, checked_at = summary
-            params = {"lease_seconds": self.lease_seconds, "job_id": job_id}
-            runs = cursor.execute(ACTIVE_RUNS, params).fetchall()
-            pending = _stale_pending(cursor, stale_after, job_id)
+        params = {
+            "lease_seconds": self.lease_seconds,
+            "stale_seconds": stale_after.total_seconds(),
+            "job_id": job_id,
+        }
+        with driver_connection(self.engine) as conn:
+            row = conn.execute(HEALTH_QUERY, params).fetchone()
+        assert row is not None
+        depth, oldest_age, checked_at, runs_json, pending_json = row
+        runs = [_run(values) for values in orjson.loads(runs_json)]
+        pending = [
+            StalePending(job, datetime.fromisoformat(since), version)
+            for job, since, version in orjson.loads(pending_json)
+        ]
         orphaned = [orphan for row in runs if (orphan := self._judge(row)) is not None]
         dead = {orphan.job_id for orphan in orphaned}
         running = [row for row in runs if row.status == "running"]
@@ -141,7 +159,7 @@ class HealthCheck:
             alive_job_ids=alive,
         )
 
-    def _judge(self, row: Any) -> OrphanedRun | None:
+    def _judge(self, row: _Run) -> OrphanedRun | None:
         """Orphaned when the process is gone (for a run on this host), or the lease expired.
 
         A run on this host that never heartbeated is judged by its process alone.
@@ -168,11 +186,8 @@ class HealthCheck:
         )
 
 
-def _stale_pending(
-    cursor: psycopg.Cursor[Any], stale_after: timedelta, job_id: str | None
-) -> list[StalePending]:
-    params = {"stale_seconds": stale_after.total_seconds(), "job_id": job_id}
-    return [
-        StalePending(row.job_id, row.status_changed_at, row.version)
-        for row in cursor.execute(STALE_PENDING, params)
-    ]
+def _run(values: list[Any]) -> _Run:
+    run = _Run(*values)
+    if run.heartbeat_at is not None:
+        run = run._replace(heartbeat_at=datetime.fromisoformat(str(run.heartbeat_at)))
+    return run
