@@ -1,0 +1,387 @@
+"""The training server's side of JobLedger: a typed HTTP client and the `JobRun` context manager.
+
+Every write is sent with an idempotency key and retried with the same key
+when the connection fails or the server answers 503, so a retry never appends
+twice. Problems come back as the ledger's own errors.
+"""
+
+import logging
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from ledger.commands import WorkerIdentity
+from ledger.errors import (
+    CommandRefused,
+    DatabaseUnavailable,
+    DuplicateJob,
+    IllegalTransition,
+    InvalidCommand,
+    JobNotFound,
+    LedgerError,
+    StaleAttempt,
+    VersionConflict,
+)
+from ledger.host import current_process
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LEASE_SECONDS = 90.0
+
+
+class ClientError(LedgerError):
+    """The server refused the request (authentication, role, input) or failed."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        self.status = status
+        self.problem = problem
+        super().__init__(f"{status}: {problem.get('detail') or problem.get('title') or 'error'}")
+
+
+class QueueEmpty(LedgerError):
+    """No queued job to claim."""
+
+
+class RunFenced(StaleAttempt):
+    """This run's attempt was closed by someone else: stop working on it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    job: dict[str, Any]
+    attempt: int
+    run_token: str
+    resume_from: str | None
+    lease_expires_at: str
+
+    @property
+    def job_id(self) -> str:
+        return str(self.job["job_id"])
+
+
+class LedgerClient:
+    """Typed methods for the JobLedger HTTP API."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 10.0,
+        retries: int = 4,
+        backoff: float = 0.2,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(
+            base_url=base_url, headers=headers, timeout=timeout, transport=transport
+        )
+        self.retries = retries
+        self.backoff = backoff
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> "LedgerClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- jobs ----------------------------------------------------------------------
+
+    def register(
+        self,
+        job_id: str | None = None,
+        *,
+        status: str = "queued",
+        priority: int = 0,
+        spec: dict[str, Any] | None = None,
+        max_attempts: int = 1,
+        auto_retry: bool = False,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "status": status,
+            "priority": priority,
+            "spec": spec or {},
+            "max_attempts": max_attempts,
+            "auto_retry": auto_retry,
+        }
+        if job_id is not None:
+            body["job_id"] = job_id
+        return self._json("POST", "/v1/jobs", body)
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/jobs/{job_id}")
+
+    def jobs(
+        self, status: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> dict[str, Any]:
+        params = {
+            key: value
+            for key, value in {"status": status, "limit": limit, "cursor": cursor}.items()
+            if value
+        }
+        return self._json("GET", "/v1/jobs", params=params)
+
+    def history(self, job_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/jobs/{job_id}/history")
+
+    def force_start(self, job_id: str, reason: str | None = None) -> dict[str, Any]:
+        return self._json("POST", f"/v1/jobs/{job_id}/force-start", {"reason": reason})
+
+    def mark_failed(self, job_id: str, reason: str) -> dict[str, Any]:
+        return self._json("POST", f"/v1/jobs/{job_id}/mark-failed", {"reason": reason})
+
+    def cancel(self, job_id: str, reason: str | None = None) -> dict[str, Any]:
+        return self._json("POST", f"/v1/jobs/{job_id}/cancel", {"reason": reason})
+
+    def requeue(
+        self, job_id: str, reason: str | None = None, resume_from: str | None = None
+    ) -> dict[str, Any]:
+        body = {"reason": reason, "resume_from": resume_from}
+        return self._json("POST", f"/v1/jobs/{job_id}/requeue", body)
+
+    # -- runs ----------------------------------------------------------------------
+
+    def claim(self, worker: WorkerIdentity) -> Claimed | None:
+        response = self._send("POST", "/v1/queue/claim", _worker_body(worker))
+        if response.status_code == 204:
+            return None
+        return _claimed(response.json())
+
+    def start(self, job_id: str, worker: WorkerIdentity) -> Claimed:
+        return _claimed(self._json("POST", f"/v1/jobs/{job_id}/start", _worker_body(worker)))
+
+    def heartbeat(self, job_id: str, attempt: int, run_token: str) -> dict[str, Any]:
+        run = {"attempt": attempt, "run_token": run_token}
+        return self._json("POST", f"/v1/jobs/{job_id}/heartbeat", run)
+
+    def report(
+        self, job_id: str, action: str, attempt: int, run_token: str, **fields: Any
+    ) -> dict[str, Any]:
+        """pause, resume, checkpoint (path, step), complete (result) or fail (reason)."""
+        body = {"attempt": attempt, "run_token": run_token, **fields}
+        return self._json("POST", f"/v1/jobs/{job_id}/{action}", body)
+
+    # -- health and audit ----------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        return self._json("GET", "/v1/health")
+
+    def reconcile(
+        self, dry_run: bool = False, max_age_minutes: int | None = None
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"dry_run": str(dry_run).lower()}
+        if max_age_minutes is not None:
+            params["max_age_minutes"] = max_age_minutes
+        return self._json("POST", "/v1/admin/reconcile", params=params)
+
+    def events(self, after: str | None = None, limit: int = 100) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if after:
+            params["after"] = after
+        return self._json("GET", "/v1/events", params=params)
+
+    # -- plumbing ------------------------------------------------------------------
+
+    def _json(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = self._send(method, path, body, params).json()
+        return result
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> httpx.Response:
+        headers = {"Idempotency-Key": uuid.uuid4().hex} if method == "POST" else {}
+        for attempt in range(self.retries + 1):
+            try:
+                response = self.http.request(
+                    method, path, json=body, params=params, headers=headers
+                )
+            except httpx.TransportError as exc:
+                if attempt == self.retries:
+                    raise DatabaseUnavailable(f"the ledger cannot be reached: {exc}") from exc
+            else:
+                if response.status_code != 503 or attempt == self.retries:
+                    break
+            time.sleep(self.backoff * (2**attempt))
+        if response.status_code >= 400:
+            raise problem_error(response)
+        return response
+
+
+def problem_error(response: httpx.Response) -> LedgerError:
+    """The ledger error a problem+json answer stands for."""
+    try:
+        problem: dict[str, Any] = response.json()
+    except ValueError:
+        problem = {"detail": response.text}
+    kind = str(problem.get("type", "")).rsplit("/", 1)[-1]
+    detail = str(problem.get("detail", ""))
+    job_id = str(problem.get("job_id", ""))
+    if kind == "job-not-found":
+        return JobNotFound(job_id)
+    if kind == "duplicate-job":
+        return DuplicateJob(job_id)
+    if kind == "illegal-transition":
+        return IllegalTransition(
+            job_id,
+            str(problem.get("current_status")),
+            str(problem.get("command")),
+            problem.get("allowed_commands", []),
+        )
+    if kind == "stale-attempt":
+        return StaleAttempt(
+            job_id, int(problem.get("attempt", 0)), int(problem.get("current_attempt", 0)), detail
+        )
+    if kind == "version-conflict":
+        return VersionConflict(job_id, int(problem.get("expected_version", 0)))
+    if kind == "command-refused":
+        return CommandRefused(detail)
+    if kind == "invalid-command":
+        return InvalidCommand(detail)
+    if response.status_code == 503:
+        return DatabaseUnavailable(detail)
+    return ClientError(response.status_code, problem)
+
+
+def _worker_body(worker: WorkerIdentity) -> dict[str, Any]:
+    return {
+        "worker_id": worker.worker_id,
+        "host": worker.host,
+        "pid": worker.pid,
+        "pid_started_at": worker.pid_started_at,
+        "boot_id": worker.boot_id,
+    }
+
+
+def _claimed(body: dict[str, Any]) -> Claimed:
+    return Claimed(
+        job=body["job"],
+        attempt=body["attempt"],
+        run_token=body["run_token"],
+        resume_from=body["resume_from"],
+        lease_expires_at=body["lease_expires_at"],
+    )
+
+
+class JobRun:
+    """A training run: claim (or start) a job, heartbeat while it runs, report how it ended.
+
+        with JobRun(client, worker_id="trainer-1") as run:
+            for step in range(steps):
+                if run.should_stop:   # fenced: another run owns the job now
+                    break
+                ...
+                run.checkpoint(path, step)
+
+    Leaving the block normally reports `completed` (with `run.result`); an
+    exception reports `failed` with the exception's summary, and propagates.
+    """
+
+    def __init__(
+        self,
+        client: LedgerClient,
+        *,
+        worker_id: str = "trainer",
+        job_id: str | None = None,
+        worker: WorkerIdentity | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    ) -> None:
+        self.client = client
+        self.job_id = job_id
+        self.worker = worker or current_process(worker_id)
+        self.heartbeat_every = lease_seconds / 3
+        self.fenced = threading.Event()
+        self.result: dict[str, Any] | None = None
+        self.claim: Claimed | None = None
+        self._stop = threading.Event()
+        self._beats: threading.Thread | None = None
+
+    @property
+    def should_stop(self) -> bool:
+        return self.fenced.is_set()
+
+    def __enter__(self) -> "JobRun":
+        if self.job_id is None:
+            claim = self.client.claim(self.worker)
+            if claim is None:
+                raise QueueEmpty()
+        else:
+            claim = self.client.start(self.job_id, self.worker)
+        self.claim = claim
+        self.job_id = claim.job_id
+        self._beats = threading.Thread(
+            target=self._heartbeat, name="jobledger-heartbeat", daemon=True
+        )
+        self._beats.start()
+        return self
+
+    def checkpoint(self, path: str, step: int | None = None) -> None:
+        self._report("checkpoint", path=path, step=step)
+
+    def pause(self) -> None:
+        self._report("pause")
+
+    def resume(self) -> None:
+        self._report("resume")
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        if self._beats is not None:
+            self._beats.join(timeout=self.heartbeat_every + 5)
+        if self.fenced.is_set():
+            return  # the job is someone else's now: report nothing
+        try:
+            if error is None:
+                self._report("complete", result=self.result)
+            else:
+                summary = "".join(traceback.format_exception_only(error)).strip()
+                self._report("fail", reason=summary[:2000] or type(error).__name__)
+        except StaleAttempt:
+            self.fenced.set()
+
+    def _report(self, action: str, **fields: Any) -> None:
+        assert self.claim is not None
+        if self.fenced.is_set():
+            raise RunFenced(self.claim.job_id, self.claim.attempt, -1, "this run was fenced")
+        try:
+            self.client.report(
+                self.claim.job_id, action, self.claim.attempt, self.claim.run_token, **fields
+            )
+        except StaleAttempt:
+            self.fenced.set()
+            raise
+
+    def _heartbeat(self) -> None:
+        assert self.claim is not None
+        while not self._stop.wait(self.heartbeat_every):
+            try:
+                self.client.heartbeat(self.claim.job_id, self.claim.attempt, self.claim.run_token)
+            except StaleAttempt:
+                log.warning("job %s: this run was fenced; stop", self.claim.job_id)
+                self.fenced.set()
+                return
+            except LedgerError as exc:
+                log.warning("heartbeat failed, trying again: %s", exc)
