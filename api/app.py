@@ -1,5 +1,7 @@
 """The Starlette application: routes, problem+json errors, probes, the OpenAPI document."""
 
+import contextlib
+from collections.abc import AsyncIterator
 from importlib.metadata import version
 
 from pydantic import ValidationError
@@ -13,6 +15,7 @@ from api import routes_jobs, routes_observe, routes_runs
 from api.auth import TokenBook
 from api.bootstrap import Ledger
 from api.endpoints import Endpoint, json_response, starlette_route
+from api.metrics import Metrics, metrics_endpoint
 from api.openapi import openapi_document
 from api.problems import (
     Problem,
@@ -23,6 +26,7 @@ from api.problems import (
     handle_validation,
     problem_response,
 )
+from api.stream import FeedWaker, stream_endpoint
 from ledger.errors import LedgerError
 from ledger.migrate import check_schema_current
 
@@ -51,14 +55,25 @@ def create_app(ledger: Ledger, tokens: TokenBook) -> Starlette:
     async def openapi(request: Request) -> Response:
         return json_response(document)
 
-    routes = [starlette_route(endpoint, ledger, tokens) for endpoint in ENDPOINTS]
+    metrics = Metrics(ledger)
+    waker = FeedWaker(ledger.url)
+    routes = [starlette_route(endpoint, ledger, tokens, metrics) for endpoint in ENDPOINTS]
     routes += [
         Route("/livez", livez, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/metrics", metrics_endpoint(metrics, tokens), methods=["GET"]),
+        Route("/v1/events/stream", stream_endpoint(ledger, tokens, waker), methods=["GET"]),
     ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        waker.close()
+
     return Starlette(
         routes=routes,
+        lifespan=lifespan,
         exception_handlers={
             LedgerError: handle_ledger_error,
             Problem: handle_problem,

@@ -16,6 +16,7 @@ from typing import Any
 import psutil
 
 from api.bootstrap import open_ledger
+from api.statuses_export import json_schema, typescript_module
 from api.tables import render_health, render_history, render_table
 from api.views import health_json, job_json, reconcile_json
 from ledger.commands import (
@@ -141,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     role.add_argument("name")
     role.add_argument("--password", help="or set JOBLEDGER_ROLE_PASSWORD")
     role.set_defaults(handler=run_create_role)
+
+    statuses = commands.add_parser(
+        "statuses", help="print the job statuses for other languages (no database needed)"
+    )
+    statuses.add_argument(
+        "--format", choices=["ts", "json"], default="ts", help="TypeScript module or JSON Schema"
+    )
+    statuses.set_defaults(handler=run_statuses)
     return parser
 
 
@@ -332,6 +341,11 @@ def run_create_role(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             engine.dispose()
     print(f"role {args.name}: SELECT and INSERT on job_events, nothing more on the log")
+    return EXIT_OK
+
+
+def run_statuses(settings: Settings, args: argparse.Namespace) -> int:
+    print(typescript_module() if args.format == "ts" else json_schema(), end="")
     return EXIT_OK
 
 

@@ -5,9 +5,10 @@ the (blocking) handler in the thread pool and serializes its answer. The same
 declarations generate the OpenAPI document.
 """
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -19,7 +20,11 @@ from starlette.routing import Route
 from api.auth import Caller, Role, TokenBook
 from api.bootstrap import Ledger
 from api.models import Body
-from api.problems import Problem, validation_response
+from api.problems import Problem, ledger_error_response, validation_response
+from ledger.errors import LedgerError
+
+if TYPE_CHECKING:
+    from api.metrics import Metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +71,27 @@ def json_response(
     return Response(orjson.dumps(content), status, headers, media_type="application/json")
 
 
-def starlette_route(endpoint: Endpoint, ledger: Ledger, tokens: TokenBook) -> Route:
+def starlette_route(
+    endpoint: Endpoint, ledger: Ledger, tokens: TokenBook, metrics: "Metrics | None" = None
+) -> Route:
     async def serve(request: Request) -> Response:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await answer(request)
+            status = response.status_code
+            return response
+        except Problem as problem:
+            status = problem.status
+            raise
+        except LedgerError as error:
+            status = ledger_error_response(error).status_code
+            raise
+        finally:
+            if metrics is not None:
+                metrics.observe(f"{endpoint.method} {endpoint.path}", status, started)
+
+    async def answer(request: Request) -> Response:
         caller = tokens.caller(request, endpoint.roles)
         body = None
         if endpoint.body is not None:
