@@ -1,8 +1,11 @@
 """`jobledger serve`: recover from the log, then serve HTTP with the health monitor alongside."""
 
+import contextlib
 import ipaddress
 import logging
+import signal
 import threading
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -14,6 +17,24 @@ from projections.leader import LeaderLock
 from projections.monitor import HealthMonitor, MonitorTiming
 
 log = logging.getLogger("jobledger.serve")
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn, but a SIGTERM or SIGINT returns from `run` instead of killing the process
+    afterwards: the monitor stops and an embedded database shuts down cleanly."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        stops = (signal.SIGTERM, signal.SIGINT)
+        previous = {signum: signal.signal(signum, self.handle_exit) for signum in stops}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 def is_loopback(host: str) -> bool:
@@ -76,7 +97,7 @@ def serve(settings: Settings, host: str, port: int, tokens: TokenBook) -> None:
             timeout_graceful_shutdown=30,
         )
         try:
-            uvicorn.Server(config).run()  # SIGTERM: stop accepting, finish in-flight requests
+            GracefulServer(config).run()  # SIGTERM: stop accepting, finish in-flight requests
         finally:
             monitor.stop.set()
             background.join(timeout=10)

@@ -166,3 +166,58 @@ def test_metrics_count_commands_and_report_the_queue(server: Server) -> None:
     assert 'jobledger_requests_total{outcome="ok",route="POST /v1/jobs"} 1.0' in text
     assert "jobledger_queued_jobs 1.0" in text
     assert "jobledger_request_seconds_bucket" in text
+
+
+def test_a_server_killed_under_load_keeps_every_acknowledged_command_and_invents_none(
+    server: Server,
+) -> None:
+    acknowledged: list[str] = []
+    sent: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def load(client_index: int) -> None:
+        client = server.client("trainer")
+        client.retries = 0  # a lost answer must stay lost, not be retried into the restart
+        for n in range(10_000):
+            if stop.is_set():
+                return
+            job_id = f"load-{client_index}-{n}"
+            with lock:
+                sent.append(job_id)
+            try:
+                client.register(job_id)
+            except Exception:
+                return  # the server is gone
+            with lock:
+                acknowledged.append(job_id)
+
+    workers = [threading.Thread(target=load, args=(index,)) for index in range(16)]
+    for worker in workers:
+        worker.start()
+    poll(lambda: len(acknowledged) >= 100, timeout=60)
+    server.kill(signal.SIGKILL)
+    stop.set()
+    for worker in workers:
+        worker.join(timeout=30)
+
+    server.start()
+    audrey = server.client("audrey")
+    stored: set[str] = set()
+    cursor = None
+    while True:
+        page = audrey.jobs(limit=500, cursor=cursor)
+        stored.update(job["job_id"] for job in page["jobs"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert set(acknowledged) <= stored, "an acknowledged registration was lost"
+    assert stored <= set(sent), "the log holds a job nobody sent"
+    verify = subprocess.run(
+        [sys.executable, "-m", "api.cli", "projections", "verify"],
+        env=server.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
