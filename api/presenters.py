@@ -15,7 +15,6 @@ from api.models import (
     WorkerView,
 )
 from ledger.events import RecordedEvent, event_to_record
-from ledger.leases import last_heartbeat
 from ledger.state import JobState
 from ledger.statuses import JobStatus
 from projections.health import HealthReport
@@ -28,19 +27,10 @@ def iso(moment: datetime | None) -> str | None:
 
 def job_view(ledger: Ledger, state: JobState) -> JobView:
     """The job as clients see it, with its queue position and health."""
-    position = (
-        ledger.store.queue_position(state.job_id) if state.status is JobStatus.QUEUED else None
-    )
-    health = "ok"
-    heartbeat = None
-    if state.status in (JobStatus.RUNNING, JobStatus.PAUSED):
-        heartbeat = last_heartbeat(ledger.store, state.job_id, state.attempt)
-        if ledger.health.check(job_id=state.job_id).orphaned:
-            health = "orphaned"
-    elif (
-        state.status is JobStatus.PENDING and ledger.health.check(job_id=state.job_id).stale_pending
-    ):
-        health = "stale_pending"
+    queued = state.status is JobStatus.QUEUED
+    position = ledger.store.queue_position(state.job_id) if queued else None
+    judged = ledger.health.job_health(state)
+    health, heartbeat = judged.label, judged.last_heartbeat_at
     return JobView(
         job_id=state.job_id,
         status=state.status,

@@ -3,7 +3,7 @@
 from datetime import datetime
 
 from ledger.errors import JobNotFound, StaleAttempt
-from ledger.queries import LAST_HEARTBEAT, RENEW_LEASE
+from ledger.queries import RENEW_LEASE
 from ledger.store import EventStore
 
 
@@ -36,10 +36,3 @@ def renew_lease(
     else:
         detail = f"the attempt was closed ({state.status})"
     raise StaleAttempt(job_id, attempt, state.attempt, detail)
-
-
-def last_heartbeat(store: EventStore, job_id: str, attempt: int) -> datetime | None:
-    """When the worker of this attempt last heartbeated (None: never, or no lease)."""
-    with store.transaction(job_id) as conn:
-        row = conn.execute(LAST_HEARTBEAT, {"job_id": job_id, "attempt": attempt}).fetchone()
-    return None if row is None else row[0]

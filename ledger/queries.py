@@ -143,7 +143,3 @@ RENEW_LEASE = """
     RETURNING l.expires_at
 """
 """Renews only the lease of the job's current, open attempt with the right token."""
-
-LAST_HEARTBEAT = """
-    SELECT heartbeat_at FROM job_leases WHERE job_id = %(job_id)s AND attempt = %(attempt)s
-"""
