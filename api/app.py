@@ -27,8 +27,11 @@ from api.problems import (
     problem_response,
 )
 from api.stream import FeedWaker, stream_endpoint
+from ledger.database import driver_connection
 from ledger.errors import LedgerError
 from ledger.migrate import check_schema_current
+from projections import current_status
+from projections.checkpoints import read_checkpoint
 
 ENDPOINTS: list[Endpoint] = [
     *routes_jobs.ENDPOINTS,
@@ -44,12 +47,15 @@ def create_app(ledger: Ledger, tokens: TokenBook) -> Starlette:
         return json_response({"status": "alive"})
 
     def readyz(request: Request) -> Response:
+        """Database reachable, schema current, projections built by this code's version."""
         try:
             check_schema_current(ledger.engine)
-            lag = ledger.store.read_feed(None, 1)  # the database answers
+            with driver_connection(ledger.engine) as conn:
+                checkpoint = read_checkpoint(conn, current_status.NAME)
         except LedgerError as exc:
             return problem_response(503, "not-ready", str(exc))
-        del lag
+        if checkpoint is None or checkpoint.version != current_status.VERSION:
+            return problem_response(503, "not-ready", "the projections are not built yet")
         return json_response({"status": "ready"})
 
     async def openapi(request: Request) -> Response:

@@ -11,8 +11,10 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import set_json_dumps, set_json_loads
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
+from ledger.errors import DatabaseUnavailable
 from ledger.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,15 +75,19 @@ def driver_connection(engine: Engine) -> Iterator[psycopg.Connection[Any]]:
     rather than handed to the next caller, so the process recovers by itself
     when the database returns.
     """
-    pooled = engine.raw_connection()
+    try:
+        pooled = engine.raw_connection()
+    except sa_exc.DBAPIError as exc:
+        raise DatabaseUnavailable(f"the database cannot be reached: {exc.orig}") from exc
     conn = pooled.driver_connection
     assert isinstance(conn, psycopg.Connection)
     try:
         yield conn
-    except BaseException:
-        if conn.broken or conn.closed:
-            pooled.invalidate()
-        raise
+    except psycopg.Error as exc:
+        if not (conn.broken or conn.closed):
+            raise
+        pooled.invalidate()
+        raise DatabaseUnavailable(f"the database connection was lost: {exc}") from exc
     finally:
         pooled.close()
 

@@ -7,9 +7,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
+from sqlalchemy import exc as sa_exc
 
 from ledger.database import sqlalchemy_url
-from ledger.errors import SchemaOutOfDate
+from ledger.errors import DatabaseUnavailable, SchemaOutOfDate
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,8 +35,11 @@ def check_schema_current(engine: Engine) -> None:
     """Raise `SchemaOutOfDate`, naming the fix, unless the database is at head."""
     url = engine.url.render_as_string(hide_password=False)
     head = head_revision(url)
-    with engine.connect() as conn:
-        current = MigrationContext.configure(conn).get_current_revision()
+    try:
+        with engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+    except sa_exc.DBAPIError as exc:
+        raise DatabaseUnavailable(f"the database cannot be reached: {exc.orig}") from exc
     if current != head:
         raise SchemaOutOfDate(
             f"the database schema is at {current or 'nothing'}, this JobLedger needs {head}: "

@@ -8,6 +8,7 @@ from api.app import create_app
 from api.auth import TokenBook
 from api.bootstrap import Ledger, wire_ledger
 from ledger.settings import Settings
+from projections.catchup import catch_up_current_status
 
 TOKENS = {"trainer": "emitter", "alice": "operator", "audrey": "auditor"}
 
@@ -22,7 +23,10 @@ def auth(name: str) -> dict[str, str]:
 
 @pytest.fixture
 def ledger(database_url: str, engine: Engine) -> Ledger:
-    return wire_ledger(database_url, engine, Settings(lease_seconds=60))
+    """The ledger as `jobledger serve` opens it: projections caught up first."""
+    return wire_ledger(
+        database_url, engine, Settings(lease_seconds=60), catch_up_current_status(engine)
+    )
 
 
 @pytest.fixture

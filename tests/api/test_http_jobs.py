@@ -165,3 +165,14 @@ def test_probes_and_openapi_answer_without_a_token(client: TestClient) -> None:
         "failed",
         "cancelled",
     ]
+
+
+def test_readyz_is_503_until_the_projections_are_built(client: TestClient, engine: object) -> None:
+    from sqlalchemy import Engine, text
+
+    assert isinstance(engine, Engine)
+    with engine.connect() as conn:
+        conn.execute(text("DELETE FROM projection_checkpoints"))
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert "projections" in response.json()["detail"]
