@@ -93,6 +93,9 @@ def starlette_route(
 
     async def answer(request: Request) -> Response:
         caller = tokens.caller(request, endpoint.roles)
+        for name, value in [*request.path_params.items(), *request.query_params.items()]:
+            if "\x00" in name or "\x00" in str(value):
+                raise Problem(422, "invalid-request", f"{name} must not contain a NUL character")
         body = None
         if endpoint.body is not None:
             raw = await request.body()

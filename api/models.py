@@ -1,8 +1,9 @@
 """Request and response bodies of the HTTP API; the OpenAPI document is generated from them."""
 
+import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ledger.statuses import JobStatus
 
@@ -10,7 +11,44 @@ JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
 
 
 class Body(BaseModel):
+    """A request body: unknown fields, NUL characters and numbers PostgreSQL's JSON
+    cannot hold are refused with a 422 naming the field."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def storable(self) -> "Body":
+        for name in type(self).model_fields:
+            problem = _unstorable(getattr(self, name))
+            if problem:
+                raise ValueError(f"{name}: {problem}")
+        return self
+
+
+INT64 = (-(2**63), 2**64 - 1)
+
+
+def _unstorable(value: Any) -> str | None:
+    """Why `value` cannot be stored as given (PostgreSQL text and JSON), or None."""
+    if isinstance(value, str):
+        return "must not contain a NUL character" if "\x00" in value else None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return None if INT64[0] <= value <= INT64[1] else "integers must fit in 64 bits"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "numbers must be finite"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            problem = _unstorable(key) or _unstorable(item)
+            if problem:
+                return problem
+    if isinstance(value, list | tuple):
+        for item in value:
+            problem = _unstorable(item)
+            if problem:
+                return problem
+    return None
 
 
 class CreateJob(Body):

@@ -1,5 +1,6 @@
 """Errors as `application/problem+json` (RFC 9457), mapped from the ledger's errors in one table."""
 
+import logging
 from http import HTTPStatus
 from typing import Any
 
@@ -21,6 +22,8 @@ from ledger.errors import (
     StaleAttempt,
     VersionConflict,
 )
+
+log = logging.getLogger(__name__)
 
 PROBLEM_TYPE_BASE = "https://jobledger.dev/problems/"
 
@@ -66,6 +69,10 @@ def problem_response(status: int, kind: str, detail: str, **extra: Any) -> JSONR
 def ledger_error_response(error: LedgerError) -> JSONResponse:
     for cls, status, kind in STATUS_OF:
         if isinstance(error, cls):
+            if status == 500:
+                # The database's own words may quote stored data: they go to the log only.
+                log.error("ledger error: %s", error, exc_info=error)
+                return problem_response(status, kind, "the ledger failed; see the server's log")
             return problem_response(status, kind, str(error), **_details(error))
     raise AssertionError("LedgerError is in the table")  # pragma: no cover
 
@@ -123,4 +130,5 @@ async def handle_http(request: Request, exc: Exception) -> Response:
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     # Never a stack trace in a response: the log has it.
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(500, "internal-error", "the server failed; see its log")

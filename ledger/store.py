@@ -18,6 +18,7 @@ from ledger.database import driver_connection
 from ledger.errors import (
     DatabaseUnavailable,
     DuplicateJob,
+    InvalidCommand,
     LedgerError,
     SchemaOutOfDate,
     StorageError,
@@ -303,6 +304,8 @@ def translate_error(exc: psycopg.Error, job_id: str, expected_version: int) -> L
             if expected_version == 0:
                 return DuplicateJob(job_id)
             return VersionConflict(job_id, expected_version)
+    if isinstance(exc, psycopg.DataError):
+        return InvalidCommand(f"the database cannot store this input: {exc.diag.message_primary}")
     if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedColumn):
         return SchemaOutOfDate(f"{SchemaOutOfDate.__doc__} Run `jobledger migrate`. ({exc})")
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
