@@ -3,7 +3,7 @@
 from datetime import datetime
 
 from ledger.errors import JobNotFound, StaleAttempt
-from ledger.queries import RENEW_LEASE
+from ledger.queries import PRUNE_LEASES, RENEW_LEASE
 from ledger.store import EventStore
 
 
@@ -36,3 +36,9 @@ def renew_lease(
     else:
         detail = f"the attempt was closed ({state.status})"
     raise StaleAttempt(job_id, attempt, state.attempt, detail)
+
+
+def prune_leases(store: EventStore) -> int:
+    """Delete the leases of attempts that are no longer open; return how many."""
+    with store.transaction() as conn:
+        return conn.execute(PRUNE_LEASES).rowcount

@@ -143,3 +143,12 @@ RENEW_LEASE = """
     RETURNING l.expires_at
 """
 """Renews only the lease of the job's current, open attempt with the right token."""
+
+PRUNE_LEASES = """
+    DELETE FROM job_leases l
+    WHERE NOT EXISTS (
+        SELECT 1 FROM job_status s
+        WHERE s.job_id = l.job_id AND s.attempt = l.attempt AND s.status IN ('running', 'paused')
+    )
+"""
+"""Forget the leases of closed attempts: liveness of runs that no longer run."""

@@ -5,7 +5,7 @@ pending jobs older than the threshold, the queue) and the leases; never the
 whole job table or the log. Ages use the database clock.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -64,7 +64,6 @@ class HealthReport:
     total_running: int
     total_running_alive: int
     checked_at: datetime
-    alive_job_ids: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def healthy(self) -> bool:
@@ -72,17 +71,24 @@ class HealthReport:
 
 
 HEALTH_QUERY = """
+    WITH runs AS (
+        SELECT s.job_id, s.status, s.version, s.attempt, s.auto_retry, s.max_attempts,
+               s.worker_id, s.worker_host, s.worker_pid, s.worker_pid_started_at,
+               s.worker_boot_id, l.heartbeat_at,
+               COALESCE(l.expires_at, s.started_at + make_interval(secs => %(lease_seconds)s))
+                   < now() AS lease_expired
+        FROM job_status s
+        LEFT JOIN job_leases l ON l.job_id = s.job_id AND l.attempt = s.attempt
+        WHERE s.status IN ('running', 'paused')
+          AND (%(job_id)s::text IS NULL OR s.job_id = %(job_id)s)
+    )
     SELECT q.depth, q.oldest_age, now(),
+        (SELECT count(*) FROM runs WHERE status = 'running'),
         (SELECT coalesce(json_agg(json_build_array(
-                    s.job_id, s.status, s.version, s.attempt, s.auto_retry, s.max_attempts,
-                    s.worker_id, s.worker_host, s.worker_pid, s.worker_pid_started_at,
-                    s.worker_boot_id, l.heartbeat_at,
-                    COALESCE(l.expires_at, s.started_at + make_interval(secs => %(lease_seconds)s))
-                        < now())), '[]')::text
-         FROM job_status s
-         LEFT JOIN job_leases l ON l.job_id = s.job_id AND l.attempt = s.attempt
-         WHERE s.status IN ('running', 'paused')
-           AND (%(job_id)s::text IS NULL OR s.job_id = %(job_id)s)),
+                    job_id, status, version, attempt, auto_retry, max_attempts, worker_id,
+                    worker_host, worker_pid, worker_pid_started_at, worker_boot_id,
+                    heartbeat_at, lease_expired)), '[]')::text
+         FROM runs WHERE lease_expired OR worker_host = %(local_host)s),
         (SELECT coalesce(json_agg(json_build_array(s.job_id, s.status_changed_at, s.version)
                                   ORDER BY s.status_changed_at), '[]')::text
          FROM job_status s
@@ -93,7 +99,9 @@ HEALTH_QUERY = """
           FROM job_status WHERE status = 'queued') AS q
 """
 """The whole view in one statement: one round trip and one snapshot, so the numbers
-agree with each other. Each part reads an indexed slice of the projection."""
+agree with each other. Each part reads an indexed slice of the projection, and only
+the runs that may be dead (lease lapsed, or a process on this host to look at) are
+sent in full; the others are only counted."""
 
 
 class _Run(NamedTuple):
@@ -153,29 +161,28 @@ class HealthCheck:
             "lease_seconds": self.lease_seconds,
             "stale_seconds": stale_after.total_seconds(),
             "job_id": job_id,
+            "local_host": self.local.name,
         }
         with driver_connection(self.engine) as conn:
             row = conn.execute(HEALTH_QUERY, params).fetchone()
         assert row is not None
-        depth, oldest_age, checked_at, runs_json, pending_json = row
+        depth, oldest_age, checked_at, running, runs_json, pending_json = row
         runs = [_run(values) for values in orjson.loads(runs_json)]
         pending = [
             StalePending(job, datetime.fromisoformat(since), version)
             for job, since, version in orjson.loads(pending_json)
         ]
-        orphaned = [orphan for row in runs if (orphan := self._judge(row)) is not None]
-        dead = {orphan.job_id for orphan in orphaned}
-        running = [row for row in runs if row.status == "running"]
-        alive = frozenset(row.job_id for row in runs if row.job_id not in dead)
+        judged = [(row, self._judge(row)) for row in runs]
+        orphaned = [orphan for _, orphan in judged if orphan is not None]
+        dead_running = sum(1 for row, orphan in judged if orphan and row.status == "running")
         return HealthReport(
             orphaned=orphaned,
             stale_pending=pending,
             queue_depth=int(depth),
             oldest_queued_age_s=oldest_age,
-            total_running=len(running),
-            total_running_alive=sum(1 for row in running if row.job_id in alive),
+            total_running=int(running),
+            total_running_alive=int(running) - dead_running,
             checked_at=checked_at,
-            alive_job_ids=alive,
         )
 
     def job_health(self, state: JobState) -> JobHealth:

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from ledger.commands import ForceStart, JobCommand, MarkFailed, SubmitJob
 from ledger.errors import CommandRefused, VersionConflict
+from ledger.leases import prune_leases
 from ledger.service import JobService
 from projections.health import HealthCheck, HealthReport, OrphanedRun
 
@@ -79,6 +80,8 @@ class Reconciler:
                     )
                 )
         actions = [self._act(planned, dry_run) for planned in plan]
+        if not dry_run:
+            prune_leases(self.service.store)
         return ReconcileReport(dry_run, actions, report)
 
     def _act(self, planned: "_Planned", dry_run: bool) -> Action:

@@ -180,3 +180,14 @@ def test_reconciler_and_completion_racing_leave_exactly_one_outcome(
         assert final is not None and final.status is expected
         closing = [e.type for e in store.history(job.job_id)][2:]
         assert len(closing) == 1, closing
+
+
+def test_a_pass_forgets_the_leases_of_closed_attempts(
+    orphan: str, engine: Engine, service: JobService
+) -> None:
+    from sqlalchemy import text
+
+    Reconciler(service, checker(engine)).run_once()
+    with engine.connect() as conn:
+        left = conn.execute(text("SELECT count(*) FROM job_leases")).scalar_one()
+    assert left == 0
