@@ -282,10 +282,7 @@ def run_monitor(settings: Settings, args: argparse.Namespace) -> int:
         monitor = HealthMonitor(
             ledger.reconciler,
             LeaderLock(ledger.url),
-            MonitorTiming(
-                interval_s=settings.reconcile_interval_s,
-                poll_s=min(settings.lease_seconds, settings.reconcile_interval_s),
-            ),
+            MonitorTiming.of(settings),
             on_pass=lambda report: print(
                 f"pass: {len(report.of('mark_failed'))} failed, "
                 f"{len(report.of('requeue'))} requeued",

@@ -82,10 +82,7 @@ def serve(settings: Settings, host: str, port: int, tokens: TokenBook) -> None:
         monitor = HealthMonitor(
             ledger.reconciler,
             LeaderLock(ledger.url),
-            MonitorTiming(
-                interval_s=settings.reconcile_interval_s,
-                poll_s=min(settings.lease_seconds, settings.reconcile_interval_s),
-            ),
+            MonitorTiming.of(settings),
         )
         background = threading.Thread(target=monitor.run, name="health-monitor", daemon=True)
         background.start()

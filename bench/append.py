@@ -23,12 +23,10 @@ import argparse
 import os
 import statistics
 import sys
-import threading
-import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -36,6 +34,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from bench.scratch import scratch_database
+from bench.threads import BenchError, Client, measure
 from ledger.commands import RegisterJob, SaveCheckpoint, StartJob, WorkerIdentity
 from ledger.database import create_ledger_engine, libpq_url
 from ledger.events import CheckpointSaved, event_to_record
@@ -59,10 +58,6 @@ RAW_INSERT = (
     f"INSERT INTO {RAW_TABLE} (job_id, seq, type, payload, actor, attempt) "
     "VALUES (%s, %s, %s, %s, %s, %s)"
 )
-
-
-class BenchError(RuntimeError):
-    """A measurement did not do what it was meant to."""
 
 
 # -- options -----------------------------------------------------------------------
@@ -105,18 +100,6 @@ def _client_counts(text: str) -> tuple[int, ...]:
 
 
 # -- clients -------------------------------------------------------------------------
-
-
-class Client(Protocol):
-    """One writer: set up (connected, its job ready) before the clock starts."""
-
-    def op(self, n: int) -> None:
-        """The timed operation; `n` counts from 0 for this client."""
-
-    def check(self, ops: int) -> None:
-        """After the clock: raise `BenchError` unless all `ops` operations landed."""
-
-    def close(self) -> None: ...
 
 
 def checkpoint_path(job_id: str, step: int) -> str:
@@ -178,84 +161,6 @@ class LedgerClient:
 
     def close(self) -> None:
         pass
-
-
-# -- one measurement -----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Measurement:
-    ops: int
-    seconds: float
-
-    @property
-    def rate(self) -> float:
-        return self.ops / self.seconds
-
-
-@dataclass(slots=True)
-class _Run:
-    """What the client threads of one measurement share."""
-
-    clients: int
-    seconds: float
-    deadline: float = 0.0
-    started: float = 0.0
-    ops: list[int] = field(default_factory=list)
-    finished: list[float] = field(default_factory=list)
-    errors: list[BaseException] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.ops = [0] * self.clients
-        self.finished = [0.0] * self.clients
-
-    def start_clock(self) -> None:
-        """Run by the barrier once every client is ready, before any is released."""
-        self.started = time.perf_counter()
-        self.deadline = self.started + self.seconds
-
-
-def measure(make_client: Callable[[int], Client], clients: int, seconds: float) -> Measurement:
-    """Run `clients` threads for `seconds`, each calling its client's `op` in a loop."""
-    run = _Run(clients, seconds)
-    barrier = threading.Barrier(clients, action=run.start_clock)
-    threads = [
-        threading.Thread(target=_client_thread, args=(run, barrier, make_client, index))
-        for index in range(clients)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if run.errors:
-        raise BenchError(f"{len(run.errors)} client(s) failed") from run.errors[0]
-    return Measurement(sum(run.ops), max(run.finished) - run.started)
-
-
-def _client_thread(
-    run: _Run, barrier: threading.Barrier, make_client: Callable[[int], Client], index: int
-) -> None:
-    try:
-        client = make_client(index)
-    except BaseException as exc:
-        run.errors.append(exc)
-        barrier.abort()
-        return
-    try:
-        barrier.wait()
-        ops = 0
-        while time.perf_counter() < run.deadline:
-            client.op(ops)
-            ops += 1
-        run.finished[index] = time.perf_counter()
-        run.ops[index] = ops
-        client.check(ops)
-    except threading.BrokenBarrierError:
-        pass  # another client failed to set up; it reported why
-    except BaseException as exc:
-        run.errors.append(exc)
-    finally:
-        client.close()
 
 
 # -- the benchmark -------------------------------------------------------------------

@@ -43,12 +43,13 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 import httpx
 from sqlalchemy.engine import make_url
 
 from bench.scratch import scratch_database
+from bench.threads import BenchError, Client, Measurement, measure
 from ledger.commands import RegisterJob, SaveCheckpoint, StartJob, WorkerIdentity
 from ledger.database import create_ledger_engine
 from ledger.service import JobService
@@ -70,10 +71,6 @@ POOL_SIZE = 20
 STDERR_TAIL = 4000
 CLEAN_EXITS = (0,)
 """`jobledger serve` returns normally from a SIGTERM once its graceful shutdown is done."""
-
-
-class BenchError(RuntimeError):
-    """A measurement did not do what it was meant to."""
 
 
 # -- options -----------------------------------------------------------------------
@@ -215,18 +212,6 @@ def tail(stream: IO[str]) -> str:
 # -- clients -------------------------------------------------------------------------
 
 
-class Client(Protocol):
-    """One writer: set up (its job registered and started) before the clock starts."""
-
-    def op(self, n: int) -> None:
-        """The timed operation; `n` counts from 0 for this client."""
-
-    def check(self, ops: int) -> None:
-        """After the clock: raise `BenchError` unless all `ops` checkpoints landed."""
-
-    def close(self) -> None: ...
-
-
 def checkpoint_path(job_id: str, step: int) -> str:
     return f"/checkpoints/{job_id}/step-{step:08d}.pt"
 
@@ -319,93 +304,6 @@ class InProcessClient:
 
     def close(self) -> None:
         pass
-
-
-# -- one measurement -----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Measurement:
-    ops: int
-    seconds: float
-    latencies_ms: list[float]
-
-    @property
-    def rate(self) -> float:
-        return self.ops / self.seconds
-
-
-@dataclass(slots=True)
-class _Run:
-    """What the client threads of one measurement share."""
-
-    clients: int
-    seconds: float
-    deadline: float = 0.0
-    started: float = 0.0
-    ops: list[int] = field(default_factory=list)
-    finished: list[float] = field(default_factory=list)
-    latencies: list[list[float]] = field(default_factory=list)
-    errors: list[BaseException] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.ops = [0] * self.clients
-        self.finished = [0.0] * self.clients
-        self.latencies = [[] for _ in range(self.clients)]
-
-    def start_clock(self) -> None:
-        """Run by the barrier once every client is ready, before any is released."""
-        self.started = time.perf_counter()
-        self.deadline = self.started + self.seconds
-
-
-def measure(make_client: Callable[[int], Client], clients: int, seconds: float) -> Measurement:
-    """Run `clients` threads for `seconds`, each timing its client's `op` in a loop."""
-    run = _Run(clients, seconds)
-    barrier = threading.Barrier(clients, action=run.start_clock)
-    threads = [
-        threading.Thread(target=_client_thread, args=(run, barrier, make_client, index))
-        for index in range(clients)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if run.errors:
-        raise BenchError(f"{len(run.errors)} client(s) failed") from run.errors[0]
-    latencies = [latency for per_client in run.latencies for latency in per_client]
-    return Measurement(sum(run.ops), max(run.finished) - run.started, latencies)
-
-
-def _client_thread(
-    run: _Run, barrier: threading.Barrier, make_client: Callable[[int], Client], index: int
-) -> None:
-    try:
-        client = make_client(index)
-    except BaseException as exc:
-        run.errors.append(exc)
-        barrier.abort()
-        return
-    try:
-        barrier.wait()
-        latencies = run.latencies[index]
-        ops = 0
-        now = time.perf_counter()
-        while now < run.deadline:
-            client.op(ops)
-            done = time.perf_counter()
-            latencies.append((done - now) * 1000)
-            now = done
-            ops += 1
-        run.finished[index] = now
-        run.ops[index] = ops
-        client.check(ops)
-    except threading.BrokenBarrierError:
-        pass  # another client failed to set up; it reported why
-    except BaseException as exc:
-        run.errors.append(exc)
-    finally:
-        client.close()
 
 
 def percentile(values: list[float], fraction: float) -> float:

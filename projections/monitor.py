@@ -5,6 +5,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ledger.settings import Settings
 from projections.leader import LeaderLock
 from projections.reconciler import Reconciler, ReconcileReport
 
@@ -19,6 +20,11 @@ class MonitorTiming:
     """Between two periodic passes."""
     poll_s: float = 30.0
     """How often a follower tries to take the lead: at most one lease period."""
+
+    @classmethod
+    def of(cls, settings: Settings) -> "MonitorTiming":
+        interval = settings.reconcile_interval_s
+        return cls(interval_s=interval, poll_s=min(settings.lease_seconds, interval))
 
 
 class HealthMonitor:

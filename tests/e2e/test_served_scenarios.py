@@ -20,6 +20,17 @@ from tests.integration.recovery_helpers import poll, training_process
 REMOTE = WorkerIdentity(worker_id="w", host="gpu-node-9", pid=7)
 
 
+def assert_projections_verify_clean(server: Server) -> None:
+    verify = subprocess.run(
+        [sys.executable, "-m", "api.cli", "projections", "verify"],
+        env=server.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
 def test_a_stuck_pending_job_is_reported_force_started_and_claimed(server: Server) -> None:
     trainer, alice = server.client("trainer"), server.client("alice")
     trainer.register("ahead")
@@ -66,14 +77,7 @@ def test_queued_jobs_survive_a_sigkilled_server_in_order(server: Server) -> None
     ]
     order = [trainer.claim(REMOTE) for _ in range(3)]
     assert [c.job_id for c in order if c] == ["r-a", "r-b", "r-c"]
-    verify = subprocess.run(
-        [sys.executable, "-m", "api.cli", "projections", "verify"],
-        env=server.env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert_projections_verify_clean(server)
 
 
 def test_sixteen_concurrent_force_starts_over_http_queue_the_job_once(server: Server) -> None:
@@ -213,11 +217,4 @@ def test_a_server_killed_under_load_keeps_every_acknowledged_command_and_invents
             break
     assert set(acknowledged) <= stored, "an acknowledged registration was lost"
     assert stored <= set(sent), "the log holds a job nobody sent"
-    verify = subprocess.run(
-        [sys.executable, "-m", "api.cli", "projections", "verify"],
-        env=server.env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert_projections_verify_clean(server)
