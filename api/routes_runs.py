@@ -67,21 +67,8 @@ def heartbeat(call: Call) -> HeartbeatView:
     return HeartbeatView(job_id=job_id, attempt=body.attempt, lease_expires_at=expires.isoformat())
 
 
-def report(call: Call) -> JobView:
-    """pause, resume, checkpoint, complete, fail: decided on the run's attempt and token."""
-    body = call.body
-    run = {"attempt": body.attempt, "run_token": body.run_token}
-    command: JobCommand
-    if isinstance(body, CheckpointBody):
-        command = SaveCheckpoint(path=body.path, step=body.step, **run)
-    elif isinstance(body, CompleteBody):
-        command = CompleteJob(result=body.result, **run)
-    elif isinstance(body, FailBody):
-        command = FailJob(reason=body.reason, **run)
-    elif call.path.get("action") == "pause":
-        command = PauseJob(**run)
-    else:
-        command = ResumeJob(**run)
+def _report(call: Call, command: JobCommand) -> JobView:
+    """Decide a report on the run's attempt and token; answer with the job."""
     outcome = call.ledger.service.execute(
         call.path["job_id"],
         command,
@@ -91,16 +78,37 @@ def report(call: Call) -> JobView:
     return job_view(call.ledger, outcome.state)
 
 
-def _pause(call: Call) -> JobView:
-    return report(
-        Call(
-            call.ledger,
-            call.caller,
-            call.body,
-            {**call.path, "action": "pause"},
-            call.query,
-            call.headers,
-        )
+def pause(call: Call) -> JobView:
+    body: RunBody = call.body
+    return _report(call, PauseJob(attempt=body.attempt, run_token=body.run_token))
+
+
+def resume(call: Call) -> JobView:
+    body: RunBody = call.body
+    return _report(call, ResumeJob(attempt=body.attempt, run_token=body.run_token))
+
+
+def checkpoint(call: Call) -> JobView:
+    body: CheckpointBody = call.body
+    return _report(
+        call,
+        SaveCheckpoint(
+            attempt=body.attempt, run_token=body.run_token, path=body.path, step=body.step
+        ),
+    )
+
+
+def complete(call: Call) -> JobView:
+    body: CompleteBody = call.body
+    return _report(
+        call, CompleteJob(attempt=body.attempt, run_token=body.run_token, result=body.result)
+    )
+
+
+def fail(call: Call) -> JobView:
+    body: FailBody = call.body
+    return _report(
+        call, FailJob(attempt=body.attempt, run_token=body.run_token, reason=body.reason)
     )
 
 
@@ -129,11 +137,19 @@ ENDPOINTS = [
     Endpoint(
         "POST", "/v1/jobs/{job_id}/heartbeat", EMIT, heartbeat, "heartbeat", RunBody, HeartbeatView
     ),
-    Endpoint("POST", "/v1/jobs/{job_id}/pause", EMIT, _pause, "pause", RunBody, JobView),
-    Endpoint("POST", "/v1/jobs/{job_id}/resume", EMIT, report, "resume", RunBody, JobView),
+    Endpoint("POST", "/v1/jobs/{job_id}/pause", EMIT, pause, "pause", RunBody, JobView),
+    Endpoint("POST", "/v1/jobs/{job_id}/resume", EMIT, resume, "resume", RunBody, JobView),
     Endpoint(
-        "POST", "/v1/jobs/{job_id}/checkpoint", EMIT, report, "checkpoint", CheckpointBody, JobView
+        "POST",
+        "/v1/jobs/{job_id}/checkpoint",
+        EMIT,
+        checkpoint,
+        "checkpoint",
+        CheckpointBody,
+        JobView,
     ),
-    Endpoint("POST", "/v1/jobs/{job_id}/complete", EMIT, report, "complete", CompleteBody, JobView),
-    Endpoint("POST", "/v1/jobs/{job_id}/fail", EMIT, report, "fail", FailBody, JobView),
+    Endpoint(
+        "POST", "/v1/jobs/{job_id}/complete", EMIT, complete, "complete", CompleteBody, JobView
+    ),
+    Endpoint("POST", "/v1/jobs/{job_id}/fail", EMIT, fail, "fail", FailBody, JobView),
 ]
