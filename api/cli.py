@@ -16,9 +16,9 @@ from typing import Any
 import psutil
 
 from api.bootstrap import open_ledger
+from api.presenters import health_view, job_view, reconcile_view
 from api.statuses_export import json_schema, typescript_module
 from api.tables import render_health, render_history, render_table
-from api.views import health_json, job_json, reconcile_json
 from ledger.commands import (
     CancelJob,
     CompleteJob,
@@ -256,7 +256,7 @@ def run_health(settings: Settings, args: argparse.Namespace) -> int:
     with open_ledger(settings, catch_up=False) as ledger:
         report = ledger.health.check()
     if args.json:
-        print(json.dumps(health_json(report), indent=2))
+        print(health_view(report).model_dump_json(indent=2))
     else:
         print(render_health(report))
     return EXIT_OK if report.healthy else EXIT_FAILURE
@@ -267,7 +267,7 @@ def run_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     with open_ledger(settings) as ledger:
         report = ledger.reconciler.run_once(dry_run=args.dry_run, stale_pending_after=stale_after)
     if args.json:
-        print(json.dumps(reconcile_json(report), indent=2))
+        print(reconcile_view(report).model_dump_json(indent=2))
         return EXIT_OK
     verb = "would" if args.dry_run else "did"
     for action in report.actions:
@@ -300,24 +300,22 @@ def run_monitor(settings: Settings, args: argparse.Namespace) -> int:
 def run_operator_command(settings: Settings, args: argparse.Namespace) -> int:
     actor = os.environ.get("JOBLEDGER_ACTOR") or f"cli:{getpass.getuser()}"
     expected = args.expected_version
-    position = None
     with open_ledger(settings, catch_up=False) as ledger:
         if args.operation == "force-start":
-            started = ledger.operations.force_start(
+            outcome = ledger.operations.force_start(
                 args.job_id, actor=actor, reason=args.reason, expected_version=expected
-            )
-            outcome, position = started.outcome, started.queue_position
+            ).outcome
         else:
             command = _operator_command(args.operation, args.reason)
             outcome = ledger.service.execute(
                 args.job_id, command, actor=actor, expected_version=expected
             )
-            position = ledger.store.queue_position(args.job_id)
+        view = job_view(ledger, outcome.state)
     if args.json:
-        print(json.dumps(job_json(outcome.state, position), indent=2))
+        print(view.model_dump_json(indent=2))
     else:
-        where = f", queue position {position}" if position else ""
-        print(f"{args.job_id}: {outcome.state.status}{where}")
+        where = f", queue position {view.queue_position}" if view.queue_position else ""
+        print(f"{args.job_id}: {view.status}{where}")
     return EXIT_OK
 
 

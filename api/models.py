@@ -223,6 +223,8 @@ class ActionView(BaseModel):
     job_id: str
     action: str
     reason: str
+    applied: bool
+    skipped: str | None = None
 
 
 class ReconcileView(BaseModel):

@@ -4,6 +4,7 @@ from datetime import datetime
 
 from api.bootstrap import Ledger
 from api.models import (
+    ActionView,
     CheckpointView,
     FeedEvent,
     HealthView,
@@ -11,6 +12,7 @@ from api.models import (
     HistoryView,
     JobView,
     OrphanView,
+    ReconcileView,
     StalePendingView,
     WorkerView,
 )
@@ -19,6 +21,7 @@ from ledger.state import JobState
 from ledger.statuses import JobStatus
 from projections.health import HealthReport
 from projections.history import Transition
+from projections.reconciler import ReconcileReport
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -115,4 +118,21 @@ def health_view(report: HealthReport) -> HealthView:
         total_running=report.total_running,
         total_running_alive=report.total_running_alive,
         checked_at=report.checked_at.isoformat(),
+    )
+
+
+def reconcile_view(report: ReconcileReport) -> ReconcileView:
+    """Every action of the pass: applied, planned (dry run) or skipped, and why."""
+    return ReconcileView(
+        dry_run=report.dry_run,
+        actions=[
+            ActionView(
+                job_id=action.job_id,
+                action=action.action,
+                reason=action.reason,
+                applied=action.applied,
+                skipped=action.skipped,
+            )
+            for action in report.actions
+        ],
     )

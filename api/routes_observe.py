@@ -5,7 +5,6 @@ from datetime import timedelta
 from api.auth import OPERATE, READ
 from api.endpoints import Call, Endpoint, int_query
 from api.models import (
-    ActionView,
     FeedView,
     HealthView,
     LegacyCleanupView,
@@ -13,7 +12,7 @@ from api.models import (
     LegacyHealthView,
     ReconcileView,
 )
-from api.presenters import feed_event, health_view
+from api.presenters import feed_event, health_view, reconcile_view
 from api.problems import Problem
 from ledger.store import FeedCursor
 from projections.reconciler import ReconcileReport
@@ -42,15 +41,7 @@ def _reconcile(call: Call, dry_run: bool) -> ReconcileReport:
 
 
 def reconcile(call: Call) -> ReconcileView:
-    report = _reconcile(call, _dry_run(call))
-    return ReconcileView(
-        dry_run=report.dry_run,
-        actions=[
-            ActionView(job_id=action.job_id, action=action.action, reason=action.reason)
-            for action in report.actions
-            if action.applied or report.dry_run
-        ],
-    )
+    return reconcile_view(_reconcile(call, _dry_run(call)))
 
 
 def events(call: Call) -> FeedView:

@@ -8,12 +8,12 @@
     │   └── StaleAttempt            the writer's attempt or run token is not current
     ├── InvalidCommand              the command itself is malformed
     ├── VersionConflict             another writer appended first
-    ├── IdempotencyKeyReused        the key was used for a different command
     └── StorageError
         ├── DatabaseUnavailable     the database cannot be reached
         └── SchemaOutOfDate         the database's schema is behind the code
 
-Database driver errors are translated into these once, in `ledger.store`.
+Database driver errors are translated into these where connections are handed out
+(`ledger.database`) and where statements run (`ledger.store`), nowhere else.
 """
 
 from collections.abc import Iterable
@@ -95,10 +95,6 @@ class VersionConflict(LedgerError):
         self.actual = actual
         seen = "" if actual is None else f", but it is at version {actual}"
         super().__init__(f"job {job_id!r} was expected at version {expected}{seen}")
-
-
-class IdempotencyKeyReused(LedgerError):
-    """The idempotency key was already used for a different command."""
 
 
 class StorageError(LedgerError):

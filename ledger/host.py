@@ -35,14 +35,7 @@ def hostname() -> str:
 
 def current_process(worker_id: str) -> WorkerIdentity:
     """The identity of the calling process, for starting a run in it."""
-    pid = os.getpid()
-    return WorkerIdentity(
-        worker_id=worker_id,
-        host=hostname(),
-        pid=pid,
-        pid_started_at=psutil.Process(pid).create_time(),
-        boot_id=boot_id(),
-    )
+    return process_identity(worker_id, os.getpid())
 
 
 def process_identity(worker_id: str, pid: int) -> WorkerIdentity:
