@@ -31,7 +31,8 @@ class Caller:
     """Who sent the request: the name recorded as the `actor` of every event it causes."""
 
     name: str
-    role: Role | None  # None: the server runs without tokens, on loopback only
+    role: Role | None  # None: not signed in, or the server runs without tokens (loopback only)
+    tokens_required: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,13 @@ class TokenBook:
             entries.append(TokenEntry(name, Role(role), _digest(token)))
         return cls(entries)
 
+    def visitor(self, request: Request) -> Caller:
+        """Whoever calls a public route: signed in when a token is sent (a wrong one is
+        still a 401), else anonymous."""
+        if self.enabled and "authorization" not in request.headers:
+            return Caller("anonymous", None, tokens_required=True)
+        return self.caller(request, frozenset(Role))
+
     def caller(self, request: Request, allowed: frozenset[Role]) -> Caller:
         """The authenticated caller, or a 401/403 problem."""
         if not self.enabled:
@@ -93,7 +101,7 @@ class TokenBook:
                 role=str(found.role),
                 required_roles=sorted(role.value for role in allowed),
             )
-        return Caller(found.name, found.role)
+        return Caller(found.name, found.role, tokens_required=True)
 
 
 def _digest(token: str) -> bytes:

@@ -9,6 +9,7 @@ from datetime import timedelta
 from sqlalchemy import Engine
 
 from ledger.database import create_ledger_engine, database_url
+from ledger.job_listing import JobListing
 from ledger.migrate import check_schema_current, upgrade_database
 from ledger.queue import JobQueue
 from ledger.service import JobService
@@ -30,6 +31,7 @@ class Ledger:
     settings: Settings
     engine: Engine
     store: EventStore
+    listing: JobListing
     service: JobService
     queue: JobQueue
     health: HealthCheck
@@ -54,6 +56,7 @@ def wire_ledger(
         settings=settings,
         engine=engine,
         store=store,
+        listing=JobListing(store),
         service=service,
         queue=JobQueue(store, lease_seconds=settings.lease_seconds),
         health=health,

@@ -86,8 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--json", action="store_true", help="print JSON")
     history.set_defaults(handler=run_history)
 
-    jobs = commands.add_parser("jobs", help="list jobs")
+    jobs = commands.add_parser("jobs", help="list jobs, newest first")
     jobs.add_argument("--status", choices=[status.value for status in JobStatus])
+    jobs.add_argument("--search", help="only jobs whose id contains this text")
     jobs.add_argument("--limit", type=int, default=100)
     jobs.add_argument("--json", action="store_true", help="print JSON")
     jobs.set_defaults(handler=run_jobs)
@@ -123,18 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     monitor.set_defaults(handler=run_monitor)
 
-    for name, help_text in (
-        ("force-start", "queue a stuck job (a running one only when orphaned)"),
-        ("mark-failed", "declare a job failed (needs --reason)"),
-        ("cancel", "cancel a job"),
-        ("requeue", "send a failed or cancelled job back to the queue"),
-    ):
-        operator = commands.add_parser(name, help=help_text)
-        operator.add_argument("job_id")
-        operator.add_argument("--reason", required=name == "mark-failed")
-        operator.add_argument("--expected-version", type=int)
-        operator.add_argument("--json", action="store_true", help="print JSON")
-        operator.set_defaults(handler=run_operator_command, operation=name)
+    _add_operator_commands(commands)
 
     role = commands.add_parser(
         "create-role", help="create a login role with only SELECT and INSERT on the event log"
@@ -151,6 +141,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     statuses.set_defaults(handler=run_statuses)
     return parser
+
+
+def _add_operator_commands(
+    commands: "argparse._SubParsersAction[argparse.ArgumentParser]",
+) -> None:
+    """force-start, mark-failed, cancel and requeue: one job, a reason, a guard."""
+    for name, help_text in (
+        ("force-start", "queue a stuck job (a running one only when orphaned)"),
+        ("mark-failed", "declare a job failed (needs --reason)"),
+        ("cancel", "cancel a job"),
+        ("requeue", "send a failed or cancelled job back to the queue"),
+    ):
+        operator = commands.add_parser(name, help=help_text)
+        operator.add_argument("job_id")
+        operator.add_argument("--reason", required=name == "mark-failed")
+        operator.add_argument("--expected-version", type=int)
+        operator.add_argument("--json", action="store_true", help="print JSON")
+        operator.set_defaults(handler=run_operator_command, operation=name)
 
 
 def run_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -217,7 +225,8 @@ def run_history(settings: Settings, args: argparse.Namespace) -> int:
 def run_jobs(settings: Settings, args: argparse.Namespace) -> int:
     status = JobStatus(args.status) if args.status else None
     with open_ledger(settings, catch_up=False) as ledger:
-        jobs = ledger.store.jobs(status, limit=args.limit)
+        jobs = ledger.listing.page(status, search=args.search, limit=args.limit).jobs
+
     if args.json:
         print(json.dumps([state._asdict() for state in jobs], indent=2, default=str))
         return EXIT_OK

@@ -63,6 +63,7 @@ class Endpoint:
     status: int = 200
     query: tuple[str, ...] = ()
     extra_statuses: tuple[int, ...] = ()
+    public: bool = False  # answers without a token too (`roles` then says nothing)
 
 
 def json_response(
@@ -92,7 +93,11 @@ def starlette_route(
                 metrics.observe(f"{endpoint.method} {endpoint.path}", status, started)
 
     async def answer(request: Request) -> Response:
-        caller = tokens.caller(request, endpoint.roles)
+        if endpoint.public:
+            caller = tokens.visitor(request)
+        else:
+            caller = tokens.caller(request, endpoint.roles)
+
         for name, value in [*request.path_params.items(), *request.query_params.items()]:
             if "\x00" in name or "\x00" in str(value):
                 raise Problem(422, "invalid-request", f"{name} must not contain a NUL character")

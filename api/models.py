@@ -6,6 +6,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ledger.statuses import JobStatus
+from projections.health import OrphanReason
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
 
@@ -134,11 +135,29 @@ class JobView(BaseModel):
     failure_reason: str | None
     checkpoint: CheckpointView | None
     health: Literal["ok", "orphaned", "stale_pending"]
+    health_reason: OrphanReason | None = Field(
+        default=None, description="why an orphaned run is judged dead"
+    )
 
 
 class JobList(BaseModel):
-    jobs: list[JobView]
-    next_cursor: str | None
+    jobs: list[JobView] = Field(description="newest first")
+    next_cursor: str | None = Field(description="pass as `cursor` for the next, older page")
+    counts: dict[JobStatus, int] = Field(
+        description="jobs in each status, of those matching the search (not the status filter)"
+    )
+    total: int
+    as_of: str = Field(description="the database clock when the page was read")
+
+
+class CallerView(BaseModel):
+    name: str
+    role: Literal["emitter", "operator", "auditor"] | None = Field(
+        description="null when not signed in, or when the server runs without tokens"
+    )
+    tokens_required: bool
+    signed_in: bool = Field(description="false: a token is required and none was sent")
+    can_operate: bool = Field(description="may force-start, mark failed, cancel and re-queue")
 
 
 class ForceStartView(BaseModel):

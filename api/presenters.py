@@ -19,7 +19,7 @@ from api.models import (
 from ledger.events import RecordedEvent, event_to_record
 from ledger.state import JobState
 from ledger.statuses import JobStatus
-from projections.health import HealthReport
+from projections.health import HealthReport, JobHealth
 from projections.history import Transition
 from projections.reconciler import ReconcileReport
 
@@ -32,8 +32,18 @@ def job_view(ledger: Ledger, state: JobState) -> JobView:
     """The job as clients see it, with its queue position and health."""
     queued = state.status is JobStatus.QUEUED
     position = ledger.store.queue_position(state.job_id) if queued else None
-    judged = ledger.health.job_health(state)
-    health, heartbeat = judged.label, judged.last_heartbeat_at
+    return _job_view(state, position, ledger.health.job_health(state))
+
+
+def job_views(ledger: Ledger, states: list[JobState]) -> list[JobView]:
+    """Many jobs' views, with one read for their queue positions and one for their health."""
+    queued = [state.job_id for state in states if state.status is JobStatus.QUEUED]
+    positions = ledger.listing.queue_positions(queued)
+    health = ledger.health.jobs_health(states)
+    return [_job_view(state, positions.get(state.job_id), health[state.job_id]) for state in states]
+
+
+def _job_view(state: JobState, position: int | None, judged: JobHealth) -> JobView:
     return JobView(
         job_id=state.job_id,
         status=state.status,
@@ -48,12 +58,13 @@ def job_view(ledger: Ledger, state: JobState) -> JobView:
         worker=None
         if state.worker_id is None
         else WorkerView(worker_id=state.worker_id, host=state.worker_host, pid=state.worker_pid),
-        last_heartbeat_at=iso(heartbeat),
+        last_heartbeat_at=iso(judged.last_heartbeat_at),
         failure_reason=state.failure_reason,
         checkpoint=None
         if state.checkpoint_path is None
         else CheckpointView(path=state.checkpoint_path, step=state.checkpoint_step),
-        health=health,  # type: ignore[arg-type]
+        health=judged.label,  # type: ignore[arg-type]
+        health_reason=judged.reason,
     )
 
 

@@ -16,10 +16,11 @@ from api.models import (
     MarkFailedBody,
     RequeueBody,
 )
-from api.presenters import history_view, job_view
+from api.presenters import history_view, job_view, job_views
 from api.problems import Problem
 from ledger.commands import CancelJob, JobCommand, MarkFailed, RegisterJob, RequeueJob
 from ledger.errors import JobNotFound
+from ledger.job_listing import JobsCursor
 from ledger.statuses import JobStatus
 from projections.history import transitions
 
@@ -57,11 +58,22 @@ def list_jobs(call: Call) -> JobList:
         allowed = ", ".join(s.value for s in JobStatus)
         raise Problem(422, "invalid-request", f"status must be one of: {allowed}") from None
     limit = int_query(call, "limit", 50, 1, 500)
-    after = call.query.get("cursor") or ""
-    jobs = call.ledger.store.jobs(status, limit=limit + 1, after_job_id=after)
-    page, more = jobs[:limit], len(jobs) > limit
-    views = [job_view(call.ledger, state) for state in page]
-    return JobList(jobs=views, next_cursor=page[-1].job_id if more and page else None)
+    search = call.query.get("q", "").strip()
+    if len(search) > 200:
+        raise Problem(422, "invalid-request", "q must be at most 200 characters")
+    raw_cursor = call.query.get("cursor")
+    try:
+        after = JobsCursor.parse(raw_cursor) if raw_cursor else None
+    except ValueError:
+        raise Problem(422, "invalid-request", "cursor must be a next_cursor of this list") from None
+    page = call.ledger.listing.page(status, search=search, after=after, limit=limit)
+    return JobList(
+        jobs=job_views(call.ledger, page.jobs),
+        next_cursor=str(page.next_cursor) if page.next_cursor else None,
+        counts=page.counts,
+        total=sum(page.counts.values()),
+        as_of=page.as_of.isoformat(),
+    )
 
 
 def get_job(call: Call) -> JobView:
@@ -125,7 +137,7 @@ ENDPOINTS = [
         None,
         JobList,
         200,
-        ("status", "limit", "cursor"),
+        ("status", "q", "limit", "cursor"),
     ),
     Endpoint("GET", "/v1/jobs/{job_id}", READ, get_job, "get a job", None, JobView),
     Endpoint(

@@ -3,8 +3,10 @@
 from datetime import timedelta
 
 from api.auth import OPERATE, READ
+from api.bootstrap import Ledger
 from api.endpoints import Call, Endpoint, int_query
 from api.models import (
+    CallerView,
     FeedView,
     HealthView,
     LegacyCleanupView,
@@ -16,6 +18,19 @@ from api.presenters import feed_event, health_view, reconcile_view
 from api.problems import Problem
 from ledger.store import FeedCursor
 from projections.reconciler import ReconcileReport
+
+
+def me(call: Call) -> CallerView:
+    """Who the token belongs to and what it may do: the console hides what it may not."""
+    caller = call.caller
+    signed_in = caller.role is not None or not caller.tokens_required
+    return CallerView(
+        name=caller.name,
+        role=None if caller.role is None else caller.role.value,
+        tokens_required=caller.tokens_required,
+        signed_in=signed_in,
+        can_operate=not caller.tokens_required or caller.role in OPERATE,
+    )
 
 
 def health(call: Call) -> HealthView:
@@ -44,12 +59,20 @@ def reconcile(call: Call) -> ReconcileView:
     return reconcile_view(_reconcile(call, _dry_run(call)))
 
 
-def events(call: Call) -> FeedView:
-    raw = call.query.get("after") or "0-0"
+def feed_cursor(ledger: Ledger, raw: str) -> FeedCursor:
+    """A cursor as clients send it: "1234-56", or "now" for only what comes next."""
+    if raw == "now":
+        return ledger.store.feed_head()
     try:
-        after = FeedCursor.parse(raw)
+        return FeedCursor.parse(raw)
     except ValueError:
-        raise Problem(422, "invalid-request", "after must be a cursor like 1234-56") from None
+        raise Problem(
+            422, "invalid-request", "after must be a cursor like 1234-56, or now"
+        ) from None
+
+
+def events(call: Call) -> FeedView:
+    after = feed_cursor(call.ledger, call.query.get("after") or "0-0")
     page = call.ledger.store.read_feed(after, int_query(call, "limit", 100, 1, 1000))
     return FeedView(events=[feed_event(event) for event in page.events], next=str(page.next_cursor))
 
@@ -93,6 +116,9 @@ def legacy_cleanup(call: Call) -> LegacyCleanupView:
 
 
 ENDPOINTS = [
+    Endpoint(
+        "GET", "/v1/me", READ, me, "the caller and what it may do", None, CallerView, public=True
+    ),
     Endpoint("GET", "/v1/health", READ, health, "the health view", None, HealthView),
     Endpoint(
         "POST",

@@ -20,7 +20,7 @@ from starlette.responses import StreamingResponse
 from api.auth import READ, TokenBook
 from api.bootstrap import Ledger
 from api.presenters import feed_event
-from api.problems import Problem
+from api.routes_observe import feed_cursor
 from ledger.database import libpq_url
 from ledger.store import FeedCursor
 
@@ -84,10 +84,8 @@ def stream_endpoint(
     async def stream(request: Request) -> StreamingResponse:
         tokens.caller(request, READ)
         raw = request.headers.get("last-event-id") or request.query_params.get("after") or "0-0"
-        try:
-            cursor = FeedCursor.parse(raw)
-        except ValueError:
-            raise Problem(422, "invalid-request", "Last-Event-ID must be a cursor") from None
+        cursor = await run_in_threadpool(feed_cursor, ledger, raw)
+
         return StreamingResponse(
             _events(request, ledger, waker, cursor), media_type="text/event-stream"
         )

@@ -79,13 +79,47 @@ READ_FEED = f"""
 transaction still running, in (transaction, position) order, so an event that
 commits late is never skipped."""
 
-JOBS_BY_STATUS = f"""
-    SELECT {STATUS_SELECT} FROM job_status s
-    WHERE (%(status)s::text IS NULL OR s.status = %(status)s)
-      AND s.job_id > %(after_job_id)s
-    ORDER BY s.job_id
-    LIMIT %(limit)s
+
+def jobs_newest_first(*, by_status: bool, after_cursor: bool, search: bool) -> str:
+    """A page of jobs, newest first, keyset-paged on (created_at, job_id).
+
+    One statement per combination of filters, so each is planned on its own
+    index: `(created_at, job_id)` or `(status, created_at, job_id)`, read backwards.
+    """
+    where = ["TRUE"]
+    if by_status:
+        where.append("s.status = %(status)s")
+    if after_cursor:
+        where.append("(s.created_at, s.job_id) < (%(created_at)s, %(job_id)s)")
+    if search:
+        where.append("strpos(s.job_id, %(search)s) > 0")
+    return f"""
+        SELECT {STATUS_SELECT} FROM job_status s
+        WHERE {" AND ".join(where)}
+        ORDER BY s.created_at DESC, s.job_id DESC
+        LIMIT %(limit)s
+    """
+
+
+STATUS_COUNTS = """
+    SELECT s.status, count(*) FROM job_status s
+    WHERE %(search)s::text IS NULL OR strpos(s.job_id, %(search)s) > 0
+    GROUP BY s.status
 """
+"""How many jobs are in each status (of those whose id contains the search, when given)."""
+
+QUEUE_POSITIONS = """
+    SELECT s.job_id, 1 + (
+        SELECT count(*) FROM job_status q
+        WHERE q.status = 'queued'
+          AND (q.priority > s.priority
+               OR (q.priority = s.priority AND (q.queued_at, q.job_id) < (s.queued_at, s.job_id)))
+    )
+    FROM job_status s
+    WHERE s.job_id = ANY(%(job_ids)s::text[]) AND s.status = 'queued'
+"""
+"""The queue position of each of the given jobs that is queued."""
+
 
 QUEUE_POSITION = """
     SELECT 1 + (

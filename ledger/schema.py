@@ -116,6 +116,7 @@ job_status = Table(
     Column("result", JSONB),
     CheckConstraint(f"status IN ({_STATUS_VALUES})", name="known_status"),
     Index("ix_job_status_status_created_at", "status", "created_at", "job_id"),
+    Index("ix_job_status_created_at", "created_at", "job_id"),
     Index("ix_job_status_status_status_changed_at", "status", "status_changed_at"),
     Index(
         "ix_job_status_queue",

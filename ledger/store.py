@@ -30,7 +30,6 @@ from ledger.queries import (
     APPEND_EVENTS,
     EVENTS_OF_TRANSACTION,
     JOB_HISTORY,
-    JOBS_BY_STATUS,
     LOAD_STATE,
     LOAD_STATE_AND_KEY,
     QUEUE_POSITION,
@@ -160,6 +159,14 @@ class EventStore:
             rows = conn.execute(JOB_HISTORY, {"job_id": job_id}).fetchall()
         return [event_from_row(row) for row in rows]
 
+    def feed_head(self) -> FeedCursor:
+        """A cursor after every event the feed can show now: a reader starting here
+        gets exactly the events that become readable later."""
+        with self._connection() as conn:
+            row = conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").fetchone()
+        assert row is not None
+        return FeedCursor(int(row[0]), 0)
+
     def read_feed(self, after: FeedCursor | None = None, limit: int = 1000) -> FeedPage:
         """Events after `after` in the safe global order (see `READ_FEED`)."""
         after = after or FeedCursor()
@@ -172,15 +179,6 @@ class EventStore:
         last = events[-1]
         assert last.tx_id is not None and last.position is not None
         return FeedPage(events, FeedCursor(last.tx_id, last.position))
-
-    def jobs(
-        self, status: JobStatus | None = None, *, limit: int = 100, after_job_id: str = ""
-    ) -> list[JobState]:
-        """Jobs (optionally of one status) ordered by id, after `after_job_id`."""
-        params = {"status": status, "limit": limit, "after_job_id": after_job_id}
-        with self._connection() as conn:
-            rows = conn.execute(JOBS_BY_STATUS, params).fetchall()
-        return [state_from_row(row) for row in rows]
 
     def queue_position(self, job_id: str) -> int | None:
         """1 for the next job to be claimed; None when the job is not queued."""

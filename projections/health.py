@@ -120,21 +120,27 @@ class _Run(NamedTuple):
     lease_expired: bool
 
 
-JOB_LIVENESS = """
-    SELECT l.heartbeat_at,
+JOBS_LIVENESS = """
+    SELECT j.job_id, l.heartbeat_at,
            COALESCE(l.expires_at, s.started_at + make_interval(secs => %(lease_seconds)s))
                < now(),
            s.status_changed_at < now() - make_interval(secs => %(stale_seconds)s)
-    FROM (SELECT 1) AS one
-    LEFT JOIN job_status s ON s.job_id = %(job_id)s
-    LEFT JOIN job_leases l ON l.job_id = %(job_id)s AND l.attempt = %(attempt)s
+    FROM unnest(%(job_ids)s::text[], %(attempts)s::int[]) AS j(job_id, attempt)
+    LEFT JOIN job_status s ON s.job_id = j.job_id
+    LEFT JOIN job_leases l ON l.job_id = j.job_id AND l.attempt = j.attempt
 """
+
+JUDGED_STATUSES = (JobStatus.RUNNING, JobStatus.PAUSED, JobStatus.PENDING)
 
 
 @dataclass(frozen=True, slots=True)
 class JobHealth:
     label: str  # "ok", "orphaned" or "stale_pending"
     last_heartbeat_at: datetime | None
+    reason: OrphanReason | None = None  # why an orphaned run is judged dead
+
+
+HEALTHY = JobHealth("ok", None)
 
 
 class HealthCheck:
@@ -187,18 +193,30 @@ class HealthCheck:
 
     def job_health(self, state: JobState) -> JobHealth:
         """The health of one job, in one indexed read (no queue summary)."""
-        if state.status not in (JobStatus.RUNNING, JobStatus.PAUSED, JobStatus.PENDING):
-            return JobHealth("ok", None)
+        return self.jobs_health([state])[state.job_id]
+
+    def jobs_health(self, states: list[JobState]) -> dict[str, JobHealth]:
+        """The health of each job, by id, in one indexed read for all of them."""
+        judged = [state for state in states if state.status in JUDGED_STATUSES]
+        health = {state.job_id: HEALTHY for state in states}
+        if not judged:
+            return health
         params = {
-            "job_id": state.job_id,
-            "attempt": state.attempt,
+            "job_ids": [state.job_id for state in judged],
+            "attempts": [state.attempt for state in judged],
             "lease_seconds": self.lease_seconds,
             "stale_seconds": self.stale_pending_after.total_seconds(),
         }
         with driver_connection(self.engine) as conn:
-            row = conn.execute(JOB_LIVENESS, params).fetchone()
-        assert row is not None
-        heartbeat_at, lease_expired, stale = row
+            rows = conn.execute(JOBS_LIVENESS, params).fetchall()
+        liveness = {row[0]: row[1:] for row in rows}
+        for state in judged:
+            health[state.job_id] = self._one_job_health(state, *liveness[state.job_id])
+        return health
+
+    def _one_job_health(
+        self, state: JobState, heartbeat_at: datetime | None, lease_expired: bool, stale: bool
+    ) -> JobHealth:
         if state.status is JobStatus.PENDING:
             return JobHealth("stale_pending" if stale else "ok", None)
         run = _Run(
@@ -217,7 +235,9 @@ class HealthCheck:
             bool(lease_expired),
         )
         orphan = self._judge(run)
-        return JobHealth("orphaned" if orphan else "ok", heartbeat_at)
+        if orphan is None:
+            return JobHealth("ok", heartbeat_at)
+        return JobHealth("orphaned", heartbeat_at, orphan.reason)
 
     def _judge(self, row: _Run) -> OrphanedRun | None:
         """Orphaned when the process is gone (for a run on this host), or the lease expired.

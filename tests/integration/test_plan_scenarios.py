@@ -109,10 +109,11 @@ def test_queued_jobs_survive_a_sigkilled_server_in_order_and_claimable(database_
     try:
         catch_up_current_status(fresh)
         ledger = wire_ledger(database_url, fresh, Settings())
-        queued = ledger.store.jobs(JobStatus.QUEUED)
-        assert [job.job_id for job in queued] == ["restart-a", "restart-b", "restart-c"]
-        positions = [ledger.store.queue_position(job.job_id) for job in queued]
-        assert positions == [1, 2, 3]
+        queued = ledger.listing.page(JobStatus.QUEUED).jobs
+        assert [job.job_id for job in queued] == ["restart-c", "restart-b", "restart-a"]
+        positions = ledger.listing.queue_positions([job.job_id for job in queued])
+        assert positions == {"restart-a": 1, "restart-b": 2, "restart-c": 3}
+
         claimed = [ledger.queue.claim(WORKER, actor="w") for _ in range(3)]
         assert [c.job.job_id for c in claimed if c] == ["restart-a", "restart-b", "restart-c"]
         assert verify_current_status(fresh).clean

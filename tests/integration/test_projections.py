@@ -8,7 +8,9 @@ from sqlalchemy import Engine, text
 
 from ledger.commands import SaveCheckpoint
 from ledger.database import libpq_url
+from ledger.job_listing import JobListing
 from ledger.service import JobService
+from ledger.state import JobState
 from ledger.statuses import JobStatus
 from ledger.store import EventStore
 from projections import current_status
@@ -23,8 +25,8 @@ def jobs_in_every_status(job_factory: JobFactory) -> list[str]:
     return [job_factory(status).job_id for status in JobStatus for _ in range(2)]
 
 
-def stored_states(store: EventStore) -> list[object]:
-    return list(store.jobs(limit=1000))
+def stored_states(store: EventStore) -> list[JobState]:
+    return sorted(JobListing(store).page(limit=1000).jobs)
 
 
 def execute(engine: Engine, statement: str) -> None:

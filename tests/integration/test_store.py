@@ -173,18 +173,6 @@ def test_a_force_start_with_both_attempts_fenced_returns_two_events_in_one_trans
         )
 
 
-def test_jobs_are_listed_by_status_and_paged_by_id(
-    job_factory: JobFactory, store: EventStore
-) -> None:
-    queued = sorted(job_factory(JobStatus.QUEUED).job_id for _ in range(3))
-    job_factory(JobStatus.PENDING)
-
-    first_page = store.jobs(JobStatus.QUEUED, limit=2)
-    rest = store.jobs(JobStatus.QUEUED, limit=2, after_job_id=first_page[-1].job_id)
-    assert [j.job_id for j in first_page + rest] == queued
-    assert len(store.jobs(limit=10)) == 4
-
-
 def test_queue_position_orders_by_priority_then_by_time_queued(
     job_factory: JobFactory, store: EventStore
 ) -> None:

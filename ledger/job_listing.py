@@ -1,0 +1,92 @@
+"""Jobs as an operator browses them: newest first, filtered, counted, keyset-paged."""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from ledger.queries import QUEUE_POSITIONS, STATUS_COUNTS, jobs_newest_first
+from ledger.state import JobState
+from ledger.statuses import JobStatus
+from ledger.store import EventStore, state_from_row
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class JobsCursor:
+    """Where a page of jobs ended: the (created_at, job_id) of its last, oldest job."""
+
+    created_at: datetime
+    job_id: str
+
+    def __str__(self) -> str:
+        # Microseconds since the epoch: exact, and safe in a URL as it is.
+        return f"{(self.created_at - EPOCH) // MICROSECOND}~{self.job_id}"
+
+    @classmethod
+    def parse(cls, text: str) -> "JobsCursor":
+        """Raises ValueError for text that no page ever returned."""
+        micros, separator, job_id = text.partition("~")
+        if not separator or not job_id or not micros.lstrip("-").isdigit():
+            raise ValueError(f"not a jobs cursor: {text!r}")
+        try:
+            return cls(EPOCH + int(micros) * MICROSECOND, job_id)
+        except OverflowError:
+            raise ValueError(f"not a jobs cursor: {text!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class JobsPage:
+    jobs: list[JobState]
+    next_cursor: JobsCursor | None  # None on the last page
+    counts: dict[JobStatus, int]  # every status, of the jobs the search matches
+    as_of: datetime  # the database clock when the page was read
+
+
+class JobListing:
+    """Reads pages of jobs from the current-status projection."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+
+    def page(
+        self,
+        status: JobStatus | None = None,
+        *,
+        search: str | None = None,
+        after: JobsCursor | None = None,
+        limit: int = 50,
+    ) -> JobsPage:
+        """One page and the counts beside it, read in one transaction so they agree."""
+        query = jobs_newest_first(
+            by_status=status is not None, after_cursor=after is not None, search=bool(search)
+        )
+        params = {
+            "status": status,
+            "search": search or None,
+            "created_at": after.created_at if after else None,
+            "job_id": after.job_id if after else None,
+            "limit": limit + 1,
+        }
+        with self.store.transaction() as conn:
+            rows = conn.execute(query, params).fetchall()
+            counted = conn.execute(STATUS_COUNTS, params).fetchall()
+            as_of_row = conn.execute("SELECT now()").fetchone()
+        assert as_of_row is not None
+        jobs = [state_from_row(row) for row in rows[:limit]]
+        last = jobs[-1] if len(rows) > limit else None
+        counts = dict.fromkeys(JobStatus, 0) | {JobStatus(s): int(n) for s, n in counted}
+        return JobsPage(
+            jobs=jobs,
+            next_cursor=JobsCursor(last.created_at, last.job_id) if last else None,
+            counts=counts,
+            as_of=as_of_row[0],
+        )
+
+    def queue_positions(self, job_ids: list[str]) -> dict[str, int]:
+        """The queue position (1 = next) of each given job that is queued."""
+        if not job_ids:
+            return {}
+        with self.store.transaction() as conn:
+            rows = conn.execute(QUEUE_POSITIONS, {"job_ids": job_ids}).fetchall()
+        return {job_id: int(position) for job_id, position in rows}

@@ -1,0 +1,110 @@
+"""Browsing jobs: newest first, by status, by a piece of the id, keyset-paged, counted."""
+
+import pytest
+from sqlalchemy import Engine, text
+
+from ledger.job_listing import JobListing, JobsCursor
+from ledger.statuses import JobStatus
+from ledger.store import EventStore
+from tests.conftest import JobFactory
+
+
+@pytest.fixture
+def listing(store: EventStore) -> JobListing:
+    return JobListing(store)
+
+
+def test_jobs_come_newest_first_and_pages_meet_without_gap_or_overlap(
+    job_factory: JobFactory, listing: JobListing
+) -> None:
+    made = [job_factory(JobStatus.QUEUED, f"page-{n}").job_id for n in range(7)]
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = listing.page(after=cursor, limit=3)
+        seen += [job.job_id for job in page.jobs]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == list(reversed(made))
+
+
+def test_jobs_created_at_the_same_instant_are_paged_by_id(
+    job_factory: JobFactory, listing: JobListing, engine: Engine
+) -> None:
+    for n in range(5):
+        job_factory(JobStatus.QUEUED, f"tie-{n}")
+    with engine.begin() as conn:  # the projection only; the log is never touched
+        conn.execute(text("UPDATE job_status SET created_at = '2026-01-01T00:00:00Z'"))
+
+    first = listing.page(limit=2)
+    second = listing.page(after=first.next_cursor, limit=2)
+    third = listing.page(after=second.next_cursor, limit=2)
+    ids = [job.job_id for job in first.jobs + second.jobs + third.jobs]
+    assert ids == ["tie-4", "tie-3", "tie-2", "tie-1", "tie-0"]
+    assert third.next_cursor is None
+
+
+def test_a_status_filter_and_a_search_narrow_the_page_but_counts_ignore_the_status(
+    job_factory: JobFactory, listing: JobListing
+) -> None:
+    job_factory(JobStatus.QUEUED, "resnet-a")
+    job_factory(JobStatus.PENDING, "resnet-b")
+    job_factory(JobStatus.FAILED, "bert-a")
+    job_factory(JobStatus.QUEUED, "bert-b")
+
+    page = listing.page(JobStatus.QUEUED, search="resnet")
+    assert [job.job_id for job in page.jobs] == ["resnet-a"]
+    assert page.counts[JobStatus.QUEUED] == 1
+    assert page.counts[JobStatus.PENDING] == 1
+    assert page.counts[JobStatus.FAILED] == 0
+    everything = listing.page()
+    assert everything.counts[JobStatus.QUEUED] == 2
+    assert sum(everything.counts.values()) == 4
+    assert set(everything.counts) == set(JobStatus)
+
+
+def test_a_search_matches_any_part_of_the_id_and_wildcards_are_plain_text(
+    job_factory: JobFactory, listing: JobListing
+) -> None:
+    job_factory(JobStatus.QUEUED, "exp_1-run")
+    job_factory(JobStatus.QUEUED, "expX1-run")
+
+    assert [job.job_id for job in listing.page(search="p_1").jobs] == ["exp_1-run"]
+    assert [job.job_id for job in listing.page(search="%").jobs] == []
+    assert len(listing.page(search="1-RUN").jobs) == 0  # ids are case-sensitive
+
+
+def test_queue_positions_of_many_jobs_agree_with_each_jobs_own(
+    job_factory: JobFactory, listing: JobListing, store: EventStore
+) -> None:
+    low = job_factory(JobStatus.QUEUED, priority=0).job_id
+    high = job_factory(JobStatus.QUEUED, priority=5).job_id
+    running = job_factory(JobStatus.RUNNING).job_id
+
+    positions = listing.queue_positions([low, high, running, "no-such-job"])
+    assert positions == {high: 1, low: 2}
+    assert positions[low] == store.queue_position(low)
+
+
+def test_the_page_tells_the_database_clock(listing: JobListing, engine: Engine) -> None:
+    with engine.connect() as conn:
+        before = conn.execute(text("SELECT now()")).scalar_one()
+    assert listing.page().as_of >= before
+
+
+@pytest.mark.parametrize(
+    "text_", ["", "1764", "x~job", "2026-01-01T00:00:00Z~job", "~", "12~", "9" * 30 + "~job"]
+)
+def test_a_cursor_no_page_returned_is_refused(text_: str) -> None:
+    with pytest.raises(ValueError):
+        JobsCursor.parse(text_)
+
+
+def test_a_cursor_survives_its_round_trip(job_factory: JobFactory, listing: JobListing) -> None:
+    job_factory(JobStatus.QUEUED, "one")
+    job_factory(JobStatus.QUEUED, "two")
+    cursor = listing.page(limit=1).next_cursor
+    assert cursor is not None
+    assert JobsCursor.parse(str(cursor)) == cursor
