@@ -9,11 +9,12 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from api import routes_jobs, routes_observe, routes_runs
 from api.auth import TokenBook
 from api.bootstrap import Ledger
+from api.console import console_routes
 from api.endpoints import Endpoint, json_response, starlette_route
 from api.metrics import Metrics, metrics_endpoint
 from api.openapi import openapi_document
@@ -63,13 +64,16 @@ def create_app(ledger: Ledger, tokens: TokenBook) -> Starlette:
 
     metrics = Metrics(ledger)
     waker = FeedWaker(ledger.url)
-    routes = [starlette_route(endpoint, ledger, tokens, metrics) for endpoint in ENDPOINTS]
+    routes: list[BaseRoute] = [
+        starlette_route(endpoint, ledger, tokens, metrics) for endpoint in ENDPOINTS
+    ]
     routes += [
         Route("/livez", livez, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/metrics", metrics_endpoint(metrics, tokens), methods=["GET"]),
         Route("/v1/events/stream", stream_endpoint(ledger, tokens, waker), methods=["GET"]),
+        *console_routes(),
     ]
 
     @contextlib.asynccontextmanager

@@ -1,0 +1,87 @@
+// Building the page from data without ever parsing data as HTML.
+
+export function h(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name.startsWith("on")) element.addEventListener(name.slice(2), value);
+    else if (value === true) element.setAttribute(name, "");
+    else element.setAttribute(name, String(value));
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    element.append(child instanceof Node ? child : String(child));
+  }
+  return element;
+}
+
+export function replace(container, ...children) {
+  container.replaceChildren(...children.flat(Infinity).filter((child) => child !== null && child !== false));
+}
+
+const STATUS_WORDS = {
+  pending: "Pending",
+  queued: "Queued",
+  running: "Running",
+  paused: "Paused",
+  completed: "Completed",
+  failed: "Failed",
+  cancelled: "Cancelled",
+};
+
+export const STATUSES = Object.keys(STATUS_WORDS);
+
+// A status in colour and in words: the colour is never the only sign.
+export function statusPill(status) {
+  return h("span", { class: `pill status-${status}` }, STATUS_WORDS[status] || status);
+}
+
+export const ORPHAN_WORDS = {
+  lease_expired: "its lease expired (no heartbeat in time)",
+  process_gone: "its process is gone",
+  pid_reused: "its process id now belongs to another process",
+  host_rebooted: "its host rebooted",
+};
+
+export function healthBadge(job) {
+  if (job.health === "orphaned") {
+    const why = job.health_reason ? ORPHAN_WORDS[job.health_reason] : "";
+    return h("span", { class: "badge badge-orphaned", title: why ? `Orphaned: ${why}` : null },
+      "Orphaned");
+  }
+  if (job.health === "stale_pending") {
+    return h("span", { class: "badge badge-stale" }, "Stale pending");
+  }
+  return h("span", { class: "muted" }, "OK");
+}
+
+// Ages are measured on the database clock: the offset of the browser's clock
+// from it is learnt from every answer that says what time the server read at.
+let clockOffsetMs = 0;
+
+export function noteServerTime(iso) {
+  clockOffsetMs = Date.parse(iso) - Date.now();
+}
+
+export function serverNow() {
+  return new Date(Date.now() + clockOffsetMs).toISOString();
+}
+
+export function seconds(from, to) {
+  return Math.max(0, (Date.parse(to) - Date.parse(from)) / 1000);
+}
+
+export function duration(totalSeconds) {
+  const s = Math.round(totalSeconds);
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min`;
+  const hours = Math.floor(m / 60);
+  if (hours < 48) return `${hours} h ${m % 60} min`;
+  return `${Math.floor(hours / 24)} d`;
+}
+
+export function when(iso) {
+  if (!iso) return "—";
+  return h("time", { datetime: iso, title: iso }, new Date(iso).toLocaleString());
+}

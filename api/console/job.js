@@ -1,0 +1,163 @@
+// One job: its current state, the recovery card and the history timeline.
+
+import { api, idempotencyKey } from "./http.js";
+import { h, replace, statusPill, healthBadge, when, serverNow, ORPHAN_WORDS } from "./dom.js";
+import { confirmAction } from "./dialogs.js";
+import { recoveryCard, explain } from "./recovery.js";
+
+export class JobPage {
+  constructor(main, jobId, caller) {
+    this.main = main;
+    this.jobId = jobId;
+    this.caller = caller;
+    this.busy = false;
+    this.message = null; // { kind: "done" | "error", text } from the last action
+    this.heading = h("h1", { tabindex: "-1" }, jobId);
+    this.state = h("section", { "aria-labelledby": "state-title" });
+    this.card = h("div", {});
+    this.timeline = h("section", { "aria-labelledby": "history-title" });
+    replace(main,
+      h("p", {}, h("a", { href: "#/" }, "← All jobs")),
+      this.heading, this.card, this.state, this.timeline);
+  }
+
+  focus() {
+    this.heading.focus();
+  }
+
+  async refresh() {
+    let job;
+    let history;
+    try {
+      [job, history] = await Promise.all([
+        api("GET", `/v1/jobs/${encodeURIComponent(this.jobId)}`),
+        api("GET", `/v1/jobs/${encodeURIComponent(this.jobId)}/history`),
+      ]);
+    } catch (error) {
+      if (error.status !== 404) throw error;
+      replace(this.state, h("p", { class: "error" }, `There is no job ${this.jobId}.`));
+      return;
+    }
+    this.job = job;
+    const asOf = serverNow();
+    this.renderState(job);
+    if (!this.busy) this.renderCard(job, asOf);
+    this.renderTimeline(history);
+  }
+
+  renderState(job) {
+    const rows = [
+      ["Status", statusPill(job.status)],
+      ["Health", [healthBadge(job), job.health_reason ? ` ${ORPHAN_WORDS[job.health_reason]}` : ""]],
+      ["Attempt", String(job.attempt)],
+      ["Priority", String(job.priority)],
+      ["Queue position", job.queue_position === null ? "—" : String(job.queue_position)],
+      ["Worker", job.worker
+        ? `${job.worker.worker_id}${job.worker.host ? ` on ${job.worker.host}` : ""}` +
+          `${job.worker.pid ? `, pid ${job.worker.pid}` : ""}`
+        : "—"],
+      ["Last heartbeat", when(job.last_heartbeat_at)],
+      ["Failure reason", job.failure_reason || "—"],
+      ["Checkpoint", job.checkpoint
+        ? `${job.checkpoint.path}${job.checkpoint.step === null ? "" : ` (step ${job.checkpoint.step})`}`
+        : "—"],
+      ["In this status since", when(job.status_changed_at)],
+      ["Created", when(job.created_at)],
+      ["Version", String(job.version)],
+    ];
+    replace(this.state,
+      h("h2", { id: "state-title" }, "Current state"),
+      h("dl", { class: "facts" }, rows.map(([name, value]) => [h("dt", {}, name), h("dd", {}, value)])),
+      h("details", {}, h("summary", {}, "Spec"),
+        h("pre", {}, JSON.stringify(job.spec ?? {}, null, 2))));
+  }
+
+  renderCard(job, asOf) {
+    const card = recoveryCard(job, asOf);
+    if (!card) {
+      replace(this.card);
+      return;
+    }
+    const mayAct = this.caller.can_operate;
+    const buttons = mayAct
+      ? card.actions.map((action) => h("button", {
+        type: "button",
+        class: action.reasonRequired || action.command !== "force-start" ? "danger" : "primary",
+        onclick: (event) => this.act(action, event.currentTarget),
+      }, action.label))
+      : [];
+    replace(this.card, h("section", {
+      class: `card card-${card.tone}`,
+      "aria-labelledby": "card-title",
+      "data-testid": "recovery-card",
+    },
+    h("h2", { id: "card-title" }, card.title),
+    card.lines.map((line) => h("p", {}, line)),
+    mayAct
+      ? h("div", { class: "actions" }, buttons)
+      : h("p", { class: "muted" }, `Your role (${this.caller.role}) is read-only: no actions.`),
+    this.message
+      ? h("p", {
+        class: this.message.kind === "error" ? "error" : "done",
+        role: this.message.kind === "error" ? "alert" : "status",
+      }, this.message.text)
+      : null));
+  }
+
+  async act(action, button) {
+    const reason = await confirmAction({
+      title: `${action.label}: ${this.jobId}`,
+      text: action.confirm,
+      confirmLabel: action.label,
+      reasonRequired: action.reasonRequired,
+    });
+    if (reason === null) return;
+    this.busy = true;
+    this.message = null;
+    for (const other of this.card.querySelectorAll("button")) other.disabled = true;
+    button.textContent = action.busy;
+    button.setAttribute("aria-busy", "true");
+    try {
+      const answer = await api("POST", `/v1/jobs/${encodeURIComponent(this.jobId)}/${action.command}`, {
+        reason: reason || null,
+        expected_version: this.job.version,
+        idempotencyKey: idempotencyKey(),
+      });
+      const position = answer.queue_position ?? answer.job?.queue_position ?? null;
+      const status = answer.status ?? answer.job?.status;
+      this.message = {
+        kind: "done",
+        text: `${action.label}: done. The job is ${status}` +
+          (position ? `, at position ${position} in the queue.` : "."),
+      };
+    } catch (error) {
+      this.message = { kind: "error", text: explain(error) };
+    } finally {
+      this.busy = false;
+    }
+    await this.refresh();
+  }
+
+  renderTimeline(history) {
+    const entries = [...history.events].reverse().map((event) => h("li", {
+      class: "event",
+      "data-type": event.type,
+    },
+    h("div", { class: "event-head" },
+      when(event.recorded_at),
+      h("span", { class: "transition" },
+        event.from_status === null ? "registered as " : null,
+        event.from_status !== null && event.from_status !== event.to_status
+          ? [statusPill(event.from_status), " → "] : null,
+        statusPill(event.to_status)),
+      h("span", { class: "muted" }, event.type.replaceAll("_", " "))),
+    h("div", { class: "event-body" },
+      h("span", {}, "by ", h("strong", {}, event.actor)),
+      h("span", {}, `attempt ${event.attempt}`),
+      event.reason ? h("q", { class: "reason" }, event.reason) : null)));
+    replace(this.timeline,
+      h("h2", { id: "history-title" }, `History (${history.events.length} events, newest first)`),
+      h("ol", { class: "timeline", reversed: true }, entries));
+  }
+}
+

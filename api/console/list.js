@@ -1,0 +1,167 @@
+// The jobs list: newest first, a status filter with counts, a search by job id,
+// keyset pages. Built once; a refresh rewrites only the counts, rows and pager,
+// so focus and what the operator is typing survive live updates.
+
+import { api } from "./http.js";
+import {
+  h, replace, statusPill, healthBadge, seconds, duration, noteServerTime, STATUSES,
+} from "./dom.js";
+
+const PAGE_SIZE = 50;
+const SEARCH_PAUSE_MS = 250;
+
+export class JobsList {
+  constructor(main, params) {
+    this.main = main;
+    this.status = params.get("status") || "";
+    this.search = params.get("q") || "";
+    this.cursors = [""]; // where each page visited began; "" is the newest page
+    this.countLabels = new Map();
+    this.filterLinks = new Map();
+    this.build();
+  }
+
+  build() {
+    const filters = ["", ...STATUSES].map((status) => {
+      const count = h("span", { class: "count" }, "");
+      const link = h("a", {
+        href: this.href(status, this.search),
+        class: `filter status-${status || "all"}`,
+        onclick: (event) => {
+          event.preventDefault();
+          this.choose(status);
+        },
+      }, status ? status[0].toUpperCase() + status.slice(1) : "All", " ", count);
+      this.countLabels.set(status, count);
+      this.filterLinks.set(status, link);
+      return h("li", {}, link);
+    });
+    this.searchInput = h("input", {
+      id: "job-search",
+      type: "search",
+      value: this.search,
+      placeholder: "part of a job id",
+      autocomplete: "off",
+      spellcheck: "false",
+      oninput: () => this.searchSoon(),
+    });
+    this.rows = h("tbody", {});
+    this.pager = h("div", { class: "pager" });
+    this.summary = h("p", { class: "muted", id: "jobs-summary", "aria-live": "polite" });
+    replace(this.main,
+      h("h1", { tabindex: "-1" }, "Jobs"),
+      h("nav", { "aria-label": "Filter by status" }, h("ul", { class: "filters" }, filters)),
+      h("form", { role: "search", class: "search", onsubmit: (event) => {
+        event.preventDefault();
+        this.applySearch();
+      } },
+      h("label", { for: "job-search" }, "Search job id"), this.searchInput,
+      h("button", { type: "submit" }, "Search")),
+      this.summary,
+      h("div", { class: "table-wrap" },
+        h("table", { class: "jobs" },
+          h("caption", { class: "visually-hidden" }, "Jobs, newest first"),
+          h("thead", {}, h("tr", {},
+            ["Job", "Status", "Attempt", "Worker", "In status for", "Health"].map(
+              (name) => h("th", { scope: "col" }, name)))),
+          this.rows)),
+      this.pager);
+  }
+
+  href(status, search) {
+    const query = new URLSearchParams();
+    if (status) query.set("status", status);
+    if (search) query.set("q", search);
+    const text = query.toString();
+    return text ? `#/?${text}` : "#/";
+  }
+
+  remember() {
+    history.replaceState(null, "", this.href(this.status, this.search));
+  }
+
+  choose(status) {
+    this.status = status;
+    this.cursors = [""];
+    this.remember();
+    this.refresh();
+  }
+
+  searchSoon() {
+    clearTimeout(this.searchTimer);
+    this.searchTimer = setTimeout(() => this.applySearch(), SEARCH_PAUSE_MS);
+  }
+
+  applySearch() {
+    clearTimeout(this.searchTimer);
+    const search = this.searchInput.value.trim();
+    if (search === this.search) return;
+    this.search = search;
+    this.cursors = [""];
+    this.remember();
+    this.refresh();
+  }
+
+  async refresh() {
+    const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
+    if (this.status) query.set("status", this.status);
+    if (this.search) query.set("q", this.search);
+    const cursor = this.cursors[this.cursors.length - 1];
+    if (cursor) query.set("cursor", cursor);
+    const page = await api("GET", `/v1/jobs?${query}`);
+    noteServerTime(page.as_of);
+    this.render(page);
+  }
+
+  render(page) {
+    for (const [status, label] of this.countLabels) {
+      label.textContent = (status ? page.counts[status] : page.total).toLocaleString();
+      const link = this.filterLinks.get(status);
+      link.href = this.href(status, this.search);
+      if (status === this.status) link.setAttribute("aria-current", "page");
+      else link.removeAttribute("aria-current");
+    }
+    replace(this.rows, page.jobs.length
+      ? page.jobs.map((job) => row(job, page.as_of))
+      : h("tr", {}, h("td", { colspan: "6", class: "empty" }, "No jobs match.")));
+    const matching = this.status ? page.counts[this.status] : page.total;
+    const first = (this.cursors.length - 1) * PAGE_SIZE;
+    this.summary.textContent = page.jobs.length
+      ? `Showing ${first + 1}–${first + page.jobs.length} of ${matching.toLocaleString()}, newest first`
+      : "";
+    replace(this.pager,
+      h("button", {
+        type: "button",
+        disabled: this.cursors.length === 1,
+        onclick: () => {
+          this.cursors.pop();
+          this.refresh();
+        },
+      }, "← Newer"),
+      h("button", {
+        type: "button",
+        disabled: !page.next_cursor,
+        onclick: () => {
+          this.cursors.push(page.next_cursor);
+          this.refresh();
+        },
+      }, "Older →"));
+    if (!performance.getEntriesByName("jobs-list-painted").length) {
+      requestAnimationFrame(() => performance.mark("jobs-list-painted"));
+    }
+  }
+}
+
+function row(job, asOf) {
+  const worker = job.worker
+    ? [job.worker.worker_id, job.worker.host ? ` on ${job.worker.host}` : ""].join("")
+    : "—";
+  return h("tr", { "data-job-id": job.job_id, "data-status": job.status },
+    h("th", { scope: "row", "data-label": "Job" },
+      h("a", { href: `#/jobs/${encodeURIComponent(job.job_id)}` }, job.job_id)),
+    h("td", { "data-label": "Status" }, statusPill(job.status)),
+    h("td", { "data-label": "Attempt" }, String(job.attempt)),
+    h("td", { "data-label": "Worker" }, worker),
+    h("td", { "data-label": "In status for" }, duration(seconds(job.status_changed_at, asOf))),
+    h("td", { "data-label": "Health" }, healthBadge(job)));
+}
