@@ -33,7 +33,7 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from bench.scratch import scratch_database
+from bench.scratch import benchmark_parser, scratch_database
 from bench.threads import BenchError, Client, measure
 from ledger.commands import RegisterJob, SaveCheckpoint, StartJob, WorkerIdentity
 from ledger.database import create_ledger_engine, libpq_url
@@ -42,8 +42,6 @@ from ledger.service import JobService
 from ledger.settings import Settings
 from ledger.store import EventStore
 
-URL_ENV = "JOBLEDGER_BENCH_DATABASE_URL"
-DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 RAW_TABLE = "bench_raw_events"
 ACTOR = "bench"
 ATTEMPT = 1
@@ -72,12 +70,7 @@ class Options:
 
 
 def parse_options(argv: Sequence[str] | None) -> Options:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get(URL_ENV) or DEFAULT_SERVER_URL,
-        help=f"admin URL of the server (default: ${URL_ENV} or {DEFAULT_SERVER_URL})",
-    )
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--seconds", type=float, help="length of each measurement (default 5)")
     parser.add_argument("--rounds", type=int, help="raw/ledger pairs per concurrency (default 2)")
     parser.add_argument(

@@ -16,9 +16,7 @@ Measured:
 Run: python -m bench.health [--events 1000000] [--jobs 100000] [--quick]
 """
 
-import argparse
 import logging
-import os
 import statistics
 import sys
 import threading
@@ -30,7 +28,7 @@ import orjson
 import psycopg
 
 from bench.rebuild import generate
-from bench.scratch import scratch_database
+from bench.scratch import benchmark_parser, scratch_database
 from ledger.commands import WorkerIdentity
 from ledger.database import create_ledger_engine, libpq_url
 from ledger.queue import JobQueue
@@ -42,7 +40,6 @@ from projections.health import HealthCheck
 from projections.rebuild import rebuild_current_status
 from projections.reconciler import Reconciler
 
-DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 QUEUED_FOR_CLAIMS = 20_000
 
 
@@ -57,12 +54,7 @@ class Options:
 
 
 def parse_options(argv: Sequence[str] | None) -> Options:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("JOBLEDGER_BENCH_DATABASE_URL", DEFAULT_SERVER),
-        help="admin URL of the server",
-    )
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=4.0, help="per claim measurement")

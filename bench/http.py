@@ -28,7 +28,6 @@ against the HTTP figure too; only the ratio means much across machines.
 Run: python -m bench.http [--seconds 5] [--rounds 2] [--clients 16] [--quick]
 """
 
-import argparse
 import os
 import queue
 import signal
@@ -48,7 +47,7 @@ from typing import IO, Any
 import httpx
 from sqlalchemy.engine import make_url
 
-from bench.scratch import scratch_database
+from bench.scratch import benchmark_parser, scratch_database
 from bench.threads import BenchError, Client, Measurement, measure
 from ledger.commands import RegisterJob, SaveCheckpoint, StartJob, WorkerIdentity
 from ledger.database import create_ledger_engine
@@ -56,8 +55,6 @@ from ledger.service import JobService
 from ledger.settings import Settings
 from ledger.store import EventStore
 
-URL_ENV = "JOBLEDGER_BENCH_DATABASE_URL"
-DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 TOKEN = "t-trainer"
 TOKENS = f"trainer:emitter:{TOKEN}"
 ACTOR = "bench"
@@ -86,12 +83,7 @@ class Options:
 
 
 def parse_options(argv: Sequence[str] | None) -> Options:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get(URL_ENV) or DEFAULT_SERVER_URL,
-        help=f"admin URL of the server (default: ${URL_ENV} or {DEFAULT_SERVER_URL})",
-    )
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--seconds", type=float, help="length of each measurement (default 5)")
     parser.add_argument("--rounds", type=int, help="http/in-process pairs (default 2)")
     parser.add_argument("--clients", type=int, help="concurrent clients (default 16)")

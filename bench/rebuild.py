@@ -26,10 +26,8 @@ with `evolve`, writing the projection). Only the ratios mean much across machine
 Run: python -m bench.rebuild [--events 1000000] [--jobs 100000] [--quick] [--profile]
 """
 
-import argparse
 import cProfile
 import json
-import os
 import pstats
 import random
 import sys
@@ -44,7 +42,7 @@ import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from bench.scratch import scratch_database
+from bench.scratch import benchmark_parser, scratch_database
 from ledger.database import create_ledger_engine, libpq_url
 from ledger.events import (
     CheckpointSaved,
@@ -62,8 +60,6 @@ from ledger.statuses import JobStatus
 from projections.rebuild import RebuildReport, rebuild_current_status
 from projections.verify import VerifyReport, verify_current_status
 
-URL_ENV = "JOBLEDGER_BENCH_DATABASE_URL"
-DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 SEED = 20_261_128
 
 MAX_ROWS_PER_TRANSACTION = 100_000
@@ -101,12 +97,7 @@ class Options:
 
 
 def parse_options(argv: Sequence[str] | None) -> Options:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get(URL_ENV) or DEFAULT_SERVER_URL,
-        help=f"admin URL of the server (default: ${URL_ENV} or {DEFAULT_SERVER_URL})",
-    )
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--events", type=int, help="events to generate (default 1,000,000)")
     parser.add_argument("--jobs", type=int, help="jobs they belong to (default 100,000)")
     parser.add_argument("--quick", action="store_true", help="20,000 events over 2,000 jobs")

@@ -1,5 +1,7 @@
 """A database of the benchmark's own: created and migrated, dropped afterwards even on error."""
 
+import argparse
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +12,20 @@ from sqlalchemy.engine import make_url
 
 from ledger.database import libpq_url
 from ledger.migrate import upgrade_database
+
+URL_ENV = "JOBLEDGER_BENCH_DATABASE_URL"
+DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def benchmark_parser(doc: str) -> argparse.ArgumentParser:
+    """A benchmark's arguments, starting with the server its scratch database goes on."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(URL_ENV) or DEFAULT_SERVER_URL,
+        help=f"admin URL of the server (default: ${URL_ENV} or {DEFAULT_SERVER_URL})",
+    )
+    return parser
 
 
 def with_database(server_url: str, name: str) -> str:

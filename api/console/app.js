@@ -88,7 +88,7 @@ async function start() {
     return;
   }
   showCaller();
-  await refreshBanner();
+  refreshBanner();
   route();
   window.addEventListener("hashchange", route);
   followFeed({

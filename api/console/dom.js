@@ -19,6 +19,22 @@ export function replace(container, ...children) {
   container.replaceChildren(...children.flat(Infinity).filter((child) => child !== null && child !== false));
 }
 
+// Re-renders `container` without losing the keyboard focus: a live update must not
+// throw an operator who is tabbing through the page back to its top.
+export function keepingFocus(container, render) {
+  const focused = document.activeElement;
+  const inside = focused && focused !== container && container.contains(focused);
+  const key = inside ? focusKey(focused) : null;
+  render();
+  if (!key) return;
+  const again = [...container.querySelectorAll(focused.tagName)].find((el) => focusKey(el) === key);
+  if (again) again.focus();
+}
+
+function focusKey(element) {
+  return `${element.tagName}|${element.getAttribute("href") || ""}|${element.textContent}`;
+}
+
 const STATUS_WORDS = {
   pending: "Pending",
   queued: "Queued",

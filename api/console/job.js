@@ -1,7 +1,9 @@
 // One job: its current state, the recovery card and the history timeline.
 
 import { api, idempotencyKey } from "./http.js";
-import { h, replace, statusPill, healthBadge, when, serverNow, ORPHAN_WORDS } from "./dom.js";
+import {
+  h, replace, keepingFocus, statusPill, healthBadge, when, serverNow, ORPHAN_WORDS,
+} from "./dom.js";
 import { confirmAction } from "./dialogs.js";
 import { recoveryCard, explain } from "./recovery.js";
 
@@ -41,7 +43,7 @@ export class JobPage {
     this.job = job;
     const asOf = serverNow();
     this.renderState(job);
-    if (!this.busy) this.renderCard(job, asOf);
+    if (!this.busy) keepingFocus(this.card, () => this.renderCard(job, asOf));
     this.renderTimeline(history);
   }
 

@@ -4,7 +4,7 @@
 
 import { api } from "./http.js";
 import {
-  h, replace, statusPill, healthBadge, seconds, duration, noteServerTime, STATUSES,
+  h, replace, keepingFocus, statusPill, healthBadge, seconds, duration, noteServerTime, STATUSES,
 } from "./dom.js";
 
 const PAGE_SIZE = 50;
@@ -121,15 +121,15 @@ export class JobsList {
       if (status === this.status) link.setAttribute("aria-current", "page");
       else link.removeAttribute("aria-current");
     }
-    replace(this.rows, page.jobs.length
+    keepingFocus(this.rows, () => replace(this.rows, page.jobs.length
       ? page.jobs.map((job) => row(job, page.as_of))
-      : h("tr", {}, h("td", { colspan: "6", class: "empty" }, "No jobs match.")));
+      : h("tr", {}, h("td", { colspan: "6", class: "empty" }, "No jobs match."))));
     const matching = this.status ? page.counts[this.status] : page.total;
     const first = (this.cursors.length - 1) * PAGE_SIZE;
     this.summary.textContent = page.jobs.length
       ? `Showing ${first + 1}–${first + page.jobs.length} of ${matching.toLocaleString()}, newest first`
       : "";
-    replace(this.pager,
+    keepingFocus(this.pager, () => replace(this.pager,
       h("button", {
         type: "button",
         disabled: this.cursors.length === 1,
@@ -145,7 +145,7 @@ export class JobsList {
           this.cursors.push(page.next_cursor);
           this.refresh();
         },
-      }, "Older →"));
+      }, "Older →")));
     if (!performance.getEntriesByName("jobs-list-painted").length) {
       requestAnimationFrame(() => performance.mark("jobs-list-painted"));
     }
