@@ -2,7 +2,7 @@
 
 import re
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from tests.browser.conftest import Console, OpenPage, save_screenshot
 
@@ -277,3 +277,38 @@ def test_the_list_pages_through_its_jobs(console: Console, open_page: OpenPage) 
     expect(page.get_by_role("button", name="Older")).to_be_disabled()
     page.get_by_role("button", name="Newer").click()
     expect(page.locator("tbody tr").first).to_have_attribute("data-job-id", "bulk-054")
+
+
+def test_an_action_shows_its_progress_and_a_403_in_words(
+    console: Console, open_page: OpenPage
+) -> None:
+    page = open_page(expected_statuses=(403,))
+    held: list[Route] = []
+    # Playwright calls a handler with its own arguments: a bound builtin will not do.
+    page.route("**/v1/jobs/*/force-start", lambda route: held.append(route))  # noqa: PLW0108
+    page.goto(f"{console.url}/#/jobs/{console.jobs.pending}")
+    card(page).get_by_role("button", name="Force start").click()
+    page.get_by_role("dialog").get_by_role("button", name="Force start").click()
+
+    busy = card(page).get_by_role("button", name="Force starting…")
+    expect(busy).to_be_disabled()
+    expect(busy).to_have_attribute("aria-busy", "true")
+    expect(card(page).get_by_role("button", name="Cancel job")).to_be_disabled()
+    assert len(held) == 1
+    held[0].fulfill(
+        status=403,
+        content_type="application/problem+json",
+        json={
+            "type": "https://jobledger.dev/problems/forbidden",
+            "title": "Forbidden",
+            "status": 403,
+            "detail": "role auditor may not do this; it needs operator",
+            "role": "auditor",
+            "required_roles": ["operator"],
+        },
+    )
+    expect(card(page).get_by_role("alert")).to_have_text(
+        "Not allowed: your token's role is auditor; this needs operator."
+    )
+    expect(card(page).get_by_role("button", name="Force start")).to_be_enabled()
+    assert console.alice.job(console.jobs.pending)["status"] == "pending"

@@ -70,11 +70,7 @@ def test_queued_jobs_survive_a_sigkilled_server_in_order(server: Server) -> None
     assert "3 queued jobs intact" in server.recovery_line
     trainer = server.client("trainer")
     queued = trainer.jobs(status="queued")["jobs"]
-    assert [(j["job_id"], j["queue_position"]) for j in queued] == [
-        ("r-a", 1),
-        ("r-b", 2),
-        ("r-c", 3),
-    ]
+    assert {j["job_id"]: j["queue_position"] for j in queued} == {"r-a": 1, "r-b": 2, "r-c": 3}
     order = [trainer.claim(REMOTE) for _ in range(3)]
     assert [c.job_id for c in order if c] == ["r-a", "r-b", "r-c"]
     assert_projections_verify_clean(server)

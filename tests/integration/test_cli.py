@@ -61,6 +61,18 @@ def test_jobs_filters_by_status(
     assert [j["job_id"] for j in json.loads(capsys.readouterr().out)] == [running.job_id]
 
 
+def test_jobs_are_listed_newest_first_and_found_by_part_of_their_id(
+    configured: str, job_factory: JobFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for job_id in ("sweep-lr-1", "other", "sweep-lr-2"):
+        job_factory(JobStatus.QUEUED, job_id)
+    assert main(["jobs", "--search", "lr-", "--json"]) == EXIT_OK
+    assert [j["job_id"] for j in json.loads(capsys.readouterr().out)] == [
+        "sweep-lr-2",
+        "sweep-lr-1",
+    ]
+
+
 def test_verify_exits_one_and_prints_the_row_on_drift(
     configured: str, job_factory: JobFactory, engine: Engine, capsys: pytest.CaptureFixture[str]
 ) -> None:
