@@ -1,12 +1,13 @@
 // The two dialogs: asking for a token, and confirming an action with its reason.
 
 import { setToken } from "./http.js";
+import { byId } from "./dom.js";
 
 // Resolves with the reason typed, or null when the operator backs out.
 export function confirmAction({ title, text, confirmLabel, reasonRequired }) {
-  const dialog = document.getElementById("confirm-dialog");
-  const form = document.getElementById("confirm-form");
-  const reason = document.getElementById("confirm-reason");
+  const dialog = byId("confirm-dialog", HTMLDialogElement);
+  const form = byId("confirm-form", HTMLFormElement);
+  const reason = byId("confirm-reason", HTMLTextAreaElement);
   document.getElementById("confirm-title").textContent = title;
   document.getElementById("confirm-text").textContent = text;
   document.getElementById("confirm-need").textContent = reasonRequired ? "(required)" : "(optional)";
@@ -47,10 +48,10 @@ export function confirmAction({ title, text, confirmLabel, reasonRequired }) {
 
 // Asks for a token until one is accepted by GET /v1/me; resolves false if dismissed.
 export function askForToken(problem) {
-  const dialog = document.getElementById("token-dialog");
-  const form = document.getElementById("token-form");
-  const input = document.getElementById("token-input");
-  const error = document.getElementById("token-error");
+  const dialog = byId("token-dialog", HTMLDialogElement);
+  const form = byId("token-form", HTMLFormElement);
+  const input = byId("token-input", HTMLInputElement);
+  const error = byId("token-error", HTMLParagraphElement);
   error.textContent = problem && problem.detail && !/required/.test(problem.detail)
     ? "That token was not accepted." : "";
   input.value = "";

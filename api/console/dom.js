@@ -15,6 +15,19 @@ export function h(tag, attributes = {}, ...children) {
   return element;
 }
 
+// The element with this id, checked to be of the expected kind.
+/**
+ * @template {HTMLElement} T
+ * @param {string} id
+ * @param {{ new (): T }} kind
+ * @returns {T}
+ */
+export function byId(id, kind) {
+  const element = document.getElementById(id);
+  if (!(element instanceof kind)) throw new Error(`#${id} is not a ${kind.name}`);
+  return element;
+}
+
 export function replace(container, ...children) {
   container.replaceChildren(...children.flat(Infinity).filter((child) => child !== null && child !== false));
 }

@@ -25,6 +25,7 @@ export function authHeaders() {
   return value ? { Authorization: `Bearer ${value}` } : {};
 }
 
+/** @type {(problem: { detail?: string } | null) => Promise<boolean>} */
 let askForToken = async () => false;
 
 // The page asks for a token when a call answers 401, then retries the call once.
