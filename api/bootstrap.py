@@ -67,9 +67,7 @@ def wire_ledger(
 
 
 @contextmanager
-def open_ledger(
-    settings: Settings, *, catch_up: bool = True, progress: bool = False
-) -> Iterator[Ledger]:
+def open_ledger(settings: Settings, *, catch_up: bool = True) -> Iterator[Ledger]:
     """Connect (starting the embedded server when no URL is set) and get ready to work.
 
     The embedded database is migrated automatically; a configured one must
@@ -81,7 +79,7 @@ def open_ledger(
         engine = create_ledger_engine(url, settings)
         try:
             check_schema_current(engine)
-            report = catch_up_current_status(engine, progress=progress) if catch_up else None
+            report = catch_up_current_status(engine) if catch_up else None
             yield wire_ledger(url, engine, settings, report)
         finally:
             engine.dispose()

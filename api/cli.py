@@ -96,7 +96,6 @@ def build_parser() -> argparse.ArgumentParser:
     projections = commands.add_parser("projections", help="rebuild or verify the read models")
     actions = projections.add_subparsers(required=True, metavar="ACTION")
     rebuild = actions.add_parser("rebuild", help="replay the whole log into a fresh projection")
-    rebuild.add_argument("--no-progress", action="store_true")
     rebuild.set_defaults(handler=run_rebuild)
     verify = actions.add_parser(
         "verify", help="compare the projection with a replay; exit 1 on drift"
@@ -240,7 +239,7 @@ def run_jobs(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_rebuild(settings: Settings, args: argparse.Namespace) -> int:
     with open_ledger(settings, catch_up=False) as ledger:
-        report = rebuild_current_status(ledger.engine, progress=not args.no_progress)
+        report = rebuild_current_status(ledger.engine)
     rate = report.events / report.seconds if report.seconds else 0.0
     print(
         f"rebuilt current_status: {report.events} events, {report.jobs} jobs "

@@ -1,7 +1,8 @@
 """`evolve`: apply one recorded event to a job's state.
 
-The one implementation of the rules: the store's inline projection and every
-replay call this same function.
+The rules themselves: the store's inline projection, catch-up and verify all
+call this function. A full rebuild runs the same rules compiled to one SQL
+statement (`projections.set_fold`), and verify checks its rows against this.
 """
 
 from ledger.events import (

@@ -29,7 +29,7 @@ class CatchUpReport:
     rebuilt: bool
 
 
-def catch_up_current_status(engine: Engine, *, progress: bool = False) -> CatchUpReport:
+def catch_up_current_status(engine: Engine) -> CatchUpReport:
     """Read the feed from the projection's checkpoint and apply what it lacks.
 
     A projection without a checkpoint, or built by another version of the
@@ -45,7 +45,7 @@ def catch_up_current_status(engine: Engine, *, progress: bool = False) -> CatchU
             found,
             current_status.VERSION,
         )
-        report = rebuild_current_status(engine, progress=progress)
+        report = rebuild_current_status(engine)
         return CatchUpReport(report.events, report.jobs, rebuilt=True)
     store = EventStore(engine)
     cursor = checkpoint.cursor
@@ -66,7 +66,7 @@ def catch_up_current_status(engine: Engine, *, progress: bool = False) -> CatchU
             # A row is missing or behind by more than the feed holds: the projection
             # drifted beyond repair by catching up. Replay everything instead.
             log.warning("rebuilding %s: %s", current_status.NAME, gap)
-            report = rebuild_current_status(engine, progress=progress)
+            report = rebuild_current_status(engine)
             return CatchUpReport(events_read + report.events, report.jobs, rebuilt=True)
         cursor = page.next_cursor
     return CatchUpReport(events_read, repaired, rebuilt=False)

@@ -1,26 +1,21 @@
-"""`projections rebuild`: replay the whole log into a new table and swap it in atomically."""
+"""`projections rebuild`: fold the whole log into a new table and swap it in atomically."""
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
 
 import psycopg
 from sqlalchemy import Engine
-from tqdm import tqdm
 
 from ledger.database import driver_connection
 from ledger.store import FeedCursor
 from projections import current_status
 from projections.checkpoints import Checkpoint, oldest_running_xid, write_checkpoint
-from projections.replay import (
-    EVENT_ROW_COLUMNS,
-    EventRow,
-    apply_rows,
-    fold_states,
-    stream_event_rows,
-)
+from projections.replay import EVENT_ROW_COLUMNS, EventRow, apply_rows
+from projections.set_fold import fold_log_into
 
 STAGING_TABLE = "job_status_rebuild"
 """A temporary table of the rebuilding session: it needs no CREATE privilege."""
@@ -35,39 +30,32 @@ class RebuildReport:
     seconds: float
 
 
-def rebuild_current_status(engine: Engine, *, progress: bool = False) -> RebuildReport:
-    """Replay every event into a staging table, then swap it in for `job_status`.
+def rebuild_current_status(engine: Engine) -> RebuildReport:
+    """Fold every event into a staging table, then swap it in for `job_status`.
 
     Readers see the old table until the swap commits, then the new one; never
     a half-built projection. Writers wait only for the swap itself.
     """
     started = time.perf_counter()
-    with driver_connection(engine) as reader, driver_connection(engine) as writer:
+    with driver_connection(engine) as conn:
         try:
-            snapshot_xmin, events, jobs = _replay_into_staging(reader, writer, progress)
-            late = _swap_in(writer, snapshot_xmin)
+            snapshot_xmin, events, jobs = _fold_into_staging(conn)
+            late = _swap_in(conn, snapshot_xmin)
         finally:
-            writer.execute(f"DROP TABLE IF EXISTS {STAGING_TABLE}")
+            conn.execute(f"DROP TABLE IF EXISTS {STAGING_TABLE}")
     return RebuildReport(events + late, jobs, late, time.perf_counter() - started)
 
 
-def _replay_into_staging(
-    reader: psycopg.Connection[Any], writer: psycopg.Connection[Any], progress: bool
-) -> tuple[int, int, int]:
-    """Fold every event committed before the snapshot into the staging table.
+def _fold_into_staging(conn: psycopg.Connection[Any]) -> tuple[int, int, int]:
+    """Fold the log into a fresh staging table; return (snapshot xmin, events, jobs).
 
-    Returns the snapshot's xmin, the events read and the jobs written.
+    Every transaction below the snapshot's xmin has ended, so the fold sees all
+    of their events; the later ones are applied under the swap's lock.
     """
-    with reader.transaction():
-        reader.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        snapshot_xmin = oldest_running_xid(reader)
-        total = _estimated_event_count(reader) if progress else None
-        _create_staging_table(writer)
-        where = "tx_id < CAST(%(xmin)s AS xid8)"
-        counted = _Counter(stream_event_rows(reader, where, {"xmin": str(snapshot_xmin)}), total)
-        with writer.transaction():
-            jobs = current_status.write_states(writer, STAGING_TABLE, fold_states(counted))
-    return snapshot_xmin, counted.count, jobs
+    snapshot_xmin = oldest_running_xid(conn)
+    _create_staging_table(conn)
+    events, jobs = fold_log_into(conn, STAGING_TABLE, snapshot_xmin)
+    return snapshot_xmin, events, jobs
 
 
 def _create_staging_table(conn: psycopg.Connection[Any]) -> None:
@@ -89,12 +77,29 @@ def _swap_in(conn: psycopg.Connection[Any], snapshot_xmin: int) -> int:
         ).fetchall()
         _apply_late_rows(conn, late_rows)
         conn.execute("TRUNCATE job_status")
-        conn.execute(f"INSERT INTO job_status SELECT * FROM {STAGING_TABLE}")
+        with _secondary_indexes_built_after(conn):
+            conn.execute(f"INSERT INTO job_status SELECT * FROM {STAGING_TABLE}")
         # Everything below this id is in the new table; catch-up re-reads the rest and
         # skips what it already holds.
         cursor = FeedCursor(oldest_running_xid(conn), 0)
         write_checkpoint(conn, Checkpoint(current_status.NAME, current_status.VERSION, cursor))
     return len(late_rows)
+
+
+@contextmanager
+def _secondary_indexes_built_after(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """Drop `job_status`'s secondary indexes, and build them again from their own
+    definitions once the block has filled the table: a sorted build of each index
+    beats inserting every row into all of them. Inside the swap's transaction."""
+    definitions = conn.execute(
+        "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index "
+        "WHERE indrelid = 'job_status'::regclass AND NOT indisprimary"
+    ).fetchall()
+    for name, _ in definitions:
+        conn.execute(f"DROP INDEX {name}")
+    yield
+    for _, definition in definitions:
+        conn.execute(definition)
 
 
 def _apply_late_rows(conn: psycopg.Connection[Any], rows: list[EventRow]) -> None:
@@ -105,29 +110,3 @@ def _apply_late_rows(conn: psycopg.Connection[Any], rows: list[EventRow]) -> Non
     stored = current_status.load_states(conn, list(by_job), STAGING_TABLE)
     changed = [apply_rows(stored.get(job_id), job_rows) for job_id, job_rows in by_job.items()]
     current_status.upsert_states(conn, [state for state in changed if state], STAGING_TABLE)
-
-
-def _estimated_event_count(conn: psycopg.Connection[Any]) -> int:
-    row = conn.execute(
-        "SELECT reltuples::bigint FROM pg_class WHERE relname = 'job_events'"
-    ).fetchone()
-    return max(int(row[0]), 0) if row else 0
-
-
-class _Counter:
-    """Counts rows as they stream by, drawing a progress bar when given a total."""
-
-    def __init__(self, rows: Iterable[EventRow], total: int | None) -> None:
-        self.rows = rows
-        self.total = total
-        self.count = 0
-
-    def __iter__(self) -> Iterator[EventRow]:
-        bar = tqdm(total=self.total or None, unit="ev", unit_scale=True, disable=self.total is None)
-        with bar:
-            for row in self.rows:
-                self.count += 1
-                if self.count % 10_000 == 0:
-                    bar.update(10_000)
-                yield row
-            bar.update(self.count % 10_000)

@@ -83,7 +83,7 @@ def test_verify_exits_one_and_prints_the_row_on_drift(
     assert main(["projections", "verify"]) == EXIT_FAILURE
     assert f"{job.job_id}: status stored=" in capsys.readouterr().out
 
-    assert main(["projections", "rebuild", "--no-progress"]) == EXIT_OK
+    assert main(["projections", "rebuild"]) == EXIT_OK
     assert main(["projections", "verify"]) == EXIT_OK
 
 

@@ -28,6 +28,7 @@ from ledger.service import JobService
 from ledger.state import JobState
 from ledger.statuses import JobStatus
 from ledger.store import EventStore
+from projections.rebuild import rebuild_current_status
 from projections.verify import verify_current_status
 from tests.conftest import WORKER
 
@@ -88,13 +89,8 @@ def replay(store: EventStore, job_id: str) -> JobState | None:
     return state
 
 
-@settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(steps=steps)
-def test_the_live_projection_always_equals_the_replay(
-    steps: list[tuple[int, str, bool]], service: JobService, store: EventStore, engine: Engine
-) -> None:
+def play(steps: list[tuple[int, str, bool]], service: JobService, store: EventStore) -> list[str]:
+    """Run the commands on fresh jobs; check each refused one appended nothing."""
     prefix = uuid.uuid4().hex[:8]
     job_ids = [f"{prefix}-{index}" for index in range(JOBS)]
     for n, (index, kind, current_token) in enumerate(steps):
@@ -109,6 +105,31 @@ def test_the_live_projection_always_equals_the_replay(
             assert len(store.history(job_id)) == before, f"refused {kind} appended events"
             continue
         assert len(store.history(job_id)) == before + len(outcome.events)
+    return job_ids
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps=steps)
+def test_the_live_projection_always_equals_the_replay(
+    steps: list[tuple[int, str, bool]], service: JobService, store: EventStore, engine: Engine
+) -> None:
+    for job_id in play(steps, service, store):
+        assert store.load(job_id) == replay(store, job_id)
+    assert verify_current_status(engine).clean
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps=steps)
+def test_the_set_based_rebuild_always_equals_the_replay(
+    steps: list[tuple[int, str, bool]], service: JobService, store: EventStore, engine: Engine
+) -> None:
+    job_ids = play(steps, service, store)
+    report = rebuild_current_status(engine)
+    assert report.late_events == 0
     for job_id in job_ids:
         assert store.load(job_id) == replay(store, job_id)
     assert verify_current_status(engine).clean

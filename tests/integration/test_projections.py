@@ -158,11 +158,11 @@ def test_events_committed_between_replay_and_swap_are_applied_under_the_lock(
     engine: Engine, store: EventStore, service: JobService, job_factory: JobFactory
 ) -> None:
     from ledger.database import driver_connection
-    from projections.rebuild import _replay_into_staging, _swap_in
+    from projections.rebuild import _fold_into_staging, _swap_in
 
     job = job_factory(JobStatus.RUNNING)
-    with driver_connection(engine) as reader, driver_connection(engine) as writer:
-        snapshot_xmin, events, jobs = _replay_into_staging(reader, writer, progress=False)
+    with driver_connection(engine) as writer:
+        snapshot_xmin, events, jobs = _fold_into_staging(writer)
         late = service.execute(
             job.job_id,
             SaveCheckpoint(attempt=1, run_token=f"token-{job.job_id}", path="/ck/late"),
