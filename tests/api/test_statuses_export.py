@@ -78,7 +78,7 @@ def test_the_typescript_module_compiles_under_strict_and_types_its_usage(tmp_pat
     (tmp_path / "statuses.ts").write_text(typescript_module())
     (tmp_path / "usage.ts").write_text(_usage_file())
     result = subprocess.run(
-        [str(TSC), "--strict", "--noEmit", "usage.ts", "statuses.ts"],
+        [str(TSC), "--ignoreConfig", "--strict", "--noEmit", "usage.ts", "statuses.ts"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
