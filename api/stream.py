@@ -28,6 +28,11 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "jobledger_events"
 IDLE_WAKE_S = 5.0
+RECHECK_S = 0.2
+RECHECKS = 10
+"""After a wake, look again every RECHECK_S for a while: an event that committed is
+held back from the feed while an older transaction still runs, and its own
+notification has already been spent."""
 
 
 class FeedWaker:
@@ -97,6 +102,7 @@ async def _events(
     request: Request, ledger: Ledger, waker: FeedWaker, cursor: FeedCursor
 ) -> AsyncIterator[bytes]:
     wake = waker.subscribe()
+    rechecks = 0
     try:
         yield b": connected\n\n"
         while not await request.is_disconnected():
@@ -112,9 +118,13 @@ async def _events(
             cursor = page.next_cursor
             if len(page.events) == 500:
                 continue
+            timeout = RECHECK_S if rechecks else IDLE_WAKE_S
             try:
-                await asyncio.wait_for(wake.wait(), IDLE_WAKE_S)
+                await asyncio.wait_for(wake.wait(), timeout)
+                rechecks = RECHECKS
             except TimeoutError:
-                yield b": keep-alive\n\n"
+                rechecks = max(0, rechecks - 1)
+                if not rechecks:
+                    yield b": keep-alive\n\n"
     finally:
         waker.unsubscribe(wake)

@@ -85,7 +85,8 @@ export class JobPage {
       ? card.actions.map((action) => h("button", {
         type: "button",
         class: action.reasonRequired || action.command !== "force-start" ? "danger" : "primary",
-        onclick: (event) => this.act(action, event.currentTarget),
+        "data-command": action.command,
+        onclick: () => this.act(action),
       }, action.label))
       : [];
     replace(this.card, h("section", {
@@ -106,7 +107,7 @@ export class JobPage {
       : null));
   }
 
-  async act(action, button) {
+  async act(action) {
     const reason = await confirmAction({
       title: `${action.label}: ${this.jobId}`,
       text: action.confirm,
@@ -116,9 +117,13 @@ export class JobPage {
     if (reason === null) return;
     this.busy = true;
     this.message = null;
+    // The card may have been drawn again while the dialog was open: mark its current button.
     for (const other of this.card.querySelectorAll("button")) other.disabled = true;
-    button.textContent = action.busy;
-    button.setAttribute("aria-busy", "true");
+    const button = this.card.querySelector(`button[data-command="${action.command}"]`);
+    if (button) {
+      button.textContent = action.busy;
+      button.setAttribute("aria-busy", "true");
+    }
     try {
       const answer = await api("POST", `/v1/jobs/${encodeURIComponent(this.jobId)}/${action.command}`, {
         reason: reason || null,
