@@ -102,10 +102,12 @@ _VALUES = {
     "created_at": "reg.recorded_at",
     "updated_at": "lst.recorded_at",
     "status_changed_at": _of("st", "{e}.recorded_at"),
-    "priority": "(reg.payload->>'priority')::int",
-    "max_attempts": "(reg.payload->>'max_attempts')::int",
-    "auto_retry": "(reg.payload->>'auto_retry')::boolean",
-    "spec": "NULLIF(reg.payload->'spec', 'null'::jsonb)",
+    # A key the payload lacks takes the event class's default, as in `event_from_record`.
+    "priority": "coalesce((reg.payload->>'priority')::int, 0)",
+    "max_attempts": "coalesce((reg.payload->>'max_attempts')::int, 1)",
+    "auto_retry": "coalesce((reg.payload->>'auto_retry')::boolean, false)",
+    "spec": "CASE WHEN reg.payload ? 'spec' THEN NULLIF(reg.payload->'spec', 'null'::jsonb) "
+    "ELSE '{}'::jsonb END",
     "attempt": "m.attempts::int",
     "run_token": _of("sta", "{e}.payload->>'run_token'"),
     "queued_at": _of("q", "{e}.recorded_at"),

@@ -1,5 +1,6 @@
 """The rebuild's set-based fold gives the rows `evolve` gives, on every path a job can take."""
 
+import json
 from collections.abc import Callable
 
 import pytest
@@ -21,6 +22,7 @@ from ledger.commands import (
     SubmitJob,
 )
 from ledger.events import EVENT_CLASSES
+from ledger.evolve import evolve
 from ledger.service import JobService
 from ledger.state import JobState
 from ledger.statuses import JobStatus
@@ -164,3 +166,32 @@ def test_a_rebuild_leaves_every_index_of_the_projection_as_it_was(
         after = conn.execute(query).all()
     assert len(before) >= 5
     assert after == before
+
+
+def test_payloads_without_their_optional_keys_fold_to_the_classes_defaults(
+    engine: Engine, store: EventStore
+) -> None:
+    # Written by an older producer: only the keys it knew.
+    events = [
+        ("job_registered", {"initial_status": "queued"}),
+        ("job_started", {"run_token": "t", "worker_id": "w", "host": "h"}),
+        ("checkpoint_saved", {"path": "/ck"}),
+        ("job_completed", {}),
+    ]
+    with engine.begin() as conn:
+        for seq, (type_, payload) in enumerate(events, start=1):
+            conn.execute(
+                text(
+                    "INSERT INTO job_events (job_id, seq, type, payload, actor) "
+                    "VALUES ('old', :seq, :type, CAST(:payload AS jsonb), 'x')"
+                ),
+                {"seq": seq, "type": type_, "payload": json.dumps(payload)},
+            )
+    replayed = None
+    for event in store.history("old"):
+        replayed = evolve(replayed, event)
+    assert replayed is not None and replayed.auto_retry is False and replayed.spec == {}
+
+    rebuild_current_status(engine)
+
+    assert store.load("old") == replayed
