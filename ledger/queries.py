@@ -134,27 +134,48 @@ QUEUE_POSITION = """
 """Where a queued job stands in the queue (1 = next): higher priority first, then
 the longest waiting."""
 
-NEXT_QUEUED_JOB = f"""
-    SELECT {STATUS_SELECT} FROM job_status s
-    WHERE s.status = 'queued'
-    ORDER BY s.priority DESC, s.queued_at, s.job_id
-    LIMIT 1
-    FOR UPDATE SKIP LOCKED
-"""
 
-LOCK_JOB = f"SELECT {STATUS_SELECT} FROM job_status s WHERE s.job_id = %(job_id)s FOR UPDATE"
+def _start_queued_job(choose: str) -> str:
+    """Lock the queued job `choose` picks, append its `job_started`, project the start and
+    open the attempt's lease: one statement, so one round trip and one transaction.
 
-APPEND_START_AND_OPEN_LEASE = (
-    _APPEND_CTES
-    + """, leased AS (
+    The start's rules (`decide` and `evolve` for `StartJob` on a queued job) written
+    for the database: only a queued job starts; the attempt counts up; the run
+    token, worker and start time are set, the finish cleared; where it resumes from
+    stays. The tests compare the row with a replay of the job's events.
+    """
+    return f"""
+    WITH chosen AS ({choose}),
+    appended AS (
+        INSERT INTO job_events (job_id, seq, type, payload, actor, attempt)
+        SELECT c.job_id, c.version + 1, 'job_started',
+               jsonb_build_object(
+                   'run_token', %(run_token)s::text, 'worker_id', %(worker_id)s::text,
+                   'host', %(host)s::text, 'pid', %(pid)s::int,
+                   'pid_started_at', %(pid_started_at)s::float8, 'boot_id', %(boot_id)s::text,
+                   'resume_from', c.resume_from),
+               %(actor)s, c.attempt + 1
+        FROM chosen c
+        RETURNING job_id, seq, recorded_at
+    ), started AS (
+        UPDATE job_status s SET
+            status = 'running', version = a.seq, updated_at = a.recorded_at,
+            status_changed_at = a.recorded_at, attempt = s.attempt + 1,
+            run_token = %(run_token)s, started_at = a.recorded_at, finished_at = NULL,
+            worker_id = %(worker_id)s, worker_host = %(host)s, worker_pid = %(pid)s,
+            worker_pid_started_at = %(pid_started_at)s, worker_boot_id = %(boot_id)s
+        FROM appended a
+        WHERE s.job_id = a.job_id
+        RETURNING {STATUS_SELECT}
+    ), leased AS (
         INSERT INTO job_leases (
             job_id, attempt, run_token, worker_id, host, boot_id, pid, pid_started_at,
             started_at, heartbeat_at, expires_at
-        ) VALUES (
-            %(job_id)s, %(lease_attempt)s, %(run_token)s, %(worker_id)s, %(host)s, %(boot_id)s,
-            %(pid)s, %(pid_started_at)s, now(), NULL,
-            now() + make_interval(secs => %(lease_seconds)s)
         )
+        SELECT s.job_id, s.attempt, %(run_token)s, %(worker_id)s, %(host)s, %(boot_id)s,
+               %(pid)s, %(pid_started_at)s, now(), NULL,
+               now() + make_interval(secs => %(lease_seconds)s)
+        FROM started s
         ON CONFLICT (job_id) DO UPDATE SET
             attempt = EXCLUDED.attempt, run_token = EXCLUDED.run_token,
             worker_id = EXCLUDED.worker_id, host = EXCLUDED.host, boot_id = EXCLUDED.boot_id,
@@ -163,10 +184,25 @@ APPEND_START_AND_OPEN_LEASE = (
             expires_at = EXCLUDED.expires_at
         RETURNING expires_at
     )
-    SELECT position, seq, recorded_at, tx_id, (SELECT expires_at FROM leased)
-    FROM appended ORDER BY seq"""
+    SELECT started.*, (SELECT expires_at FROM leased) FROM started"""
+
+
+CLAIM_NEXT_QUEUED_JOB = _start_queued_job(
+    """SELECT s.job_id, s.version, s.attempt, s.resume_from FROM job_status s
+       WHERE s.status = 'queued'
+       ORDER BY s.priority DESC, s.queued_at, s.job_id
+       LIMIT 1
+       FOR UPDATE SKIP LOCKED"""
 )
-"""A start appended together with the new attempt's lease: one statement."""
+"""Start the next queued job: higher priority first, then the longest waiting; a job
+another claim has locked is skipped, never waited for."""
+
+START_QUEUED_JOB = _start_queued_job(
+    """SELECT s.job_id, s.version, s.attempt, s.resume_from FROM job_status s
+       WHERE s.job_id = %(job_id)s AND s.status = 'queued'
+       FOR UPDATE"""
+)
+"""Start this job, if it is queued."""
 
 RENEW_LEASE = """
     UPDATE job_leases l

@@ -1,21 +1,23 @@
 """The queue is the ledger: claiming the next queued job starts it, atomically.
 
-A claim locks the job's projection row (`FOR UPDATE SKIP LOCKED`), decides
-`StartJob` on it, appends the start and opens the attempt's lease — all in one
-transaction. Two workers never get the same job, and a job is never started
-twice for one attempt.
+A claim is one statement: it locks the next queued job's projection row
+(`FOR UPDATE SKIP LOCKED`), appends its `job_started`, projects the start and
+opens the attempt's lease. Two workers never get the same job, and a job is
+never started twice for one attempt. A direct start of a chosen job is the same
+statement; when it starts nothing, `decide` says why.
 """
 
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from ledger.commands import StartJob, WorkerIdentity
 from ledger.decide import decide
-from ledger.errors import JobNotFound
-from ledger.queries import APPEND_START_AND_OPEN_LEASE, LOCK_JOB, NEXT_QUEUED_JOB
+from ledger.errors import JobNotFound, VersionConflict
+from ledger.queries import CLAIM_NEXT_QUEUED_JOB, START_QUEUED_JOB
 from ledger.state import JobState
-from ledger.store import EventStore, prepare_append, state_from_row
+from ledger.store import EventStore, state_from_row
 
 DEFAULT_LEASE_SECONDS = 90.0
 """How long a run stays alive without a heartbeat; workers heartbeat at a third of it."""
@@ -39,43 +41,43 @@ class JobQueue:
 
     def claim(self, worker: WorkerIdentity, *, actor: str) -> Claim | None:
         """Start the next queued job for `worker`; None at once when the queue is empty."""
-        return self._claim(NEXT_QUEUED_JOB, {}, worker, actor)
+        return self._start(CLAIM_NEXT_QUEUED_JOB, {}, worker, actor)
 
     def start(self, job_id: str, worker: WorkerIdentity, *, actor: str) -> Claim:
         """Start this queued job for `worker` (the caller chose it): the same path as a claim."""
-        claim = self._claim(LOCK_JOB, {"job_id": job_id}, worker, actor, job_id)
-        if claim is None:
+        claim = self._start(START_QUEUED_JOB, {"job_id": job_id}, worker, actor, job_id)
+        if claim is not None:
+            return claim
+        # Not queued when the statement ran: the rules name the status and what it allows.
+        state = self.store.load(job_id)
+        if state is None:
             raise JobNotFound(job_id)
-        return claim
+        decide(state, StartJob(worker=worker, run_token="-"), job_id=job_id)
+        # Queued again by now: it changed under the caller, who may simply retry.
+        raise VersionConflict(job_id, state.version)
 
-    def _claim(
+    def _start(
         self,
-        select: str,
-        params: dict[str, str],
+        statement: str,
+        params: dict[str, Any],
         worker: WorkerIdentity,
         actor: str,
         job_id: str = "",
     ) -> Claim | None:
-        with self.store.transaction(job_id) as conn:
-            row = conn.execute(select, params).fetchone()
-            if row is None:
-                return None
-            state = state_from_row(row)
-            token = secrets.token_hex(16)
-            start = StartJob(worker=worker, run_token=token)
-            prepared = prepare_append(
-                state.job_id, state, decide(state, start, job_id=state.job_id), actor=actor
-            )
-            lease = {
-                "lease_attempt": prepared.state.attempt,
-                "run_token": token,
-                "worker_id": worker.worker_id,
-                "host": worker.host,
-                "boot_id": worker.boot_id,
-                "pid": worker.pid,
-                "pid_started_at": worker.pid_started_at,
-                "lease_seconds": self.lease_seconds,
-            }
-            rows = conn.execute(APPEND_START_AND_OPEN_LEASE, prepared.params | lease).fetchall()
-        started = prepared.recorded(rows).state
-        return Claim(started, started.attempt, token, started.resume_from, rows[0][4])
+        token = secrets.token_hex(16)
+        values = params | {
+            "run_token": token,
+            "worker_id": worker.worker_id,
+            "host": worker.host,
+            "pid": worker.pid,
+            "pid_started_at": worker.pid_started_at,
+            "boot_id": worker.boot_id,
+            "actor": actor,
+            "lease_seconds": self.lease_seconds,
+        }
+        with self.store.connection(job_id) as conn:
+            row = conn.execute(statement, values).fetchone()
+        if row is None:
+            return None
+        started = state_from_row(row[:-1])
+        return Claim(started, started.attempt, token, started.resume_from, row[-1])

@@ -189,6 +189,12 @@ class EventStore:
     # -- connections -------------------------------------------------------------
 
     @contextmanager
+    def connection(self, job_id: str = "") -> Iterator[Connection]:
+        """A connection where each statement is its own transaction; driver errors translated."""
+        with self._connection(job_id) as conn:
+            yield conn
+
+    @contextmanager
     def transaction(self, job_id: str = "") -> Iterator[Connection]:
         """A connection inside a transaction, with driver errors translated."""
         with self._connection(job_id) as conn, conn.transaction():

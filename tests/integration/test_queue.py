@@ -63,6 +63,37 @@ def test_a_requeued_job_is_claimed_with_its_checkpoint_to_resume_from(
     assert (claim.attempt, claim.resume_from) == (2, "/ck/7")
 
 
+def test_a_claimed_job_is_what_the_rules_make_of_its_events(
+    queue: JobQueue, job_factory: JobFactory, service: JobService, store: EventStore
+) -> None:
+    from ledger.commands import RequeueJob, SaveCheckpoint, StartJob
+    from ledger.decide import decide
+    from ledger.evolve import evolve
+
+    job = job_factory(JobStatus.RUNNING)
+    token = f"token-{job.job_id}"
+    service.execute(job.job_id, SaveCheckpoint(attempt=1, run_token=token, path="/ck/3"), actor="w")
+    service.execute(job.job_id, MarkFailed(reason="lost"), actor="op")
+    before = service.execute(job.job_id, RequeueJob(), actor="op").state
+    worker = WorkerIdentity(
+        worker_id="w-9", host="gpu-9", pid=4321, pid_started_at=1764000000.125, boot_id="b"
+    )
+
+    claim = queue.claim(worker, actor="w-9")
+
+    assert claim is not None
+    replayed = None
+    for event in store.history(job.job_id):
+        replayed = evolve(replayed, event)
+    assert claim.job == replayed == store.load(job.job_id)
+    started = store.history(job.job_id)[-1]
+    [expected] = decide(
+        before, StartJob(worker=worker, run_token=claim.run_token), job_id=job.job_id
+    )
+    assert started.data == expected
+    assert (started.seq, started.attempt, started.actor) == (before.version + 1, 2, "w-9")
+
+
 def test_starting_a_chosen_job_uses_the_claim_path(
     queue: JobQueue, job_factory: JobFactory
 ) -> None:
