@@ -27,7 +27,7 @@ from api.problems import (
     handle_validation,
     problem_response,
 )
-from api.stream import FeedWaker, stream_endpoint
+from api.stream import FeedWatcher, stream_endpoint
 from ledger.database import driver_connection
 from ledger.errors import LedgerError
 from ledger.migrate import check_schema_current
@@ -63,7 +63,7 @@ def create_app(ledger: Ledger, tokens: TokenBook) -> Starlette:
         return json_response(document)
 
     metrics = Metrics(ledger)
-    waker = FeedWaker(ledger.url)
+    watcher = FeedWatcher(ledger.url)
     routes: list[BaseRoute] = [
         starlette_route(endpoint, ledger, tokens, metrics) for endpoint in ENDPOINTS
     ]
@@ -72,14 +72,14 @@ def create_app(ledger: Ledger, tokens: TokenBook) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/metrics", metrics_endpoint(metrics, tokens), methods=["GET"]),
-        Route("/v1/events/stream", stream_endpoint(ledger, tokens, waker), methods=["GET"]),
+        Route("/v1/events/stream", stream_endpoint(ledger, tokens, watcher), methods=["GET"]),
         *console_routes(),
     ]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
-        waker.close()
+        watcher.close()
 
     return Starlette(
         routes=routes,

@@ -30,6 +30,8 @@ export class JobPage {
   async refresh() {
     let job;
     let history;
+    // Answers can arrive out of order: only the latest request's answer is drawn.
+    const asked = (this.asked = (this.asked || 0) + 1);
     try {
       [job, history] = await Promise.all([
         api("GET", `/v1/jobs/${encodeURIComponent(this.jobId)}`),
@@ -40,6 +42,7 @@ export class JobPage {
       replace(this.state, h("p", { class: "error" }, `There is no job ${this.jobId}.`));
       return;
     }
+    if (asked !== this.asked) return;
     this.job = job;
     const asOf = serverNow();
     this.renderState(job);

@@ -108,7 +108,10 @@ export class JobsList {
     if (this.search) query.set("q", this.search);
     const cursor = this.cursors[this.cursors.length - 1];
     if (cursor) query.set("cursor", cursor);
+    // Answers can arrive out of order: only the latest request's answer is drawn.
+    const asked = (this.asked = (this.asked || 0) + 1);
     const page = await api("GET", `/v1/jobs?${query}`);
+    if (asked !== this.asked) return;
     noteServerTime(page.as_of);
     this.render(page);
   }
