@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from api.auth import Role
 from ledger.statuses import JobStatus
 from projections.health import OrphanReason
 
@@ -152,7 +153,7 @@ class JobList(BaseModel):
 
 class CallerView(BaseModel):
     name: str
-    role: Literal["emitter", "operator", "auditor"] | None = Field(
+    role: Role | None = Field(
         description="null when not signed in, or when the server runs without tokens"
     )
     tokens_required: bool

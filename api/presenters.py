@@ -30,15 +30,13 @@ def iso(moment: datetime | None) -> str | None:
 
 def job_view(ledger: Ledger, state: JobState) -> JobView:
     """The job as clients see it, with its queue position and health."""
-    queued = state.status is JobStatus.QUEUED
-    position = ledger.store.queue_position(state.job_id) if queued else None
-    return _job_view(state, position, ledger.health.job_health(state))
+    return job_views(ledger, [state])[0]
 
 
 def job_views(ledger: Ledger, states: list[JobState]) -> list[JobView]:
-    """Many jobs' views, with one read for their queue positions and one for their health."""
+    """Jobs as clients see them: one read for their queue positions, one for their health."""
     queued = [state.job_id for state in states if state.status is JobStatus.QUEUED]
-    positions = ledger.listing.queue_positions(queued)
+    positions = ledger.store.queue_positions(queued)
     health = ledger.health.jobs_health(states)
     return [_job_view(state, positions.get(state.job_id), health[state.job_id]) for state in states]
 

@@ -26,7 +26,7 @@ def me(call: Call) -> CallerView:
     signed_in = caller.role is not None or not caller.tokens_required
     return CallerView(
         name=caller.name,
-        role=None if caller.role is None else caller.role.value,
+        role=caller.role,
         tokens_required=caller.tokens_required,
         signed_in=signed_in,
         can_operate=not caller.tokens_required or caller.role in OPERATE,

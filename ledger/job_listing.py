@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from ledger.queries import QUEUE_POSITIONS, STATUS_COUNTS, jobs_newest_first
+from ledger.queries import STATUS_COUNTS, jobs_newest_first
 from ledger.state import JobState
 from ledger.statuses import JobStatus
 from ledger.store import EventStore, state_from_row
@@ -82,11 +82,3 @@ class JobListing:
             counts=counts,
             as_of=as_of_row[0],
         )
-
-    def queue_positions(self, job_ids: list[str]) -> dict[str, int]:
-        """The queue position (1 = next) of each given job that is queued."""
-        if not job_ids:
-            return {}
-        with self.store.transaction() as conn:
-            rows = conn.execute(QUEUE_POSITIONS, {"job_ids": job_ids}).fetchall()
-        return {job_id: int(position) for job_id, position in rows}

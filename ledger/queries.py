@@ -108,6 +108,7 @@ STATUS_COUNTS = """
 """
 """How many jobs are in each status (of those whose id contains the search, when given)."""
 
+
 QUEUE_POSITIONS = """
     SELECT s.job_id, 1 + (
         SELECT count(*) FROM job_status q
@@ -118,21 +119,8 @@ QUEUE_POSITIONS = """
     FROM job_status s
     WHERE s.job_id = ANY(%(job_ids)s::text[]) AND s.status = 'queued'
 """
-"""The queue position of each of the given jobs that is queued."""
-
-
-QUEUE_POSITION = """
-    SELECT 1 + (
-        SELECT count(*) FROM job_status q
-        WHERE q.status = 'queued'
-          AND (q.priority > s.priority
-               OR (q.priority = s.priority AND (q.queued_at, q.job_id) < (s.queued_at, s.job_id)))
-    )
-    FROM job_status s
-    WHERE s.job_id = %(job_id)s AND s.status = 'queued'
-"""
-"""Where a queued job stands in the queue (1 = next): higher priority first, then
-the longest waiting."""
+"""Where each given queued job stands in the queue (1 = next): higher priority first,
+then the longest waiting."""
 
 
 def _start_queued_job(choose: str) -> str:

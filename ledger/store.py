@@ -32,7 +32,7 @@ from ledger.queries import (
     JOB_HISTORY,
     LOAD_STATE,
     LOAD_STATE_AND_KEY,
-    QUEUE_POSITION,
+    QUEUE_POSITIONS,
     READ_FEED,
 )
 from ledger.schema import JOB_STATUS_COLUMNS
@@ -182,9 +182,15 @@ class EventStore:
 
     def queue_position(self, job_id: str) -> int | None:
         """1 for the next job to be claimed; None when the job is not queued."""
-        with self._connection(job_id) as conn:
-            row = conn.execute(QUEUE_POSITION, {"job_id": job_id}).fetchone()
-        return None if row is None else int(row[0])
+        return self.queue_positions([job_id]).get(job_id)
+
+    def queue_positions(self, job_ids: list[str]) -> dict[str, int]:
+        """The queue position of each given job that is queued, in one read."""
+        if not job_ids:
+            return {}
+        with self._connection() as conn:
+            rows = conn.execute(QUEUE_POSITIONS, {"job_ids": job_ids}).fetchall()
+        return {job_id: int(position) for job_id, position in rows}
 
     # -- connections -------------------------------------------------------------
 

@@ -191,10 +191,6 @@ class HealthCheck:
             checked_at=checked_at,
         )
 
-    def job_health(self, state: JobState) -> JobHealth:
-        """The health of one job, in one indexed read (no queue summary)."""
-        return self.jobs_health([state])[state.job_id]
-
     def jobs_health(self, states: list[JobState]) -> dict[str, JobHealth]:
         """The health of each job, by id, in one indexed read for all of them."""
         judged = [state for state in states if state.status in JUDGED_STATUSES]

@@ -10,20 +10,11 @@ import pytest
 from api.console import CONSOLE_DIR
 from ledger.statuses import JobStatus
 from projections.health import OrphanReason
-from tests.api.test_statuses_export import REPO_ROOT, TSC
+from tests.api.test_statuses_export import compile_typescript
 
 
 def test_the_console_scripts_type_check() -> None:
-    if not TSC.exists():
-        pytest.skip(f"no TypeScript compiler at {TSC}: run `npm ci` in {REPO_ROOT}")
-    result = subprocess.run(
-        [str(TSC), "-p", str(CONSOLE_DIR / "tsconfig.json")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    compile_typescript("-p", str(CONSOLE_DIR / "tsconfig.json"))
 
 
 def test_the_console_knows_every_status_and_every_reason_a_run_is_orphaned() -> None:

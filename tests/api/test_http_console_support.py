@@ -3,6 +3,7 @@ and the page itself."""
 
 from collections.abc import Callable
 
+from sqlalchemy import Engine, text
 from starlette.testclient import TestClient
 
 from tests.api.conftest import auth
@@ -83,13 +84,18 @@ def test_without_tokens_me_is_a_signed_in_local_operator(
     assert (me["signed_in"], me["tokens_required"], me["can_operate"]) == (True, False, True)
 
 
-def test_an_orphaned_job_says_why(client: TestClient) -> None:
+def test_an_orphaned_job_says_why(client: TestClient, engine: Engine) -> None:
     register(client, "lost-run")
     worker = {"worker_id": "w", "host": "elsewhere", "pid": 4242}
     assert client.post("/v1/jobs/lost-run/start", json=worker, headers=auth("trainer")).is_success
-    job = client.get("/v1/jobs/lost-run", headers=auth("audrey")).json()
-    assert job["health"] == "ok"  # a remote run is judged by its lease, which has not lapsed
-    assert job["health_reason"] is None
+    healthy = client.get("/v1/jobs/lost-run", headers=auth("audrey")).json()
+    assert (healthy["health"], healthy["health_reason"]) == ("ok", None)
+
+    with engine.begin() as conn:  # the remote worker's lease lapses
+        conn.execute(text("UPDATE job_leases SET expires_at = now() - interval '1 minute'"))
+
+    lost = client.get("/v1/jobs/lost-run", headers=auth("audrey")).json()
+    assert (lost["health"], lost["health_reason"]) == ("orphaned", "lease_expired")
 
 
 def test_the_feed_from_now_holds_only_later_events(client: TestClient) -> None:

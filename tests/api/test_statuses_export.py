@@ -72,20 +72,22 @@ def _schema() -> dict[str, Any]:
     return document
 
 
-def test_the_typescript_module_compiles_under_strict_and_types_its_usage(tmp_path: Path) -> None:
+def compile_typescript(*args: str, cwd: Path | None = None) -> None:
+    """Run the pinned TypeScript compiler (skip without `npm ci`); fail on any error it reports."""
     if not TSC.exists():
         pytest.skip(f"no TypeScript compiler at {TSC}: run `npm ci` in {REPO_ROOT}")
-    (tmp_path / "statuses.ts").write_text(typescript_module())
-    (tmp_path / "usage.ts").write_text(_usage_file())
     result = subprocess.run(
-        [str(TSC), "--ignoreConfig", "--strict", "--noEmit", "usage.ts", "statuses.ts"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        [str(TSC), *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_typescript_module_compiles_under_strict_and_types_its_usage(tmp_path: Path) -> None:
+    (tmp_path / "statuses.ts").write_text(typescript_module())
+    (tmp_path / "usage.ts").write_text(_usage_file())
+    compile_typescript(
+        "--ignoreConfig", "--strict", "--noEmit", "usage.ts", "statuses.ts", cwd=tmp_path
+    )
 
 
 def test_the_typescript_module_says_it_is_generated_and_not_to_be_edited() -> None:

@@ -76,18 +76,6 @@ def test_a_search_matches_any_part_of_the_id_and_wildcards_are_plain_text(
     assert len(listing.page(search="1-RUN").jobs) == 0  # ids are case-sensitive
 
 
-def test_queue_positions_of_many_jobs_agree_with_each_jobs_own(
-    job_factory: JobFactory, listing: JobListing, store: EventStore
-) -> None:
-    low = job_factory(JobStatus.QUEUED, priority=0).job_id
-    high = job_factory(JobStatus.QUEUED, priority=5).job_id
-    running = job_factory(JobStatus.RUNNING).job_id
-
-    positions = listing.queue_positions([low, high, running, "no-such-job"])
-    assert positions == {high: 1, low: 2}
-    assert positions[low] == store.queue_position(low)
-
-
 def test_the_page_tells_the_database_clock(listing: JobListing, engine: Engine) -> None:
     with engine.connect() as conn:
         before = conn.execute(text("SELECT now()")).scalar_one()

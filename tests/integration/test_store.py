@@ -198,3 +198,14 @@ def test_an_unreachable_database_is_a_typed_error() -> None:
     with pytest.raises(DatabaseUnavailable):
         EventStore(engine).load("job")
     engine.dispose()
+
+
+def test_queue_positions_of_many_jobs_come_in_one_answer(
+    job_factory: JobFactory, store: EventStore
+) -> None:
+    low = job_factory(JobStatus.QUEUED, priority=0).job_id
+    high = job_factory(JobStatus.QUEUED, priority=5).job_id
+    running = job_factory(JobStatus.RUNNING).job_id
+
+    assert store.queue_positions([low, high, running, "no-such-job"]) == {high: 1, low: 2}
+    assert store.queue_positions([]) == {}
