@@ -55,7 +55,7 @@ def create_app(ledger: Ledger, tokens: TokenBook) -> Starlette:
                 checkpoint = read_checkpoint(conn, current_status.NAME)
         except LedgerError as exc:
             return problem_response(503, "not-ready", str(exc))
-        if checkpoint is None or checkpoint.version != current_status.VERSION:
+        if not current_status.built_by_this_code(checkpoint):
             return problem_response(503, "not-ready", "the projections are not built yet")
         return json_response({"status": "ready"})
 

@@ -15,10 +15,10 @@ from ledger.queue import JobQueue
 from ledger.service import JobService
 from ledger.settings import Settings
 from ledger.store import EventStore
-from projections.catchup import CatchUpReport, catch_up_current_status
-from projections.health import HealthCheck
-from projections.operations import Operations
-from projections.reconciler import Reconciler, ReconcilerPolicy
+from projections.current_status.catchup import CatchUpReport, catch_up_current_status
+from projections.recovery.force_start import Operations
+from projections.recovery.health import HealthCheck
+from projections.recovery.reconciler import Reconciler, ReconcilerPolicy
 
 log = logging.getLogger(__name__)
 

@@ -39,11 +39,11 @@ from ledger.migrate import upgrade_database
 from ledger.roles import create_service_role
 from ledger.settings import Settings
 from ledger.statuses import JobStatus
+from projections.current_status.rebuild import rebuild_current_status
+from projections.current_status.verify import verify_current_status
 from projections.history import transitions
-from projections.leader import LeaderLock
-from projections.monitor import HealthMonitor, MonitorTiming
-from projections.rebuild import rebuild_current_status
-from projections.verify import verify_current_status
+from projections.recovery.leader import LeaderLock
+from projections.recovery.monitor import HealthMonitor, MonitorTiming
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 3
 

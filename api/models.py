@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.auth import Role
 from ledger.statuses import JobStatus
-from projections.health import OrphanReason
+from projections.recovery.health import OrphanReason
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
 

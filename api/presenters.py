@@ -19,9 +19,9 @@ from api.models import (
 from ledger.events import RecordedEvent, event_to_record
 from ledger.state import JobState
 from ledger.statuses import JobStatus
-from projections.health import HealthReport, JobHealth
 from projections.history import Transition
-from projections.reconciler import ReconcileReport
+from projections.recovery.health import HealthReport, JobHealth
+from projections.recovery.reconciler import ReconcileReport
 
 
 def iso(moment: datetime | None) -> str | None:

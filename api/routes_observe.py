@@ -17,7 +17,7 @@ from api.models import (
 from api.presenters import feed_event, health_view, reconcile_view
 from api.problems import Problem
 from ledger.store import FeedCursor
-from projections.reconciler import ReconcileReport
+from projections.recovery.reconciler import ReconcileReport
 
 
 def me(call: Call) -> CallerView:

@@ -13,8 +13,8 @@ from api.app import create_app
 from api.auth import TokenBook
 from api.bootstrap import Ledger, open_ledger
 from ledger.settings import Settings
-from projections.leader import LeaderLock
-from projections.monitor import HealthMonitor, MonitorTiming
+from projections.recovery.leader import LeaderLock
+from projections.recovery.monitor import HealthMonitor, MonitorTiming
 
 log = logging.getLogger("jobledger.serve")
 

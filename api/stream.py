@@ -25,6 +25,7 @@ from api.bootstrap import Ledger
 from api.presenters import feed_event
 from api.routes_observe import feed_cursor
 from ledger.database import libpq_url
+from ledger.queries import SNAPSHOT_XMIN
 from ledger.store import FeedCursor
 
 log = logging.getLogger(__name__)
@@ -33,10 +34,7 @@ WATCH_EVERY_S = 0.25
 IDLE_WAKE_S = 5.0
 """A stream with nothing to send says so this often (an SSE comment), so proxies keep it."""
 
-LOG_HEAD = """
-    SELECT (SELECT max(position) FROM job_events),
-           pg_snapshot_xmin(pg_current_snapshot())::text
-"""
+LOG_HEAD = f"SELECT (SELECT max(position) FROM job_events), {SNAPSHOT_XMIN}::text"
 """Where the log ends, and below which transaction the feed may read: when either
 moves, a stream may have something new to send (an event held back by an older
 transaction becomes readable when that transaction ends and the horizon moves)."""

@@ -3,8 +3,8 @@
 from collections.abc import Sequence
 from datetime import datetime
 
-from projections.health import HealthReport
 from projections.history import Transition
+from projections.recovery.health import HealthReport
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

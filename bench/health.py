@@ -36,10 +36,10 @@ from ledger.queue import JobQueue
 from ledger.service import JobService
 from ledger.settings import Settings
 from ledger.store import EventStore
-from projections.catchup import catch_up_current_status
-from projections.health import HealthCheck
-from projections.rebuild import rebuild_current_status
-from projections.reconciler import Reconciler
+from projections.current_status.catchup import catch_up_current_status
+from projections.current_status.rebuild import rebuild_current_status
+from projections.recovery.health import HealthCheck
+from projections.recovery.reconciler import Reconciler
 
 QUEUED_FOR_CLAIMS = 20_000
 RAW_QUEUE_ROWS = 200_000
@@ -212,7 +212,7 @@ def ledger_claimer(queue: JobQueue) -> Callable[[int], bool]:
 
 
 def run(options: Options) -> None:
-    logging.getLogger("projections.reconciler").setLevel(logging.ERROR)
+    logging.getLogger("projections.recovery.reconciler").setLevel(logging.ERROR)
     print(f"health benchmark: {options.events:,} events over {options.jobs:,} jobs")
     with scratch_database(options.server_url) as url:
         generated = generate(url, options.events, options.jobs)

@@ -57,8 +57,8 @@ from ledger.events import (
     event_to_record,
 )
 from ledger.statuses import JobStatus
-from projections.rebuild import RebuildReport, rebuild_current_status
-from projections.verify import VerifyReport, verify_current_status
+from projections.current_status.rebuild import RebuildReport, rebuild_current_status
+from projections.current_status.verify import VerifyReport, verify_current_status
 
 SEED = 20_261_128
 

@@ -2,7 +2,7 @@
 
 The rules themselves: the store's inline projection, catch-up and verify all
 call this function. A full rebuild runs the same rules compiled to one SQL
-statement (`projections.set_fold`), and verify checks its rows against this.
+statement (`projections.current_status.fold_in_database`), and verify checks its rows against this.
 """
 
 from ledger.events import (

@@ -7,6 +7,11 @@ them on the driver connection, where they are prepared after a few uses.
 from ledger.schema import JOB_STATUS_COLUMNS
 from ledger.state import TIMESTAMP_FIELDS
 
+SNAPSHOT_XMIN = "pg_snapshot_xmin(pg_current_snapshot())"
+"""Every transaction below this id has ended: the feed's horizon."""
+
+FEED_HORIZON = f"SELECT {SNAPSHOT_XMIN}::text"
+
 STATUS_SELECT = ", ".join(f"s.{column}" for column in JOB_STATUS_COLUMNS)
 EVENT_SELECT = (
     "e.position, e.job_id, e.seq, e.type, e.payload, e.actor, e.reason, e.attempt, "
@@ -71,7 +76,7 @@ JOB_HISTORY = f"SELECT {EVENT_SELECT} FROM job_events e WHERE e.job_id = %(job_i
 READ_FEED = f"""
     SELECT {EVENT_SELECT} FROM job_events e
     WHERE (e.tx_id, e.position) > (%(tx_id)s::xid8, %(position)s)
-      AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+      AND e.tx_id < {SNAPSHOT_XMIN}
     ORDER BY e.tx_id, e.position
     LIMIT %(limit)s
 """

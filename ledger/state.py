@@ -1,16 +1,9 @@
 """The state of one job, as folded from its events by `evolve`."""
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from ledger.statuses import JobStatus
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Checkpoint:
-    path: str
-    step: int | None = None
 
 
 class JobState(NamedTuple):
@@ -50,12 +43,6 @@ class JobState(NamedTuple):
     checkpoint_step: int | None = None
     resume_from: str | None = None
     result: dict[str, Any] | None = None
-
-    @property
-    def checkpoint(self) -> Checkpoint | None:
-        if self.checkpoint_path is None:
-            return None
-        return Checkpoint(path=self.checkpoint_path, step=self.checkpoint_step)
 
 
 TIMESTAMP_FIELDS: tuple[str, ...] = (

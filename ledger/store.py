@@ -29,6 +29,7 @@ from ledger.evolve import evolve
 from ledger.queries import (
     APPEND_EVENTS,
     EVENTS_OF_TRANSACTION,
+    FEED_HORIZON,
     JOB_HISTORY,
     LOAD_STATE,
     LOAD_STATE_AND_KEY,
@@ -163,9 +164,7 @@ class EventStore:
         """A cursor after every event the feed can show now: a reader starting here
         gets exactly the events that become readable later."""
         with self._connection() as conn:
-            row = conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").fetchone()
-        assert row is not None
-        return FeedCursor(int(row[0]), 0)
+            return FeedCursor(feed_horizon(conn), 0)
 
     def read_feed(self, after: FeedCursor | None = None, limit: int = 1000) -> FeedPage:
         """Events after `after` in the safe global order (see `READ_FEED`)."""
@@ -321,6 +320,13 @@ def translate_error(exc: psycopg.Error, job_id: str, expected_version: int) -> L
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         return DatabaseUnavailable(f"the database cannot be reached: {exc}".strip())
     return StorageError(f"the event store failed: {exc}")
+
+
+def feed_horizon(conn: Connection) -> int:
+    """Every transaction below this id has ended (`pg_snapshot_xmin`): the feed reads below it."""
+    row = conn.execute(FEED_HORIZON).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def state_from_row(row: Sequence[Any]) -> JobState:

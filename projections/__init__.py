@@ -1,4 +1,9 @@
-"""Read models derived from the job event log, and the machinery that rebuilds them.
+"""Read models derived from the job event log, and the recovery built on them.
+
+- `current_status/`: the one-row-per-job projection, its catch-up, rebuild and verify.
+- `history.py`: a job's transitions as auditors read them.
+- `checkpoints.py`: how far each projection has read the log.
+- `recovery/`: the health view, the reconciler, its monitor and leader lock, force start.
 
 Every projection here can be thrown away and rebuilt by replaying the log:
 restart recovery is a replay, never a guess.

@@ -9,13 +9,13 @@ from ledger.store import FeedCursor
 
 
 @dataclass(frozen=True, slots=True)
-class Checkpoint:
+class ProjectionCheckpoint:
     name: str
     version: int
     cursor: FeedCursor
 
 
-def read_checkpoint(conn: psycopg.Connection[Any], name: str) -> Checkpoint | None:
+def read_checkpoint(conn: psycopg.Connection[Any], name: str) -> ProjectionCheckpoint | None:
     row = conn.execute(
         "SELECT version, tx_id::text, position FROM projection_checkpoints WHERE name = %s",
         (name,),
@@ -23,10 +23,10 @@ def read_checkpoint(conn: psycopg.Connection[Any], name: str) -> Checkpoint | No
     if row is None:
         return None
     version, tx_id, position = row
-    return Checkpoint(name, version, FeedCursor(int(tx_id), position))
+    return ProjectionCheckpoint(name, version, FeedCursor(int(tx_id), position))
 
 
-def write_checkpoint(conn: psycopg.Connection[Any], checkpoint: Checkpoint) -> None:
+def write_checkpoint(conn: psycopg.Connection[Any], checkpoint: ProjectionCheckpoint) -> None:
     """Record the checkpoint; call it in the transaction that wrote the projection."""
     conn.execute(
         """
@@ -43,10 +43,3 @@ def write_checkpoint(conn: psycopg.Connection[Any], checkpoint: Checkpoint) -> N
             checkpoint.cursor.position,
         ),
     )
-
-
-def oldest_running_xid(conn: psycopg.Connection[Any]) -> int:
-    """Every transaction below this id has finished (`pg_snapshot_xmin`)."""
-    row = conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").fetchone()
-    assert row is not None
-    return int(row[0])

@@ -8,7 +8,7 @@ from api.app import create_app
 from api.auth import TokenBook
 from api.bootstrap import Ledger, wire_ledger
 from ledger.settings import Settings
-from projections.catchup import catch_up_current_status
+from projections.current_status.catchup import catch_up_current_status
 
 TOKENS = {"trainer": "emitter", "alice": "operator", "audrey": "auditor"}
 

@@ -9,7 +9,7 @@ import pytest
 
 from api.console import CONSOLE_DIR
 from ledger.statuses import JobStatus
-from projections.health import OrphanReason
+from projections.recovery.health import OrphanReason
 from tests.api.test_statuses_export import compile_typescript
 
 

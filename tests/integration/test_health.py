@@ -13,7 +13,7 @@ from ledger.leases import renew_lease
 from ledger.queue import JobQueue
 from ledger.statuses import JobStatus
 from ledger.store import EventStore
-from projections.health import HealthCheck, OrphanReason
+from projections.recovery.health import HealthCheck, OrphanReason
 from tests.conftest import JobFactory
 from tests.integration.recovery_helpers import poll, training_process
 

@@ -28,8 +28,8 @@ from ledger.service import JobService
 from ledger.state import JobState
 from ledger.statuses import JobStatus
 from ledger.store import EventStore
-from projections.rebuild import rebuild_current_status
-from projections.verify import verify_current_status
+from projections.current_status.rebuild import rebuild_current_status
+from projections.current_status.verify import verify_current_status
 from tests.conftest import WORKER
 
 JOBS = 3

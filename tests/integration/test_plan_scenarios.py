@@ -17,8 +17,8 @@ from ledger.errors import StaleAttempt
 from ledger.host import process_identity
 from ledger.settings import Settings
 from ledger.statuses import JobStatus
-from projections.catchup import catch_up_current_status
-from projections.verify import verify_current_status
+from projections.current_status.catchup import catch_up_current_status
+from projections.current_status.verify import verify_current_status
 from tests.conftest import WORKER, JobFactory
 from tests.integration.recovery_helpers import poll, training_process
 

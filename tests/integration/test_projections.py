@@ -14,9 +14,9 @@ from ledger.state import JobState
 from ledger.statuses import JobStatus
 from ledger.store import EventStore
 from projections import current_status
-from projections.catchup import catch_up_current_status
-from projections.rebuild import rebuild_current_status
-from projections.verify import verify_current_status
+from projections.current_status.catchup import catch_up_current_status
+from projections.current_status.rebuild import rebuild_current_status
+from projections.current_status.verify import verify_current_status
 from tests.conftest import JobFactory
 
 
@@ -158,7 +158,7 @@ def test_events_committed_between_replay_and_swap_are_applied_under_the_lock(
     engine: Engine, store: EventStore, service: JobService, job_factory: JobFactory
 ) -> None:
     from ledger.database import driver_connection
-    from projections.rebuild import _fold_into_staging, _swap_in
+    from projections.current_status.rebuild import _fold_into_staging, _swap_in
 
     job = job_factory(JobStatus.RUNNING)
     with driver_connection(engine) as writer:

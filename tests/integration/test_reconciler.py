@@ -13,8 +13,8 @@ from ledger.queue import JobQueue
 from ledger.service import JobService
 from ledger.statuses import JobStatus
 from ledger.store import EventStore
-from projections.health import HealthCheck, HealthReport
-from projections.reconciler import Reconciler, ReconcilerPolicy
+from projections.recovery.health import HealthCheck, HealthReport
+from projections.recovery.reconciler import Reconciler, ReconcilerPolicy
 from tests.conftest import JobFactory
 from tests.integration.recovery_helpers import poll
 

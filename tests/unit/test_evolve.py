@@ -21,7 +21,7 @@ from ledger.events import (
     RecordedEvent,
 )
 from ledger.evolve import EventOutOfOrder, evolve
-from ledger.state import TIMESTAMP_FIELDS, Checkpoint, JobState
+from ledger.state import TIMESTAMP_FIELDS, JobState
 from ledger.statuses import JobStatus
 from ledger.transitions import EVENT_TARGET_STATUS
 
@@ -122,7 +122,7 @@ def test_a_new_job_has_no_attempt_no_run_and_no_checkpoint() -> None:
     assert state.run_token is None
     assert state.started_at is None
     assert state.finished_at is None
-    assert state.checkpoint is None
+    assert state.checkpoint_path is None
 
 
 # Ordering
@@ -284,7 +284,7 @@ def test_a_checkpoint_changes_neither_status_nor_status_changed_at() -> None:
     assert after.status is JobStatus.PAUSED
     assert after.status_changed_at == before.status_changed_at == at(3)
     assert after.updated_at == at(4)
-    assert after.checkpoint == Checkpoint(path="/ckpt/7", step=7)
+    assert (after.checkpoint_path, after.checkpoint_step) == ("/ckpt/7", 7)
 
 
 def test_the_latest_checkpoint_wins() -> None:
@@ -346,6 +346,6 @@ def test_checkpoints_survive_a_failure_and_a_requeue() -> None:
         JobRequeued(resume_from="/c/5"),
         started("t2", resume_from="/c/5"),
     )
-    assert state.checkpoint == Checkpoint(path="/c/5", step=5)
+    assert (state.checkpoint_path, state.checkpoint_step) == ("/c/5", 5)
     assert state.resume_from == "/c/5"
     assert state.attempt == 2

@@ -14,8 +14,9 @@ from ledger.evolve import EventOutOfOrder, evolve
 from ledger.state import JobState
 from ledger.store import EventStore
 from projections import current_status
-from projections.checkpoints import Checkpoint, read_checkpoint, write_checkpoint
-from projections.rebuild import rebuild_current_status
+from projections.checkpoints import read_checkpoint, write_checkpoint
+from projections.current_status import bulk
+from projections.current_status.rebuild import rebuild_current_status
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def catch_up_current_status(engine: Engine) -> CatchUpReport:
     """
     with driver_connection(engine) as conn:
         checkpoint = read_checkpoint(conn, current_status.NAME)
-    if checkpoint is None or checkpoint.version != current_status.VERSION:
+    if not current_status.built_by_this_code(checkpoint):
         found = "none" if checkpoint is None else f"version {checkpoint.version}"
         log.info(
             "rebuilding %s: checkpoint %s, code version %d",
@@ -58,10 +59,7 @@ def catch_up_current_status(engine: Engine) -> CatchUpReport:
         try:
             with driver_connection(engine) as conn, conn.transaction():
                 repaired += _apply(conn, page.events)
-                write_checkpoint(
-                    conn,
-                    Checkpoint(current_status.NAME, current_status.VERSION, page.next_cursor),
-                )
+                write_checkpoint(conn, current_status.checkpoint_at(page.next_cursor))
         except EventOutOfOrder as gap:
             # A row is missing or behind by more than the feed holds: the projection
             # drifted beyond repair by catching up. Replay everything instead.
@@ -76,7 +74,7 @@ def _apply(conn: psycopg.Connection[Any], events: list[RecordedEvent]) -> int:
     """Apply the events each stored row lacks; return how many rows changed."""
     ordered = sorted(events, key=lambda event: (event.job_id, event.seq))
     by_job = {job_id: list(group) for job_id, group in groupby(ordered, key=lambda e: e.job_id)}
-    stored = current_status.load_states(conn, list(by_job))
+    stored = bulk.load_states(conn, list(by_job))
     changed: list[JobState] = []
     for job_id, job_events in by_job.items():
         state = stored.get(job_id)
@@ -87,5 +85,5 @@ def _apply(conn: psycopg.Connection[Any], events: list[RecordedEvent]) -> int:
         if state is not None and state != before:
             changed.append(state)
     if changed:
-        current_status.upsert_states(conn, changed, "job_status")
+        bulk.upsert_states(conn, changed, "job_status")
     return len(changed)

@@ -13,7 +13,7 @@ from ledger.commands import ForceStart, JobCommand, MarkFailed, SubmitJob
 from ledger.errors import CommandRefused, VersionConflict
 from ledger.leases import prune_leases
 from ledger.service import JobService
-from projections.health import HealthCheck, HealthReport, OrphanedRun
+from projections.recovery.health import HealthCheck, HealthReport, OrphanedRun
 
 log = logging.getLogger(__name__)
 

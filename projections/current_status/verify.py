@@ -8,8 +8,8 @@ from sqlalchemy import Engine
 
 from ledger.database import driver_connection
 from ledger.state import JobState
-from projections import current_status
-from projections.replay import fold_states, stream_event_rows
+from projections.current_status import bulk
+from projections.current_status.replay import fold_states, stream_event_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +43,7 @@ def verify_current_status(engine: Engine) -> VerifyReport:
     with driver_connection(engine) as conn, conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         replayed = fold_states(stream_event_rows(conn))
-        stored = current_status.stream_stored_states(conn)
+        stored = bulk.stream_stored_states(conn)
         jobs, drifts = _compare(stored, replayed)
     return VerifyReport(jobs, drifts)
 

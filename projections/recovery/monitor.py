@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ledger.settings import Settings
-from projections.leader import LeaderLock
-from projections.reconciler import Reconciler, ReconcileReport
+from projections.recovery.leader import LeaderLock
+from projections.recovery.reconciler import Reconciler, ReconcileReport
 
 log = logging.getLogger(__name__)
 

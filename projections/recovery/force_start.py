@@ -6,7 +6,7 @@ from ledger.commands import ForceStart
 from ledger.service import JobService, Outcome
 from ledger.statuses import JobStatus
 from ledger.store import EventStore
-from projections.health import HealthCheck
+from projections.recovery.health import HealthCheck
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,8 +27,8 @@ from ledger.service import JobService
 from ledger.state import JobState
 from ledger.statuses import JobStatus
 from ledger.store import EventStore
-from projections.rebuild import rebuild_current_status
-from projections.set_fold import FOLDED_EVENT_TYPES
+from projections.current_status.fold_in_database import FOLDED_EVENT_TYPES
+from projections.current_status.rebuild import rebuild_current_status
 from tests.conftest import WORKER
 
 Step = Callable[[JobState], JobCommand]

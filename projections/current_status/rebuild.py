@@ -11,11 +11,12 @@ import psycopg
 from sqlalchemy import Engine
 
 from ledger.database import driver_connection
-from ledger.store import FeedCursor
+from ledger.store import FeedCursor, feed_horizon
 from projections import current_status
-from projections.checkpoints import Checkpoint, oldest_running_xid, write_checkpoint
-from projections.replay import EVENT_ROW_COLUMNS, EventRow, apply_rows
-from projections.set_fold import fold_log_into
+from projections.checkpoints import write_checkpoint
+from projections.current_status import bulk
+from projections.current_status.fold_in_database import fold_log_into
+from projections.current_status.replay import EVENT_ROW_COLUMNS, EventRow, apply_rows
 
 STAGING_TABLE = "job_status_rebuild"
 """A temporary table of the rebuilding session: it needs no CREATE privilege."""
@@ -52,7 +53,7 @@ def _fold_into_staging(conn: psycopg.Connection[Any]) -> tuple[int, int, int]:
     Every transaction below the snapshot's xmin has ended, so the fold sees all
     of their events; the later ones are applied under the swap's lock.
     """
-    snapshot_xmin = oldest_running_xid(conn)
+    snapshot_xmin = feed_horizon(conn)
     _create_staging_table(conn)
     events, jobs = fold_log_into(conn, STAGING_TABLE, snapshot_xmin)
     return snapshot_xmin, events, jobs
@@ -81,8 +82,8 @@ def _swap_in(conn: psycopg.Connection[Any], snapshot_xmin: int) -> int:
             conn.execute(f"INSERT INTO job_status SELECT * FROM {STAGING_TABLE}")
         # Everything below this id is in the new table; catch-up re-reads the rest and
         # skips what it already holds.
-        cursor = FeedCursor(oldest_running_xid(conn), 0)
-        write_checkpoint(conn, Checkpoint(current_status.NAME, current_status.VERSION, cursor))
+        cursor = FeedCursor(feed_horizon(conn), 0)
+        write_checkpoint(conn, current_status.checkpoint_at(cursor))
     return len(late_rows)
 
 
@@ -107,6 +108,6 @@ def _apply_late_rows(conn: psycopg.Connection[Any], rows: list[EventRow]) -> Non
         return
     conn.execute(f"ALTER TABLE {STAGING_TABLE} ADD PRIMARY KEY (job_id)")
     by_job = {job_id: list(group) for job_id, group in groupby(rows, key=lambda row: row[0])}
-    stored = current_status.load_states(conn, list(by_job), STAGING_TABLE)
+    stored = bulk.load_states(conn, list(by_job), STAGING_TABLE)
     changed = [apply_rows(stored.get(job_id), job_rows) for job_id, job_rows in by_job.items()]
-    current_status.upsert_states(conn, [state for state in changed if state], STAGING_TABLE)
+    bulk.upsert_states(conn, [state for state in changed if state], STAGING_TABLE)

@@ -1,13 +1,8 @@
-"""The current-status projection (`job_status`): one row per job, its state after its last event.
+"""Reading and writing `job_status` rows in bulk, for the catch-up, the rebuild and verify."""
 
-The store keeps it inline, in the same transaction as every append. This
-module holds what replays need to write it in bulk and compare it.
-"""
-
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -15,43 +10,9 @@ from ledger.schema import JOB_STATUS_COLUMNS
 from ledger.state import JobState
 from ledger.statuses import JobStatus
 
-NAME = "current_status"
-VERSION = 1
-"""Bump when `evolve` or the table changes meaning: start-up then rebuilds the projection."""
-
 COLUMN_LIST = ", ".join(JOB_STATUS_COLUMNS)
 _SPEC = JOB_STATUS_COLUMNS.index("spec")
 _RESULT = JOB_STATUS_COLUMNS.index("result")
-
-
-WRITE_BATCH = 5_000
-
-
-def write_states(conn: psycopg.Connection[Any], table: str, states: Iterable[JobState]) -> int:
-    """Insert `states` into `table` in batches, each one JSON document; return how many.
-
-    orjson writes a batch far faster than the driver adapts 25 values a row, and
-    the server turns it back into rows with `jsonb_populate_recordset`.
-    """
-    count = 0
-    batch: list[dict[str, Any]] = []
-    for state in states:
-        batch.append(dict(zip(JOB_STATUS_COLUMNS, state, strict=True)))
-        if len(batch) == WRITE_BATCH:
-            count += _insert_batch(conn, table, batch)
-            batch = []
-    if batch:
-        count += _insert_batch(conn, table, batch)
-    return count
-
-
-def _insert_batch(conn: psycopg.Connection[Any], table: str, batch: list[dict[str, Any]]) -> int:
-    conn.execute(
-        f"INSERT INTO {table} ({COLUMN_LIST}) "
-        f"SELECT {COLUMN_LIST} FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb)",
-        (orjson.dumps(batch).decode(),),
-    )
-    return len(batch)
 
 
 def stream_stored_states(
