@@ -29,10 +29,9 @@ from ledger.errors import (
     VersionConflict,
 )
 from ledger.host import current_process
+from ledger.settings import DEFAULT_LEASE_SECONDS
 
 log = logging.getLogger(__name__)
-
-DEFAULT_LEASE_SECONDS = 90.0
 
 
 class ClientError(LedgerError):

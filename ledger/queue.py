@@ -16,11 +16,9 @@ from ledger.commands import StartJob, WorkerIdentity
 from ledger.decide import decide
 from ledger.errors import JobNotFound, VersionConflict
 from ledger.queries import CLAIM_NEXT_QUEUED_JOB, START_QUEUED_JOB
+from ledger.settings import DEFAULT_LEASE_SECONDS
 from ledger.state import JobState
 from ledger.store import EventStore, state_from_row
-
-DEFAULT_LEASE_SECONDS = 90.0
-"""How long a run stays alive without a heartbeat; workers heartbeat at a third of it."""
 
 
 @dataclass(frozen=True, slots=True)

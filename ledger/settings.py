@@ -9,6 +9,9 @@ import platformdirs
 
 ENV_PREFIX = "JOBLEDGER_"
 
+DEFAULT_LEASE_SECONDS = 90.0
+"""How long a run stays alive without a heartbeat; workers heartbeat at a third of it."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
@@ -22,7 +25,7 @@ class Settings:
     pool_size: int = 10
     idle_in_transaction_timeout_ms: int = 30_000
     statement_timeout_ms: int = 0
-    lease_seconds: float = 90.0
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
     stale_pending_minutes: float = 10.0
     reconcile_interval_s: float = 300.0
     auto_start_pending: bool = False

@@ -15,10 +15,10 @@ from sqlalchemy import Engine
 
 from ledger.database import driver_connection
 from ledger.host import LocalHost, ProcessFate
+from ledger.settings import DEFAULT_LEASE_SECONDS
 from ledger.state import JobState
 from ledger.statuses import JobStatus
 
-DEFAULT_LEASE_SECONDS = 90.0
 DEFAULT_STALE_PENDING_AFTER = timedelta(minutes=10)
 
 
