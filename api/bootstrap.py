@@ -16,7 +16,8 @@ from ledger.service import JobService
 from ledger.settings import Settings
 from ledger.store import EventStore
 from projections.current_status.catchup import CatchUpReport, catch_up_current_status
-from projections.recovery.force_start import Operations
+from projections.job_readings import JobReader
+from projections.recovery.force_start import ForceStarter
 from projections.recovery.health import HealthCheck
 from projections.recovery.reconciler import Reconciler, ReconcilerPolicy
 
@@ -36,7 +37,8 @@ class Ledger:
     queue: JobQueue
     health: HealthCheck
     reconciler: Reconciler
-    operations: Operations
+    reader: JobReader
+    force_starter: ForceStarter
     catch_up: CatchUpReport | None
 
 
@@ -50,6 +52,7 @@ def wire_ledger(
         lease_seconds=settings.lease_seconds,
         stale_pending_after=timedelta(minutes=settings.stale_pending_minutes),
     )
+    reader = JobReader(engine, health)
     policy = ReconcilerPolicy(auto_start_pending=settings.auto_start_pending)
     return Ledger(
         url=url,
@@ -61,7 +64,8 @@ def wire_ledger(
         queue=JobQueue(store, lease_seconds=settings.lease_seconds),
         health=health,
         reconciler=Reconciler(service, health, policy),
-        operations=Operations(service, store, health),
+        reader=reader,
+        force_starter=ForceStarter(service, reader),
         catch_up=catch_up,
     )
 

@@ -310,15 +310,16 @@ def run_operator_command(settings: Settings, args: argparse.Namespace) -> int:
     expected = args.expected_version
     with open_ledger(settings, catch_up=False) as ledger:
         if args.operation == "force-start":
-            outcome = ledger.operations.force_start(
+            reading = ledger.force_starter.force_start(
                 args.job_id, actor=actor, reason=args.reason, expected_version=expected
-            ).outcome
+            )
         else:
             command = _operator_command(args.operation, args.reason)
             outcome = ledger.service.execute(
                 args.job_id, command, actor=actor, expected_version=expected
             )
-        view = job_view(ledger, outcome.state)
+            reading = ledger.reader.reading_of(outcome.state)
+        view = job_view(reading)
     if args.json:
         print(view.model_dump_json(indent=2))
     else:

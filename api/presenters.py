@@ -2,7 +2,6 @@
 
 from datetime import datetime
 
-from api.bootstrap import Ledger
 from api.models import (
     ActionView,
     CheckpointView,
@@ -17,10 +16,9 @@ from api.models import (
     WorkerView,
 )
 from ledger.events import RecordedEvent, event_to_record
-from ledger.state import JobState
-from ledger.statuses import JobStatus
 from projections.history import Transition
-from projections.recovery.health import HealthReport, JobHealth
+from projections.job_readings import JobReading
+from projections.recovery.health import HealthReport
 from projections.recovery.reconciler import ReconcileReport
 
 
@@ -28,20 +26,9 @@ def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
 
-def job_view(ledger: Ledger, state: JobState) -> JobView:
+def job_view(reading: JobReading) -> JobView:
     """The job as clients see it, with its queue position and health."""
-    return job_views(ledger, [state])[0]
-
-
-def job_views(ledger: Ledger, states: list[JobState]) -> list[JobView]:
-    """Jobs as clients see them: one read for their queue positions, one for their health."""
-    queued = [state.job_id for state in states if state.status is JobStatus.QUEUED]
-    positions = ledger.store.queue_positions(queued)
-    health = ledger.health.jobs_health(states)
-    return [_job_view(state, positions.get(state.job_id), health[state.job_id]) for state in states]
-
-
-def _job_view(state: JobState, position: int | None, judged: JobHealth) -> JobView:
+    state, judged = reading.state, reading.health
     return JobView(
         job_id=state.job_id,
         status=state.status,
@@ -52,7 +39,7 @@ def _job_view(state: JobState, position: int | None, judged: JobHealth) -> JobVi
         created_at=state.created_at.isoformat(),
         updated_at=state.updated_at.isoformat(),
         status_changed_at=state.status_changed_at.isoformat(),
-        queue_position=position,
+        queue_position=reading.queue_position,
         worker=None
         if state.worker_id is None
         else WorkerView(worker_id=state.worker_id, host=state.worker_host, pid=state.worker_pid),

@@ -16,7 +16,7 @@ from api.models import (
     MarkFailedBody,
     RequeueBody,
 )
-from api.presenters import history_view, job_view, job_views
+from api.presenters import history_view, job_view
 from api.problems import Problem
 from ledger.commands import CancelJob, JobCommand, MarkFailed, RegisterJob, RequeueJob
 from ledger.errors import JobNotFound
@@ -40,7 +40,11 @@ def create_job(call: Call) -> Answer:
         job_id, command, actor=call.caller.name, idempotency_key=key
     )
     status = 200 if outcome.replayed else 201
-    return Answer(job_view(call.ledger, outcome.state), status, {"Location": f"/v1/jobs/{job_id}"})
+    return Answer(
+        job_view(call.ledger.reader.reading_of(outcome.state)),
+        status,
+        {"Location": f"/v1/jobs/{job_id}"},
+    )
 
 
 def _new_job_id(caller: str, key: str | None) -> str:
@@ -68,7 +72,7 @@ def list_jobs(call: Call) -> JobList:
         raise Problem(422, "invalid-request", "cursor must be a next_cursor of this list") from None
     page = call.ledger.listing.page(status, search=search, after=after, limit=limit)
     return JobList(
-        jobs=job_views(call.ledger, page.jobs),
+        jobs=[job_view(reading) for reading in call.ledger.reader.readings(page.jobs)],
         next_cursor=str(page.next_cursor) if page.next_cursor else None,
         counts=page.counts,
         total=sum(page.counts.values()),
@@ -77,11 +81,7 @@ def list_jobs(call: Call) -> JobList:
 
 
 def get_job(call: Call) -> JobView:
-    job_id = call.path["job_id"]
-    state = call.ledger.store.load(job_id)
-    if state is None:
-        raise JobNotFound(job_id)
-    return job_view(call.ledger, state)
+    return job_view(call.ledger.reader.read(call.path["job_id"]))
 
 
 def get_history(call: Call) -> HistoryView:
@@ -94,16 +94,14 @@ def get_history(call: Call) -> HistoryView:
 
 def force_start(call: Call) -> ForceStartView:
     body: ForceStartBody = call.body
-    started = call.ledger.operations.force_start(
+    started = call.ledger.force_starter.force_start(
         call.path["job_id"],
         actor=call.caller.name,
         reason=body.reason,
         expected_version=body.expected_version,
         idempotency_key=call.headers.get("idempotency-key"),
     )
-    return ForceStartView(
-        job=job_view(call.ledger, started.outcome.state), queue_position=started.queue_position
-    )
+    return ForceStartView(job=job_view(started), queue_position=started.queue_position)
 
 
 def operator_command(call: Call) -> JobView:
@@ -123,7 +121,7 @@ def operator_command(call: Call) -> JobView:
         expected_version=body.expected_version,
         idempotency_key=call.headers.get("idempotency-key"),
     )
-    return job_view(call.ledger, outcome.state)
+    return job_view(call.ledger.reader.reading_of(outcome.state))
 
 
 ENDPOINTS = [

@@ -89,7 +89,7 @@ def legacy_health(call: Call) -> LegacyHealthView:
 
 def legacy_force_start(call: Call) -> LegacyForceStartView:
     job_id = call.path["job_id"]
-    started = call.ledger.operations.force_start(job_id, actor=call.caller.name)
+    started = call.ledger.force_starter.force_start(job_id, actor=call.caller.name)
     return LegacyForceStartView(success=True, job_id=job_id, queue_position=started.queue_position)
 
 

@@ -38,7 +38,7 @@ def _worker(body: WorkerBody) -> WorkerIdentity:
 
 def _claim_view(call: Call, claim: Claim) -> ClaimView:
     return ClaimView(
-        job=job_view(call.ledger, claim.job),
+        job=job_view(call.ledger.reader.reading_of(claim.job)),
         attempt=claim.attempt,
         run_token=claim.run_token,
         resume_from=claim.resume_from,
@@ -75,7 +75,7 @@ def _report(call: Call, command: JobCommand) -> JobView:
         actor=call.caller.name,
         idempotency_key=call.headers.get("idempotency-key"),
     )
-    return job_view(call.ledger, outcome.state)
+    return job_view(call.ledger.reader.reading_of(outcome.state))
 
 
 def pause(call: Call) -> JobView:

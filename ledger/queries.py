@@ -114,18 +114,21 @@ STATUS_COUNTS = """
 """How many jobs are in each status (of those whose id contains the search, when given)."""
 
 
-QUEUE_POSITIONS = """
-    SELECT s.job_id, 1 + (
+QUEUE_POSITION = """
+    CASE WHEN s.status = 'queued' THEN 1 + (
         SELECT count(*) FROM job_status q
         WHERE q.status = 'queued'
           AND (q.priority > s.priority
                OR (q.priority = s.priority AND (q.queued_at, q.job_id) < (s.queued_at, s.job_id)))
-    )
-    FROM job_status s
+    ) END"""
+"""Where job `s` stands in the queue (1 = next; NULL when it is not queued): higher
+priority first, then the longest waiting, the order a claim takes them in."""
+
+QUEUE_POSITIONS = f"""
+    SELECT s.job_id, {QUEUE_POSITION} FROM job_status s
     WHERE s.job_id = ANY(%(job_ids)s::text[]) AND s.status = 'queued'
 """
-"""Where each given queued job stands in the queue (1 = next): higher priority first,
-then the longest waiting."""
+"""Where each given queued job stands in the queue."""
 
 
 def _start_queued_job(choose: str) -> str:

@@ -1,25 +1,16 @@
-"""Operator commands that need the health view to decide."""
-
-from dataclasses import dataclass
+"""Force start: the operator's command that needs the health view to decide."""
 
 from ledger.commands import ForceStart
-from ledger.service import JobService, Outcome
+from ledger.errors import JobNotFound
+from ledger.service import JobService
 from ledger.statuses import JobStatus
-from ledger.store import EventStore
-from projections.recovery.health import HealthCheck
+from projections.job_readings import JobReader, JobReading
 
 
-@dataclass(frozen=True, slots=True)
-class ForceStarted:
-    outcome: Outcome
-    queue_position: int | None
-
-
-class Operations:
-    def __init__(self, service: JobService, store: EventStore, health: HealthCheck) -> None:
+class ForceStarter:
+    def __init__(self, service: JobService, reader: JobReader) -> None:
         self.service = service
-        self.store = store
-        self.health = health
+        self.reader = reader
 
     def force_start(
         self,
@@ -29,19 +20,24 @@ class Operations:
         reason: str | None = None,
         expected_version: int | None = None,
         idempotency_key: str | None = None,
-    ) -> ForceStarted:
-        """Queue a stuck job. A running job is re-queued only when the health view calls it
-        orphaned: its dead attempt is closed as failed and the job queued in one append,
-        guarded by the version the health view saw."""
-        state = self.store.load(job_id)
+    ) -> JobReading:
+        """Queue a stuck job, and read it back with its queue position.
+
+        A running job is re-queued only when the health view calls its run orphaned:
+        the dead attempt is closed as failed and the job queued in one append, guarded
+        by the version that read saw. One read decides, one write acts, one read answers.
+        """
         command = ForceStart(reason=reason)
-        if state is not None and state.status in (JobStatus.RUNNING, JobStatus.PAUSED):
-            orphans = self.health.check(job_id=job_id).orphaned
-            if orphans and state.status is JobStatus.RUNNING:
+        try:
+            seen = self.reader.read(job_id)
+        except JobNotFound:
+            seen = None  # an idempotent retry may still name it; the service says what is so
+        if seen is not None:
+            self.service.cache.put(seen.state)
+            if seen.state.status is JobStatus.RUNNING and seen.health.label == "orphaned":
                 command = ForceStart(reason=reason, run_is_dead=True)
-                seen = orphans[0].version
-                if expected_version is None or expected_version == seen:
-                    expected_version = seen
+                if expected_version is None:
+                    expected_version = seen.state.version
         outcome = self.service.execute(
             job_id,
             command,
@@ -49,4 +45,4 @@ class Operations:
             expected_version=expected_version,
             idempotency_key=idempotency_key,
         )
-        return ForceStarted(outcome, self.store.queue_position(job_id))
+        return self.reader.readings([outcome.state])[0]

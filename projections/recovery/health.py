@@ -17,7 +17,7 @@ from ledger.database import driver_connection
 from ledger.host import LocalHost, ProcessFate
 from ledger.settings import DEFAULT_LEASE_SECONDS
 from ledger.state import JobState
-from ledger.statuses import JobStatus
+from ledger.statuses import ACTIVE_RUN_STATUSES, JobStatus
 
 DEFAULT_STALE_PENDING_AFTER = timedelta(minutes=10)
 
@@ -70,13 +70,20 @@ class HealthReport:
         return not self.orphaned and not self.stale_pending
 
 
-HEALTH_QUERY = """
+LEASE_EXPIRED = (
+    "COALESCE(l.expires_at, s.started_at + make_interval(secs => %(lease_seconds)s)) < now()"
+)
+"""The run of job `s` has outlived its lease `l` (or, before its first heartbeat opened one,
+its start by a lease period)."""
+
+PENDING_TOO_LONG = "s.status_changed_at < now() - make_interval(secs => %(stale_seconds)s)"
+"""Job `s` has been in its status (pending, where it is asked) longer than the threshold."""
+
+HEALTH_QUERY = f"""
     WITH runs AS (
         SELECT s.job_id, s.status, s.version, s.attempt, s.auto_retry, s.max_attempts,
                s.worker_id, s.worker_host, s.worker_pid, s.worker_pid_started_at,
-               s.worker_boot_id, l.heartbeat_at,
-               COALESCE(l.expires_at, s.started_at + make_interval(secs => %(lease_seconds)s))
-                   < now() AS lease_expired
+               s.worker_boot_id, l.heartbeat_at, {LEASE_EXPIRED} AS lease_expired
         FROM job_status s
         LEFT JOIN job_leases l ON l.job_id = s.job_id AND l.attempt = s.attempt
         WHERE s.status IN ('running', 'paused')
@@ -92,8 +99,7 @@ HEALTH_QUERY = """
         (SELECT coalesce(json_agg(json_build_array(s.job_id, s.status_changed_at, s.version)
                                   ORDER BY s.status_changed_at), '[]')::text
          FROM job_status s
-         WHERE s.status = 'pending'
-           AND s.status_changed_at < now() - make_interval(secs => %(stale_seconds)s)
+         WHERE s.status = 'pending' AND {PENDING_TOO_LONG}
            AND (%(job_id)s::text IS NULL OR s.job_id = %(job_id)s))
     FROM (SELECT count(*) AS depth, EXTRACT(EPOCH FROM now() - min(queued_at))::float8 AS oldest_age
           FROM job_status WHERE status = 'queued') AS q
@@ -118,19 +124,6 @@ class _Run(NamedTuple):
     worker_boot_id: str | None
     heartbeat_at: datetime | None
     lease_expired: bool
-
-
-JOBS_LIVENESS = """
-    SELECT j.job_id, l.heartbeat_at,
-           COALESCE(l.expires_at, s.started_at + make_interval(secs => %(lease_seconds)s))
-               < now(),
-           s.status_changed_at < now() - make_interval(secs => %(stale_seconds)s)
-    FROM unnest(%(job_ids)s::text[], %(attempts)s::int[]) AS j(job_id, attempt)
-    LEFT JOIN job_status s ON s.job_id = j.job_id
-    LEFT JOIN job_leases l ON l.job_id = j.job_id AND l.attempt = j.attempt
-"""
-
-JUDGED_STATUSES = (JobStatus.RUNNING, JobStatus.PAUSED, JobStatus.PENDING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +157,7 @@ class HealthCheck:
     ) -> HealthReport:
         stale_after = stale_pending_after or self.stale_pending_after
         params = {
-            "lease_seconds": self.lease_seconds,
+            **self.thresholds(),
             "stale_seconds": stale_after.total_seconds(),
             "job_id": job_id,
             "local_host": self.local.name,
@@ -191,30 +184,22 @@ class HealthCheck:
             checked_at=checked_at,
         )
 
-    def jobs_health(self, states: list[JobState]) -> dict[str, JobHealth]:
-        """The health of each job, by id, in one indexed read for all of them."""
-        judged = [state for state in states if state.status in JUDGED_STATUSES]
-        health = {state.job_id: HEALTHY for state in states}
-        if not judged:
-            return health
-        params = {
-            "job_ids": [state.job_id for state in judged],
-            "attempts": [state.attempt for state in judged],
+    def thresholds(self) -> dict[str, float]:
+        """The parameters `LEASE_EXPIRED` and `PENDING_TOO_LONG` are written with."""
+        return {
             "lease_seconds": self.lease_seconds,
             "stale_seconds": self.stale_pending_after.total_seconds(),
         }
-        with driver_connection(self.engine) as conn:
-            rows = conn.execute(JOBS_LIVENESS, params).fetchall()
-        liveness = {row[0]: row[1:] for row in rows}
-        for state in judged:
-            health[state.job_id] = self._one_job_health(state, *liveness[state.job_id])
-        return health
 
-    def _one_job_health(
+    def judge_job(
         self, state: JobState, heartbeat_at: datetime | None, lease_expired: bool, stale: bool
     ) -> JobHealth:
+        """One job's health, from what one read of it said (`LEASE_EXPIRED` and
+        `PENDING_TOO_LONG` with `thresholds()`)."""
         if state.status is JobStatus.PENDING:
             return JobHealth("stale_pending" if stale else "ok", None)
+        if state.status not in ACTIVE_RUN_STATUSES:
+            return HEALTHY
         run = _Run(
             state.job_id,
             str(state.status),

@@ -33,8 +33,8 @@ def test_a_stuck_pending_job_is_reported_force_started_with_a_position_and_claim
     [stale] = poll(lambda: ledger.health.check().stale_pending)
     assert stale.job_id == stuck.job_id
 
-    started = ledger.operations.force_start(stuck.job_id, actor="operator", reason="stuck")
-    assert started.outcome.state.status is JobStatus.QUEUED
+    started = ledger.force_starter.force_start(stuck.job_id, actor="operator", reason="stuck")
+    assert started.state.status is JobStatus.QUEUED
     assert started.queue_position == 2
 
     first = ledger.queue.claim(WORKER, actor="w")
@@ -130,7 +130,7 @@ def test_sixteen_concurrent_force_starts_of_one_job_append_one_queued_event(
 
     def force_start(index: int) -> int | None:
         barrier.wait()
-        return ledger.operations.force_start(job.job_id, actor=f"op-{index}").queue_position
+        return ledger.force_starter.force_start(job.job_id, actor=f"op-{index}").queue_position
 
     with ThreadPoolExecutor(16) as pool:
         positions = list(pool.map(force_start, range(16)))
@@ -150,7 +150,7 @@ def test_force_start_on_a_live_running_job_is_refused_and_on_an_orphan_requeues_
     with training_process() as child:
         ledger.queue.claim(process_identity("trainer", child.pid), actor="trainer")
         try:
-            ledger.operations.force_start(job.job_id, actor="op")
+            ledger.force_starter.force_start(job.job_id, actor="op")
         except IllegalTransition as refused:
             assert "orphaned" in str(refused)
         else:
@@ -158,7 +158,7 @@ def test_force_start_on_a_live_running_job_is_refused_and_on_an_orphan_requeues_
         child.kill()
         child.wait()
 
-    started = ledger.operations.force_start(job.job_id, actor="op", reason="node died")
+    started = ledger.force_starter.force_start(job.job_id, actor="op", reason="node died")
     assert started.queue_position == 1
     closing = ledger.store.history(job.job_id)[-2:]
     assert [e.type for e in closing] == ["job_marked_failed", "job_force_started"]

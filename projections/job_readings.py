@@ -1,0 +1,74 @@
+"""One read of everything a job's view shows: its state, queue position and health."""
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from ledger.database import driver_connection
+from ledger.errors import JobNotFound
+from ledger.queries import QUEUE_POSITION, STATUS_SELECT
+from ledger.state import JobState
+from ledger.store import state_from_row
+from projections.recovery.health import (
+    LEASE_EXPIRED,
+    PENDING_TOO_LONG,
+    HealthCheck,
+    JobHealth,
+)
+
+JOB_READINGS = f"""
+    SELECT {STATUS_SELECT}, {QUEUE_POSITION}, l.heartbeat_at, {LEASE_EXPIRED}, {PENDING_TOO_LONG}
+    FROM job_status s
+    LEFT JOIN job_leases l ON l.job_id = s.job_id AND l.attempt = s.attempt
+    WHERE s.job_id = ANY(%(job_ids)s::text[])
+"""
+"""Each job's row, where it stands in the queue, and what its health is judged from:
+one indexed statement, one snapshot, for one job or a page of them."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobReading:
+    state: JobState
+    queue_position: int | None
+    """1 for the next job a claim takes; None when the job is not queued."""
+    health: JobHealth
+
+
+class JobReader:
+    def __init__(self, engine: Engine, health: HealthCheck) -> None:
+        self.engine = engine
+        self.health = health
+
+    def read(self, job_id: str) -> JobReading:
+        """The job as it is now; `JobNotFound` when there is no such job."""
+        found = self._read([job_id])
+        if not found:
+            raise JobNotFound(job_id)
+        return found[job_id]
+
+    def reading_of(self, state: JobState) -> JobReading:
+        """`readings` of one job."""
+        return self.readings([state])[0]
+
+    def readings(self, states: list[JobState]) -> list[JobReading]:
+        """The queue position and health of jobs whose states the caller holds (a page
+        just listed, a command's outcome), in one read; the states are kept as given."""
+        found = self._read([state.job_id for state in states]) if states else {}
+        return [
+            JobReading(state, reading.queue_position, reading.health)
+            if (reading := found.get(state.job_id))
+            else JobReading(state, None, self.health.judge_job(state, None, False, False))
+            for state in states
+        ]
+
+    def _read(self, job_ids: list[str]) -> dict[str, JobReading]:
+        params = {"job_ids": job_ids, **self.health.thresholds()}
+        with driver_connection(self.engine) as conn:
+            rows = conn.execute(JOB_READINGS, params).fetchall()
+        readings = {}
+        for row in rows:
+            state = state_from_row(row)
+            position, heartbeat_at, lease_expired, stale = row[-4:]
+            health = self.health.judge_job(state, heartbeat_at, bool(lease_expired), bool(stale))
+            readings[state.job_id] = JobReading(state, position, health)
+        return readings
