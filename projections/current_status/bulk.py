@@ -1,14 +1,17 @@
 """Reading and writing `job_status` rows in bulk, for the catch-up, the rebuild and verify."""
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from itertools import groupby
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
+from ledger.events import RecordedEvent
+from ledger.evolve import evolve
 from ledger.schema import JOB_STATUS_COLUMNS
 from ledger.state import JobState
-from ledger.statuses import JobStatus
+from ledger.store import state_from_row
 
 COLUMN_LIST = ", ".join(JOB_STATUS_COLUMNS)
 _SPEC = JOB_STATUS_COLUMNS.index("spec")
@@ -24,8 +27,7 @@ def stream_stored_states(
         cursor.execute(f"SELECT {COLUMN_LIST} FROM {table} ORDER BY job_id")
         while rows := cursor.fetchmany(10_000):
             for row in rows:
-                state = JobState._make(row)
-                yield state._replace(status=JobStatus(state.status))
+                yield state_from_row(row)
 
 
 def load_states(
@@ -34,8 +36,8 @@ def load_states(
     rows = conn.execute(
         f"SELECT {COLUMN_LIST} FROM {table} WHERE job_id = ANY(%s) FOR UPDATE", (job_ids,)
     ).fetchall()
-    states = (JobState._make(row) for row in rows)
-    return {state.job_id: state._replace(status=JobStatus(state.status)) for state in states}
+    states = (state_from_row(row) for row in rows)
+    return {state.job_id: state for state in states}
 
 
 def upsert_states(conn: psycopg.Connection[Any], states: list[JobState], table: str) -> None:
@@ -56,3 +58,25 @@ def _adapted(state: JobState) -> list[Any]:
     if row[_RESULT] is not None:
         row[_RESULT] = Jsonb(row[_RESULT])
     return row
+
+
+def apply_events(
+    conn: psycopg.Connection[Any], events: Iterable[RecordedEvent], table: str = "job_status"
+) -> int:
+    """Apply to `table` the events its rows lack (those after each row's version), locking
+    the rows first; return how many rows changed. Raises `EventOutOfOrder` when an event
+    does not follow its row: the table drifted beyond what applying events can repair."""
+    ordered = sorted(events, key=lambda event: (event.job_id, event.seq))
+    by_job = {job_id: list(group) for job_id, group in groupby(ordered, key=lambda e: e.job_id)}
+    stored = load_states(conn, list(by_job), table)
+    changed: list[JobState] = []
+    for job_id, job_events in by_job.items():
+        before = state = stored.get(job_id)
+        for event in job_events:
+            if state is None or event.seq > state.version:
+                state = evolve(state, event)
+        if state is not None and state != before:
+            changed.append(state)
+    if changed:
+        upsert_states(conn, changed, table)
+    return len(changed)

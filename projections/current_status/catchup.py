@@ -2,16 +2,11 @@
 
 import logging
 from dataclasses import dataclass
-from itertools import groupby
-from typing import Any
 
-import psycopg
 from sqlalchemy import Engine
 
 from ledger.database import driver_connection
-from ledger.events import RecordedEvent
-from ledger.evolve import EventOutOfOrder, evolve
-from ledger.state import JobState
+from ledger.evolve import EventOutOfOrder
 from ledger.store import EventStore
 from projections import current_status
 from projections.checkpoints import read_checkpoint, write_checkpoint
@@ -58,7 +53,7 @@ def catch_up_current_status(engine: Engine) -> CatchUpReport:
         events_read += len(page.events)
         try:
             with driver_connection(engine) as conn, conn.transaction():
-                repaired += _apply(conn, page.events)
+                repaired += bulk.apply_events(conn, page.events)
                 write_checkpoint(conn, current_status.checkpoint_at(page.next_cursor))
         except EventOutOfOrder as gap:
             # A row is missing or behind by more than the feed holds: the projection
@@ -68,22 +63,3 @@ def catch_up_current_status(engine: Engine) -> CatchUpReport:
             return CatchUpReport(events_read + report.events, report.jobs, rebuilt=True)
         cursor = page.next_cursor
     return CatchUpReport(events_read, repaired, rebuilt=False)
-
-
-def _apply(conn: psycopg.Connection[Any], events: list[RecordedEvent]) -> int:
-    """Apply the events each stored row lacks; return how many rows changed."""
-    ordered = sorted(events, key=lambda event: (event.job_id, event.seq))
-    by_job = {job_id: list(group) for job_id, group in groupby(ordered, key=lambda e: e.job_id)}
-    stored = bulk.load_states(conn, list(by_job))
-    changed: list[JobState] = []
-    for job_id, job_events in by_job.items():
-        state = stored.get(job_id)
-        before = state
-        for event in job_events:
-            if state is None or event.seq > state.version:
-                state = evolve(state, event)
-        if state is not None and state != before:
-            changed.append(state)
-    if changed:
-        bulk.upsert_states(conn, changed, "job_status")
-    return len(changed)

@@ -16,26 +16,19 @@ from typing import Any
 import psycopg
 
 from ledger.schema import JOB_STATUS_COLUMNS
+from ledger.statuses import TERMINAL_STATUSES, JobStatus
+from ledger.transitions import EVENT_TARGET_STATUS
 
-QUEUEING = ("job_submitted", "job_force_started", "job_requeued")
-"""Events that put a job in the queue (as does registering it as queued)."""
-FINISHING = ("job_completed", "job_failed", "job_marked_failed", "job_cancelled")
-FAILING = ("job_failed", "job_marked_failed")
-
-STATUS_AFTER = {
-    "job_started": "running",
-    "job_resumed": "running",
-    "job_paused": "paused",
-    "job_completed": "completed",
-    "job_failed": "failed",
-    "job_marked_failed": "failed",
-    "job_cancelled": "cancelled",
-    **dict.fromkeys(QUEUEING, "queued"),
-}
+STATUS_AFTER = {type_: str(status) for type_, status in EVENT_TARGET_STATUS.items() if status}
 """The status each event leaves a job in; `job_registered` leaves its initial status,
 and `checkpoint_saved` changes none."""
 
-FOLDED_EVENT_TYPES = frozenset({*STATUS_AFTER, "job_registered", "checkpoint_saved"})
+QUEUEING = tuple(type_ for type_, status in STATUS_AFTER.items() if status == JobStatus.QUEUED)
+"""Events that put a job in the queue (as does registering it as queued)."""
+FINISHING = tuple(type_ for type_, status in STATUS_AFTER.items() if status in TERMINAL_STATUSES)
+FAILING = tuple(type_ for type_, status in STATUS_AFTER.items() if status == JobStatus.FAILED)
+
+FOLDED_EVENT_TYPES = frozenset(EVENT_TARGET_STATUS)
 
 
 def _among(types: tuple[str, ...]) -> str:
@@ -44,22 +37,22 @@ def _among(types: tuple[str, ...]) -> str:
 
 _LAST_SEQ_OF = {
     # alias: the events whose latest one sets the fields read from that alias
-    "st": "type <> 'checkpoint_saved'",
-    "sta": "type = 'job_started'",
-    "q": f"{_among(QUEUEING)} OR (type = 'job_registered' "
+    "status_event": "type <> 'checkpoint_saved'",
+    "start_event": "type = 'job_started'",
+    "queue_event": f"{_among(QUEUEING)} OR (type = 'job_registered' "
     "AND payload->>'initial_status' = 'queued')",
     # finished_at: set by finishing, cleared by queueing or starting again
-    "fin": _among((*FINISHING, *QUEUEING, "job_started")),
+    "finish_event": _among((*FINISHING, *QUEUEING, "job_started")),
     # failure_reason: set by failing, cleared by queueing again
-    "fl": _among((*FAILING, *QUEUEING)),
-    "ck": "type = 'checkpoint_saved'",
+    "failure_event": _among((*FAILING, *QUEUEING)),
+    "checkpoint_event": "type = 'checkpoint_saved'",
     # resume_from: set by starting and by queueing (submitting clears it)
-    "rs": _among((*QUEUEING, "job_started")),
-    "res": "type = 'job_completed'",
+    "resume_event": _among((*QUEUEING, "job_started")),
+    "result_event": "type = 'job_completed'",
 }
 
 
-_READ_FROM_STA = frozenset({"rs"})
+_READ_FROM_START = frozenset({"resume_event"})
 """The last start or queueing is usually the last start, which is read for its worker."""
 
 
@@ -69,10 +62,10 @@ def _of(alias: str, expression: str) -> str:
     That event is often the job's first or last, which are read anyway: then it
     is taken from those, and the lookup of its own is skipped.
     """
-    cases = [f"WHEN m.version THEN {expression.format(e='lst')}"]
-    cases.append(f"WHEN 1 THEN {expression.format(e='reg')}")
-    if alias in _READ_FROM_STA:
-        cases.append(f"WHEN m.sta_seq THEN {_of('sta', expression)}")
+    cases = [f"WHEN m.version THEN {expression.format(e='last_event')}"]
+    cases.append(f"WHEN 1 THEN {expression.format(e='first_event')}")
+    if alias in _READ_FROM_START:
+        cases.append(f"WHEN m.start_event_seq THEN {_of('start_event', expression)}")
     return f"CASE m.{alias}_seq {' '.join(cases)} ELSE {expression.format(e=alias)} END"
 
 
@@ -80,7 +73,11 @@ def _lookup(alias: str) -> str:
     """The join reading the event `alias` names, unless the first or last is that event."""
     seq = f"m.{alias}_seq"
     # seq 0 is no event's: a job never started has no start to read from
-    read = "1, m.version, coalesce(m.sta_seq, 0)" if alias in _READ_FROM_STA else "1, m.version"
+    read = (
+        "1, m.version, coalesce(m.start_event_seq, 0)"
+        if alias in _READ_FROM_START
+        else "1, m.version"
+    )
     return (
         f"LEFT JOIN job_events {alias} ON {alias}.job_id = m.job_id "
         f"AND {alias}.seq = CASE WHEN {seq} NOT IN ({read}) THEN {seq} END"
@@ -89,7 +86,7 @@ def _lookup(alias: str) -> str:
 
 _STATUS_CASE = " ".join(
     [
-        "CASE {e}.type WHEN 'job_registered' THEN reg.payload->>'initial_status'",
+        "CASE {e}.type WHEN 'job_registered' THEN first_event.payload->>'initial_status'",
         *(f"WHEN '{type_}' THEN '{status}'" for type_, status in STATUS_AFTER.items()),
         "END",
     ]
@@ -97,32 +94,36 @@ _STATUS_CASE = " ".join(
 
 _VALUES = {
     "job_id": "m.job_id",
-    "status": _of("st", _STATUS_CASE),
+    "status": _of("status_event", _STATUS_CASE),
     "version": "m.version",
-    "created_at": "reg.recorded_at",
-    "updated_at": "lst.recorded_at",
-    "status_changed_at": _of("st", "{e}.recorded_at"),
+    "created_at": "first_event.recorded_at",
+    "updated_at": "last_event.recorded_at",
+    "status_changed_at": _of("status_event", "{e}.recorded_at"),
     # A key the payload lacks takes the event class's default, as in `event_from_record`.
-    "priority": "coalesce((reg.payload->>'priority')::int, 0)",
-    "max_attempts": "coalesce((reg.payload->>'max_attempts')::int, 1)",
-    "auto_retry": "coalesce((reg.payload->>'auto_retry')::boolean, false)",
-    "spec": "CASE WHEN reg.payload ? 'spec' THEN NULLIF(reg.payload->'spec', 'null'::jsonb) "
-    "ELSE '{}'::jsonb END",
+    "priority": "coalesce((first_event.payload->>'priority')::int, 0)",
+    "max_attempts": "coalesce((first_event.payload->>'max_attempts')::int, 1)",
+    "auto_retry": "coalesce((first_event.payload->>'auto_retry')::boolean, false)",
+    "spec": "CASE WHEN first_event.payload ? 'spec' "
+    "THEN NULLIF(first_event.payload->'spec', 'null'::jsonb) ELSE '{}'::jsonb END",
     "attempt": "m.attempts::int",
-    "run_token": _of("sta", "{e}.payload->>'run_token'"),
-    "queued_at": _of("q", "{e}.recorded_at"),
-    "started_at": _of("sta", "{e}.recorded_at"),
-    "finished_at": _of("fin", f"CASE WHEN {{e}}.{_among(FINISHING)} THEN {{e}}.recorded_at END"),
-    "worker_id": _of("sta", "{e}.payload->>'worker_id'"),
-    "worker_host": _of("sta", "{e}.payload->>'host'"),
-    "worker_pid": _of("sta", "({e}.payload->>'pid')::int"),
-    "worker_pid_started_at": _of("sta", "({e}.payload->>'pid_started_at')::float8"),
-    "worker_boot_id": _of("sta", "{e}.payload->>'boot_id'"),
-    "failure_reason": _of("fl", f"CASE WHEN {{e}}.{_among(FAILING)} THEN {{e}}.reason END"),
-    "checkpoint_path": _of("ck", "{e}.payload->>'path'"),
-    "checkpoint_step": _of("ck", "({e}.payload->>'step')::bigint"),
-    "resume_from": _of("rs", "{e}.payload->>'resume_from'"),
-    "result": _of("res", "NULLIF({e}.payload->'result', 'null'::jsonb)"),
+    "run_token": _of("start_event", "{e}.payload->>'run_token'"),
+    "queued_at": _of("queue_event", "{e}.recorded_at"),
+    "started_at": _of("start_event", "{e}.recorded_at"),
+    "finished_at": _of(
+        "finish_event", f"CASE WHEN {{e}}.{_among(FINISHING)} THEN {{e}}.recorded_at END"
+    ),
+    "worker_id": _of("start_event", "{e}.payload->>'worker_id'"),
+    "worker_host": _of("start_event", "{e}.payload->>'host'"),
+    "worker_pid": _of("start_event", "({e}.payload->>'pid')::int"),
+    "worker_pid_started_at": _of("start_event", "({e}.payload->>'pid_started_at')::float8"),
+    "worker_boot_id": _of("start_event", "{e}.payload->>'boot_id'"),
+    "failure_reason": _of(
+        "failure_event", f"CASE WHEN {{e}}.{_among(FAILING)} THEN {{e}}.reason END"
+    ),
+    "checkpoint_path": _of("checkpoint_event", "{e}.payload->>'path'"),
+    "checkpoint_step": _of("checkpoint_event", "({e}.payload->>'step')::bigint"),
+    "resume_from": _of("resume_event", "{e}.payload->>'resume_from'"),
+    "result": _of("result_event", "NULLIF({e}.payload->'result', 'null'::jsonb)"),
 }
 assert tuple(_VALUES) == JOB_STATUS_COLUMNS, "one value per job_status column, in order"
 
@@ -149,8 +150,8 @@ def fold_log_sql(table: str) -> str:
         )
         SELECT {values}
         FROM m
-        JOIN job_events reg ON reg.job_id = m.job_id AND reg.seq = 1
-        JOIN job_events lst ON lst.job_id = m.job_id AND lst.seq = m.version
+        JOIN job_events first_event ON first_event.job_id = m.job_id AND first_event.seq = 1
+        JOIN job_events last_event ON last_event.job_id = m.job_id AND last_event.seq = m.version
         {lookups}
     """
 

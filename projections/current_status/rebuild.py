@@ -4,19 +4,21 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import groupby
 from typing import Any
 
 import psycopg
 from sqlalchemy import Engine
 
 from ledger.database import driver_connection
-from ledger.store import FeedCursor, feed_horizon
+from ledger.queries import EVENT_SELECT
+from ledger.store import FeedCursor, event_from_row, feed_horizon
 from projections import current_status
 from projections.checkpoints import write_checkpoint
 from projections.current_status import bulk
 from projections.current_status.fold_in_database import fold_log_into
-from projections.current_status.replay import EVENT_ROW_COLUMNS, EventRow, apply_rows
+
+LATE_EVENTS = f"SELECT {EVENT_SELECT} FROM job_events e WHERE e.tx_id >= %(xmin)s::xid8"
+"""The events of transactions that had not ended when the fold's snapshot was taken."""
 
 STAGING_TABLE = "job_status_rebuild"
 """A temporary table of the rebuilding session: it needs no CREATE privilege."""
@@ -71,12 +73,13 @@ def _swap_in(conn: psycopg.Connection[Any], snapshot_xmin: int) -> int:
     """Apply the events that committed during the replay, then replace `job_status` in one go."""
     with conn.transaction():
         conn.execute("LOCK TABLE job_status IN ACCESS EXCLUSIVE MODE")
-        late_rows = conn.execute(
-            f"SELECT {EVENT_ROW_COLUMNS} FROM job_events "
-            "WHERE tx_id >= CAST(%s AS xid8) ORDER BY job_id, seq",
-            (str(snapshot_xmin),),
-        ).fetchall()
-        _apply_late_rows(conn, late_rows)
+        late_events = [
+            event_from_row(row)
+            for row in conn.execute(LATE_EVENTS, {"xmin": str(snapshot_xmin)}).fetchall()
+        ]
+        if late_events:
+            conn.execute(f"ALTER TABLE {STAGING_TABLE} ADD PRIMARY KEY (job_id)")
+            bulk.apply_events(conn, late_events, STAGING_TABLE)
         conn.execute("TRUNCATE job_status")
         with _secondary_indexes_built_after(conn):
             conn.execute(f"INSERT INTO job_status SELECT * FROM {STAGING_TABLE}")
@@ -84,7 +87,7 @@ def _swap_in(conn: psycopg.Connection[Any], snapshot_xmin: int) -> int:
         # skips what it already holds.
         cursor = FeedCursor(feed_horizon(conn), 0)
         write_checkpoint(conn, current_status.checkpoint_at(cursor))
-    return len(late_rows)
+    return len(late_events)
 
 
 @contextmanager
@@ -101,13 +104,3 @@ def _secondary_indexes_built_after(conn: psycopg.Connection[Any]) -> Iterator[No
     yield
     for _, definition in definitions:
         conn.execute(definition)
-
-
-def _apply_late_rows(conn: psycopg.Connection[Any], rows: list[EventRow]) -> None:
-    if not rows:
-        return
-    conn.execute(f"ALTER TABLE {STAGING_TABLE} ADD PRIMARY KEY (job_id)")
-    by_job = {job_id: list(group) for job_id, group in groupby(rows, key=lambda row: row[0])}
-    stored = bulk.load_states(conn, list(by_job), STAGING_TABLE)
-    changed = [apply_rows(stored.get(job_id), job_rows) for job_id, job_rows in by_job.items()]
-    bulk.upsert_states(conn, [state for state in changed if state], STAGING_TABLE)

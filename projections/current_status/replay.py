@@ -19,9 +19,6 @@ JOBS_PER_BATCH = 2_000
 EventRow = tuple[str, int, str, dict[str, Any], str | None, int, datetime]
 """job_id, seq, type, payload, reason, attempt, recorded_at"""
 
-EVENT_ROW_COLUMNS = "job_id, seq, type, payload, reason, attempt, recorded_at"
-
-
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 JOB_HISTORIES = """
@@ -122,13 +119,3 @@ def fold_states(rows: Iterable[EventRow]) -> Iterator[JobState]:
         state = evolve(state, RecordedEvent(job_id, seq, data, recorded_at, attempt))
     if state is not None:
         yield state
-
-
-def apply_rows(state: JobState | None, rows: Iterable[EventRow]) -> JobState | None:
-    """Apply the rows of one job that follow `state`'s version; skip those already applied."""
-    for job_id, seq, type_, payload, reason, attempt, recorded_at in rows:
-        if state is not None and seq <= state.version:
-            continue
-        data = event_from_record(type_, payload, reason)
-        state = evolve(state, RecordedEvent(job_id, seq, data, recorded_at, attempt))
-    return state

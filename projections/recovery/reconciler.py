@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from ledger.commands import ForceStart, JobCommand, MarkFailed, SubmitJob
+from ledger.decide import DEAD_RUN_REASON
 from ledger.errors import CommandRefused, VersionConflict
 from ledger.leases import prune_leases
 from ledger.service import JobService
@@ -18,7 +19,6 @@ from projections.recovery.health import HealthCheck, HealthReport, OrphanedRun
 log = logging.getLogger(__name__)
 
 ACTOR = "health-monitor"
-ORPHAN_REASON = "process terminated unexpectedly"
 STALE_PENDING_REASON = "stuck in pending state"
 AUTO_START_REASON = "pending too long: admitted to the queue"
 
@@ -110,7 +110,7 @@ class _Planned:
 
 
 def _orphan_plan(orphan: OrphanedRun) -> _Planned:
-    reason = f"{ORPHAN_REASON} ({orphan.reason})"
+    reason = f"{DEAD_RUN_REASON} ({orphan.reason})"
     if orphan.auto_retry and orphan.attempt < orphan.max_attempts:
         command: JobCommand = ForceStart(reason=reason, run_is_dead=True)
         return _Planned(orphan.job_id, orphan.version, "requeue", command, reason)
