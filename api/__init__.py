@@ -1,1 +1,1 @@
-"""The ways into JobLedger: the command line and (later) HTTP."""
+"""The ways into JobLedger: the command line, and HTTP with its operator console."""

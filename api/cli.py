@@ -16,9 +16,9 @@ from typing import Any
 import psutil
 
 from api.bootstrap import open_ledger
+from api.cli_text import render_health, render_history, render_table
 from api.presenters import health_view, job_view, reconcile_view
 from api.statuses_export import json_schema, typescript_module
-from api.tables import render_health, render_history, render_table
 from ledger.commands import (
     CancelJob,
     CompleteJob,

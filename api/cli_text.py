@@ -1,4 +1,4 @@
-"""Plain-text tables for the command line."""
+"""Plain text for the command line: tables, a job's history, the health report."""
 
 from collections.abc import Sequence
 from datetime import datetime
