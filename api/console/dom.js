@@ -72,6 +72,13 @@ export const ORPHAN_WORDS = {
   host_rebooted: "its host rebooted",
 };
 
+// The process that runs (or ran) an attempt, the same words everywhere: "w1 on gpu-7 (pid 42)".
+export function workerText(worker) {
+  const host = worker.host ? ` on ${worker.host}` : "";
+  const pid = worker.pid ? ` (pid ${worker.pid})` : "";
+  return `${worker.worker_id}${host}${pid}`;
+}
+
 export function healthBadge(job) {
   if (job.health === "orphaned") {
     const why = job.health_reason ? ORPHAN_WORDS[job.health_reason] : "";

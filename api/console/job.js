@@ -2,7 +2,7 @@
 
 import { api, idempotencyKey } from "./http.js";
 import {
-  h, replace, keepingFocus, statusPill, healthBadge, when, serverNow, ORPHAN_WORDS,
+  h, replace, keepingFocus, statusPill, healthBadge, when, serverNow, workerText, ORPHAN_WORDS,
 } from "./dom.js";
 import { confirmAction } from "./dialogs.js";
 import { recoveryCard, explain } from "./recovery.js";
@@ -57,10 +57,7 @@ export class JobPage {
       ["Attempt", String(job.attempt)],
       ["Priority", String(job.priority)],
       ["Queue position", job.queue_position === null ? "—" : String(job.queue_position)],
-      ["Worker", job.worker
-        ? `${job.worker.worker_id}${job.worker.host ? ` on ${job.worker.host}` : ""}` +
-          `${job.worker.pid ? `, pid ${job.worker.pid}` : ""}`
-        : "—"],
+      ["Worker", job.worker ? workerText(job.worker) : "—"],
       ["Last heartbeat", when(job.last_heartbeat_at)],
       ["Failure reason", job.failure_reason || "—"],
       ["Checkpoint", job.checkpoint

@@ -4,7 +4,8 @@
 
 import { api } from "./http.js";
 import {
-  h, replace, keepingFocus, statusPill, healthBadge, seconds, duration, noteServerTime, STATUSES,
+  h, replace, keepingFocus, statusPill, healthBadge, seconds, duration, noteServerTime, workerText,
+  STATUSES,
 } from "./dom.js";
 
 const PAGE_SIZE = 50;
@@ -156,15 +157,12 @@ export class JobsList {
 }
 
 function row(job, asOf) {
-  const worker = job.worker
-    ? [job.worker.worker_id, job.worker.host ? ` on ${job.worker.host}` : ""].join("")
-    : "—";
   return h("tr", { "data-job-id": job.job_id, "data-status": job.status },
     h("th", { scope: "row", "data-label": "Job" },
       h("a", { href: `#/jobs/${encodeURIComponent(job.job_id)}` }, job.job_id)),
     h("td", { "data-label": "Status" }, statusPill(job.status)),
     h("td", { "data-label": "Attempt" }, String(job.attempt)),
-    h("td", { "data-label": "Worker" }, worker),
+    h("td", { "data-label": "Worker" }, job.worker ? workerText(job.worker) : "—"),
     h("td", { "data-label": "In status for" }, duration(seconds(job.status_changed_at, asOf))),
     h("td", { "data-label": "Health" }, healthBadge(job)));
 }

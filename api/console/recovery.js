@@ -1,7 +1,7 @@
 // The recovery card: what is wrong with a stuck or broken job and what an
 // operator can do about it. Which card a job gets is decided here alone.
 
-import { ORPHAN_WORDS, duration, seconds } from "./dom.js";
+import { ORPHAN_WORDS, duration, seconds, workerText } from "./dom.js";
 
 const FORCE_START = {
   command: "force-start",
@@ -15,10 +15,7 @@ const CANCEL = { command: "cancel", label: "Cancel job", busy: "Cancelling…", 
 export function recoveryCard(job, asOf) {
   const inStatus = duration(seconds(job.status_changed_at, asOf));
   if (job.health === "orphaned") {
-    const worker = job.worker
-      ? `worker ${job.worker.worker_id}${job.worker.host ? ` on ${job.worker.host}` : ""}` +
-        `${job.worker.pid ? ` (pid ${job.worker.pid})` : ""}`
-      : "its worker";
+    const worker = job.worker ? `worker ${workerText(job.worker)}` : "its worker";
     const heartbeat = job.last_heartbeat_at
       ? `Last heartbeat ${duration(seconds(job.last_heartbeat_at, asOf))} ago.`
       : "It never sent a heartbeat.";

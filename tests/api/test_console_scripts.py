@@ -4,6 +4,7 @@ the same vocabulary as the ledger."""
 import json
 import shutil
 import subprocess
+from typing import Any
 
 import pytest
 
@@ -17,13 +18,14 @@ def test_the_console_scripts_type_check() -> None:
     compile_typescript("-p", str(CONSOLE_DIR / "tsconfig.json"))
 
 
-def test_the_console_knows_every_status_and_every_reason_a_run_is_orphaned() -> None:
+def from_dom_module(expression: str) -> Any:
+    """What a JavaScript expression over the console's `dom.js` module (as `dom`) gives."""
     node = shutil.which("node")
     if node is None:
         pytest.skip("no Node.js to load the console's modules")
     script = (
         f"const dom = await import({json.dumps((CONSOLE_DIR / 'dom.js').as_uri())});"
-        "console.log(JSON.stringify([dom.STATUSES, Object.keys(dom.ORPHAN_WORDS)]));"
+        f"console.log(JSON.stringify({expression}));"
     )
     result = subprocess.run(
         [node, "--input-type=module", "-e", script],
@@ -32,6 +34,22 @@ def test_the_console_knows_every_status_and_every_reason_a_run_is_orphaned() -> 
         timeout=60,
         check=True,
     )
-    statuses, reasons = json.loads(result.stdout)
+    return json.loads(result.stdout)
+
+
+def test_the_console_knows_every_status_and_every_reason_a_run_is_orphaned() -> None:
+    statuses, reasons = from_dom_module("[dom.STATUSES, Object.keys(dom.ORPHAN_WORDS)]")
     assert statuses == [status.value for status in JobStatus]
     assert sorted(reasons) == sorted(reason.value for reason in OrphanReason)
+
+
+def test_a_worker_is_written_the_same_way_everywhere_with_what_is_known_of_it() -> None:
+    assert from_dom_module(
+        "[dom.workerText({worker_id: 'w1', host: 'gpu-7', pid: 42}),"
+        " dom.workerText({worker_id: 'w1', host: 'gpu-7', pid: null}),"
+        " dom.workerText({worker_id: 'w1', host: null, pid: null})]"
+    ) == ["w1 on gpu-7 (pid 42)", "w1 on gpu-7", "w1"]
+    for script in ("job.js", "list.js", "recovery.js"):
+        source = (CONSOLE_DIR / script).read_text()
+        assert "workerText(job.worker)" in source, script
+        assert "worker.host" not in source, f"{script} writes the worker itself"
