@@ -5,12 +5,15 @@ when the connection fails or the server answers 503, so a retry never appends
 twice. Problems come back as the ledger's own errors.
 """
 
+import dataclasses
 import logging
 import threading
 import time
 import traceback
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -18,11 +21,9 @@ import httpx
 
 from ledger.commands import WorkerIdentity
 from ledger.errors import (
-    CommandRefused,
     DatabaseUnavailable,
     DuplicateJob,
     IllegalTransition,
-    InvalidCommand,
     JobNotFound,
     LedgerError,
     StaleAttempt,
@@ -39,6 +40,8 @@ class ClientError(LedgerError):
 
     def __init__(self, status: int, problem: dict[str, Any]) -> None:
         self.status = status
+        self.status_code = status
+        self.kind = _kind(problem)
         self.problem = problem
         super().__init__(f"{status}: {problem.get('detail') or problem.get('title') or 'error'}")
 
@@ -52,16 +55,29 @@ class RunFenced(StaleAttempt):
 
 
 @dataclass(frozen=True, slots=True)
-class Claimed:
+class Claim:
+    """A started attempt, as `ledger.queue.Claim` is: the job (as the API shows it) and
+    what the worker needs to run it and to write about it."""
+
     job: dict[str, Any]
     attempt: int
     run_token: str
     resume_from: str | None
-    lease_expires_at: str
+    lease_expires_at: datetime
 
     @property
     def job_id(self) -> str:
         return str(self.job["job_id"])
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> "Claim":
+        return cls(
+            job=body["job"],
+            attempt=body["attempt"],
+            run_token=body["run_token"],
+            resume_from=body["resume_from"],
+            lease_expires_at=datetime.fromisoformat(body["lease_expires_at"]),
+        )
 
 
 class LedgerClient:
@@ -149,14 +165,15 @@ class LedgerClient:
 
     # -- runs ----------------------------------------------------------------------
 
-    def claim(self, worker: WorkerIdentity) -> Claimed | None:
-        response = self._send("POST", "/v1/queue/claim", _worker_body(worker))
+    def claim(self, worker: WorkerIdentity) -> Claim | None:
+        response = self._send("POST", "/v1/queue/claim", dataclasses.asdict(worker))
         if response.status_code == 204:
             return None
-        return _claimed(response.json())
+        return Claim.from_json(response.json())
 
-    def start(self, job_id: str, worker: WorkerIdentity) -> Claimed:
-        return _claimed(self._json("POST", f"/v1/jobs/{job_id}/start", _worker_body(worker)))
+    def start(self, job_id: str, worker: WorkerIdentity) -> Claim:
+        body = dataclasses.asdict(worker)
+        return Claim.from_json(self._json("POST", f"/v1/jobs/{job_id}/start", body))
 
     def heartbeat(self, job_id: str, attempt: int, run_token: str) -> dict[str, Any]:
         run = {"attempt": attempt, "run_token": run_token}
@@ -226,58 +243,58 @@ class LedgerClient:
 
 
 def problem_error(response: httpx.Response) -> LedgerError:
-    """The ledger error a problem+json answer stands for."""
+    """The ledger error a problem+json answer stands for: the one whose class declares its
+    kind (`ledger.errors`); any other 503 is `DatabaseUnavailable`, anything else a
+    `ClientError`."""
     try:
         problem: dict[str, Any] = response.json()
     except ValueError:
         problem = {"detail": response.text}
-    kind = str(problem.get("type", "")).rsplit("/", 1)[-1]
     detail = str(problem.get("detail", ""))
-    job_id = str(problem.get("job_id", ""))
-    if kind == "job-not-found":
-        return JobNotFound(job_id)
-    if kind == "duplicate-job":
-        return DuplicateJob(job_id)
-    if kind == "illegal-transition":
-        return IllegalTransition(
-            job_id,
-            str(problem.get("current_status")),
-            str(problem.get("command")),
-            problem.get("allowed_commands", []),
-        )
-    if kind == "stale-attempt":
-        return StaleAttempt(
-            job_id, int(problem.get("attempt", 0)), int(problem.get("current_attempt", 0)), detail
-        )
-    if kind == "version-conflict":
-        return VersionConflict(job_id, int(problem.get("expected_version", 0)))
-    if kind == "command-refused":
-        return CommandRefused(detail)
-    if kind == "invalid-command":
-        return InvalidCommand(detail)
+    error_class = ERROR_OF_KIND.get(_kind(problem))
+    if error_class is not None:
+        return _rebuilt(error_class, problem, detail)
     if response.status_code == 503:
         return DatabaseUnavailable(detail)
     return ClientError(response.status_code, problem)
 
 
-def _worker_body(worker: WorkerIdentity) -> dict[str, Any]:
-    return {
-        "worker_id": worker.worker_id,
-        "host": worker.host,
-        "pid": worker.pid,
-        "pid_started_at": worker.pid_started_at,
-        "boot_id": worker.boot_id,
-    }
+def _kind(problem: dict[str, Any]) -> str:
+    return str(problem.get("type", "")).rsplit("/", 1)[-1]
 
 
-def _claimed(body: dict[str, Any]) -> Claimed:
-    return Claimed(
-        job=body["job"],
-        attempt=body["attempt"],
-        run_token=body["run_token"],
-        resume_from=body["resume_from"],
-        lease_expires_at=body["lease_expires_at"],
-    )
+def _declaring_kinds(error_class: type[LedgerError]) -> Iterator[type[LedgerError]]:
+    for subclass in error_class.__subclasses__():
+        if "kind" in vars(subclass):
+            yield subclass
+        yield from _declaring_kinds(subclass)
+
+
+ERROR_OF_KIND: dict[str, type[LedgerError]] = {
+    error_class.kind: error_class for error_class in _declaring_kinds(LedgerError)
+}
+"""The errors a server answers with a kind of their own; the generic 500 ("ledger-error")
+is a `ClientError`, as every failure of the server is."""
+
+
+def _rebuilt(error_class: type[LedgerError], problem: dict[str, Any], detail: str) -> LedgerError:
+    """The error again, from the details the server added to its problem."""
+    job_id = str(problem.get("job_id", ""))
+    if issubclass(error_class, IllegalTransition):
+        return error_class(
+            job_id,
+            str(problem.get("current_status")),
+            str(problem.get("command")),
+            problem.get("allowed_commands", []),
+        )
+    if issubclass(error_class, StaleAttempt):
+        attempt, current = int(problem.get("attempt", 0)), int(problem.get("current_attempt", 0))
+        return error_class(job_id, attempt, current, detail)
+    if issubclass(error_class, VersionConflict):
+        return error_class(job_id, int(problem.get("expected_version", 0)))
+    if issubclass(error_class, JobNotFound | DuplicateJob):
+        return error_class(job_id)
+    return error_class(detail)
 
 
 class JobRun:
@@ -309,7 +326,7 @@ class JobRun:
         self.heartbeat_every = lease_seconds / 3
         self.fenced = threading.Event()
         self.result: dict[str, Any] | None = None
-        self.claim: Claimed | None = None
+        self.claim: Claim | None = None
         self._stop = threading.Event()
         self._beats: threading.Thread | None = None
 

@@ -14,6 +14,11 @@
 
 Database driver errors are translated into these where connections are handed out
 (`ledger.database`) and where statements run (`ledger.store`), nowhere else.
+
+Each class says what it means to a caller elsewhere: `status_code`, the HTTP status
+it is answered with, and `kind`, the name of its problem type. The HTTP server
+answers with them (`api.problems`) and the HTTP client (`ledger.client`) turns
+them back into the error: one table, read from both ends.
 """
 
 from collections.abc import Iterable
@@ -22,12 +27,18 @@ from collections.abc import Iterable
 class LedgerError(Exception):
     """The ledger could not carry out the request."""
 
+    status_code: int = 500
+    kind: str = "ledger-error"
+
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or (self.__doc__ or "").strip())
 
 
 class JobNotFound(LedgerError):
     """No such job."""
+
+    status_code = 404
+    kind = "job-not-found"
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
@@ -37,6 +48,9 @@ class JobNotFound(LedgerError):
 class DuplicateJob(LedgerError):
     """A job with this id already exists."""
 
+    status_code = 409
+    kind = "duplicate-job"
+
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         super().__init__(f"job {job_id!r} already exists")
@@ -45,9 +59,14 @@ class DuplicateJob(LedgerError):
 class CommandRefused(LedgerError):
     """The job's state does not allow this command."""
 
+    status_code = 409
+    kind = "command-refused"
+
 
 class IllegalTransition(CommandRefused):
     """The command is not allowed from the job's current status."""
+
+    kind = "illegal-transition"
 
     def __init__(
         self,
@@ -72,6 +91,8 @@ class IllegalTransition(CommandRefused):
 class StaleAttempt(CommandRefused):
     """The writer's attempt is no longer the job's current run."""
 
+    kind = "stale-attempt"
+
     def __init__(self, job_id: str, attempt: int, current_attempt: int, detail: str) -> None:
         self.job_id = job_id
         self.attempt = attempt
@@ -85,9 +106,15 @@ class StaleAttempt(CommandRefused):
 class InvalidCommand(LedgerError):
     """The command is malformed."""
 
+    status_code = 422
+    kind = "invalid-command"
+
 
 class VersionConflict(LedgerError):
     """Another writer appended to the job first."""
+
+    status_code = 409
+    kind = "version-conflict"
 
     def __init__(self, job_id: str, expected: int, actual: int | None = None) -> None:
         self.job_id = job_id
@@ -104,6 +131,12 @@ class StorageError(LedgerError):
 class DatabaseUnavailable(StorageError):
     """The database cannot be reached."""
 
+    status_code = 503
+    kind = "database-unavailable"
+
 
 class SchemaOutOfDate(StorageError):
     """The database's schema is behind this version of JobLedger."""
+
+    status_code = 503
+    kind = "schema-out-of-date"
