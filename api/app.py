@@ -1,94 +1,116 @@
-"""The Starlette application: routes, problem+json errors, probes, the OpenAPI document."""
+"""The HTTP application: every route declared once, with its roles and typed parameters;
+FastAPI serves them and derives the OpenAPI document (`/openapi.json`, `/docs`) from
+the same declarations."""
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from importlib.metadata import version
+from typing import Any
 
-from pydantic import ValidationError
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from fastapi import FastAPI
+from starlette.middleware import Middleware
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
-from api import routes_jobs, routes_observe, routes_runs
+from api import console_page, metrics, routes_jobs, routes_observe, routes_runs, stream
 from api.auth import TokenBook
 from api.bootstrap import Ledger
-from api.console import console_routes
-from api.endpoints import Endpoint, json_response, starlette_route
-from api.metrics import Metrics, metrics_endpoint
-from api.openapi import openapi_document
-from api.problems import (
-    Problem,
-    handle_http,
-    handle_ledger_error,
-    handle_problem,
-    handle_unexpected,
-    handle_validation,
-    problem_response,
-)
-from api.stream import FeedWatcher, stream_endpoint
-from ledger.database import driver_connection
-from ledger.errors import LedgerError
-from ledger.migrate import check_schema_current
-from projections import current_status
-from projections.checkpoints import read_checkpoint
+from api.console_page import CONSOLE_DIR
+from api.metrics import Metrics, RequestMetrics
+from api.problems import EXCEPTION_HANDLERS, PROBLEM_SCHEMA
+from api.stream import FeedWatcher
 
-ENDPOINTS: list[Endpoint] = [
-    *routes_jobs.ENDPOINTS,
-    *routes_runs.ENDPOINTS,
-    *routes_observe.ENDPOINTS,
+ROUTERS = [
+    routes_runs.router,  # first: the training servers' heartbeats and reports are most requests
+    routes_jobs.router,
+    routes_observe.router,
+    stream.router,
+    metrics.router,
+    routes_observe.probes,
+    console_page.router,
 ]
 
 
-def create_app(ledger: Ledger, tokens: TokenBook) -> Starlette:
-    document = openapi_document(ENDPOINTS, version("jobledger"))
-
-    async def livez(request: Request) -> Response:
-        return json_response({"status": "alive"})
-
-    def readyz(request: Request) -> Response:
-        """Database reachable, schema current, projections built by this code's version."""
-        try:
-            check_schema_current(ledger.engine)
-            with driver_connection(ledger.engine) as conn:
-                checkpoint = read_checkpoint(conn, current_status.NAME)
-        except LedgerError as exc:
-            return problem_response(503, "not-ready", str(exc))
-        if not current_status.built_by_this_code(checkpoint):
-            return problem_response(503, "not-ready", "the projections are not built yet")
-        return json_response({"status": "ready"})
-
-    async def openapi(request: Request) -> Response:
-        return json_response(document)
-
-    metrics = Metrics(ledger)
+def create_app(ledger: Ledger, tokens: TokenBook) -> FastAPI:
+    """The app `jobledger serve` runs: the API, with its ledger, tokens, metrics and stream."""
     watcher = FeedWatcher(ledger.url)
-    routes: list[BaseRoute] = [
-        starlette_route(endpoint, ledger, tokens, metrics) for endpoint in ENDPOINTS
-    ]
-    routes += [
-        Route("/livez", livez, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/openapi.json", openapi, methods=["GET"]),
-        Route("/metrics", metrics_endpoint(metrics, tokens), methods=["GET"]),
-        Route("/v1/events/stream", stream_endpoint(ledger, tokens, watcher), methods=["GET"]),
-        *console_routes(),
-    ]
+    request_metrics = Metrics(ledger)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         watcher.close()
 
-    return Starlette(
-        routes=routes,
+    app = declare_api(
         lifespan=lifespan,
-        exception_handlers={
-            LedgerError: handle_ledger_error,
-            Problem: handle_problem,
-            ValidationError: handle_validation,
-            HTTPException: handle_http,
-            Exception: handle_unexpected,
-        },
+        middleware=[
+            Middleware(HeadAsGet),
+            Middleware(RequestMetrics, metrics=request_metrics),
+        ],
     )
+    app.state.ledger = ledger
+    app.state.tokens = tokens
+    app.state.metrics = request_metrics
+    app.state.watcher = watcher
+    return app
+
+
+def declare_api(
+    lifespan: Lifespan[FastAPI] | None = None, middleware: Sequence[Middleware] = ()
+) -> FastAPI:
+    """Every route with its roles, parameters, answers and errors: what is served, and
+    the OpenAPI document of it."""
+    app = LedgerAPI(
+        title="JobLedger",
+        version=version("jobledger"),
+        # The routes of every module's router, served as they are: an included router
+        # would be matched through one more level on every request.
+        routes=[route for router in ROUTERS for route in router.routes],
+        docs_url="/docs",
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=list(middleware),
+        lifespan=lifespan,
+    )
+    # The console page's scripts and styles: static files, not operations of the API.
+    app.mount("/console", StaticFiles(directory=CONSOLE_DIR), name="console")
+    return app
+
+
+class LedgerAPI(FastAPI):
+    """FastAPI, with the problem schema that every error answer refers to."""
+
+    def openapi(self) -> dict[str, Any]:
+        first = self.openapi_schema is None
+        document = super().openapi()
+        if first:
+            document.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
+                PROBLEM_SCHEMA
+            )
+        return document
+
+
+class HeadAsGet:
+    """A HEAD request is answered as its GET would be, without the body (as Starlette's
+    own routes do; FastAPI's answer HEAD with a 405)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        ended = False
+
+        async def headers_only(message: Message) -> None:
+            nonlocal ended
+            if message["type"] != "http.response.body":
+                await send(message)
+            elif not ended:
+                ended = True
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)

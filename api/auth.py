@@ -1,4 +1,10 @@
-"""Bearer tokens with roles. Token values are kept hashed and compared in constant time."""
+"""Bearer tokens with roles. Token values are kept hashed and compared in constant time.
+
+A handler says who may call it by the type of its `caller` parameter: `Reader`,
+`Operator`, `Emitter`, `Registrar` (a bearer token of one of those roles) or
+`Visitor` (anyone; signed in when a token is sent). The roles a route admits are
+its security scopes, so the OpenAPI document lists them with each operation.
+"""
 
 import hashlib
 import hmac
@@ -8,8 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated, Any
 
-from starlette.requests import Request
+from fastapi import Request, Security
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.security import SecurityScopes
+from fastapi.security.base import SecurityBase
 
 from api.problems import Problem
 
@@ -70,19 +80,12 @@ class TokenBook:
             entries.append(TokenEntry(name, Role(role), _digest(token)))
         return cls(entries)
 
-    def visitor(self, request: Request) -> Caller:
-        """Whoever calls a public route: signed in when a token is sent (a wrong one is
-        still a 401), else anonymous."""
-        if self.enabled and "authorization" not in request.headers:
-            return Caller("anonymous", None, tokens_required=True)
-        return self.caller(request, frozenset(Role))
-
-    def caller(self, request: Request, allowed: frozenset[Role]) -> Caller:
-        """The authenticated caller, or a 401/403 problem."""
+    def caller(self, authorization: str | None, allowed: frozenset[Role]) -> Caller:
+        """The caller whose bearer token the `Authorization` header holds, or a 401/403
+        problem."""
         if not self.enabled:
             return Caller("anonymous", None)
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
+        scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Problem(401, "unauthorized", "a bearer token is required")
         digest = _digest(token.strip())
@@ -106,3 +109,36 @@ class TokenBook:
 
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
+
+
+class BearerRoles(SecurityBase):
+    """The security scheme of the API: `Authorization: Bearer <token>`, checked against
+    the token book. The roles a route admits are its scopes; a route without scopes
+    answers anyone (signed in when a token is sent: a wrong one is still a 401)."""
+
+    def __init__(self) -> None:
+        self.model = HTTPBearerModel()
+        self.scheme_name = "bearer"
+
+    async def __call__(self, request: Request, scopes: SecurityScopes) -> Caller:
+        tokens: TokenBook = request.app.state.tokens
+        authorization = request.headers.get("authorization")
+        if not scopes.scopes:
+            if tokens.enabled and authorization is None:
+                return Caller("anonymous", None, tokens_required=True)
+            return tokens.caller(authorization, frozenset(Role))
+        return tokens.caller(authorization, frozenset(Role(scope) for scope in scopes.scopes))
+
+
+bearer = BearerRoles()
+
+
+def admitting(roles: frozenset[Role]) -> Any:
+    return Security(bearer, scopes=sorted(roles))
+
+
+Reader = Annotated[Caller, admitting(READ)]
+Operator = Annotated[Caller, admitting(OPERATE)]
+Emitter = Annotated[Caller, admitting(EMIT)]
+Registrar = Annotated[Caller, admitting(REGISTER)]
+Visitor = Annotated[Caller, admitting(frozenset())]

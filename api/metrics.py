@@ -1,16 +1,25 @@
-"""`GET /metrics`: commands by route and outcome, latencies, and the ledger's gauges."""
+"""`GET /metrics`: requests by route and outcome, latencies, and the ledger's gauges.
+
+Requests are counted by a middleware around every route, labelled by the route's
+template (`GET /v1/jobs/{job_id}`, never the path a client sent, so the labels stay
+few) and by the class of the status the request was answered with.
+"""
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
+from fastapi import Request
+from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.auth import READ, TokenBook
+from api.auth import Reader
 from api.bootstrap import Ledger
+from api.routing import api_router
 from ledger.database import driver_connection
 from projections import current_status
 from projections.checkpoints import read_checkpoint
@@ -37,6 +46,7 @@ class Metrics:
         self.registry.register(_LedgerGauges(ledger))
 
     def observe(self, route: str, status: int, started: float) -> None:
+        """One request to `route`, answered with `status`, `started` by `time.perf_counter`."""
         outcome = "ok" if status < 400 else ("client_error" if status < 500 else "server_error")
         self.requests.labels(route, outcome).inc()
         self.latency.labels(route).observe(time.perf_counter() - started)
@@ -79,9 +89,60 @@ class _LedgerGauges(Collector):
         )
 
 
-def metrics_endpoint(metrics: Metrics, tokens: TokenBook) -> Callable[[Request], Response]:
-    def serve(request: Request) -> Response:
-        tokens.caller(request, READ)
-        return Response(generate_latest(metrics.registry), media_type="text/plain; version=0.0.4")
+class RequestMetrics:
+    """Counts and times every request (a pure ASGI middleware).
 
-    return serve
+    Latency runs to the start of the answer: for the event stream, to its opening.
+    A request whose handler raised is counted as the 500 it is answered with."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        answered = False
+
+        async def observing(message: Message) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.start" and not answered:
+                answered = True
+                self.metrics.observe(route_label(scope), message["status"], started)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observing)
+        finally:
+            if not answered:
+                self.metrics.observe(route_label(scope), 500, started)
+
+
+def route_label(scope: Scope) -> str:
+    """The method and template of the API route that answered (`GET /v1/jobs/{job_id}`);
+    "other" for the routes outside the API (the document, the console's files), and
+    "unrouted" when no route matched."""
+    route: BaseRoute | None = scope.get("route")
+    if isinstance(route, APIRoute):
+        method = scope["method"] if scope["method"] in (route.methods or ()) else "OTHER"
+        return f"{method} {route.path}"
+    return "other" if "endpoint" in scope else "unrouted"
+
+
+def metrics_of(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+router = api_router(401, 403, 503)
+
+
+class PrometheusText(Response):
+    media_type = "text/plain; version=0.0.4"
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=PrometheusText)
+def scrape(caller: Reader, request: Request) -> Response:
+    return PrometheusText(generate_latest(metrics_of(request).registry))

@@ -6,6 +6,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.auth import Role
+from ledger.commands import WorkerIdentity
 from ledger.statuses import JobStatus
 from projections.recovery.health import OrphanReason
 
@@ -90,6 +91,9 @@ class WorkerBody(Body):
     pid_started_at: float | None = Field(default=None, ge=0, le=1e11)
     boot_id: str | None = Field(default=None, max_length=100)
 
+    def identity(self) -> WorkerIdentity:
+        return WorkerIdentity(**self.model_dump())
+
 
 class RunBody(Body):
     attempt: int = Field(ge=0, le=2**31 - 1)
@@ -110,6 +114,8 @@ class FailBody(RunBody):
 
 
 class WorkerView(BaseModel):
+    """The worker of an attempt as clients see it: which process on which host."""
+
     worker_id: str
     host: str | None
     pid: int | None
@@ -250,6 +256,10 @@ class ActionView(BaseModel):
 class ReconcileView(BaseModel):
     dry_run: bool
     actions: list[ActionView]
+
+
+class ProbeView(BaseModel):
+    status: Literal["alive", "ready"]
 
 
 class LegacyHealthView(BaseModel):

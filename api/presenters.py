@@ -5,6 +5,7 @@ from datetime import datetime
 from api.models import (
     ActionView,
     CheckpointView,
+    ClaimView,
     FeedEvent,
     HealthView,
     HistoryEvent,
@@ -15,15 +16,22 @@ from api.models import (
     StalePendingView,
     WorkerView,
 )
+from ledger.commands import WorkerIdentity
 from ledger.events import RecordedEvent, event_to_record
+from ledger.queue import Claim
 from projections.history import Transition
 from projections.job_readings import JobReading
-from projections.recovery.health import HealthReport
+from projections.recovery.health import HealthReport, RunWorker
 from projections.recovery.reconciler import ReconcileReport
 
 
 def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
+
+
+def worker_view(worker: WorkerIdentity | RunWorker) -> WorkerView:
+    """Which process on which host runs (or ran) an attempt."""
+    return WorkerView(worker_id=worker.worker_id or "", host=worker.host, pid=worker.pid)
 
 
 def job_view(reading: JobReading) -> JobView:
@@ -50,6 +58,17 @@ def job_view(reading: JobReading) -> JobView:
         else CheckpointView(path=state.checkpoint_path, step=state.checkpoint_step),
         health=judged.label,  # type: ignore[arg-type]
         health_reason=judged.reason,
+    )
+
+
+def claim_view(claim: Claim, reading: JobReading) -> ClaimView:
+    """A started attempt, with the job as `reading` (of `claim.job`) shows it."""
+    return ClaimView(
+        job=job_view(reading),
+        attempt=claim.attempt,
+        run_token=claim.run_token,
+        resume_from=claim.resume_from,
+        lease_expires_at=claim.lease_expires_at.isoformat(),
     )
 
 
@@ -95,11 +114,7 @@ def health_view(report: HealthReport) -> HealthView:
             OrphanView(
                 job_id=orphan.job_id,
                 attempt=orphan.attempt,
-                worker=WorkerView(
-                    worker_id=orphan.worker.worker_id or "",
-                    host=orphan.worker.host,
-                    pid=orphan.worker.pid,
-                ),
+                worker=worker_view(orphan.worker),
                 last_heartbeat_at=iso(orphan.last_heartbeat_at),
                 reason=str(orphan.reason),
             )

@@ -1,23 +1,25 @@
-"""Errors as `application/problem+json` (RFC 9457), mapped from the ledger's errors in one table."""
+"""Errors as `application/problem+json` (RFC 9457).
+
+A ledger error is answered with the `status_code` and `kind` its class declares
+(`ledger.errors`); the API's own refusals (authentication, input) are `Problem`s;
+a request the framework cannot validate is an `invalid-request` naming each field.
+"""
 
 import logging
+from collections.abc import Callable, Coroutine
 from http import HTTPStatus
 from typing import Any
 
-from pydantic import ValidationError
+from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ledger.errors import (
-    CommandRefused,
-    DatabaseUnavailable,
     DuplicateJob,
     IllegalTransition,
-    InvalidCommand,
     JobNotFound,
     LedgerError,
-    SchemaOutOfDate,
     StaleAttempt,
     VersionConflict,
 )
@@ -25,20 +27,7 @@ from ledger.errors import (
 log = logging.getLogger(__name__)
 
 PROBLEM_TYPE_BASE = "https://jobledger.dev/problems/"
-
-STATUS_OF: list[tuple[type[LedgerError], int, str]] = [
-    (JobNotFound, 404, "job-not-found"),
-    (DuplicateJob, 409, "duplicate-job"),
-    (IllegalTransition, 409, "illegal-transition"),
-    (StaleAttempt, 409, "stale-attempt"),
-    (CommandRefused, 409, "command-refused"),
-    (VersionConflict, 409, "version-conflict"),
-    (InvalidCommand, 422, "invalid-command"),
-    (DatabaseUnavailable, 503, "database-unavailable"),
-    (SchemaOutOfDate, 503, "schema-out-of-date"),
-    (LedgerError, 500, "ledger-error"),
-]
-"""The one table from ledger errors to HTTP statuses; the first match wins."""
+PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 
 class Problem(Exception):
@@ -61,18 +50,15 @@ def problem_response(status: int, kind: str, detail: str, **extra: Any) -> JSONR
         **extra,
     }
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status, headers=headers, media_type="application/problem+json")
+    return JSONResponse(body, status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
 def ledger_error_response(error: LedgerError) -> JSONResponse:
-    for cls, status, kind in STATUS_OF:
-        if isinstance(error, cls):
-            if status == 500:
-                # The database's own words may quote stored data: they go to the log only.
-                log.error("ledger error: %s", error, exc_info=error)
-                return problem_response(status, kind, "the ledger failed; see the server's log")
-            return problem_response(status, kind, str(error), **_details(error))
-    raise AssertionError("LedgerError is in the table")  # pragma: no cover
+    if error.status_code == 500:
+        # The database's own words may quote stored data: they go to the log only.
+        log.error("ledger error: %s", error, exc_info=error)
+        return problem_response(500, error.kind, "the ledger failed; see the server's log")
+    return problem_response(error.status_code, error.kind, str(error), **_details(error))
 
 
 def _details(error: LedgerError) -> dict[str, Any]:
@@ -96,32 +82,34 @@ def _details(error: LedgerError) -> dict[str, Any]:
     return {}
 
 
-def validation_response(error: ValidationError) -> JSONResponse:
-    fields = [
-        {"field": ".".join(str(part) for part in item["loc"]) or "body", "message": item["msg"]}
-        for item in error.errors(include_url=False, include_input=False)
-    ]
+def validation_response(error: RequestValidationError) -> JSONResponse:
+    fields = [{"field": _field(item), "message": item["msg"]} for item in error.errors()]
     named = ", ".join(field["field"] for field in fields)
     return problem_response(422, "invalid-request", f"invalid fields: {named}", errors=fields)
 
 
-async def handle_ledger_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, LedgerError)
+def _field(item: dict[str, Any]) -> str:
+    """The field an error is about, without where it came from ("body", "query", ...):
+    the body itself when it is not JSON, or when a rule spans its fields."""
+    source, *path = item["loc"]
+    if item["type"] == "json_invalid" or not path:
+        return str(source)
+    return ".".join(str(part) for part in path)
+
+
+async def handle_ledger_error(request: Request, exc: LedgerError) -> Response:
     return ledger_error_response(exc)
 
 
-async def handle_problem(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, Problem)
+async def handle_problem(request: Request, exc: Problem) -> Response:
     return problem_response(exc.status, exc.kind, exc.detail, **exc.extra)
 
 
-async def handle_validation(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ValidationError)
+async def handle_invalid_request(request: Request, exc: RequestValidationError) -> Response:
     return validation_response(exc)
 
 
-async def handle_http(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
+async def handle_http(request: Request, exc: HTTPException) -> Response:
     kind = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
     return problem_response(exc.status_code, kind, str(exc.detail))
 
@@ -130,3 +118,35 @@ async def handle_unexpected(request: Request, exc: Exception) -> Response:
     # Never a stack trace in a response: the log has it.
     log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(500, "internal-error", "the server failed; see its log")
+
+
+EXCEPTION_HANDLERS: dict[
+    int | type[Exception], Callable[[Request, Any], Coroutine[Any, Any, Response]]
+] = {
+    LedgerError: handle_ledger_error,
+    Problem: handle_problem,
+    RequestValidationError: handle_invalid_request,
+    HTTPException: handle_http,
+    Exception: handle_unexpected,
+}
+"""Every error a request can end in, answered as a problem."""
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+    },
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI description of these statuses' answers: problems."""
+    content = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    return {
+        status: {"description": HTTPStatus(status).phrase, "content": content}
+        for status in statuses
+    }

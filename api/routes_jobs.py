@@ -2,9 +2,13 @@
 
 import hashlib
 import uuid
+from typing import Annotated
 
-from api.auth import OPERATE, READ, REGISTER
-from api.endpoints import Answer, Call, Endpoint, int_query
+from fastapi import Body, Query
+from starlette.responses import Response
+
+from api.auth import Caller, Operator, Reader, Registrar
+from api.bootstrap import Ledger
 from api.models import (
     CancelBody,
     CreateJob,
@@ -16,19 +20,41 @@ from api.models import (
     MarkFailedBody,
     RequeueBody,
 )
+from api.params import (
+    BlankIsAbsent,
+    IdempotencyKey,
+    JobId,
+    JobsCursorText,
+    StoredText,
+    Stripped,
+    TheLedger,
+)
 from api.presenters import history_view, job_view
-from api.problems import Problem
+from api.responses import json_response
+from api.routing import api_router
 from ledger.commands import CancelJob, JobCommand, MarkFailed, RegisterJob, RequeueJob
 from ledger.errors import JobNotFound
 from ledger.job_listing import JobsCursor
 from ledger.statuses import JobStatus
 from projections.history import transitions
 
+router = api_router(401, 403, 404, 409, 422, 503)
 
-def create_job(call: Call) -> Answer:
-    body: CreateJob = call.body
-    key = call.headers.get("idempotency-key")
-    job_id = body.job_id or _new_job_id(call.caller.name, key)
+
+@router.post(
+    "/v1/jobs",
+    summary="register a job",
+    status_code=201,
+    response_model=JobView,
+    responses={200: {"model": JobView, "description": "registered before with this key"}},
+)
+def create_job(
+    caller: Registrar,
+    ledger: TheLedger,
+    body: Annotated[CreateJob, Body(default_factory=CreateJob)],
+    key: IdempotencyKey = None,
+) -> Response:
+    job_id = body.job_id or _new_job_id(caller.name, key)
     command = RegisterJob(
         initial_status=JobStatus(body.status),
         spec=body.spec,
@@ -36,13 +62,10 @@ def create_job(call: Call) -> Answer:
         max_attempts=body.max_attempts,
         auto_retry=body.auto_retry,
     )
-    outcome = call.ledger.service.execute(
-        job_id, command, actor=call.caller.name, idempotency_key=key
-    )
-    status = 200 if outcome.replayed else 201
-    return Answer(
-        job_view(call.ledger.reader.reading_of(outcome.state)),
-        status,
+    outcome = ledger.service.execute(job_id, command, actor=caller.name, idempotency_key=key)
+    return json_response(
+        job_view(ledger.reader.reading_of(outcome.state)),
+        200 if outcome.replayed else 201,
         {"Location": f"/v1/jobs/{job_id}"},
     )
 
@@ -54,121 +77,127 @@ def _new_job_id(caller: str, key: str | None) -> str:
     return "job-" + hashlib.sha256(f"{caller}\0{key}".encode()).hexdigest()[:32]
 
 
-def list_jobs(call: Call) -> JobList:
-    raw_status = call.query.get("status")
-    try:
-        status = JobStatus(raw_status) if raw_status else None
-    except ValueError:
-        allowed = ", ".join(s.value for s in JobStatus)
-        raise Problem(422, "invalid-request", f"status must be one of: {allowed}") from None
-    limit = int_query(call, "limit", 50, 1, 500)
-    search = call.query.get("q", "").strip()
-    if len(search) > 200:
-        raise Problem(422, "invalid-request", "q must be at most 200 characters")
-    raw_cursor = call.query.get("cursor")
-    try:
-        after = JobsCursor.parse(raw_cursor) if raw_cursor else None
-    except ValueError:
-        raise Problem(422, "invalid-request", "cursor must be a next_cursor of this list") from None
-    page = call.ledger.listing.page(status, search=search, after=after, limit=limit)
-    return JobList(
-        jobs=[job_view(reading) for reading in call.ledger.reader.readings(page.jobs)],
-        next_cursor=str(page.next_cursor) if page.next_cursor else None,
-        counts=page.counts,
-        total=sum(page.counts.values()),
-        as_of=page.as_of.isoformat(),
+@router.get("/v1/jobs", summary="list jobs", response_model=JobList)
+def list_jobs(
+    *,
+    caller: Reader,
+    ledger: TheLedger,
+    status: Annotated[
+        JobStatus | None, Query(description="only jobs in this status"), BlankIsAbsent
+    ] = None,
+    q: Annotated[
+        str, Query(max_length=200, description="part of the job's id"), Stripped, StoredText
+    ] = "",
+    limit: Annotated[int, Query(ge=1, le=500), BlankIsAbsent] = 50,
+    cursor: Annotated[
+        JobsCursorText | None,
+        Query(description="the next_cursor of the page before"),
+        BlankIsAbsent,
+    ] = None,
+) -> Response:
+    after = JobsCursor.parse(cursor) if cursor else None
+    page = ledger.listing.page(status, search=q, after=after, limit=limit)
+    return json_response(
+        JobList(
+            jobs=[job_view(reading) for reading in ledger.reader.readings(page.jobs)],
+            next_cursor=str(page.next_cursor) if page.next_cursor else None,
+            counts=page.counts,
+            total=sum(page.counts.values()),
+            as_of=page.as_of.isoformat(),
+        )
     )
 
 
-def get_job(call: Call) -> JobView:
-    return job_view(call.ledger.reader.read(call.path["job_id"]))
+@router.get("/v1/jobs/{job_id}", summary="get a job", response_model=JobView)
+def get_job(job_id: JobId, caller: Reader, ledger: TheLedger) -> Response:
+    return json_response(job_view(ledger.reader.read(job_id)))
 
 
-def get_history(call: Call) -> HistoryView:
-    job_id = call.path["job_id"]
-    events = call.ledger.store.history(job_id)
+@router.get("/v1/jobs/{job_id}/history", summary="a job's history", response_model=HistoryView)
+def get_history(job_id: JobId, caller: Reader, ledger: TheLedger) -> Response:
+    events = ledger.store.history(job_id)
     if not events:
         raise JobNotFound(job_id)
-    return history_view(job_id, transitions(events))
+    return json_response(history_view(job_id, transitions(events)))
 
 
-def force_start(call: Call) -> ForceStartView:
-    body: ForceStartBody = call.body
-    started = call.ledger.force_starter.force_start(
-        call.path["job_id"],
-        actor=call.caller.name,
+@router.post("/v1/jobs/{job_id}/force-start", summary="force start", response_model=ForceStartView)
+def force_start(
+    job_id: JobId,
+    caller: Operator,
+    ledger: TheLedger,
+    body: Annotated[ForceStartBody, Body(default_factory=ForceStartBody)],
+    key: IdempotencyKey = None,
+) -> Response:
+    started = ledger.force_starter.force_start(
+        job_id,
+        actor=caller.name,
         reason=body.reason,
         expected_version=body.expected_version,
-        idempotency_key=call.headers.get("idempotency-key"),
+        idempotency_key=key,
     )
-    return ForceStartView(job=job_view(started), queue_position=started.queue_position)
+    return json_response(
+        ForceStartView(job=job_view(started), queue_position=started.queue_position)
+    )
 
 
-def operator_command(call: Call) -> JobView:
-    body = call.body
-    command: JobCommand
-    if isinstance(body, MarkFailedBody):
-        command = MarkFailed(reason=body.reason)
-    elif isinstance(body, CancelBody):
-        command = CancelJob(reason=body.reason)
-    else:
-        assert isinstance(body, RequeueBody)
-        command = RequeueJob(reason=body.reason, resume_from=body.resume_from)
-    outcome = call.ledger.service.execute(
-        call.path["job_id"],
+@router.post("/v1/jobs/{job_id}/mark-failed", summary="mark failed", response_model=JobView)
+def mark_failed(
+    job_id: JobId,
+    caller: Operator,
+    ledger: TheLedger,
+    body: MarkFailedBody,
+    key: IdempotencyKey = None,
+) -> Response:
+    command = MarkFailed(reason=body.reason)
+    return _operate(
+        ledger, caller, job_id, command, expected_version=body.expected_version, key=key
+    )
+
+
+@router.post("/v1/jobs/{job_id}/cancel", summary="cancel", response_model=JobView)
+def cancel(
+    job_id: JobId,
+    caller: Operator,
+    ledger: TheLedger,
+    body: Annotated[CancelBody, Body(default_factory=CancelBody)],
+    key: IdempotencyKey = None,
+) -> Response:
+    command = CancelJob(reason=body.reason)
+    return _operate(
+        ledger, caller, job_id, command, expected_version=body.expected_version, key=key
+    )
+
+
+@router.post("/v1/jobs/{job_id}/requeue", summary="requeue", response_model=JobView)
+def requeue(
+    job_id: JobId,
+    caller: Operator,
+    ledger: TheLedger,
+    body: Annotated[RequeueBody, Body(default_factory=RequeueBody)],
+    key: IdempotencyKey = None,
+) -> Response:
+    command = RequeueJob(reason=body.reason, resume_from=body.resume_from)
+    return _operate(
+        ledger, caller, job_id, command, expected_version=body.expected_version, key=key
+    )
+
+
+def _operate(
+    ledger: Ledger,
+    caller: Caller,
+    job_id: str,
+    command: JobCommand,
+    *,
+    expected_version: int | None,
+    key: str | None,
+) -> Response:
+    """An operator's command, guarded by the version the operator saw; answer with the job."""
+    outcome = ledger.service.execute(
+        job_id,
         command,
-        actor=call.caller.name,
-        expected_version=body.expected_version,
-        idempotency_key=call.headers.get("idempotency-key"),
+        actor=caller.name,
+        expected_version=expected_version,
+        idempotency_key=key,
     )
-    return job_view(call.ledger.reader.reading_of(outcome.state))
-
-
-ENDPOINTS = [
-    Endpoint("POST", "/v1/jobs", REGISTER, create_job, "register a job", CreateJob, JobView, 201),
-    Endpoint(
-        "GET",
-        "/v1/jobs",
-        READ,
-        list_jobs,
-        "list jobs",
-        None,
-        JobList,
-        200,
-        ("status", "q", "limit", "cursor"),
-    ),
-    Endpoint("GET", "/v1/jobs/{job_id}", READ, get_job, "get a job", None, JobView),
-    Endpoint(
-        "GET", "/v1/jobs/{job_id}/history", READ, get_history, "a job's history", None, HistoryView
-    ),
-    Endpoint(
-        "POST",
-        "/v1/jobs/{job_id}/force-start",
-        OPERATE,
-        force_start,
-        "force start",
-        ForceStartBody,
-        ForceStartView,
-    ),
-    Endpoint(
-        "POST",
-        "/v1/jobs/{job_id}/mark-failed",
-        OPERATE,
-        operator_command,
-        "mark failed",
-        MarkFailedBody,
-        JobView,
-    ),
-    Endpoint(
-        "POST", "/v1/jobs/{job_id}/cancel", OPERATE, operator_command, "cancel", CancelBody, JobView
-    ),
-    Endpoint(
-        "POST",
-        "/v1/jobs/{job_id}/requeue",
-        OPERATE,
-        operator_command,
-        "requeue",
-        RequeueBody,
-        JobView,
-    ),
-]
+    return json_response(job_view(ledger.reader.reading_of(outcome.state)))

@@ -1,10 +1,14 @@
-"""Health, reconciliation, the event feed, and the frontend's old endpoints."""
+"""Who is calling, health, reconciliation, the event feed, probes, and the frontend's old
+endpoints."""
 
 from datetime import timedelta
+from typing import Annotated
 
-from api.auth import OPERATE, READ
+from fastapi import Query
+from starlette.responses import Response
+
+from api.auth import OPERATE, Operator, Reader, Visitor
 from api.bootstrap import Ledger
-from api.endpoints import Call, Endpoint, int_query
 from api.models import (
     CallerView,
     FeedView,
@@ -12,163 +16,146 @@ from api.models import (
     LegacyCleanupView,
     LegacyForceStartView,
     LegacyHealthView,
+    ProbeView,
     ReconcileView,
 )
+from api.params import BlankIsAbsent, FeedAfter, JobId, TheLedger
 from api.presenters import feed_event, health_view, reconcile_view
-from api.problems import Problem
+from api.problems import problem_response
+from api.responses import json_response
+from api.routing import api_router
+from ledger.database import driver_connection
+from ledger.errors import LedgerError
+from ledger.migrate import check_schema_current
 from ledger.store import FeedCursor
+from projections import current_status
+from projections.checkpoints import read_checkpoint
 from projections.recovery.reconciler import ReconcileReport
 
+router = api_router(401, 403, 404, 409, 422, 503)
+probes = api_router(503)
 
-def me(call: Call) -> CallerView:
+STALE_AFTER = Query(ge=0, le=10_000_000, description="pending longer than this is stale")
+
+
+@router.get(
+    "/v1/me",
+    summary="the caller and what it may do",
+    response_model=CallerView,
+    # A token is optional here: without one, the answer says whether one is needed.
+    openapi_extra={"security": [{}]},
+)
+async def me(caller: Visitor) -> Response:
     """Who the token belongs to and what it may do: the console hides what it may not."""
-    caller = call.caller
     signed_in = caller.role is not None or not caller.tokens_required
-    return CallerView(
+    view = CallerView(
         name=caller.name,
         role=caller.role,
         tokens_required=caller.tokens_required,
         signed_in=signed_in,
         can_operate=not caller.tokens_required or caller.role in OPERATE,
     )
+    return json_response(view)
 
 
-def health(call: Call) -> HealthView:
-    return health_view(call.ledger.health.check())
+@router.get("/v1/health", summary="the health view", response_model=HealthView)
+def health(caller: Reader, ledger: TheLedger) -> Response:
+    return json_response(health_view(ledger.health.check()))
 
 
-def _stale_after(call: Call) -> timedelta | None:
-    minutes = call.query.get("max_age_minutes")
-    if minutes is None or minutes == "":
-        return None
-    return timedelta(minutes=int_query(call, "max_age_minutes", 0, 0, 10_000_000))
+@router.post("/v1/admin/reconcile", summary="one reconciler pass", response_model=ReconcileView)
+def reconcile(
+    caller: Operator,
+    ledger: TheLedger,
+    dry_run: Annotated[bool, Query(description="plan only: change nothing"), BlankIsAbsent] = False,
+    max_age_minutes: Annotated[int | None, STALE_AFTER, BlankIsAbsent] = None,
+) -> Response:
+    return json_response(reconcile_view(_reconcile(ledger, dry_run, max_age_minutes)))
 
 
-def _dry_run(call: Call) -> bool:
-    raw = (call.query.get("dry_run") or "false").lower()
-    if raw not in ("true", "false", "1", "0"):
-        raise Problem(422, "invalid-request", "dry_run must be true or false")
-    return raw in ("true", "1")
+def _reconcile(ledger: Ledger, dry_run: bool, max_age_minutes: int | None) -> ReconcileReport:
+    stale_after = None if max_age_minutes is None else timedelta(minutes=max_age_minutes)
+    return ledger.reconciler.run_once(dry_run=dry_run, stale_pending_after=stale_after)
 
 
-def _reconcile(call: Call, dry_run: bool) -> ReconcileReport:
-    return call.ledger.reconciler.run_once(dry_run=dry_run, stale_pending_after=_stale_after(call))
+def feed_cursor(ledger: Ledger, after: str) -> FeedCursor:
+    """A cursor as clients send it (checked by `FeedAfter`): "1234-56", or "now" for only
+    what comes next."""
+    return ledger.store.feed_head() if after == "now" else FeedCursor.parse(after)
 
 
-def reconcile(call: Call) -> ReconcileView:
-    return reconcile_view(_reconcile(call, _dry_run(call)))
+@router.get("/v1/events", summary="the global event feed", response_model=FeedView)
+def events(
+    caller: Reader,
+    ledger: TheLedger,
+    after: Annotated[FeedAfter, Query(description="a cursor, or now"), BlankIsAbsent] = "0-0",
+    limit: Annotated[int, Query(ge=1, le=1000), BlankIsAbsent] = 100,
+) -> Response:
+    page = ledger.store.read_feed(feed_cursor(ledger, after), limit)
+    view = FeedView(events=[feed_event(event) for event in page.events], next=str(page.next_cursor))
+    return json_response(view)
 
 
-def feed_cursor(ledger: Ledger, raw: str) -> FeedCursor:
-    """A cursor as clients send it: "1234-56", or "now" for only what comes next."""
-    if raw == "now":
-        return ledger.store.feed_head()
-    try:
-        return FeedCursor.parse(raw)
-    except ValueError:
-        raise Problem(
-            422, "invalid-request", "after must be a cursor like 1234-56, or now"
-        ) from None
-
-
-def events(call: Call) -> FeedView:
-    after = feed_cursor(call.ledger, call.query.get("after") or "0-0")
-    page = call.ledger.store.read_feed(after, int_query(call, "limit", 100, 1, 1000))
-    return FeedView(events=[feed_event(event) for event in page.events], next=str(page.next_cursor))
-
-
-def legacy_health(call: Call) -> LegacyHealthView:
-    report = call.ledger.health.check()
-    return LegacyHealthView(
+@router.get("/api/training/health", summary="old frontend: health", response_model=LegacyHealthView)
+def legacy_health(caller: Reader, ledger: TheLedger) -> Response:
+    report = ledger.health.check()
+    view = LegacyHealthView(
         healthy=report.healthy,
         orphaned_jobs=[orphan.job_id for orphan in report.orphaned],
         total_running_db=report.total_running,
         total_running_memory=report.total_running_alive,
     )
+    return json_response(view)
 
 
-def legacy_force_start(call: Call) -> LegacyForceStartView:
-    job_id = call.path["job_id"]
-    started = call.ledger.force_starter.force_start(job_id, actor=call.caller.name)
-    return LegacyForceStartView(success=True, job_id=job_id, queue_position=started.queue_position)
+@router.post(
+    "/api/training/{job_id}/force-start",
+    summary="old frontend: force start",
+    response_model=LegacyForceStartView,
+)
+def legacy_force_start(job_id: JobId, caller: Operator, ledger: TheLedger) -> Response:
+    started = ledger.force_starter.force_start(job_id, actor=caller.name)
+    view = LegacyForceStartView(success=True, job_id=job_id, queue_position=started.queue_position)
+    return json_response(view)
 
 
-def legacy_cleanup(call: Call) -> LegacyCleanupView:
-    if not call.query.get("max_age_minutes"):
-        call = Call(
-            call.ledger,
-            call.caller,
-            call.body,
-            call.path,
-            {**call.query, "max_age_minutes": "30"},
-            call.headers,
-        )
-    report = _reconcile(call, dry_run=False)
+@router.post(
+    "/api/training/admin/cleanup",
+    summary="old frontend: cleanup",
+    response_model=LegacyCleanupView,
+)
+def legacy_cleanup(
+    caller: Operator,
+    ledger: TheLedger,
+    max_age_minutes: Annotated[int, STALE_AFTER, BlankIsAbsent] = 30,
+) -> Response:
+    report = _reconcile(ledger, False, max_age_minutes)
     stale_pending = (
         {stale.job_id for stale in report.health.stale_pending} if report.health else set()
     )
     failed = report.of("mark_failed")
-    return LegacyCleanupView(
+    view = LegacyCleanupView(
         orphaned_marked_failed=[job for job in failed if job not in stale_pending],
         old_pending_marked_failed=[job for job in failed if job in stale_pending],
         old_queued_requeued=[],  # queued jobs live in the ledger: none is ever lost
     )
+    return json_response(view)
 
 
-ENDPOINTS = [
-    Endpoint(
-        "GET", "/v1/me", READ, me, "the caller and what it may do", None, CallerView, public=True
-    ),
-    Endpoint("GET", "/v1/health", READ, health, "the health view", None, HealthView),
-    Endpoint(
-        "POST",
-        "/v1/admin/reconcile",
-        OPERATE,
-        reconcile,
-        "one reconciler pass",
-        None,
-        ReconcileView,
-        200,
-        ("dry_run", "max_age_minutes"),
-    ),
-    Endpoint(
-        "GET",
-        "/v1/events",
-        READ,
-        events,
-        "the global event feed",
-        None,
-        FeedView,
-        200,
-        ("after", "limit"),
-    ),
-    Endpoint(
-        "GET",
-        "/api/training/health",
-        READ,
-        legacy_health,
-        "old frontend: health",
-        None,
-        LegacyHealthView,
-    ),
-    Endpoint(
-        "POST",
-        "/api/training/{job_id}/force-start",
-        OPERATE,
-        legacy_force_start,
-        "old frontend: force start",
-        None,
-        LegacyForceStartView,
-    ),
-    Endpoint(
-        "POST",
-        "/api/training/admin/cleanup",
-        OPERATE,
-        legacy_cleanup,
-        "old frontend: cleanup",
-        None,
-        LegacyCleanupView,
-        200,
-        ("max_age_minutes",),
-    ),
-]
+@probes.get("/livez", summary="the process answers", response_model=ProbeView)
+async def livez() -> Response:
+    return json_response(ProbeView(status="alive"))
+
+
+@probes.get("/readyz", summary="ready to serve", response_model=ProbeView)
+def readyz(ledger: TheLedger) -> Response:
+    """Database reachable, schema current, projections built by this code's version."""
+    try:
+        check_schema_current(ledger.engine)
+        with driver_connection(ledger.engine) as conn:
+            checkpoint = read_checkpoint(conn, current_status.NAME)
+    except LedgerError as exc:
+        return problem_response(503, "not-ready", str(exc))
+    if not current_status.built_by_this_code(checkpoint):
+        return problem_response(503, "not-ready", "the projections are not built yet")
+    return json_response(ProbeView(status="ready"))

@@ -1,7 +1,9 @@
 """The training server's routes: claim or start a job, then heartbeat and report on the run."""
 
-from api.auth import EMIT
-from api.endpoints import Answer, Call, Endpoint
+from starlette.responses import Response
+
+from api.auth import Caller, Emitter
+from api.bootstrap import Ledger
 from api.models import (
     CheckpointBody,
     ClaimView,
@@ -12,7 +14,10 @@ from api.models import (
     RunBody,
     WorkerBody,
 )
-from api.presenters import job_view
+from api.params import IdempotencyKey, JobId, TheLedger
+from api.presenters import claim_view, job_view
+from api.responses import json_response
+from api.routing import api_router
 from ledger.commands import (
     CompleteJob,
     FailJob,
@@ -20,136 +25,97 @@ from ledger.commands import (
     PauseJob,
     ResumeJob,
     SaveCheckpoint,
-    WorkerIdentity,
 )
 from ledger.leases import renew_lease
 from ledger.queue import Claim
 
-
-def _worker(body: WorkerBody) -> WorkerIdentity:
-    return WorkerIdentity(
-        worker_id=body.worker_id,
-        host=body.host,
-        pid=body.pid,
-        pid_started_at=body.pid_started_at,
-        boot_id=body.boot_id,
-    )
+router = api_router(401, 403, 404, 409, 422, 503)
 
 
-def _claim_view(call: Call, claim: Claim) -> ClaimView:
-    return ClaimView(
-        job=job_view(call.ledger.reader.reading_of(claim.job)),
-        attempt=claim.attempt,
-        run_token=claim.run_token,
-        resume_from=claim.resume_from,
-        lease_expires_at=claim.lease_expires_at.isoformat(),
-    )
-
-
-def claim_next(call: Call) -> ClaimView | Answer:
-    claim = call.ledger.queue.claim(_worker(call.body), actor=call.caller.name)
+@router.post(
+    "/v1/queue/claim",
+    summary="claim the next job",
+    response_model=ClaimView,
+    responses={204: {"description": "the queue is empty"}},
+)
+def claim_next(caller: Emitter, ledger: TheLedger, body: WorkerBody) -> Response:
+    claim = ledger.queue.claim(body.identity(), actor=caller.name)
     if claim is None:
-        return Answer(None, 204)
-    return _claim_view(call, claim)
+        return Response(status_code=204)
+    return _claimed(ledger, claim)
 
 
-def start_job(call: Call) -> ClaimView:
-    claim = call.ledger.queue.start(call.path["job_id"], _worker(call.body), actor=call.caller.name)
-    return _claim_view(call, claim)
+@router.post("/v1/jobs/{job_id}/start", summary="start a queued job", response_model=ClaimView)
+def start_job(job_id: JobId, caller: Emitter, ledger: TheLedger, body: WorkerBody) -> Response:
+    return _claimed(ledger, ledger.queue.start(job_id, body.identity(), actor=caller.name))
 
 
-def heartbeat(call: Call) -> HeartbeatView:
-    body: RunBody = call.body
-    job_id = call.path["job_id"]
+def _claimed(ledger: Ledger, claim: Claim) -> Response:
+    return json_response(claim_view(claim, ledger.reader.reading_of(claim.job)))
+
+
+@router.post("/v1/jobs/{job_id}/heartbeat", summary="heartbeat", response_model=HeartbeatView)
+def heartbeat(job_id: JobId, caller: Emitter, ledger: TheLedger, body: RunBody) -> Response:
     expires = renew_lease(
-        call.ledger.store, job_id, body.attempt, body.run_token, call.ledger.settings.lease_seconds
+        ledger.store, job_id, body.attempt, body.run_token, ledger.settings.lease_seconds
     )
-    return HeartbeatView(job_id=job_id, attempt=body.attempt, lease_expires_at=expires.isoformat())
+    view = HeartbeatView(job_id=job_id, attempt=body.attempt, lease_expires_at=expires.isoformat())
+    return json_response(view)
 
 
-def _report(call: Call, command: JobCommand) -> JobView:
+@router.post("/v1/jobs/{job_id}/pause", summary="pause", response_model=JobView)
+def pause(
+    job_id: JobId, caller: Emitter, ledger: TheLedger, body: RunBody, key: IdempotencyKey = None
+) -> Response:
+    command = PauseJob(attempt=body.attempt, run_token=body.run_token)
+    return _report(ledger, caller, job_id, command, key)
+
+
+@router.post("/v1/jobs/{job_id}/resume", summary="resume", response_model=JobView)
+def resume(
+    job_id: JobId, caller: Emitter, ledger: TheLedger, body: RunBody, key: IdempotencyKey = None
+) -> Response:
+    command = ResumeJob(attempt=body.attempt, run_token=body.run_token)
+    return _report(ledger, caller, job_id, command, key)
+
+
+@router.post("/v1/jobs/{job_id}/checkpoint", summary="checkpoint", response_model=JobView)
+def checkpoint(
+    job_id: JobId,
+    caller: Emitter,
+    ledger: TheLedger,
+    body: CheckpointBody,
+    key: IdempotencyKey = None,
+) -> Response:
+    command = SaveCheckpoint(
+        attempt=body.attempt, run_token=body.run_token, path=body.path, step=body.step
+    )
+    return _report(ledger, caller, job_id, command, key)
+
+
+@router.post("/v1/jobs/{job_id}/complete", summary="complete", response_model=JobView)
+def complete(
+    job_id: JobId,
+    caller: Emitter,
+    ledger: TheLedger,
+    body: CompleteBody,
+    key: IdempotencyKey = None,
+) -> Response:
+    command = CompleteJob(attempt=body.attempt, run_token=body.run_token, result=body.result)
+    return _report(ledger, caller, job_id, command, key)
+
+
+@router.post("/v1/jobs/{job_id}/fail", summary="fail", response_model=JobView)
+def fail(
+    job_id: JobId, caller: Emitter, ledger: TheLedger, body: FailBody, key: IdempotencyKey = None
+) -> Response:
+    command = FailJob(attempt=body.attempt, run_token=body.run_token, reason=body.reason)
+    return _report(ledger, caller, job_id, command, key)
+
+
+def _report(
+    ledger: Ledger, caller: Caller, job_id: str, command: JobCommand, key: str | None
+) -> Response:
     """Decide a report on the run's attempt and token; answer with the job."""
-    outcome = call.ledger.service.execute(
-        call.path["job_id"],
-        command,
-        actor=call.caller.name,
-        idempotency_key=call.headers.get("idempotency-key"),
-    )
-    return job_view(call.ledger.reader.reading_of(outcome.state))
-
-
-def pause(call: Call) -> JobView:
-    body: RunBody = call.body
-    return _report(call, PauseJob(attempt=body.attempt, run_token=body.run_token))
-
-
-def resume(call: Call) -> JobView:
-    body: RunBody = call.body
-    return _report(call, ResumeJob(attempt=body.attempt, run_token=body.run_token))
-
-
-def checkpoint(call: Call) -> JobView:
-    body: CheckpointBody = call.body
-    return _report(
-        call,
-        SaveCheckpoint(
-            attempt=body.attempt, run_token=body.run_token, path=body.path, step=body.step
-        ),
-    )
-
-
-def complete(call: Call) -> JobView:
-    body: CompleteBody = call.body
-    return _report(
-        call, CompleteJob(attempt=body.attempt, run_token=body.run_token, result=body.result)
-    )
-
-
-def fail(call: Call) -> JobView:
-    body: FailBody = call.body
-    return _report(
-        call, FailJob(attempt=body.attempt, run_token=body.run_token, reason=body.reason)
-    )
-
-
-ENDPOINTS = [
-    Endpoint(
-        "POST",
-        "/v1/queue/claim",
-        EMIT,
-        claim_next,
-        "claim the next job",
-        WorkerBody,
-        ClaimView,
-        200,
-        (),
-        (204,),
-    ),
-    Endpoint(
-        "POST",
-        "/v1/jobs/{job_id}/start",
-        EMIT,
-        start_job,
-        "start a queued job",
-        WorkerBody,
-        ClaimView,
-    ),
-    Endpoint(
-        "POST", "/v1/jobs/{job_id}/heartbeat", EMIT, heartbeat, "heartbeat", RunBody, HeartbeatView
-    ),
-    Endpoint("POST", "/v1/jobs/{job_id}/pause", EMIT, pause, "pause", RunBody, JobView),
-    Endpoint("POST", "/v1/jobs/{job_id}/resume", EMIT, resume, "resume", RunBody, JobView),
-    Endpoint(
-        "POST",
-        "/v1/jobs/{job_id}/checkpoint",
-        EMIT,
-        checkpoint,
-        "checkpoint",
-        CheckpointBody,
-        JobView,
-    ),
-    Endpoint(
-        "POST", "/v1/jobs/{job_id}/complete", EMIT, complete, "complete", CompleteBody, JobView
-    ),
-    Endpoint("POST", "/v1/jobs/{job_id}/fail", EMIT, fail, "fail", FailBody, JobView),
-]
+    outcome = ledger.service.execute(job_id, command, actor=caller.name, idempotency_key=key)
+    return json_response(job_view(ledger.reader.reading_of(outcome.state)))

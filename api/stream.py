@@ -12,18 +12,20 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
+from typing import Annotated
 
 import orjson
 import psycopg
+from fastapi import Depends, Header, Query, Request
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import StreamingResponse
 
-from api.auth import READ, TokenBook
-from api.bootstrap import Ledger
+from api.auth import Reader
+from api.params import BlankIsAbsent, FeedAfter, TheLedger
 from api.presenters import feed_event
 from api.routes_observe import feed_cursor
+from api.routing import api_router
 from ledger.database import libpq_url
 from ledger.queries import SNAPSHOT_XMIN
 from ledger.store import FeedCursor
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 WATCH_EVERY_S = 0.25
 IDLE_WAKE_S = 5.0
 """A stream with nothing to send says so this often (an SSE comment), so proxies keep it."""
+
+router = api_router(401, 403, 422, 503)
 
 LOG_HEAD = f"SELECT (SELECT max(position) FROM job_events), {SNAPSHOT_XMIN}::text"
 """Where the log ends, and below which transaction the feed may read: when either
@@ -72,7 +76,14 @@ class FeedWatcher:
             waiters = list(self._waiters)
         for loop, event in waiters:
             with contextlib.suppress(RuntimeError):  # the loop closed
-                loop.call_soon_threadsafe(event.set)
+                loop.call_soon_threadsafe(self._wake, loop, event)
+
+    def _wake(self, loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
+        """On the stream's own loop: a stream that unsubscribed since is not woken."""
+        with self._lock:
+            subscribed = (loop, event) in self._waiters
+        if subscribed:
+            event.set()
 
     def _watch(self) -> None:
         seen: tuple[object, ...] | None = None
@@ -91,36 +102,43 @@ class FeedWatcher:
                 self._stop.wait(1.0)
 
 
-def stream_endpoint(
-    ledger: Ledger, tokens: TokenBook, watcher: FeedWatcher
-) -> Callable[[Request], Awaitable[StreamingResponse]]:
-    async def stream(request: Request) -> StreamingResponse:
-        tokens.caller(request, READ)
-        raw = request.headers.get("last-event-id") or request.query_params.get("after") or "0-0"
-        cursor = await run_in_threadpool(feed_cursor, ledger, raw)
-
-        return StreamingResponse(
-            _events(request, ledger, watcher, cursor), media_type="text/event-stream"
-        )
-
-    return stream
+def stream_cursor(
+    ledger: TheLedger,
+    after: Annotated[FeedAfter, Query(description="a cursor, or now"), BlankIsAbsent] = "0-0",
+    last_event_id: Annotated[
+        FeedAfter | None, Header(alias="Last-Event-ID", description="resume after this event")
+    ] = None,
+) -> FeedCursor:
+    """Where the stream starts: after the last event a reconnecting client saw, else `after`.
+    Read before the stream opens, so a bad cursor or an unreachable database is a problem."""
+    return feed_cursor(ledger, last_event_id or after)
 
 
-async def _events(
-    request: Request, ledger: Ledger, watcher: FeedWatcher, cursor: FeedCursor
-) -> AsyncIterator[bytes]:
+@router.get(
+    "/v1/events/stream",
+    summary="the global event feed as Server-Sent Events",
+    response_class=EventSourceResponse,
+)
+async def stream(
+    caller: Reader,
+    request: Request,
+    ledger: TheLedger,
+    cursor: Annotated[FeedCursor, Depends(stream_cursor)],
+) -> AsyncIterator[ServerSentEvent]:
+    """Each event of the feed as it commits: its cursor is the SSE id, its type the SSE
+    event, its feed entry (JSON) the data."""
+    watcher = watcher_of(request)
     wake = watcher.subscribe()
     try:
-        yield b": connected\n\n"
-        while not await request.is_disconnected():
+        yield ServerSentEvent(comment="connected")
+        while True:
             wake.clear()
             page = await run_in_threadpool(ledger.store.read_feed, cursor, 500)
             for event in page.events:
-                data = orjson.dumps(feed_event(event).model_dump(mode="json"))
-                yield b"id: %s\nevent: %s\ndata: %s\n\n" % (
-                    str(FeedCursor(event.tx_id or 0, event.position or 0)).encode(),
-                    event.type.encode(),
-                    data,
+                yield ServerSentEvent(
+                    id=str(FeedCursor(event.tx_id or 0, event.position or 0)),
+                    event=event.type,
+                    raw_data=orjson.dumps(feed_event(event).model_dump(mode="json")).decode(),
                 )
             cursor = page.next_cursor
             if len(page.events) == 500:
@@ -128,6 +146,11 @@ async def _events(
             try:
                 await asyncio.wait_for(wake.wait(), IDLE_WAKE_S)
             except TimeoutError:
-                yield b": keep-alive\n\n"
+                yield ServerSentEvent(comment="keep-alive")
     finally:
         watcher.unsubscribe(wake)
+
+
+def watcher_of(request: Request) -> FeedWatcher:
+    watcher: FeedWatcher = request.app.state.watcher
+    return watcher

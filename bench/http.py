@@ -19,11 +19,13 @@ HTTP and in-process measurements alternate (http, in-process, http, ...) so
 drift on a noisy machine hits both. The summary gives the median cmd/s of each
 path, the p50 and p99 latency of all HTTP requests, and `ratio` = http /
 in-process: the share of the store's command rate that survives the HTTP layer.
-What it loses is the HTTP overhead: request parsing, the token check, pydantic
-validation and JSON in both directions, and a hop to the server's thread pool
-per request. On a small machine (2 cores here) the server, the 16 client
-threads and PostgreSQL all share the CPU, so the clients' own httpx work counts
-against the HTTP figure too; only the ratio means much across machines.
+What it loses is the HTTP overhead: request parsing, routing, FastAPI's
+resolution of the handler's parameters (the token check, the typed path and
+header values, the body's pydantic validation), JSON in both directions, the
+request metrics, and a hop to the server's thread pool per request. On a small
+machine (2 cores here) the server, the 16 client threads and PostgreSQL all
+share the CPU, so the clients' own httpx work counts against the HTTP figure
+too; only the ratio means much across machines.
 
 Run: python -m bench.http [--seconds 5] [--rounds 2] [--clients 16] [--quick]
 """

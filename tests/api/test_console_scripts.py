@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from api.console import CONSOLE_DIR
+from api.console_page import CONSOLE_DIR
 from ledger.statuses import JobStatus
 from projections.recovery.health import OrphanReason
 from tests.api.test_statuses_export import compile_typescript

@@ -6,10 +6,9 @@ operator's token, so serving it needs no authentication.
 
 from pathlib import Path
 
-from starlette.requests import Request
-from starlette.responses import FileResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.responses import FileResponse, HTMLResponse, Response
+
+from api.routing import api_router
 
 CONSOLE_DIR = Path(__file__).parent / "console"
 
@@ -24,13 +23,9 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-cache",
 }
 
+router = api_router()
 
-async def console_page(request: Request) -> Response:
+
+@router.get("/", summary="the operator console", response_class=HTMLResponse)
+async def console_page() -> Response:
     return FileResponse(CONSOLE_DIR / "index.html", headers=SECURITY_HEADERS)
-
-
-def console_routes() -> list[BaseRoute]:
-    return [
-        Route("/", console_page, methods=["GET", "HEAD"]),
-        Mount("/console", StaticFiles(directory=CONSOLE_DIR), name="console"),
-    ]

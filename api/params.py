@@ -1,0 +1,78 @@
+"""What a handler is given besides its body and its caller: the ledger, and typed
+path, query and header parameters.
+
+Every parameter is validated by the framework from its type, so a value that
+does not fit is a 422 `invalid-request` naming it. Text that reaches PostgreSQL
+never holds a NUL character, and an empty query value means the parameter was
+not given.
+"""
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Path, Request
+from pydantic import AfterValidator, BeforeValidator
+from pydantic_core import PydanticUseDefault
+
+from api.bootstrap import Ledger
+from ledger.job_listing import JobsCursor
+from ledger.store import FeedCursor
+
+
+async def ledger_of(request: Request) -> Ledger:
+    ledger: Ledger = request.app.state.ledger
+    return ledger
+
+
+TheLedger = Annotated[Ledger, Depends(ledger_of)]
+
+
+def _stored_text(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError("must not contain a NUL character")
+    return text
+
+
+def _blank_is_absent(value: Any) -> Any:
+    if value == "":
+        raise PydanticUseDefault()
+    return value
+
+
+StoredText = AfterValidator(_stored_text)
+"""Text PostgreSQL can store: no NUL character."""
+
+BlankIsAbsent = BeforeValidator(_blank_is_absent)
+"""`?name=` is the same as no `name` at all: the parameter's default."""
+
+Stripped = BeforeValidator(lambda value: value.strip() if isinstance(value, str) else value)
+"""Text without its leading and trailing white space (before any length is checked)."""
+
+
+def _parsed_by(parse: Callable[[str], object], must_be: str) -> AfterValidator:
+    def check(text: str) -> str:
+        try:
+            parse(text)
+        except ValueError:
+            raise ValueError(f"must be {must_be}") from None
+        return text
+
+    return AfterValidator(check)
+
+
+def _feed_cursor(text: str) -> FeedCursor | None:
+    return None if text == "now" else FeedCursor.parse(text)
+
+
+JobId = Annotated[str, Path(description="the job's id"), StoredText]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="a retry with the same key returns the first answer and appends nothing",
+    ),
+]
+JobsCursorText = Annotated[
+    str, StoredText, _parsed_by(JobsCursor.parse, "a next_cursor of this list")
+]
+FeedAfter = Annotated[str, StoredText, _parsed_by(_feed_cursor, "a cursor like 1234-56, or now")]
