@@ -73,17 +73,7 @@ def _decide_allowed(state: JobState, command: JobCommand, name: str) -> list[Job
         case StartJob(worker=worker, run_token=run_token):
             if not run_token:
                 raise InvalidCommand("a start needs a run token")
-            return [
-                JobStarted(
-                    run_token=run_token,
-                    worker_id=worker.worker_id,
-                    host=worker.host,
-                    pid=worker.pid,
-                    pid_started_at=worker.pid_started_at,
-                    boot_id=worker.boot_id,
-                    resume_from=state.resume_from,
-                )
-            ]
+            return [JobStarted.of(worker, run_token=run_token, resume_from=state.resume_from)]
         case PauseJob():
             return [JobPaused()]
         case ResumeJob():

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, ClassVar, NamedTuple
 
+from ledger.commands import WorkerIdentity
 from ledger.statuses import JobStatus
 
 
@@ -33,6 +34,12 @@ class JobSubmitted:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobStarted:
+    """A worker started a new attempt, fenced by `run_token`.
+
+    The worker's fields are `WorkerIdentity`'s, by the same names, flat in the
+    payload: `of` and `worker` convert between the two.
+    """
+
     TYPE: ClassVar[str] = "job_started"
     run_token: str
     worker_id: str
@@ -41,6 +48,30 @@ class JobStarted:
     pid_started_at: float | None = None
     boot_id: str | None = None
     resume_from: str | None = None
+
+    @classmethod
+    def of(cls, worker: WorkerIdentity, *, run_token: str, resume_from: str | None) -> "JobStarted":
+        """The start of an attempt by `worker`."""
+        return cls(
+            run_token=run_token,
+            worker_id=worker.worker_id,
+            host=worker.host,
+            pid=worker.pid,
+            pid_started_at=worker.pid_started_at,
+            boot_id=worker.boot_id,
+            resume_from=resume_from,
+        )
+
+    @property
+    def worker(self) -> WorkerIdentity:
+        """The process that started the attempt."""
+        return WorkerIdentity(
+            worker_id=self.worker_id,
+            host=self.host,
+            pid=self.pid,
+            pid_started_at=self.pid_started_at,
+            boot_id=self.boot_id,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -20,7 +20,7 @@ from ledger.events import (
     JobSubmitted,
     RecordedEvent,
 )
-from ledger.state import JobState
+from ledger.state import JobState, worker_fields
 from ledger.statuses import JobStatus
 
 
@@ -77,12 +77,8 @@ def evolve(state: JobState | None, event: RecordedEvent) -> JobState:
                 run_token=data.run_token,
                 started_at=at,
                 finished_at=None,
-                worker_id=data.worker_id,
-                worker_host=data.host,
-                worker_pid=data.pid,
-                worker_pid_started_at=data.pid_started_at,
-                worker_boot_id=data.boot_id,
                 resume_from=data.resume_from,
+                **worker_fields(data),
             )
         case JobPaused():
             return _moved(state, event, JobStatus.PAUSED)

@@ -1,8 +1,11 @@
 """The state of one job, as folded from its events by `evolve`."""
 
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, NamedTuple
 
+from ledger.commands import WorkerIdentity
+from ledger.events import JobStarted
 from ledger.statuses import JobStatus
 
 
@@ -44,6 +47,15 @@ class JobState(NamedTuple):
     resume_from: str | None = None
     result: dict[str, Any] | None = None
 
+    @property
+    def worker(self) -> WorkerIdentity | None:
+        """The process of the latest attempt; None when no attempt was ever started."""
+        if self.worker_id is None:
+            return None
+        return WorkerIdentity(
+            **{field: getattr(self, name) for field, name in WORKER_FIELDS.items()}
+        )
+
 
 TIMESTAMP_FIELDS: tuple[str, ...] = (
     "created_at",
@@ -54,3 +66,23 @@ TIMESTAMP_FIELDS: tuple[str, ...] = (
     "finished_at",
 )
 """The fields of `JobState` that hold a `recorded_at`."""
+
+WORKER_FIELDS: dict[str, str] = {
+    "worker_id": "worker_id",
+    "host": "worker_host",
+    "pid": "worker_pid",
+    "pid_started_at": "worker_pid_started_at",
+    "boot_id": "worker_boot_id",
+}
+"""Each field of `WorkerIdentity` and the field of `JobState` (the `job_status` column)
+that holds it for the latest attempt."""
+
+
+_WORKER_VALUES = attrgetter(*WORKER_FIELDS)
+_WORKER_STATE_FIELDS = tuple(WORKER_FIELDS.values())
+
+
+def worker_fields(worker: "WorkerIdentity | JobStarted") -> dict[str, Any]:
+    """`worker` as the fields of `JobState` that hold it. A `JobStarted` names its
+    worker's fields as `WorkerIdentity` does, so replays read them straight from it."""
+    return dict(zip(_WORKER_STATE_FIELDS, _WORKER_VALUES(worker), strict=True))
