@@ -60,7 +60,7 @@ def decide(state: JobState | None, command: JobCommand, *, job_id: str) -> list[
         raise JobNotFound(job_id)
     name = COMMAND_NAMES[type(command)]
     if isinstance(command, RunCommand):
-        _check_fence(state, command, name)
+        check_fence(state, command.attempt, command.run_token)
     if name not in ALLOWED_COMMANDS[state.status]:
         raise _illegal(state, name)
     return _decide_allowed(state, command, name)
@@ -130,23 +130,21 @@ def _register(command: RegisterJob) -> JobRegistered:
     )
 
 
-def _check_fence(state: JobState, command: RunCommand, name: str) -> None:
-    if command.attempt != state.attempt:
-        detail = (
-            "a newer attempt has started" if command.attempt < state.attempt else "no such attempt"
-        )
-        raise StaleAttempt(state.job_id, command.attempt, state.attempt, detail)
-    if state.status not in ACTIVE_RUN_STATUSES:
-        raise StaleAttempt(
-            state.job_id,
-            command.attempt,
-            state.attempt,
-            f"the attempt was closed ({state.status})",
-        )
-    if command.run_token != state.run_token:
-        raise StaleAttempt(
-            state.job_id, command.attempt, state.attempt, "the run token does not match"
-        )
+def check_fence(state: JobState, attempt: int, run_token: str) -> None:
+    """Raise `StaleAttempt` unless (`attempt`, `run_token`) is the job's current, open run.
+
+    The fence's one statement: a worker's command and its heartbeat
+    (`ledger.leases`) for the same stale run are refused in the same words.
+    """
+    if attempt != state.attempt:
+        detail = "a newer attempt has started" if attempt < state.attempt else "no such attempt"
+    elif state.status not in ACTIVE_RUN_STATUSES:
+        detail = f"the attempt was closed ({state.status})"
+    elif run_token != state.run_token:
+        detail = "the run token does not match"
+    else:
+        return
+    raise StaleAttempt(state.job_id, attempt, state.attempt, detail)
 
 
 def _required_reason(reason: str, name: str) -> str:

@@ -2,6 +2,7 @@
 
 from datetime import datetime
 
+from ledger.decide import check_fence
 from ledger.errors import JobNotFound, StaleAttempt
 from ledger.queries import PRUNE_LEASES, RENEW_LEASE
 from ledger.store import EventStore
@@ -13,7 +14,8 @@ def renew_lease(
     """Record a heartbeat; return the new expiry.
 
     Raises `StaleAttempt` when the attempt is not the job's current open run
-    (or the token is wrong): the worker has been fenced and must stop.
+    (or the token is wrong), in the words `decide` uses for the worker's
+    commands: the worker has been fenced and must stop.
     """
     params = {
         "job_id": job_id,
@@ -29,13 +31,9 @@ def renew_lease(
     state = store.load(job_id)
     if state is None:
         raise JobNotFound(job_id)
-    if attempt != state.attempt:
-        detail = "a newer attempt has started"
-    elif run_token != state.run_token:
-        detail = "the run token does not match"
-    else:
-        detail = f"the attempt was closed ({state.status})"
-    raise StaleAttempt(job_id, attempt, state.attempt, detail)
+    check_fence(state, attempt, run_token)
+    # The run is current and open, yet holds no lease: it was never started by the queue.
+    raise StaleAttempt(job_id, attempt, state.attempt, "the attempt holds no lease")
 
 
 def prune_leases(store: EventStore) -> int:

@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from ledger.commands import MarkFailed, WorkerIdentity
+from ledger.commands import MarkFailed, RequeueJob, SaveCheckpoint, WorkerIdentity
 from ledger.errors import IllegalTransition, JobNotFound, StaleAttempt
 from ledger.leases import renew_lease
 from ledger.queue import JobQueue
@@ -51,8 +51,6 @@ def test_a_claim_starts_a_new_attempt_with_a_token_and_a_lease(
 def test_a_requeued_job_is_claimed_with_its_checkpoint_to_resume_from(
     queue: JobQueue, job_factory: JobFactory, service: JobService
 ) -> None:
-    from ledger.commands import RequeueJob, SaveCheckpoint
-
     job = job_factory(JobStatus.RUNNING)
     token = f"token-{job.job_id}"
     service.execute(job.job_id, SaveCheckpoint(attempt=1, run_token=token, path="/ck/7"), actor="w")
@@ -66,7 +64,7 @@ def test_a_requeued_job_is_claimed_with_its_checkpoint_to_resume_from(
 def test_a_claimed_job_is_what_the_rules_make_of_its_events(
     queue: JobQueue, job_factory: JobFactory, service: JobService, store: EventStore
 ) -> None:
-    from ledger.commands import RequeueJob, SaveCheckpoint, StartJob
+    from ledger.commands import StartJob
     from ledger.decide import decide
     from ledger.evolve import evolve
 
@@ -154,3 +152,51 @@ def test_a_heartbeat_with_a_wrong_token_or_a_closed_attempt_is_fenced(
     service.execute(job_id, MarkFailed(reason="declared dead"), actor="op")
     with pytest.raises(StaleAttempt, match="closed"):
         renew_lease(store, job_id, claim.attempt, claim.run_token, 60)
+
+
+@pytest.mark.parametrize(
+    "stale",
+    [
+        "a wrong token",
+        "an attempt not yet opened",
+        "a closed attempt",
+        "a wrong token for a closed attempt",
+        "an older attempt",
+    ],
+)
+def test_a_heartbeat_and_a_report_of_the_same_stale_run_are_fenced_in_the_same_words(
+    queue: JobQueue, job_factory: JobFactory, store: EventStore, service: JobService, stale: str
+) -> None:
+    job_factory()
+    claim = queue.claim(WORKER, actor="w")
+    assert claim is not None
+    job_id, attempt, token = claim.job.job_id, claim.attempt, claim.run_token
+    if "wrong token" in stale:
+        token = "forged"
+    if stale == "an attempt not yet opened":
+        attempt += 1
+    if "closed" in stale or "older" in stale:
+        service.execute(job_id, MarkFailed(reason="declared dead"), actor="op")
+    if stale == "an older attempt":
+        service.execute(job_id, RequeueJob(), actor="op")
+        queue.start(job_id, WORKER, actor="w")
+
+    with pytest.raises(StaleAttempt) as heartbeat:
+        renew_lease(store, job_id, attempt, token, 60)
+    with pytest.raises(StaleAttempt) as report:
+        service.execute(
+            job_id, SaveCheckpoint(attempt=attempt, run_token=token, path="/ck"), actor="w"
+        )
+    assert str(heartbeat.value) == str(report.value)
+
+
+def test_a_heartbeat_for_an_open_run_without_a_lease_is_fenced(
+    queue: JobQueue, job_factory: JobFactory, store: EventStore
+) -> None:
+    job_factory()
+    claim = queue.claim(WORKER, actor="w")
+    assert claim is not None
+    with store.connection() as conn:
+        conn.execute("DELETE FROM job_leases")
+    with pytest.raises(StaleAttempt, match="holds no lease"):
+        renew_lease(store, claim.job.job_id, claim.attempt, claim.run_token, 60)
