@@ -6,6 +6,7 @@ as the job's events by the store, from the same `evolve` that replays use.
 Its columns follow `JobState`'s fields in order.
 """
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import (
@@ -27,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import UserDefinedType
 
-from ledger.statuses import JobStatus
+from ledger.statuses import ACTIVE_RUN_STATUSES, TERMINAL_STATUSES, JobStatus
 
 
 class Xid8(UserDefinedType[int]):
@@ -84,7 +85,43 @@ job_events = Table(
     ),
 )
 
-_STATUS_VALUES = ", ".join(f"'{status.value}'" for status in JobStatus)
+
+def sql_statuses(statuses: Iterable[JobStatus]) -> str:
+    """`statuses` as the items of a SQL `IN (...)` list, in the order `JobStatus` declares them."""
+    chosen = set(statuses)
+    return ", ".join(f"'{status.value}'" for status in JobStatus if status in chosen)
+
+
+_TERMINAL = sql_statuses(TERMINAL_STATUSES)
+_ACTIVE_RUN = sql_statuses(ACTIVE_RUN_STATUSES)
+
+JOB_STATUS_RULES: dict[str, str] = {
+    "known_status": f"status IN ({sql_statuses(JobStatus)})",
+    "version_positive": "version >= 1",
+    "attempt_not_negative": "attempt >= 0",
+    "max_attempts_positive": "max_attempts >= 1",
+    "finished_exactly_when_terminal": f"(finished_at IS NOT NULL) = (status IN ({_TERMINAL}))",
+    "active_run_started": f"status NOT IN ({_ACTIVE_RUN}) OR attempt >= 1",
+    "run_recorded_exactly_when_started": (
+        "num_nulls(run_token, started_at, worker_id, worker_host)"
+        " = CASE WHEN attempt = 0 THEN 4 ELSE 0 END"
+    ),
+    "queued_at_when_queued": f"status <> '{JobStatus.QUEUED}' OR queued_at IS NOT NULL",
+    "failure_reason_exactly_when_failed": (
+        f"(failure_reason IS NOT NULL) = (status = '{JobStatus.FAILED}')"
+    ),
+}
+"""What `evolve` guarantees of every row, stated to the database too: a copy of a rule
+that drifts (the claim statement, the rebuild's fold) fails at once, not in a week.
+
+- every job is at version 1 or more, with 0 or more attempts and at least 1 allowed;
+- a job is finished exactly when its status is terminal (`TERMINAL_STATUSES`);
+- a running or paused job (`ACTIVE_RUN_STATUSES`) has had an attempt;
+- a job has a run token, a worker and a start time exactly when it has had an attempt
+  (they stay after the run, for the record): so a running or paused job has them all;
+- a queued job has the time it was queued;
+- a job has a failure reason exactly when it is failed (queueing clears it).
+"""
 
 job_status = Table(
     "job_status",
@@ -114,7 +151,7 @@ job_status = Table(
     Column("checkpoint_step", BigInteger),
     Column("resume_from", Text),
     Column("result", JSONB),
-    CheckConstraint(f"status IN ({_STATUS_VALUES})", name="known_status"),
+    *(CheckConstraint(rule, name=name) for name, rule in JOB_STATUS_RULES.items()),
     Index("ix_job_status_status_created_at", "status", "created_at", "job_id"),
     Index("ix_job_status_created_at", "created_at", "job_id"),
     Index("ix_job_status_status_status_changed_at", "status", "status_changed_at"),
