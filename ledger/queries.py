@@ -4,8 +4,10 @@ Statements are plain psycopg SQL (`%(name)s` placeholders): the store runs
 them on the driver connection, where they are prepared after a few uses.
 """
 
-from ledger.schema import JOB_STATUS_COLUMNS
-from ledger.state import TIMESTAMP_FIELDS
+from ledger.events import JobStarted
+from ledger.schema import JOB_STATUS_COLUMNS, sql_statuses
+from ledger.state import TIMESTAMP_FIELDS, WORKER_FIELDS
+from ledger.statuses import ACTIVE_RUN_STATUSES, JobStatus
 
 SNAPSHOT_XMIN = "pg_snapshot_xmin(pg_current_snapshot())"
 """Every transaction below this id has ended: the feed's horizon."""
@@ -131,35 +133,35 @@ QUEUE_POSITIONS = f"""
 """Where each given queued job stands in the queue."""
 
 
+_STARTED_WORKER = ", ".join(f"{name} = %({name})s" for name in WORKER_FIELDS.values())
+
+
 def _start_queued_job(choose: str) -> str:
     """Lock the queued job `choose` picks, append its `job_started`, project the start and
     open the attempt's lease: one statement, so one round trip and one transaction.
 
     The start's rules (`decide` and `evolve` for `StartJob` on a queued job) written
-    for the database: only a queued job starts; the attempt counts up; the run
-    token, worker and start time are set, the finish cleared; where it resumes from
-    stays. The tests compare the row with a replay of the job's events.
+    for the database: only a queued job starts; the event's payload is `JobStarted`'s
+    (`payload`, built in Python), resuming from where the job says; the attempt counts
+    up; the run token, worker and start time are set, the finish cleared. The lease
+    copies the run from the projected row. A property test compares every start and
+    every refusal with `decide` and `evolve` over random histories.
     """
     return f"""
     WITH chosen AS ({choose}),
     appended AS (
         INSERT INTO job_events (job_id, seq, type, payload, actor, attempt)
-        SELECT c.job_id, c.version + 1, 'job_started',
-               jsonb_build_object(
-                   'run_token', %(run_token)s::text, 'worker_id', %(worker_id)s::text,
-                   'host', %(host)s::text, 'pid', %(pid)s::int,
-                   'pid_started_at', %(pid_started_at)s::float8, 'boot_id', %(boot_id)s::text,
-                   'resume_from', c.resume_from),
+        SELECT c.job_id, c.version + 1, '{JobStarted.TYPE}',
+               %(payload)s::jsonb || jsonb_build_object('resume_from', c.resume_from),
                %(actor)s, c.attempt + 1
         FROM chosen c
         RETURNING job_id, seq, recorded_at
     ), started AS (
         UPDATE job_status s SET
-            status = 'running', version = a.seq, updated_at = a.recorded_at,
+            status = '{JobStatus.RUNNING}', version = a.seq, updated_at = a.recorded_at,
             status_changed_at = a.recorded_at, attempt = s.attempt + 1,
             run_token = %(run_token)s, started_at = a.recorded_at, finished_at = NULL,
-            worker_id = %(worker_id)s, worker_host = %(host)s, worker_pid = %(pid)s,
-            worker_pid_started_at = %(pid_started_at)s, worker_boot_id = %(boot_id)s
+            {_STARTED_WORKER}
         FROM appended a
         WHERE s.job_id = a.job_id
         RETURNING {STATUS_SELECT}
@@ -168,8 +170,8 @@ def _start_queued_job(choose: str) -> str:
             job_id, attempt, run_token, worker_id, host, boot_id, pid, pid_started_at,
             started_at, heartbeat_at, expires_at
         )
-        SELECT s.job_id, s.attempt, %(run_token)s, %(worker_id)s, %(host)s, %(boot_id)s,
-               %(pid)s, %(pid_started_at)s, now(), NULL,
+        SELECT s.job_id, s.attempt, s.run_token, s.worker_id, s.worker_host, s.worker_boot_id,
+               s.worker_pid, s.worker_pid_started_at, now(), NULL,
                now() + make_interval(secs => %(lease_seconds)s)
         FROM started s
         ON CONFLICT (job_id) DO UPDATE SET
@@ -184,8 +186,8 @@ def _start_queued_job(choose: str) -> str:
 
 
 CLAIM_NEXT_QUEUED_JOB = _start_queued_job(
-    """SELECT s.job_id, s.version, s.attempt, s.resume_from FROM job_status s
-       WHERE s.status = 'queued'
+    f"""SELECT s.job_id, s.version, s.attempt, s.resume_from FROM job_status s
+       WHERE s.status = '{JobStatus.QUEUED}'
        ORDER BY s.priority DESC, s.queued_at, s.job_id
        LIMIT 1
        FOR UPDATE SKIP LOCKED"""
@@ -194,27 +196,29 @@ CLAIM_NEXT_QUEUED_JOB = _start_queued_job(
 another claim has locked is skipped, never waited for."""
 
 START_QUEUED_JOB = _start_queued_job(
-    """SELECT s.job_id, s.version, s.attempt, s.resume_from FROM job_status s
-       WHERE s.job_id = %(job_id)s AND s.status = 'queued'
+    f"""SELECT s.job_id, s.version, s.attempt, s.resume_from FROM job_status s
+       WHERE s.job_id = %(job_id)s AND s.status = '{JobStatus.QUEUED}'
        FOR UPDATE"""
 )
 """Start this job, if it is queued."""
 
-RENEW_LEASE = """
+_ACTIVE_RUN = sql_statuses(ACTIVE_RUN_STATUSES)
+
+RENEW_LEASE = f"""
     UPDATE job_leases l
     SET heartbeat_at = now(), expires_at = now() + make_interval(secs => %(lease_seconds)s)
     FROM job_status s
     WHERE l.job_id = %(job_id)s AND l.attempt = %(attempt)s AND l.run_token = %(run_token)s
-      AND s.job_id = l.job_id AND s.attempt = l.attempt AND s.status IN ('running', 'paused')
+      AND s.job_id = l.job_id AND s.attempt = l.attempt AND s.status IN ({_ACTIVE_RUN})
     RETURNING l.expires_at
 """
 """Renews only the lease of the job's current, open attempt with the right token."""
 
-PRUNE_LEASES = """
+PRUNE_LEASES = f"""
     DELETE FROM job_leases l
     WHERE NOT EXISTS (
         SELECT 1 FROM job_status s
-        WHERE s.job_id = l.job_id AND s.attempt = l.attempt AND s.status IN ('running', 'paused')
+        WHERE s.job_id = l.job_id AND s.attempt = l.attempt AND s.status IN ({_ACTIVE_RUN})
     )
 """
 """Forget the leases of closed attempts: liveness of runs that no longer run."""

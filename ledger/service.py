@@ -5,9 +5,9 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from ledger.commands import JobCommand
+from ledger.commands import JobCommand, StartJob
 from ledger.decide import decide
-from ledger.errors import DuplicateJob, LedgerError, VersionConflict
+from ledger.errors import DuplicateJob, InvalidCommand, LedgerError, VersionConflict
 from ledger.events import RecordedEvent
 from ledger.state import JobState
 from ledger.state_cache import DEFAULT_SIZE as DEFAULT_CACHE_SIZE
@@ -32,7 +32,7 @@ class Outcome:
 
 
 class JobService:
-    """The one way commands reach the log."""
+    """The one way commands reach the log (a start goes through `ledger.queue`)."""
 
     def __init__(self, store: EventStore, *, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
         self.store = store
@@ -57,6 +57,8 @@ class JobService:
         repeated with an idempotency key it already used returns the first
         outcome and appends nothing.
         """
+        if isinstance(command, StartJob):
+            raise InvalidCommand("a job is started through the queue, which opens its lease")
         trust_cache = True
         for remaining in range(CONFLICT_RETRIES, -1, -1):
             cached = self.cache.get(job_id) if trust_cache else None

@@ -26,11 +26,11 @@ from ledger.commands import (
     JobCommand,
     PauseJob,
     RegisterJob,
-    StartJob,
     WorkerIdentity,
 )
 from ledger.database import create_ledger_engine, libpq_url
 from ledger.migrate import upgrade_database
+from ledger.queue import JobQueue
 from ledger.service import JobService
 from ledger.settings import Settings
 from ledger.state import JobState
@@ -148,10 +148,11 @@ JobFactory = Callable[..., JobState]
 
 
 @pytest.fixture
-def job_factory(service: JobService) -> JobFactory:
+def job_factory(service: JobService, store: EventStore) -> JobFactory:
     """Make a job in any status through the real commands; return its state.
 
-    A started job's run token is `token-<job_id>`.
+    A job is started as production starts one, by the queue, which opens its
+    lease; a started job's run token is `token-<job_id>`.
     """
 
     def make(
@@ -174,7 +175,8 @@ def job_factory(service: JobService) -> JobFactory:
         if status in (JobStatus.PENDING, JobStatus.QUEUED):
             return state
         token = f"token-{job_id}"
-        state = service.execute(job_id, StartJob(worker=WORKER, run_token=token), actor="w").state
+        queue = JobQueue(store, run_tokens=lambda: token)
+        state = queue.start(job_id, WORKER, actor="w").job
         attempt = state.attempt
         follow_up: dict[JobStatus, JobCommand | None] = {
             JobStatus.RUNNING: None,

@@ -5,9 +5,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from ledger.commands import RegisterJob, SaveCheckpoint, StartJob
+from ledger.commands import RegisterJob, SaveCheckpoint
 from ledger.errors import VersionConflict
 from ledger.events import CheckpointSaved
+from ledger.queue import JobQueue
 from ledger.service import JobService
 from ledger.store import EventStore
 from tests.conftest import WORKER
@@ -21,7 +22,7 @@ def test_sixteen_writers_with_the_same_expected_version_leave_one_winner_per_ver
     service: JobService, store: EventStore
 ) -> None:
     service.execute("contended", RegisterJob(), actor="a")
-    service.execute("contended", StartJob(worker=WORKER, run_token="t"), actor="w")
+    JobQueue(store, run_tokens=lambda: "t").start("contended", WORKER, actor="w")
     barrier = threading.Barrier(WRITERS)
 
     def race(writer: int, state_version: int) -> str:
@@ -53,7 +54,7 @@ def test_commands_without_an_expected_version_all_land_after_retrying(
     service: JobService, store: EventStore
 ) -> None:
     service.execute("busy", RegisterJob(), actor="a")
-    service.execute("busy", StartJob(worker=WORKER, run_token="t"), actor="w")
+    JobQueue(store, run_tokens=lambda: "t").start("busy", WORKER, actor="w")
 
     def checkpoint(step: int) -> int:
         command = SaveCheckpoint(attempt=1, run_token="t", path=f"/ck/{step}", step=step)

@@ -16,11 +16,13 @@ from ledger.errors import (
     DatabaseUnavailable,
     DuplicateJob,
     IllegalTransition,
+    InvalidCommand,
     JobNotFound,
     StaleAttempt,
     VersionConflict,
 )
 from ledger.events import JobRegistered
+from ledger.queue import JobQueue
 from ledger.service import JobService
 from ledger.statuses import JobStatus
 from ledger.store import EventStore
@@ -55,15 +57,25 @@ def test_the_inline_projection_equals_the_state_returned_after_each_command(
 ) -> None:
     service.execute("job-b", RegisterJob(initial_status=JobStatus.PENDING), actor="a")
     service.execute("job-b", SubmitJob(), actor="a")
-    started = service.execute("job-b", StartJob(worker=WORKER, run_token="t1"), actor="w")
+    started = JobQueue(store, run_tokens=lambda: "t1").start("job-b", WORKER, actor="w")
     saved = service.execute(
         "job-b", SaveCheckpoint(attempt=1, run_token="t1", path="/ck/1", step=10), actor="w"
     )
 
-    assert started.state.started_at is not None
+    assert started.job.started_at is not None
     assert store.load("job-b") == saved.state
     assert saved.state.checkpoint_path == "/ck/1"
     assert [e.seq for e in store.history("job-b")] == [1, 2, 3, 4]
+
+
+def test_a_job_is_started_only_by_the_queue_which_opens_its_lease(
+    job_factory: JobFactory, service: JobService, store: EventStore
+) -> None:
+    job = job_factory(JobStatus.QUEUED)
+    with pytest.raises(InvalidCommand, match="started through the queue"):
+        service.execute(job.job_id, StartJob(worker=WORKER, run_token="t1"), actor="w")
+    assert store.load(job.job_id) == job
+    assert len(store.history(job.job_id)) == 1
 
 
 def test_history_records_actor_reason_attempt_and_database_time_of_each_event(
