@@ -8,7 +8,7 @@ from datetime import datetime
 from ledger.commands import JobCommand, StartJob
 from ledger.decide import decide
 from ledger.errors import DuplicateJob, InvalidCommand, LedgerError, VersionConflict
-from ledger.events import RecordedEvent
+from ledger.events import JobEvent, RecordedEvent
 from ledger.state import JobState
 from ledger.state_cache import DEFAULT_SIZE as DEFAULT_CACHE_SIZE
 from ledger.state_cache import StateCache
@@ -29,6 +29,27 @@ class Outcome:
     events: list[RecordedEvent]
     replayed: bool = False
     """True when an earlier command with the same idempotency key already did this."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Request:
+    """One call of `JobService.execute`."""
+
+    job_id: str
+    command: JobCommand
+    actor: str
+    expected_version: int | None
+    idempotency_key: str | None
+    correlation_id: str | None
+    occurred_at: datetime | None
+
+
+class _LostRace(Exception):
+    """Another writer appended to the job between this command's read and its append."""
+
+    def __init__(self, conflict: VersionConflict | DuplicateJob) -> None:
+        super().__init__(str(conflict))
+        self.conflict = conflict
 
 
 class JobService:
@@ -56,58 +77,94 @@ class JobService:
         a race to another writer is decided again on the newer state. A command
         repeated with an idempotency key it already used returns the first
         outcome and appends nothing.
+
+        The job's state comes from this process's cache when it holds one, as a
+        guess: an append decided on it is refused by the log if it was stale,
+        and a refusal or a no-op decided on it is not believed. Either way the
+        command is decided again on a fresh read.
         """
         if isinstance(command, StartJob):
             raise InvalidCommand("a job is started through the queue, which opens its lease")
-        trust_cache = True
-        for remaining in range(CONFLICT_RETRIES, -1, -1):
-            cached = self.cache.get(job_id) if trust_cache else None
-            from_cache = cached is not None and expected_version in (None, cached.version)
-            if from_cache:
-                state = cached
-            else:
-                loaded = self.store.load_for_command(job_id, idempotency_key)
-                if loaded.earlier_outcome is not None and loaded.state is not None:
-                    return Outcome(loaded.state, loaded.earlier_outcome, replayed=True)
-                state = loaded.state
-                current = state.version if state else 0
-                if expected_version is not None and expected_version != current:
-                    raise VersionConflict(job_id, expected_version, current)
+        request = _Request(
+            job_id=job_id,
+            command=command,
+            actor=actor,
+            expected_version=expected_version,
+            idempotency_key=idempotency_key,
+            correlation_id=correlation_id,
+            occurred_at=occurred_at,
+        )
+        outcome = self._decide_on_cache(request)
+        if outcome is None:
+            outcome = self._decide_with_retries(request)
+        return outcome
+
+    def _decide_on_cache(self, request: _Request) -> Outcome | None:
+        """Decide on the cached state and append; None when only a fresh read can tell."""
+        state = self.cache.get(request.job_id)
+        if state is None or request.expected_version not in (None, state.version):
+            return None
+        try:
+            events = decide(state, request.command, job_id=request.job_id)
+        except LedgerError:
+            return None  # a refusal is only believed on a fresh read
+        if not events:
+            return None  # nor is a command already satisfied
+        try:
+            return self._append(state, events, request)
+        except (_LostRace, IdempotencyKeyTaken):
+            return None  # the guess was stale, or the same command landed first
+
+    def _decide_with_retries(self, request: _Request) -> Outcome:
+        """Decide on a fresh read. A decision that could not be appended is decided again
+        on a new read, up to `CONFLICT_RETRIES` times: after a lost race (unless the
+        caller expected a version) with a jittered backoff, and at once when the same
+        command landed first (the new read returns its outcome)."""
+        retries = 0
+        while True:
             try:
-                events = decide(state, command, job_id=job_id)
-            except LedgerError:
-                if from_cache:
-                    trust_cache = False  # a refusal is only believed on a fresh read
-                    continue
-                raise
-            if not events:
-                if from_cache:
-                    trust_cache = False
-                    continue
-                assert state is not None
-                return Outcome(state, [])
-            try:
-                appended = self.store.append(
-                    job_id,
-                    state,
-                    events,
-                    actor=actor,
-                    idempotency_key=idempotency_key,
-                    correlation_id=correlation_id,
-                    occurred_at=occurred_at,
-                )
+                return self._decide_on_fresh_read(request)
             except IdempotencyKeyTaken:
-                trust_cache = False  # the same command landed before; the reload returns it
-                continue
-            except (VersionConflict, DuplicateJob):
-                self.cache.drop(job_id)
-                trust_cache = False
-                if from_cache:
-                    continue  # the guess was stale: decide again on the log's state
-                if expected_version is not None or remaining == 0:
+                if retries == CONFLICT_RETRIES:
                     raise
-                time.sleep(random.uniform(0, BACKOFF_SECONDS) * (CONFLICT_RETRIES - remaining))
-                continue
-            self.cache.put(appended.state)
-            return Outcome(appended.state, appended.events)
-        raise VersionConflict(job_id, expected_version or 0)  # pragma: no cover
+            except _LostRace as lost:
+                conflict = lost.conflict
+                if request.expected_version is not None or retries == CONFLICT_RETRIES:
+                    raise conflict from conflict.__cause__
+                time.sleep(random.uniform(0, BACKOFF_SECONDS) * (retries + 1))
+            retries += 1
+
+    def _decide_on_fresh_read(self, request: _Request) -> Outcome:
+        """Read the job (and an earlier use of the idempotency key), decide and append."""
+        job_id = request.job_id
+        loaded = self.store.load_for_command(job_id, request.idempotency_key)
+        if loaded.earlier_outcome is not None and loaded.state is not None:
+            return Outcome(loaded.state, loaded.earlier_outcome, replayed=True)
+        state = loaded.state
+        current = state.version if state else 0
+        expected = request.expected_version
+        if expected is not None and expected != current:
+            raise VersionConflict(job_id, expected, current)
+        events = decide(state, request.command, job_id=job_id)
+        if not events:
+            assert state is not None
+            return Outcome(state, [])
+        return self._append(state, events, request)
+
+    def _append(self, state: JobState | None, events: list[JobEvent], request: _Request) -> Outcome:
+        """Append `events` decided on `state`; raise `_LostRace` when another writer was first."""
+        try:
+            appended = self.store.append(
+                request.job_id,
+                state,
+                events,
+                actor=request.actor,
+                idempotency_key=request.idempotency_key,
+                correlation_id=request.correlation_id,
+                occurred_at=request.occurred_at,
+            )
+        except (VersionConflict, DuplicateJob) as conflict:
+            self.cache.drop(request.job_id)
+            raise _LostRace(conflict) from conflict
+        self.cache.put(appended.state)
+        return Outcome(appended.state, appended.events)
