@@ -105,14 +105,12 @@ class EventStore:
         idempotency_key: str | None = None,
         correlation_id: str | None = None,
         occurred_at: datetime | None = None,
-        connection: Connection | None = None,
     ) -> Appended:
-        """Append `events` after `state` (the version the decision was made on).
+        """Append `events` after `state` (the version the decision was made on), in a
+        transaction of its own.
 
         Raises `VersionConflict` (or `DuplicateJob` for a new job) when another
-        writer appended first; nothing is written then. With `connection`, the
-        append joins that connection's transaction; otherwise it is a
-        transaction of its own.
+        writer appended first; nothing is written then.
         """
         prepared = prepare_append(
             job_id,
@@ -123,12 +121,8 @@ class EventStore:
             correlation_id=correlation_id,
             occurred_at=occurred_at,
         )
-        if connection is not None:
-            with self._translated(job_id, prepared.expected_version):
-                rows = connection.execute(APPEND_EVENTS, prepared.params).fetchall()
-        else:
-            with self._connection(job_id, prepared.expected_version) as conn:
-                rows = conn.execute(APPEND_EVENTS, prepared.params).fetchall()
+        with self._connection(job_id, prepared.expected_version) as conn:
+            rows = conn.execute(APPEND_EVENTS, prepared.params).fetchall()
         return prepared.recorded(rows)
 
     # -- reading -----------------------------------------------------------------
