@@ -21,7 +21,7 @@ from ledger.events import RecordedEvent, event_to_record
 from ledger.queue import Claim
 from projections.history import Transition
 from projections.job_readings import JobReading
-from projections.recovery.health import HealthReport, RunWorker
+from projections.recovery.health import HealthReport
 from projections.recovery.reconciler import ReconcileReport
 
 
@@ -29,9 +29,9 @@ def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
 
-def worker_view(worker: WorkerIdentity | RunWorker) -> WorkerView:
+def worker_view(worker: WorkerIdentity) -> WorkerView:
     """Which process on which host runs (or ran) an attempt."""
-    return WorkerView(worker_id=worker.worker_id or "", host=worker.host, pid=worker.pid)
+    return WorkerView(worker_id=worker.worker_id, host=worker.host, pid=worker.pid)
 
 
 def job_view(reading: JobReading) -> JobView:

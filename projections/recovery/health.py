@@ -13,10 +13,11 @@ from typing import Any, NamedTuple
 import orjson
 from sqlalchemy import Engine
 
+from ledger.commands import WorkerIdentity
 from ledger.database import driver_connection
 from ledger.host import LocalHost, ProcessFate
 from ledger.settings import DEFAULT_LEASE_SECONDS
-from ledger.state import JobState
+from ledger.state import WORKER_FIELDS, JobState
 from ledger.statuses import ACTIVE_RUN_STATUSES, JobStatus
 
 DEFAULT_STALE_PENDING_AFTER = timedelta(minutes=10)
@@ -30,18 +31,11 @@ class OrphanReason(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class RunWorker:
-    worker_id: str | None
-    host: str | None
-    pid: int | None
-
-
-@dataclass(frozen=True, slots=True)
 class OrphanedRun:
     job_id: str
     attempt: int
     version: int
-    worker: RunWorker
+    worker: WorkerIdentity
     last_heartbeat_at: datetime | None
     reason: OrphanReason
     auto_retry: bool
@@ -79,11 +73,13 @@ its start by a lease period)."""
 PENDING_TOO_LONG = "s.status_changed_at < now() - make_interval(secs => %(stale_seconds)s)"
 """Job `s` has been in its status (pending, where it is asked) longer than the threshold."""
 
+_WORKER_COLUMNS = tuple(WORKER_FIELDS.values())
+
 HEALTH_QUERY = f"""
     WITH runs AS (
         SELECT s.job_id, s.status, s.version, s.attempt, s.auto_retry, s.max_attempts,
-               s.worker_id, s.worker_host, s.worker_pid, s.worker_pid_started_at,
-               s.worker_boot_id, l.heartbeat_at, {LEASE_EXPIRED} AS lease_expired
+               {", ".join(f"s.{column}" for column in _WORKER_COLUMNS)}, l.heartbeat_at,
+               {LEASE_EXPIRED} AS lease_expired
         FROM job_status s
         LEFT JOIN job_leases l ON l.job_id = s.job_id AND l.attempt = s.attempt
         WHERE s.status IN ('running', 'paused')
@@ -92,9 +88,8 @@ HEALTH_QUERY = f"""
     SELECT q.depth, q.oldest_age, now(),
         (SELECT count(*) FROM runs WHERE status = 'running'),
         (SELECT coalesce(json_agg(json_build_array(
-                    job_id, status, version, attempt, auto_retry, max_attempts, worker_id,
-                    worker_host, worker_pid, worker_pid_started_at, worker_boot_id,
-                    heartbeat_at, lease_expired)), '[]')::text
+                    job_id, status, version, attempt, auto_retry, max_attempts,
+                    {", ".join(_WORKER_COLUMNS)}, heartbeat_at, lease_expired)), '[]')::text
          FROM runs WHERE lease_expired OR worker_host = %(local_host)s),
         (SELECT coalesce(json_agg(json_build_array(s.job_id, s.status_changed_at, s.version)
                                   ORDER BY s.status_changed_at), '[]')::text
@@ -117,11 +112,7 @@ class _Run(NamedTuple):
     attempt: int
     auto_retry: bool
     max_attempts: int
-    worker_id: str | None
-    worker_host: str | None
-    worker_pid: int | None
-    worker_pid_started_at: float | None
-    worker_boot_id: str | None
+    worker: WorkerIdentity
     heartbeat_at: datetime | None
     lease_expired: bool
 
@@ -200,6 +191,7 @@ class HealthCheck:
             return JobHealth("stale_pending" if stale else "ok", None)
         if state.status not in ACTIVE_RUN_STATUSES:
             return HEALTHY
+        assert state.worker is not None, "a running or paused job has a worker (a CHECK says so)"
         run = _Run(
             state.job_id,
             str(state.status),
@@ -207,11 +199,7 @@ class HealthCheck:
             state.attempt,
             state.auto_retry,
             state.max_attempts,
-            state.worker_id,
-            state.worker_host,
-            state.worker_pid,
-            state.worker_pid_started_at,
-            state.worker_boot_id,
+            state.worker,
             heartbeat_at,
             bool(lease_expired),
         )
@@ -226,9 +214,10 @@ class HealthCheck:
         A run on this host that never heartbeated is judged by its process alone.
         """
         reason: OrphanReason | None = None
-        local = self.local.runs_here(row.worker_host)
+        worker = row.worker
+        local = self.local.runs_here(worker.host)
         if local:
-            fate = self.local.fate(row.worker_pid, row.worker_pid_started_at, row.worker_boot_id)
+            fate = self.local.fate(worker.pid, worker.pid_started_at, worker.boot_id)
             if fate is not ProcessFate.ALIVE:
                 reason = OrphanReason(fate.value)
         if reason is None and row.lease_expired and (row.heartbeat_at is not None or not local):
@@ -239,7 +228,7 @@ class HealthCheck:
             job_id=row.job_id,
             attempt=row.attempt,
             version=row.version,
-            worker=RunWorker(row.worker_id, row.worker_host, row.worker_pid),
+            worker=worker,
             last_heartbeat_at=row.heartbeat_at,
             reason=reason,
             auto_retry=row.auto_retry,
@@ -248,7 +237,12 @@ class HealthCheck:
 
 
 def _run(values: list[Any]) -> _Run:
-    run = _Run(*values)
-    if run.heartbeat_at is not None:
-        run = run._replace(heartbeat_at=datetime.fromisoformat(str(run.heartbeat_at)))
-    return run
+    """A run as `HEALTH_QUERY` sends it: its fields, the worker's flat, in `_WORKER_COLUMNS`."""
+    job_id, status, version, attempt, auto_retry, max_attempts = values[:6]
+    worker_values = values[6 : 6 + len(WORKER_FIELDS)]
+    heartbeat_at, lease_expired = values[6 + len(WORKER_FIELDS) :]
+    worker = WorkerIdentity(**dict(zip(WORKER_FIELDS, worker_values, strict=True)))
+    heartbeat = None if heartbeat_at is None else datetime.fromisoformat(str(heartbeat_at))
+    return _Run(
+        job_id, status, version, attempt, auto_retry, max_attempts, worker, heartbeat, lease_expired
+    )
