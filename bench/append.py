@@ -23,7 +23,6 @@ import argparse
 import os
 import statistics
 import sys
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,9 +34,10 @@ from sqlalchemy.engine import make_url
 
 from bench.scratch import benchmark_parser, scratch_database
 from bench.threads import BenchError, Client, measure
-from ledger.commands import RegisterJob, SaveCheckpoint, StartJob, WorkerIdentity
+from ledger.commands import RegisterJob, SaveCheckpoint, WorkerIdentity
 from ledger.database import create_ledger_engine, libpq_url
 from ledger.events import CheckpointSaved, event_to_record
+from ledger.queue import JobQueue
 from ledger.service import JobService
 from ledger.settings import Settings
 from ledger.store import EventStore
@@ -135,12 +135,11 @@ class LedgerClient:
     def __init__(self, service: JobService, job_id: str) -> None:
         self.service = service
         self.job_id = job_id
-        self.run_token = uuid.uuid4().hex
         worker = WorkerIdentity(
             worker_id=f"bench-worker-{job_id}", host="bench-host", pid=os.getpid()
         )
         service.execute(job_id, RegisterJob(spec={"bench": "append"}), actor=ACTOR)
-        service.execute(job_id, StartJob(worker=worker, run_token=self.run_token), actor=ACTOR)
+        self.run_token = JobQueue(service.store).start(job_id, worker, actor=ACTOR).run_token
 
     def op(self, n: int) -> None:
         path = checkpoint_path(self.job_id, n)

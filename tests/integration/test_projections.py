@@ -49,7 +49,7 @@ def test_a_rebuild_repairs_a_tampered_projection(
     engine: Engine, store: EventStore, jobs_in_every_status: list[str]
 ) -> None:
     before = stored_states(store)
-    execute(engine, "UPDATE job_status SET status = 'completed'")
+    execute(engine, "UPDATE job_status SET priority = priority + 7, spec = '{\"x\": 1}'")
     execute(engine, f"DELETE FROM job_status WHERE job_id = '{jobs_in_every_status[0]}'")
     assert not verify_current_status(engine).clean
 
@@ -61,7 +61,7 @@ def test_a_rebuild_repairs_a_tampered_projection(
 def test_verify_names_every_drifted_row(engine: Engine, jobs_in_every_status: list[str]) -> None:
     assert verify_current_status(engine).clean
     changed, deleted = jobs_in_every_status[2], jobs_in_every_status[3]
-    execute(engine, f"UPDATE job_status SET attempt = 99 WHERE job_id = '{changed}'")
+    execute(engine, f"UPDATE job_status SET priority = 99 WHERE job_id = '{changed}'")
     execute(engine, f"DELETE FROM job_status WHERE job_id = '{deleted}'")
     execute(
         engine,
@@ -76,8 +76,8 @@ def test_verify_names_every_drifted_row(engine: Engine, jobs_in_every_status: li
     found = {(d.job_id, d.kind) for d in report.drifts}
     assert found == {(changed, "differs"), (deleted, "missing"), ("ghost", "unexpected")}
     [differs] = [d for d in report.drifts if d.kind == "differs"]
-    assert differs.fields["attempt"][0] == 99
-    assert "attempt stored=99" in differs.describe()
+    assert differs.fields["priority"][0] == 99
+    assert "priority stored=99" in differs.describe()
 
 
 def test_catch_up_applies_events_the_projection_has_not_seen(
