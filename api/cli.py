@@ -29,7 +29,6 @@ from ledger.commands import (
     RequeueJob,
     ResumeJob,
     SaveCheckpoint,
-    StartJob,
     SubmitJob,
     WorkerIdentity,
 )
@@ -177,13 +176,12 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         pid=os.getpid(),
         pid_started_at=process.create_time(),
     )
-    token = uuid.uuid4().hex
     with open_ledger(settings) as ledger:
         run = ledger.service.execute
         run(job_id, RegisterJob(initial_status=JobStatus.PENDING, spec={"epochs": 2}), actor="demo")
         run(job_id, SubmitJob(), actor="demo")
-        started = run(job_id, StartJob(worker=worker, run_token=token), actor="demo-worker")
-        attempt = started.state.attempt
+        claim = ledger.queue.start(job_id, worker, actor="demo-worker")  # opens its lease
+        attempt, token = claim.attempt, claim.run_token
         for step in (1, 2):
             checkpoint = SaveCheckpoint(
                 attempt=attempt, run_token=token, path=f"/checkpoints/{job_id}/{step}", step=step

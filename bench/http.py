@@ -13,7 +13,8 @@ so there are no conflicts), for a fixed time per measurement:
   request's latency is recorded; any answer but a 2xx stops the benchmark.
 - in-process: the same checkpoint command through
   `JobService.execute(job_id, SaveCheckpoint(...))` in this process, on jobs
-  registered and started through the service.
+  registered through the service and started through the queue (`JobQueue.start`),
+  as the HTTP route starts them.
 
 HTTP and in-process measurements alternate (http, in-process, http, ...) so
 drift on a noisy machine hits both. The summary gives the median cmd/s of each
@@ -40,7 +41,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -51,8 +51,9 @@ from sqlalchemy.engine import make_url
 
 from bench.scratch import benchmark_parser, scratch_database
 from bench.threads import BenchError, Client, Measurement, measure
-from ledger.commands import RegisterJob, SaveCheckpoint, StartJob, WorkerIdentity
+from ledger.commands import RegisterJob, SaveCheckpoint, WorkerIdentity
 from ledger.database import create_ledger_engine
+from ledger.queue import JobQueue
 from ledger.service import JobService
 from ledger.settings import Settings
 from ledger.store import EventStore
@@ -271,16 +272,13 @@ def describe(response: httpx.Response) -> str:
 class InProcessClient:
     """Checkpoints of one running job through `JobService.execute` in this process."""
 
-    def __init__(self, service: JobService, job_id: str) -> None:
+    def __init__(self, service: JobService, queue: JobQueue, job_id: str) -> None:
         self.service = service
         self.job_id = job_id
-        self.run_token = uuid.uuid4().hex
         worker = WorkerIdentity(worker_id=f"bench-worker-{job_id}", host="bench-host")
         service.execute(job_id, RegisterJob(), actor=ACTOR)
-        started = service.execute(
-            job_id, StartJob(worker=worker, run_token=self.run_token), actor=ACTOR
-        )
-        self.attempt = started.state.attempt
+        claim = queue.start(job_id, worker, actor=ACTOR)
+        self.attempt, self.run_token = claim.attempt, claim.run_token
 
     def op(self, n: int) -> None:
         command = SaveCheckpoint(
@@ -320,12 +318,15 @@ class Paths:
 
     base_url: str
     service: JobService
+    queue: JobQueue
 
     def http(self, label: str) -> Callable[[int], Client]:
         return lambda index: HttpClient(self.base_url, f"http-{label}-{index:02d}")
 
     def in_process(self, label: str) -> Callable[[int], Client]:
-        return lambda index: InProcessClient(self.service, f"inproc-{label}-{index:02d}")
+        return lambda index: InProcessClient(
+            self.service, self.queue, f"inproc-{label}-{index:02d}"
+        )
 
 
 @dataclass(slots=True)
@@ -372,7 +373,9 @@ def run(options: Options) -> str:
         print(f"server {server.base_url}: {server.recovery}", flush=True)
         engine = create_ledger_engine(url, Settings(pool_size=POOL_SIZE))
         try:
-            results = bench(Paths(server.base_url, JobService(EventStore(engine))), options)
+            store = EventStore(engine)
+            paths = Paths(server.base_url, JobService(store), JobQueue(store))
+            results = bench(paths, options)
         finally:
             engine.dispose()
     return results.summary(options.clients)
