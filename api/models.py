@@ -114,7 +114,10 @@ class FailBody(RunBody):
 
 
 class WorkerView(BaseModel):
-    """The worker of an attempt as clients see it: which process on which host."""
+    """The worker of an attempt as clients see it: which process on which host (read from
+    a `WorkerIdentity`'s attributes)."""
+
+    model_config = ConfigDict(from_attributes=True)
 
     worker_id: str
     host: str | None

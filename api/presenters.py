@@ -30,8 +30,9 @@ def iso(moment: datetime | None) -> str | None:
 
 
 def worker_view(worker: WorkerIdentity) -> WorkerView:
-    """Which process on which host runs (or ran) an attempt."""
-    return WorkerView(worker_id=worker.worker_id, host=worker.host, pid=worker.pid)
+    """Which process on which host runs (or ran) an attempt: the fields of the identity
+    that `WorkerView` shows."""
+    return WorkerView.model_validate(worker)
 
 
 def job_view(reading: JobReading) -> JobView:
@@ -48,9 +49,7 @@ def job_view(reading: JobReading) -> JobView:
         updated_at=state.updated_at.isoformat(),
         status_changed_at=state.status_changed_at.isoformat(),
         queue_position=reading.queue_position,
-        worker=None
-        if state.worker_id is None
-        else WorkerView(worker_id=state.worker_id, host=state.worker_host, pid=state.worker_pid),
+        worker=None if state.worker is None else worker_view(state.worker),
         last_heartbeat_at=iso(judged.last_heartbeat_at),
         failure_reason=state.failure_reason,
         checkpoint=None
