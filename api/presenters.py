@@ -19,6 +19,7 @@ from api.models import (
 from ledger.commands import WorkerIdentity
 from ledger.events import RecordedEvent, event_to_record
 from ledger.queue import Claim
+from ledger.store import FeedCursor
 from projections.history import Transition
 from projections.job_readings import JobReading
 from projections.recovery.health import HealthReport
@@ -94,7 +95,7 @@ def history_view(job_id: str, history: list[Transition]) -> HistoryView:
 
 def feed_event(event: RecordedEvent) -> FeedEvent:
     return FeedEvent(
-        cursor=f"{event.tx_id}-{event.position}",
+        cursor=str(FeedCursor.after(event)),
         job_id=event.job_id,
         seq=event.seq,
         type=event.type,

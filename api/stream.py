@@ -135,10 +135,11 @@ async def stream(
             wake.clear()
             page = await run_in_threadpool(ledger.store.read_feed, cursor, 500)
             for event in page.events:
+                entry = feed_event(event)
                 yield ServerSentEvent(
-                    id=str(FeedCursor(event.tx_id or 0, event.position or 0)),
-                    event=event.type,
-                    raw_data=orjson.dumps(feed_event(event).model_dump(mode="json")).decode(),
+                    id=entry.cursor,
+                    event=entry.type,
+                    raw_data=orjson.dumps(entry.model_dump(mode="json")).decode(),
                 )
             cursor = page.next_cursor
             if len(page.events) == 500:

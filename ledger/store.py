@@ -63,6 +63,12 @@ class FeedCursor:
         return f"{self.tx_id}-{self.position}"
 
     @classmethod
+    def after(cls, event: RecordedEvent) -> "FeedCursor":
+        """The place just after `event`, a recorded event of the feed."""
+        assert event.tx_id is not None and event.position is not None, "a recorded event"
+        return cls(event.tx_id, event.position)
+
+    @classmethod
     def parse(cls, text: str) -> "FeedCursor":
         tx_id, _, position = text.partition("-")
         return cls(int(tx_id), int(position))
@@ -169,9 +175,7 @@ class EventStore:
         events = [event_from_row(row) for row in rows]
         if not events:
             return FeedPage([], after)
-        last = events[-1]
-        assert last.tx_id is not None and last.position is not None
-        return FeedPage(events, FeedCursor(last.tx_id, last.position))
+        return FeedPage(events, FeedCursor.after(events[-1]))
 
     def queue_position(self, job_id: str) -> int | None:
         """1 for the next job to be claimed; None when the job is not queued."""
