@@ -33,9 +33,9 @@ from ledger.commands import (
     WorkerIdentity,
 )
 from ledger.database import create_ledger_engine, database_url
+from ledger.database_roles import create_service_role
 from ledger.errors import JobNotFound, LedgerError
 from ledger.migrate import upgrade_database
-from ledger.roles import create_service_role
 from ledger.settings import Settings
 from ledger.statuses import JobStatus
 from projections.current_status.rebuild import rebuild_current_status

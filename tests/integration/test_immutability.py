@@ -4,7 +4,7 @@ import psycopg
 import pytest
 from sqlalchemy import Engine
 
-from ledger.roles import create_service_role
+from ledger.database_roles import create_service_role
 from ledger.statuses import JobStatus
 from tests.conftest import JobFactory
 
