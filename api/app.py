@@ -8,12 +8,13 @@ from importlib.metadata import version
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from starlette.middleware import Middleware
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
 from api import console_page, metrics, routes_jobs, routes_observe, routes_runs, stream
-from api.auth import TokenBook
+from api.auth import TokenBook, handle_invalid_request
 from api.bootstrap import Ledger
 from api.console_page import CONSOLE_DIR
 from api.metrics import Metrics, RequestMetrics
@@ -69,7 +70,7 @@ def declare_api(
         docs_url="/docs",
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers={**EXCEPTION_HANDLERS, RequestValidationError: handle_invalid_request},
         middleware=list(middleware),
         lifespan=lifespan,
     )

@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Request, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.routing import APIRoute
 from fastapi.security import SecurityScopes
 from fastapi.security.base import SecurityBase
+from starlette.responses import Response
 
-from api.problems import Problem
+from api.problems import Problem, problem_response, validation_response
 
 
 class Role(StrEnum):
@@ -142,3 +145,31 @@ Operator = Annotated[Caller, admitting(OPERATE)]
 Emitter = Annotated[Caller, admitting(EMIT)]
 Registrar = Annotated[Caller, admitting(REGISTER)]
 Visitor = Annotated[Caller, admitting(frozenset())]
+
+
+async def refusal_of_caller(request: Request) -> Problem | None:
+    """Why the route that matched `request` refuses its caller, or None when it admits it.
+
+    FastAPI reads a JSON body before it resolves the caller, so a body that is not
+    JSON is refused before the token is checked; the answer to such a request asks
+    this first, and a caller who may not call the route learns nothing of the route's
+    input rules."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return None
+    for dependency in route.dependant.dependencies:
+        if isinstance(scheme := dependency.call, BearerRoles):
+            try:
+                await scheme(request, SecurityScopes(list(dependency.own_oauth_scopes or ())))
+            except Problem as refused:
+                return refused
+    return None
+
+
+async def handle_invalid_request(request: Request, exc: RequestValidationError) -> Response:
+    """Input that does not fit its route: a 422 naming each field, unless the route
+    refuses the caller anyway (a 401 or 403 then)."""
+    refused = await refusal_of_caller(request)
+    if refused is not None:
+        return problem_response(refused.status, refused.kind, refused.detail, **refused.extra)
+    return validation_response(exc)

@@ -105,10 +105,6 @@ async def handle_problem(request: Request, exc: Problem) -> Response:
     return problem_response(exc.status, exc.kind, exc.detail, **exc.extra)
 
 
-async def handle_invalid_request(request: Request, exc: RequestValidationError) -> Response:
-    return validation_response(exc)
-
-
 async def handle_http(request: Request, exc: HTTPException) -> Response:
     kind = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
     return problem_response(exc.status_code, kind, str(exc.detail))
@@ -125,7 +121,6 @@ EXCEPTION_HANDLERS: dict[
 ] = {
     LedgerError: handle_ledger_error,
     Problem: handle_problem,
-    RequestValidationError: handle_invalid_request,
     HTTPException: handle_http,
     Exception: handle_unexpected,
 }

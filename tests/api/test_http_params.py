@@ -80,6 +80,19 @@ def test_the_token_is_checked_before_the_parameters(client: TestClient) -> None:
     assert refused.status_code == 403
 
 
+def test_the_token_is_checked_before_the_body(client: TestClient) -> None:
+    assert client.post("/v1/jobs", content=b"{not json").status_code == 401
+    wrong_role = client.post("/v1/jobs", content=b"{not json", headers=auth("audrey"))
+    assert wrong_role.status_code == 403
+    assert wrong_role.json()["type"].endswith("/forbidden")
+    as_form = client.post(
+        "/v1/jobs/j/cancel",
+        content=b"reason=x",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert as_form.status_code == 401
+
+
 def test_a_body_that_is_not_json_is_a_422_naming_the_body(client: TestClient) -> None:
     response = client.post("/v1/jobs", content=b"{not json", headers=auth("trainer"))
     assert response.status_code == 422
