@@ -11,6 +11,7 @@ from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
 from ledger.statuses import JobStatus
+from tests.api.operations import OPERATIONS
 
 
 def test_every_route_served_is_an_operation_of_the_document(client: TestClient) -> None:
@@ -88,6 +89,13 @@ def test_each_operation_lists_the_roles_it_admits_and_public_ones_need_no_token(
     ]
     assert {} in paths["/v1/me"]["get"]["security"]
     assert "security" not in paths["/livez"]["get"]
+
+
+def test_only_the_probes_the_console_page_and_me_answer_without_a_token() -> None:
+    # A route that forgot its caller would be public: every other test of roles reads
+    # the document, so this list is what says which routes are meant to be.
+    public = {str(operation) for operation in OPERATIONS if operation.public}
+    assert public == {"GET /", "GET /livez", "GET /readyz", "GET /v1/me"}
 
 
 def test_errors_are_documented_as_problems(client: TestClient) -> None:
