@@ -5,14 +5,17 @@ them on the driver connection, where they are prepared after a few uses.
 """
 
 from ledger.events import JobStarted
-from ledger.schema import JOB_STATUS_COLUMNS, sql_statuses
+from ledger.schema import ACTIVE_RUN_IN, JOB_STATUS_COLUMNS
 from ledger.state import TIMESTAMP_FIELDS, WORKER_FIELDS
-from ledger.statuses import ACTIVE_RUN_STATUSES, JobStatus
+from ledger.statuses import JobStatus
 
 SNAPSHOT_XMIN = "pg_snapshot_xmin(pg_current_snapshot())"
 """Every transaction below this id has ended: the feed's horizon."""
 
 FEED_HORIZON = f"SELECT {SNAPSHOT_XMIN}::text"
+
+LEASE_PERIOD = "make_interval(secs => %(lease_seconds)s)"
+"""How long a run stays alive without a heartbeat, as a SQL interval."""
 
 STATUS_SELECT = ", ".join(f"s.{column}" for column in JOB_STATUS_COLUMNS)
 EVENT_SELECT = (
@@ -116,21 +119,19 @@ STATUS_COUNTS = """
 """How many jobs are in each status (of those whose id contains the search, when given)."""
 
 
-QUEUE_POSITION = """
-    CASE WHEN s.status = 'queued' THEN 1 + (
+QUEUE_ORDER = "s.priority DESC, s.queued_at, s.job_id"
+"""The order claims take queued jobs in: higher priority first, then the longest waiting
+(the partial index `ix_job_status_queue` holds it)."""
+
+QUEUE_POSITION = f"""
+    CASE WHEN s.status = '{JobStatus.QUEUED}' THEN 1 + (
         SELECT count(*) FROM job_status q
-        WHERE q.status = 'queued'
+        WHERE q.status = '{JobStatus.QUEUED}'
           AND (q.priority > s.priority
                OR (q.priority = s.priority AND (q.queued_at, q.job_id) < (s.queued_at, s.job_id)))
     ) END"""
-"""Where job `s` stands in the queue (1 = next; NULL when it is not queued): higher
-priority first, then the longest waiting, the order a claim takes them in."""
-
-QUEUE_POSITIONS = f"""
-    SELECT s.job_id, {QUEUE_POSITION} FROM job_status s
-    WHERE s.job_id = ANY(%(job_ids)s::text[]) AND s.status = 'queued'
-"""
-"""Where each given queued job stands in the queue."""
+"""Where job `s` stands in the queue (1 = next; NULL when it is not queued): the queued
+jobs ahead of it in `QUEUE_ORDER`, counted (the tests claim a queue and compare)."""
 
 
 _STARTED_WORKER = ", ".join(f"{name} = %({name})s" for name in WORKER_FIELDS.values())
@@ -172,7 +173,7 @@ def _start_queued_job(choose: str) -> str:
         )
         SELECT s.job_id, s.attempt, s.run_token, s.worker_id, s.worker_host, s.worker_boot_id,
                s.worker_pid, s.worker_pid_started_at, now(), NULL,
-               now() + make_interval(secs => %(lease_seconds)s)
+               now() + {LEASE_PERIOD}
         FROM started s
         ON CONFLICT (job_id) DO UPDATE SET
             attempt = EXCLUDED.attempt, run_token = EXCLUDED.run_token,
@@ -188,7 +189,7 @@ def _start_queued_job(choose: str) -> str:
 CLAIM_NEXT_QUEUED_JOB = _start_queued_job(
     f"""SELECT s.job_id, s.version, s.attempt, s.resume_from FROM job_status s
        WHERE s.status = '{JobStatus.QUEUED}'
-       ORDER BY s.priority DESC, s.queued_at, s.job_id
+       ORDER BY {QUEUE_ORDER}
        LIMIT 1
        FOR UPDATE SKIP LOCKED"""
 )
@@ -202,14 +203,12 @@ START_QUEUED_JOB = _start_queued_job(
 )
 """Start this job, if it is queued."""
 
-_ACTIVE_RUN = sql_statuses(ACTIVE_RUN_STATUSES)
-
 RENEW_LEASE = f"""
     UPDATE job_leases l
-    SET heartbeat_at = now(), expires_at = now() + make_interval(secs => %(lease_seconds)s)
+    SET heartbeat_at = now(), expires_at = now() + {LEASE_PERIOD}
     FROM job_status s
     WHERE l.job_id = %(job_id)s AND l.attempt = %(attempt)s AND l.run_token = %(run_token)s
-      AND s.job_id = l.job_id AND s.attempt = l.attempt AND s.status IN ({_ACTIVE_RUN})
+      AND s.job_id = l.job_id AND s.attempt = l.attempt AND s.status IN ({ACTIVE_RUN_IN})
     RETURNING l.expires_at
 """
 """Renews only the lease of the job's current, open attempt with the right token."""
@@ -218,7 +217,7 @@ PRUNE_LEASES = f"""
     DELETE FROM job_leases l
     WHERE NOT EXISTS (
         SELECT 1 FROM job_status s
-        WHERE s.job_id = l.job_id AND s.attempt = l.attempt AND s.status IN ({_ACTIVE_RUN})
+        WHERE s.job_id = l.job_id AND s.attempt = l.attempt AND s.status IN ({ACTIVE_RUN_IN})
     )
 """
 """Forget the leases of closed attempts: liveness of runs that no longer run."""

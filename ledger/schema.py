@@ -93,7 +93,8 @@ def sql_statuses(statuses: Iterable[JobStatus]) -> str:
 
 
 _TERMINAL = sql_statuses(TERMINAL_STATUSES)
-_ACTIVE_RUN = sql_statuses(ACTIVE_RUN_STATUSES)
+ACTIVE_RUN_IN = sql_statuses(ACTIVE_RUN_STATUSES)
+"""The statuses of a job whose run is open, for a SQL `IN (...)`."""
 
 JOB_STATUS_RULES: dict[str, str] = {
     "known_status": f"status IN ({sql_statuses(JobStatus)})",
@@ -101,7 +102,7 @@ JOB_STATUS_RULES: dict[str, str] = {
     "attempt_not_negative": "attempt >= 0",
     "max_attempts_positive": "max_attempts >= 1",
     "finished_exactly_when_terminal": f"(finished_at IS NOT NULL) = (status IN ({_TERMINAL}))",
-    "active_run_started": f"status NOT IN ({_ACTIVE_RUN}) OR attempt >= 1",
+    "active_run_started": f"status NOT IN ({ACTIVE_RUN_IN}) OR attempt >= 1",
     "run_recorded_exactly_when_started": (
         "num_nulls(run_token, started_at, worker_id, worker_host)"
         " = CASE WHEN attempt = 0 THEN 4 ELSE 0 END"
@@ -160,7 +161,7 @@ job_status = Table(
         text("priority DESC"),
         "queued_at",
         "job_id",
-        postgresql_where=text("status = 'queued'"),
+        postgresql_where=text(f"status = '{JobStatus.QUEUED}'"),
     ),
 )
 

@@ -12,6 +12,9 @@ ENV_PREFIX = "JOBLEDGER_"
 DEFAULT_LEASE_SECONDS = 90.0
 """How long a run stays alive without a heartbeat; workers heartbeat at a third of it."""
 
+DEFAULT_STALE_PENDING_MINUTES = 10.0
+"""A job pending longer than this is stale."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
@@ -26,7 +29,7 @@ class Settings:
     idle_in_transaction_timeout_ms: int = 30_000
     statement_timeout_ms: int = 0
     lease_seconds: float = DEFAULT_LEASE_SECONDS
-    stale_pending_minutes: float = 10.0
+    stale_pending_minutes: float = DEFAULT_STALE_PENDING_MINUTES
     reconcile_interval_s: float = 300.0
     auto_start_pending: bool = False
 

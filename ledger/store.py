@@ -33,7 +33,6 @@ from ledger.queries import (
     JOB_HISTORY,
     LOAD_STATE,
     LOAD_STATE_AND_KEY,
-    QUEUE_POSITIONS,
     READ_FEED,
 )
 from ledger.schema import JOB_STATUS_COLUMNS
@@ -176,18 +175,6 @@ class EventStore:
         if not events:
             return FeedPage([], after)
         return FeedPage(events, FeedCursor.after(events[-1]))
-
-    def queue_position(self, job_id: str) -> int | None:
-        """1 for the next job to be claimed; None when the job is not queued."""
-        return self.queue_positions([job_id]).get(job_id)
-
-    def queue_positions(self, job_ids: list[str]) -> dict[str, int]:
-        """The queue position of each given job that is queued, in one read."""
-        if not job_ids:
-            return {}
-        with self._connection() as conn:
-            rows = conn.execute(QUEUE_POSITIONS, {"job_ids": job_ids}).fetchall()
-        return {job_id: int(position) for job_id, position in rows}
 
     # -- connections -------------------------------------------------------------
 

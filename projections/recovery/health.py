@@ -16,11 +16,13 @@ from sqlalchemy import Engine
 from ledger.commands import WorkerIdentity
 from ledger.database import driver_connection
 from ledger.host import LocalHost, ProcessFate
-from ledger.settings import DEFAULT_LEASE_SECONDS
+from ledger.queries import LEASE_PERIOD
+from ledger.schema import ACTIVE_RUN_IN
+from ledger.settings import DEFAULT_LEASE_SECONDS, DEFAULT_STALE_PENDING_MINUTES
 from ledger.state import WORKER_FIELDS, JobState
 from ledger.statuses import ACTIVE_RUN_STATUSES, JobStatus
 
-DEFAULT_STALE_PENDING_AFTER = timedelta(minutes=10)
+DEFAULT_STALE_PENDING_AFTER = timedelta(minutes=DEFAULT_STALE_PENDING_MINUTES)
 
 
 class OrphanReason(StrEnum):
@@ -64,9 +66,7 @@ class HealthReport:
         return not self.orphaned and not self.stale_pending
 
 
-LEASE_EXPIRED = (
-    "COALESCE(l.expires_at, s.started_at + make_interval(secs => %(lease_seconds)s)) < now()"
-)
+LEASE_EXPIRED = f"COALESCE(l.expires_at, s.started_at + {LEASE_PERIOD}) < now()"
 """The run of job `s` has outlived its lease `l` (or, before its first heartbeat opened one,
 its start by a lease period)."""
 
@@ -82,11 +82,10 @@ HEALTH_QUERY = f"""
                {LEASE_EXPIRED} AS lease_expired
         FROM job_status s
         LEFT JOIN job_leases l ON l.job_id = s.job_id AND l.attempt = s.attempt
-        WHERE s.status IN ('running', 'paused')
-          AND (%(job_id)s::text IS NULL OR s.job_id = %(job_id)s)
+        WHERE s.status IN ({ACTIVE_RUN_IN})
     )
     SELECT q.depth, q.oldest_age, now(),
-        (SELECT count(*) FROM runs WHERE status = 'running'),
+        (SELECT count(*) FROM runs WHERE status = '{JobStatus.RUNNING}'),
         (SELECT coalesce(json_agg(json_build_array(
                     job_id, status, version, attempt, auto_retry, max_attempts,
                     {", ".join(_WORKER_COLUMNS)}, heartbeat_at, lease_expired)), '[]')::text
@@ -94,10 +93,9 @@ HEALTH_QUERY = f"""
         (SELECT coalesce(json_agg(json_build_array(s.job_id, s.status_changed_at, s.version)
                                   ORDER BY s.status_changed_at), '[]')::text
          FROM job_status s
-         WHERE s.status = 'pending' AND {PENDING_TOO_LONG}
-           AND (%(job_id)s::text IS NULL OR s.job_id = %(job_id)s))
+         WHERE s.status = '{JobStatus.PENDING}' AND {PENDING_TOO_LONG})
     FROM (SELECT count(*) AS depth, EXTRACT(EPOCH FROM now() - min(queued_at))::float8 AS oldest_age
-          FROM job_status WHERE status = 'queued') AS q
+          FROM job_status WHERE status = '{JobStatus.QUEUED}') AS q
 """
 """The whole view in one statement: one round trip and one snapshot, so the numbers
 agree with each other. Each part reads an indexed slice of the projection, and only
@@ -128,7 +126,7 @@ HEALTHY = JobHealth("ok", None)
 
 
 class HealthCheck:
-    """Computes the health view; `job_id` narrows it to one job."""
+    """Computes the health view, and judges one job's health from a read of it."""
 
     def __init__(
         self,
@@ -143,14 +141,11 @@ class HealthCheck:
         self.lease_seconds = lease_seconds
         self.stale_pending_after = stale_pending_after
 
-    def check(
-        self, *, stale_pending_after: timedelta | None = None, job_id: str | None = None
-    ) -> HealthReport:
+    def check(self, *, stale_pending_after: timedelta | None = None) -> HealthReport:
         stale_after = stale_pending_after or self.stale_pending_after
         params = {
             **self.thresholds(),
             "stale_seconds": stale_after.total_seconds(),
-            "job_id": job_id,
             "local_host": self.local.name,
         }
         with driver_connection(self.engine) as conn:

@@ -111,7 +111,7 @@ def test_queued_jobs_survive_a_sigkilled_server_in_order_and_claimable(database_
         ledger = wire_ledger(database_url, fresh, Settings())
         queued = ledger.listing.page(JobStatus.QUEUED).jobs
         assert [job.job_id for job in queued] == ["restart-c", "restart-b", "restart-a"]
-        positions = ledger.store.queue_positions([job.job_id for job in queued])
+        positions = {r.state.job_id: r.queue_position for r in ledger.reader.readings(queued)}
         assert positions == {"restart-a": 1, "restart-b": 2, "restart-c": 3}
 
         claimed = [ledger.queue.claim(WORKER, actor="w") for _ in range(3)]

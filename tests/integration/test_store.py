@@ -185,20 +185,6 @@ def test_a_force_start_with_both_attempts_fenced_returns_two_events_in_one_trans
         )
 
 
-def test_queue_position_orders_by_priority_then_by_time_queued(
-    job_factory: JobFactory, store: EventStore
-) -> None:
-    low_first = job_factory(priority=0)
-    high = job_factory(priority=5)
-    low_second = job_factory(priority=0)
-    running = job_factory(JobStatus.RUNNING)
-
-    assert store.queue_position(high.job_id) == 1
-    assert store.queue_position(low_first.job_id) == 2
-    assert store.queue_position(low_second.job_id) == 3
-    assert store.queue_position(running.job_id) is None
-
-
 def test_sessions_cannot_sit_idle_in_a_transaction(engine: Engine) -> None:
     with engine.connect() as conn:
         value = conn.execute(text("SHOW idle_in_transaction_session_timeout")).scalar_one()
@@ -210,14 +196,3 @@ def test_an_unreachable_database_is_a_typed_error() -> None:
     with pytest.raises(DatabaseUnavailable):
         EventStore(engine).load("job")
     engine.dispose()
-
-
-def test_queue_positions_of_many_jobs_come_in_one_answer(
-    job_factory: JobFactory, store: EventStore
-) -> None:
-    low = job_factory(JobStatus.QUEUED, priority=0).job_id
-    high = job_factory(JobStatus.QUEUED, priority=5).job_id
-    running = job_factory(JobStatus.RUNNING).job_id
-
-    assert store.queue_positions([low, high, running, "no-such-job"]) == {high: 1, low: 2}
-    assert store.queue_positions([]) == {}

@@ -1,0 +1,63 @@
+"""One read of a job's view: its state, queue position and health."""
+
+import pytest
+from sqlalchemy import Engine
+
+from ledger.errors import JobNotFound
+from ledger.queue import JobQueue
+from ledger.statuses import JobStatus
+from ledger.store import EventStore
+from projections.job_readings import JobReader
+from projections.recovery.health import HealthCheck
+from tests.conftest import WORKER, JobFactory
+
+
+@pytest.fixture
+def reader(engine: Engine) -> JobReader:
+    return JobReader(engine, HealthCheck(engine))
+
+
+def test_queue_position_orders_by_priority_then_by_time_queued(
+    job_factory: JobFactory, reader: JobReader
+) -> None:
+    low_first = job_factory(priority=0)
+    high = job_factory(priority=5)
+    low_second = job_factory(priority=0)
+    running = job_factory(JobStatus.RUNNING)
+
+    assert reader.read(high.job_id).queue_position == 1
+    assert reader.read(low_first.job_id).queue_position == 2
+    assert reader.read(low_second.job_id).queue_position == 3
+    assert reader.read(running.job_id).queue_position is None
+
+
+def test_readings_of_many_jobs_come_in_one_answer_keeping_the_states_given(
+    job_factory: JobFactory, reader: JobReader
+) -> None:
+    low = job_factory(JobStatus.QUEUED, priority=0)
+    high = job_factory(JobStatus.QUEUED, priority=5)
+    running = job_factory(JobStatus.RUNNING)
+
+    readings = reader.readings([low, high, running])
+
+    assert [reading.state for reading in readings] == [low, high, running]
+    assert [reading.queue_position for reading in readings] == [2, 1, None]
+    assert reader.readings([]) == []
+
+
+def test_an_unknown_job_is_not_found(reader: JobReader) -> None:
+    with pytest.raises(JobNotFound):
+        reader.read("no-such-job")
+
+
+def test_claims_take_the_queue_in_the_order_of_its_positions(
+    job_factory: JobFactory, reader: JobReader, store: EventStore
+) -> None:
+    jobs = [job_factory(priority=priority) for priority in (0, 3, 0, -1, 3, 7, 0)]
+    by_position = sorted(jobs, key=lambda job: reader.read(job.job_id).queue_position or 0)
+    assert [reader.read(job.job_id).queue_position for job in by_position] == list(range(1, 8))
+
+    queue = JobQueue(store)
+    claimed = [queue.claim(WORKER, actor="w") for _ in jobs]
+
+    assert [claim.job.job_id for claim in claimed if claim] == [job.job_id for job in by_position]
