@@ -50,6 +50,8 @@ def test_a_rebuild_repairs_a_tampered_projection(
 ) -> None:
     before = stored_states(store)
     execute(engine, "UPDATE job_status SET priority = priority + 7, spec = '{\"x\": 1}'")
+    # A status no constraint rules out: a queued job shown as pending.
+    execute(engine, "UPDATE job_status SET status = 'pending' WHERE status = 'queued'")
     execute(engine, f"DELETE FROM job_status WHERE job_id = '{jobs_in_every_status[0]}'")
     assert not verify_current_status(engine).clean
 

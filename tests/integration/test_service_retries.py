@@ -68,6 +68,8 @@ def test_a_refusal_decided_on_a_stale_cache_is_decided_again_on_a_fresh_read(
 ) -> None:
     service.execute("job-r", RegisterJob(), actor="op")  # cached: queued, no attempt yet
     claim = JobQueue(store).start("job-r", WORKER, actor="w")
+    cached = service.cache.get("job-r")
+    assert cached is not None and cached.status is JobStatus.QUEUED, "the guess says queued"
 
     outcome = service.execute(
         "job-r", PauseJob(attempt=claim.attempt, run_token=claim.run_token), actor="w"
@@ -81,6 +83,8 @@ def test_a_no_op_decided_on_a_stale_cache_is_decided_again_on_a_fresh_read(
 ) -> None:
     service.execute("job-n", RegisterJob(), actor="op")  # cached: queued
     JobService(store).execute("job-n", MarkFailed(reason="bad input"), actor="op")
+    cached = service.cache.get("job-n")
+    assert cached is not None and cached.status is JobStatus.QUEUED, "the guess says queued"
 
     outcome = service.execute("job-n", ForceStart(reason="try again"), actor="op")
 
