@@ -16,12 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ledger.errors import (
-    DuplicateJob,
-    IllegalTransition,
-    JobNotFound,
     LedgerError,
-    StaleAttempt,
-    VersionConflict,
 )
 
 log = logging.getLogger(__name__)
@@ -58,28 +53,7 @@ def ledger_error_response(error: LedgerError) -> JSONResponse:
         # The database's own words may quote stored data: they go to the log only.
         log.error("ledger error: %s", error, exc_info=error)
         return problem_response(500, error.kind, "the ledger failed; see the server's log")
-    return problem_response(error.status_code, error.kind, str(error), **_details(error))
-
-
-def _details(error: LedgerError) -> dict[str, Any]:
-    if isinstance(error, IllegalTransition):
-        return {
-            "job_id": error.job_id,
-            "current_status": error.status,
-            "command": error.command,
-            "allowed_commands": list(error.allowed),
-        }
-    if isinstance(error, StaleAttempt):
-        return {
-            "job_id": error.job_id,
-            "attempt": error.attempt,
-            "current_attempt": error.current_attempt,
-        }
-    if isinstance(error, VersionConflict):
-        return {"job_id": error.job_id, "expected_version": error.expected}
-    if isinstance(error, JobNotFound | DuplicateJob):
-        return {"job_id": error.job_id}
-    return {}
+    return problem_response(error.status_code, error.kind, str(error), **error.details())
 
 
 def validation_response(error: RequestValidationError) -> JSONResponse:

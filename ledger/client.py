@@ -22,12 +22,8 @@ import httpx
 from ledger.commands import WorkerIdentity
 from ledger.errors import (
     DatabaseUnavailable,
-    DuplicateJob,
-    IllegalTransition,
-    JobNotFound,
     LedgerError,
     StaleAttempt,
-    VersionConflict,
 )
 from ledger.host import current_process
 from ledger.settings import DEFAULT_LEASE_SECONDS
@@ -253,7 +249,7 @@ def problem_error(response: httpx.Response) -> LedgerError:
     detail = str(problem.get("detail", ""))
     error_class = ERROR_OF_KIND.get(_kind(problem))
     if error_class is not None:
-        return _rebuilt(error_class, problem, detail)
+        return error_class.from_details(problem, detail)
     if response.status_code == 503:
         return DatabaseUnavailable(detail)
     return ClientError(response.status_code, problem)
@@ -275,26 +271,6 @@ ERROR_OF_KIND: dict[str, type[LedgerError]] = {
 }
 """The errors a server answers with a kind of their own; the generic 500 ("ledger-error")
 is a `ClientError`, as every failure of the server is."""
-
-
-def _rebuilt(error_class: type[LedgerError], problem: dict[str, Any], detail: str) -> LedgerError:
-    """The error again, from the details the server added to its problem."""
-    job_id = str(problem.get("job_id", ""))
-    if issubclass(error_class, IllegalTransition):
-        return error_class(
-            job_id,
-            str(problem.get("current_status")),
-            str(problem.get("command")),
-            problem.get("allowed_commands", []),
-        )
-    if issubclass(error_class, StaleAttempt):
-        attempt, current = int(problem.get("attempt", 0)), int(problem.get("current_attempt", 0))
-        return error_class(job_id, attempt, current, detail)
-    if issubclass(error_class, VersionConflict):
-        return error_class(job_id, int(problem.get("expected_version", 0)))
-    if issubclass(error_class, JobNotFound | DuplicateJob):
-        return error_class(job_id)
-    return error_class(detail)
 
 
 class JobRun:

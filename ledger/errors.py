@@ -18,10 +18,12 @@ Database driver errors are translated into these where connections are handed ou
 Each class says what it means to a caller elsewhere: `status_code`, the HTTP status
 it is answered with, and `kind`, the name of its problem type. The HTTP server
 answers with them (`api.problems`) and the HTTP client (`ledger.client`) turns
-them back into the error: one table, read from both ends.
+them back into the error: one table, read from both ends. Likewise `details()`
+is what an answer adds to the message, and `from_details` rebuilds the error from it.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any, Self
 
 
 class LedgerError(Exception):
@@ -33,27 +35,49 @@ class LedgerError(Exception):
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or (self.__doc__ or "").strip())
 
+    def details(self) -> dict[str, Any]:
+        """What an answer names besides the message (the job, its status…)."""
+        return {}
 
-class JobNotFound(LedgerError):
+    @classmethod
+    def from_details(cls, details: Mapping[str, Any], message: str) -> Self:
+        """The error again, from an answer's `details()` and message."""
+        return cls(message)
+
+
+class _OfAJob(LedgerError):
+    """An error about one job, named by its id."""
+
+    def __init__(self, job_id: str, message: str) -> None:
+        self.job_id = job_id
+        super().__init__(message)
+
+    def details(self) -> dict[str, Any]:
+        return {"job_id": self.job_id}
+
+    @classmethod
+    def from_details(cls, details: Mapping[str, Any], message: str) -> Self:
+        return cls(str(details.get("job_id", "")))  # type: ignore[call-arg]
+
+
+class JobNotFound(_OfAJob):
     """No such job."""
 
     status_code = 404
     kind = "job-not-found"
 
     def __init__(self, job_id: str) -> None:
-        self.job_id = job_id
-        super().__init__(f"job {job_id!r} does not exist")
+        super().__init__(job_id, f"job {job_id!r} does not exist")
 
 
-class DuplicateJob(LedgerError):
+class DuplicateJob(_OfAJob):
     """A job with this id already exists."""
 
     status_code = 409
     kind = "duplicate-job"
 
     def __init__(self, job_id: str) -> None:
-        self.job_id = job_id
-        super().__init__(f"job {job_id!r} already exists")
+        super().__init__(job_id, f"job {job_id!r} already exists")
 
 
 class CommandRefused(LedgerError):
@@ -87,6 +111,23 @@ class IllegalTransition(CommandRefused):
             f"allowed from {status}: {allowed_text}"
         )
 
+    def details(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "current_status": self.status,
+            "command": self.command,
+            "allowed_commands": list(self.allowed),
+        }
+
+    @classmethod
+    def from_details(cls, details: Mapping[str, Any], message: str) -> Self:
+        return cls(
+            str(details.get("job_id", "")),
+            str(details.get("current_status")),
+            str(details.get("command")),
+            details.get("allowed_commands", []),
+        )
+
 
 class StaleAttempt(CommandRefused):
     """The writer's attempt is no longer the job's current run."""
@@ -101,6 +142,18 @@ class StaleAttempt(CommandRefused):
             f"attempt {attempt} of job {job_id!r} is fenced: {detail} "
             f"(current attempt: {current_attempt})"
         )
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "attempt": self.attempt,
+            "current_attempt": self.current_attempt,
+        }
+
+    @classmethod
+    def from_details(cls, details: Mapping[str, Any], message: str) -> Self:
+        attempt, current = int(details.get("attempt", 0)), int(details.get("current_attempt", 0))
+        return cls(str(details.get("job_id", "")), attempt, current, message)
 
 
 class InvalidCommand(LedgerError):
@@ -122,6 +175,13 @@ class VersionConflict(LedgerError):
         self.actual = actual
         seen = "" if actual is None else f", but it is at version {actual}"
         super().__init__(f"job {job_id!r} was expected at version {expected}{seen}")
+
+    def details(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "expected_version": self.expected}
+
+    @classmethod
+    def from_details(cls, details: Mapping[str, Any], message: str) -> Self:
+        return cls(str(details.get("job_id", "")), int(details.get("expected_version", 0)))
 
 
 class StorageError(LedgerError):
