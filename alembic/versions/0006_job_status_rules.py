@@ -5,6 +5,10 @@ refused by the database at once. The expressions are `ledger.schema.JOB_STATUS_R
 as of this revision, written out: a migration means the same on every database it
 ever runs on, and the migration tests check the result equals the declared schema.
 
+The projection is derived data: when a row already breaks a rule (the projection
+drifted from the log), the rows and their checkpoint are dropped instead of stopping
+the upgrade, and the next start-up rebuilds them from the log.
+
 Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-02
@@ -13,6 +17,7 @@ Create Date: 2026-12-02
 from collections.abc import Sequence
 
 from alembic import op
+from sqlalchemy import text
 
 revision: str = "0006"
 down_revision: str | None = "0005"
@@ -38,6 +43,14 @@ RULES = {
 
 
 def upgrade() -> None:
+    broken = " OR ".join(f"NOT ({rule})" for rule in RULES.values())
+    if (
+        op.get_bind()
+        .execute(text(f"SELECT EXISTS (SELECT 1 FROM job_status WHERE {broken})"))
+        .scalar()
+    ):
+        op.execute("TRUNCATE job_status")
+        op.execute("DELETE FROM projection_checkpoints WHERE name = 'current_status'")
     for name, rule in RULES.items():
         op.create_check_constraint(op.f(f"ck_job_status_{name}"), "job_status", rule)
 

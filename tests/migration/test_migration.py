@@ -57,3 +57,53 @@ def test_the_migrated_check_constraints_are_the_declared_ones(database_url: str)
     assert migrated == declared
     names = {name for _, name, _ in declared}
     assert {f"ck_job_status_{name}" for name in JOB_STATUS_RULES} <= names
+
+
+def test_a_drifted_projection_is_dropped_for_a_rebuild_rather_than_stopping_the_upgrade(
+    database_url: str,
+) -> None:
+    config = alembic_config(database_url)
+    command.downgrade(config, "0005")
+    engine = create_engine(database_url, poolclass=NullPool)
+    with engine.begin() as conn:  # completed, yet never finished: no history makes this row
+        conn.execute(
+            text(
+                "INSERT INTO job_status (job_id, status, version, created_at, updated_at, "
+                "status_changed_at, priority, max_attempts, auto_retry, attempt) "
+                "VALUES ('drifted', 'completed', 3, now(), now(), now(), 0, 1, false, 0)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO projection_checkpoints (name, version, tx_id, position) "
+                "VALUES ('current_status', 1, '1', 0) ON CONFLICT (name) DO NOTHING"
+            )
+        )
+
+    command.upgrade(config, "head")
+
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM job_status")).scalar_one() == 0
+        checkpoint = "SELECT count(*) FROM projection_checkpoints WHERE name = 'current_status'"
+        assert conn.execute(text(checkpoint)).scalar_one() == 0
+    engine.dispose()
+
+
+def test_a_projection_that_keeps_the_rules_is_kept_by_the_upgrade(database_url: str) -> None:
+    config = alembic_config(database_url)
+    command.downgrade(config, "0005")
+    engine = create_engine(database_url, poolclass=NullPool)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO job_status (job_id, status, version, created_at, updated_at, "
+                "status_changed_at, priority, max_attempts, auto_retry, attempt, queued_at) "
+                "VALUES ('fine', 'queued', 1, now(), now(), now(), 0, 1, false, 0, now())"
+            )
+        )
+
+    command.upgrade(config, "head")
+
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT job_id FROM job_status")).scalars().all() == ["fine"]
+    engine.dispose()
