@@ -136,6 +136,19 @@ jobs ahead of it in `QUEUE_ORDER`, counted (the tests claim a queue and compare)
 
 _STARTED_WORKER = ", ".join(f"{name} = %({name})s" for name in WORKER_FIELDS.values())
 
+_LEASE_RENEWED = ", ".join(
+    f"{column} = EXCLUDED.{column}"
+    for column in (
+        "attempt",
+        "run_token",
+        *WORKER_FIELDS,
+        "started_at",
+        "heartbeat_at",
+        "expires_at",
+    )
+)
+"""A job's lease row taken over by its new attempt: every column but the job's id."""
+
 
 def _start_queued_job(choose: str) -> str:
     """Lock the queued job `choose` picks, append its `job_started`, project the start and
@@ -168,19 +181,14 @@ def _start_queued_job(choose: str) -> str:
         RETURNING {STATUS_SELECT}
     ), leased AS (
         INSERT INTO job_leases (
-            job_id, attempt, run_token, worker_id, host, boot_id, pid, pid_started_at,
+            job_id, attempt, run_token, {", ".join(WORKER_FIELDS)},
             started_at, heartbeat_at, expires_at
         )
-        SELECT s.job_id, s.attempt, s.run_token, s.worker_id, s.worker_host, s.worker_boot_id,
-               s.worker_pid, s.worker_pid_started_at, now(), NULL,
-               now() + {LEASE_PERIOD}
+        SELECT s.job_id, s.attempt, s.run_token,
+               {", ".join(f"s.{column}" for column in WORKER_FIELDS.values())},
+               now(), NULL, now() + {LEASE_PERIOD}
         FROM started s
-        ON CONFLICT (job_id) DO UPDATE SET
-            attempt = EXCLUDED.attempt, run_token = EXCLUDED.run_token,
-            worker_id = EXCLUDED.worker_id, host = EXCLUDED.host, boot_id = EXCLUDED.boot_id,
-            pid = EXCLUDED.pid, pid_started_at = EXCLUDED.pid_started_at,
-            started_at = EXCLUDED.started_at, heartbeat_at = NULL,
-            expires_at = EXCLUDED.expires_at
+        ON CONFLICT (job_id) DO UPDATE SET {_LEASE_RENEWED}
         RETURNING expires_at
     )
     SELECT started.*, (SELECT expires_at FROM leased) FROM started"""
