@@ -124,9 +124,9 @@ class JobService:
         while True:
             try:
                 return self._decide_on_fresh_read(request)
-            except IdempotencyKeyTaken:
-                if retries == CONFLICT_RETRIES:
-                    raise
+            except IdempotencyKeyTaken as taken:
+                if retries == CONFLICT_RETRIES:  # the key's append never became readable
+                    raise VersionConflict(request.job_id, request.expected_version or 0) from taken
             except _LostRace as lost:
                 conflict = lost.conflict
                 if request.expected_version is not None or retries == CONFLICT_RETRIES:

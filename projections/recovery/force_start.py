@@ -25,7 +25,9 @@ class ForceStarter:
 
         A running job is re-queued only when the health view calls its run orphaned:
         the dead attempt is closed as failed and the job queued in one append, guarded
-        by the version that read saw. One read decides, one write acts, one read answers.
+        by the version that read saw. One read decides, one write acts, one read answers
+        (a job already queued takes one more: the service believes that a command changes
+        nothing only from a read of its own).
         """
         command = ForceStart(reason=reason)
         try:
