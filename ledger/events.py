@@ -32,6 +32,9 @@ class JobSubmitted:
     TYPE: ClassVar[str] = "job_submitted"
 
 
+_WORKER_FIELD_NAMES = tuple(field.name for field in fields(WorkerIdentity))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobStarted:
     """A worker started a new attempt, fenced by `run_token`.
@@ -52,26 +55,13 @@ class JobStarted:
     @classmethod
     def of(cls, worker: WorkerIdentity, *, run_token: str, resume_from: str | None) -> "JobStarted":
         """The start of an attempt by `worker`."""
-        return cls(
-            run_token=run_token,
-            worker_id=worker.worker_id,
-            host=worker.host,
-            pid=worker.pid,
-            pid_started_at=worker.pid_started_at,
-            boot_id=worker.boot_id,
-            resume_from=resume_from,
-        )
+        named = {name: getattr(worker, name) for name in _WORKER_FIELD_NAMES}
+        return cls(run_token=run_token, resume_from=resume_from, **named)
 
     @property
     def worker(self) -> WorkerIdentity:
         """The process that started the attempt."""
-        return WorkerIdentity(
-            worker_id=self.worker_id,
-            host=self.host,
-            pid=self.pid,
-            pid_started_at=self.pid_started_at,
-            boot_id=self.boot_id,
-        )
+        return WorkerIdentity(**{name: getattr(self, name) for name in _WORKER_FIELD_NAMES})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 
 from ledger.schema import JOB_STATUS_COLUMNS
+from ledger.state import WORKER_FIELDS
 from ledger.statuses import TERMINAL_STATUSES, JobStatus
 from ledger.transitions import EVENT_TARGET_STATUS
 
@@ -84,6 +85,9 @@ def _lookup(alias: str) -> str:
     )
 
 
+_WORKER_CASTS = {"pid": "::int", "pid_started_at": "::float8"}
+"""The worker's fields that are not text, as the start's payload holds them."""
+
 _STATUS_CASE = " ".join(
     [
         "CASE {e}.type WHEN 'job_registered' THEN first_event.payload->>'initial_status'",
@@ -112,11 +116,10 @@ _VALUES = {
     "finished_at": _of(
         "finish_event", f"CASE WHEN {{e}}.{_among(FINISHING)} THEN {{e}}.recorded_at END"
     ),
-    "worker_id": _of("start_event", "{e}.payload->>'worker_id'"),
-    "worker_host": _of("start_event", "{e}.payload->>'host'"),
-    "worker_pid": _of("start_event", "({e}.payload->>'pid')::int"),
-    "worker_pid_started_at": _of("start_event", "({e}.payload->>'pid_started_at')::float8"),
-    "worker_boot_id": _of("start_event", "{e}.payload->>'boot_id'"),
+    **{
+        column: _of("start_event", f"({{e}}.payload->>'{name}'){_WORKER_CASTS.get(name, '')}")
+        for name, column in WORKER_FIELDS.items()
+    },
     "failure_reason": _of(
         "failure_event", f"CASE WHEN {{e}}.{_among(FAILING)} THEN {{e}}.reason END"
     ),
