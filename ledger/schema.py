@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import UserDefinedType
 
+from ledger.events import EVENT_CLASSES
 from ledger.statuses import ACTIVE_RUN_STATUSES, TERMINAL_STATUSES, JobStatus
 
 
@@ -75,6 +76,9 @@ job_events = Table(
     Column("tx_id", Xid8, nullable=False, server_default=text("pg_current_xact_id()")),
     UniqueConstraint("job_id", "seq"),  # the optimistic-concurrency check
     CheckConstraint("seq >= 1", name="seq_positive"),
+    CheckConstraint(
+        "type IN (" + ", ".join(f"'{type_}'" for type_ in EVENT_CLASSES) + ")", name="known_type"
+    ),
     Index("ix_job_events_tx_id_position", "tx_id", "position"),
     Index(
         "uq_job_events_job_id_idempotency_key",
