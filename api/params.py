@@ -69,8 +69,10 @@ IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
+        max_length=255,
         description="a retry with the same key returns the first answer and appends nothing",
     ),
+    StoredText,
 ]
 JobsCursorText = Annotated[
     str, StoredText, _parsed_by(JobsCursor.parse, "a next_cursor of this list")

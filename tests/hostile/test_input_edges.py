@@ -1,0 +1,28 @@
+"""Hostile input at the HTTP edge: oversized keys and bodies, loosely typed fields,
+bodies of other media types, impossible cursors, forged hosts; and the headers every
+answer carries."""
+
+from httpx import Response
+from starlette.testclient import TestClient
+
+from tests.api import conftest as api_fixtures
+from tests.api.conftest import auth
+
+# The HTTP API's fixtures, shared with tests/api.
+ledger, client_for, client = api_fixtures.ledger, api_fixtures.client_for, api_fixtures.client
+
+
+def assert_problem(response: Response, status: int, field: str | None = None) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    if field is not None:
+        assert field in [error["field"] for error in response.json()["errors"]], response.text
+
+
+def test_an_idempotency_key_longer_than_255_characters_is_a_422_naming_it(
+    client: TestClient,
+) -> None:
+    headers = {**auth("trainer"), "Idempotency-Key": "k" * 8000}
+    assert_problem(client.post("/v1/jobs", json={}, headers=headers), 422, "Idempotency-Key")
+    fits = {**auth("trainer"), "Idempotency-Key": "k" * 255}
+    assert client.post("/v1/jobs", json={}, headers=fits).status_code == 201
