@@ -73,6 +73,9 @@ def declare_api(
         exception_handlers={**EXCEPTION_HANDLERS, RequestValidationError: handle_invalid_request},
         middleware=list(middleware),
         lifespan=lifespan,
+        # A path with a trailing slash is not found: the redirect to the path without it
+        # would be built from the request's Host header, which the caller chooses.
+        redirect_slashes=False,
     )
     # The console page's scripts and styles: static files, not operations of the API.
     app.mount("/console", StaticFiles(directory=CONSOLE_DIR), name="console")

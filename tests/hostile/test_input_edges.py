@@ -26,3 +26,12 @@ def test_an_idempotency_key_longer_than_255_characters_is_a_422_naming_it(
     assert_problem(client.post("/v1/jobs", json={}, headers=headers), 422, "Idempotency-Key")
     fits = {**auth("trainer"), "Idempotency-Key": "k" * 255}
     assert client.post("/v1/jobs", json={}, headers=fits).status_code == 201
+
+
+def test_a_path_with_a_trailing_slash_is_not_found_not_redirected_to_the_callers_host(
+    client: TestClient,
+) -> None:
+    headers = {**auth("alice"), "Host": "evil.example"}
+    response = client.get("/v1/jobs/", headers=headers, follow_redirects=False)
+    assert_problem(response, 404)
+    assert "location" not in response.headers
