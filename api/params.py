@@ -60,8 +60,18 @@ def _parsed_by(parse: Callable[[str], object], must_be: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+BIGINT_MAX = 2**63 - 1
+
+
 def _feed_cursor(text: str) -> FeedCursor | None:
-    return None if text == "now" else FeedCursor.parse(text)
+    """A cursor the feed's query can compare with: both its numbers are 64-bit and not
+    negative (a stream checks this before it starts, as the feed does)."""
+    if text == "now":
+        return None
+    cursor = FeedCursor.parse(text)
+    if not (0 <= cursor.tx_id <= BIGINT_MAX and 0 <= cursor.position <= BIGINT_MAX):
+        raise ValueError("out of range")
+    return cursor
 
 
 JobId = Annotated[str, Path(description="the job's id"), StoredText]

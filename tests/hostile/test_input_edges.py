@@ -2,6 +2,7 @@
 bodies of other media types, impossible cursors, forged hosts; and the headers every
 answer carries."""
 
+import pytest
 from httpx import Response
 from starlette.testclient import TestClient
 
@@ -35,3 +36,28 @@ def test_a_path_with_a_trailing_slash_is_not_found_not_redirected_to_the_callers
     response = client.get("/v1/jobs/", headers=headers, follow_redirects=False)
     assert_problem(response, 404)
     assert "location" not in response.headers
+
+
+@pytest.mark.parametrize("after", ["99999999999999999999999-1", "1-99999999999999999999999"])
+@pytest.mark.parametrize("route", ["/v1/events", "/v1/events/stream"])
+def test_a_feed_cursor_beyond_64_bits_is_a_422_before_any_event_is_sent(
+    client: TestClient, route: str, after: str
+) -> None:
+    assert_refused_before_streaming(client, f"{route}?after={after}", auth("audrey"), "after")
+
+
+def test_a_last_event_id_beyond_64_bits_is_a_422_before_the_stream_starts(
+    client: TestClient,
+) -> None:
+    headers = {**auth("audrey"), "Last-Event-ID": "99999999999999999999999-1"}
+    assert_refused_before_streaming(client, "/v1/events/stream", headers, "Last-Event-ID")
+
+
+def assert_refused_before_streaming(
+    client: TestClient, url: str, headers: dict[str, str], field: str
+) -> None:
+    # The answer's head decides: a stream that started is never read to its end.
+    with client.stream("GET", url, headers=headers) as response:
+        assert response.status_code == 422
+        response.read()
+    assert_problem(response, 422, field)
