@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -55,6 +56,17 @@ class TokenEntry:
     digest: bytes
 
 
+class TokenBookError(ValueError):
+    """The configured tokens cannot be used."""
+
+
+BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] ([\x21-\x7e]+)")
+"""`Authorization: Bearer <token>`: one ASCII space, a token of visible ASCII characters.
+Nothing is stripped: `str.strip` would remove non-ASCII spaces (U+00A0) as well."""
+VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
+SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+
+
 class TokenBook:
     """The configured tokens, by their SHA-256."""
 
@@ -68,19 +80,21 @@ class TokenBook:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "TokenBook":
         """`JOBLEDGER_TOKENS_FILE` (JSON: [{"name", "role", "token" | "sha256"}]) and/or
-        `JOBLEDGER_TOKENS` ("name:role:token,...")."""
+        `JOBLEDGER_TOKENS` ("name:role:token,..."); a `TokenBookError` names the first
+        entry that cannot be used (an empty token, as from an unset variable, is one)."""
         env = os.environ if environ is None else environ
         entries: list[TokenEntry] = []
         path = env.get("JOBLEDGER_TOKENS_FILE")
         if path:
-            for item in json.loads(Path(path).read_text()):
-                digest = (
-                    bytes.fromhex(item["sha256"]) if "sha256" in item else _digest(item["token"])
-                )
-                entries.append(TokenEntry(item["name"], Role(item["role"]), digest))
-        for spec in filter(None, (env.get("JOBLEDGER_TOKENS") or "").split(",")):
-            name, role, token = spec.strip().split(":", 2)
-            entries.append(TokenEntry(name, Role(role), _digest(token)))
+            entries += _file_entries(path)
+        specs = filter(None, (env.get("JOBLEDGER_TOKENS") or "").split(","))
+        for number, spec in enumerate(specs, start=1):
+            parts = spec.strip(" \t").split(":", 2)
+            if len(parts) != 3:  # the entry is not echoed: it may be a bare token
+                raise TokenBookError(f"JOBLEDGER_TOKENS: entry {number} is not name:role:token")
+            name, role, token = parts
+            where = f"JOBLEDGER_TOKENS: token {name!r}"
+            entries.append(TokenEntry(_name(name, where), _role(role, where), _token(token, where)))
         return cls(entries)
 
     def caller(self, authorization: str | None, allowed: frozenset[Role]) -> Caller:
@@ -88,10 +102,10 @@ class TokenBook:
         problem."""
         if not self.enabled:
             return Caller("anonymous", None)
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise Problem(401, "unauthorized", "a bearer token is required")
-        digest = _digest(token.strip())
+        bearer = BEARER.fullmatch(authorization or "")
+        if bearer is None:
+            raise Problem(401, "unauthorized", "a bearer token is required: Bearer <token>")
+        digest = _digest(bearer[1])
         found = None
         for entry in self.entries:  # every entry is compared: no early exit to time
             if hmac.compare_digest(entry.digest, digest):
@@ -112,6 +126,62 @@ class TokenBook:
 
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
+
+
+def _file_entries(path: str) -> list[TokenEntry]:
+    where = f"JOBLEDGER_TOKENS_FILE {path}"
+    try:
+        items = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise TokenBookError(f"{where}: {exc}") from exc
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise TokenBookError(f'{where}: not a list of {{"name", "role", "token"}} objects')
+    entries = []
+    for item in items:
+        name = item.get("name")
+        entry = f"{where}: token {name!r}"
+        if not isinstance(name, str):
+            raise TokenBookError(f"{entry}: the name must be a string")
+        role = item.get("role")
+        if not isinstance(role, str):
+            raise TokenBookError(f"{entry}: the role must be a string")
+        if "sha256" in item:
+            digest = _sha256(item["sha256"], entry)
+        elif isinstance(token := item.get("token"), str):
+            digest = _token(token, entry)
+        else:
+            raise TokenBookError(f'{entry}: needs "token" or "sha256" (a string)')
+        entries.append(TokenEntry(_name(name, entry), _role(role, entry), digest))
+    return entries
+
+
+def _name(name: str, where: str) -> str:
+    if not name:
+        raise TokenBookError(f"{where}: the name is empty")
+    return name
+
+
+def _role(role: str, where: str) -> Role:
+    try:
+        return Role(role)
+    except ValueError:
+        allowed = ", ".join(member.value for member in Role)
+        raise TokenBookError(f"{where}: unknown role {role!r} (one of {allowed})") from None
+
+
+def _token(token: str, where: str) -> bytes:
+    """The digest of a configured token; refused when no caller could ever send it."""
+    if not token:
+        raise TokenBookError(f"{where}: the token is empty (is its variable unset?)")
+    if not VISIBLE_ASCII.fullmatch(token):
+        raise TokenBookError(f"{where}: a token is visible ASCII characters only")
+    return _digest(token)
+
+
+def _sha256(value: object, where: str) -> bytes:
+    if not isinstance(value, str) or not SHA256_HEX.fullmatch(value):
+        raise TokenBookError(f"{where}: sha256 must be 64 hex digits")
+    return bytes.fromhex(value)
 
 
 class BearerRoles(SecurityBase):

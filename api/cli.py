@@ -160,10 +160,15 @@ def _add_operator_commands(
 
 
 def run_serve(settings: Settings, args: argparse.Namespace) -> int:
-    from api.auth import TokenBook
+    from api.auth import TokenBook, TokenBookError
     from api.serve import serve
 
-    serve(settings, args.host, args.port, TokenBook.from_env())
+    try:
+        tokens = TokenBook.from_env()
+    except TokenBookError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    serve(settings, args.host, args.port, tokens)
     return EXIT_OK
 
 

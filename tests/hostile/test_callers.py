@@ -1,0 +1,108 @@
+"""Hostile callers and careless configuration: tokens, headers and who an action is recorded as."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from api.auth import Role, TokenBook, TokenBookError
+from api.cli import EXIT_FAILURE, main
+from api.problems import Problem
+from tests.api import conftest as api_fixtures
+from tests.api.conftest import token_of
+
+# The HTTP API's fixtures, shared with tests/api.
+ledger, client_for, client = api_fixtures.ledger, api_fixtures.client_for, api_fixtures.client
+
+VALID = "a-long-enough-token-0123"
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "ci:operator:",  # JOBLEDGER_TOKENS="ci:operator:$CI_TOKEN" with CI_TOKEN unset
+        f"ci:operator:{VALID},bob:auditor:",
+        f"ci:operator:\xa0{VALID}",
+        f"ci:operator:{VALID} x",
+        "ci:operator",
+        f":operator:{VALID}",
+        f"ci:root:{VALID}",
+    ],
+)
+def test_an_unusable_token_in_the_variable_is_refused_when_the_book_is_read(spec: str) -> None:
+    with pytest.raises(TokenBookError):
+        TokenBook.from_env({"JOBLEDGER_TOKENS": spec})
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"name": "ci", "role": "operator", "token": ""},
+        {"name": "ci", "role": "operator"},
+        {"name": "ci", "role": "operator", "sha256": "ab" * 31},
+        {"name": "ci", "role": "operator", "sha256": "zz" * 32},
+        {"name": "ci", "role": "operator", "sha256": ""},
+    ],
+)
+def test_an_unusable_token_in_the_file_is_refused_when_the_book_is_read(
+    tmp_path: Path, entry: dict[str, str]
+) -> None:
+    path = tmp_path / "tokens.json"
+    path.write_text(json.dumps([entry]))
+    with pytest.raises(TokenBookError):
+        TokenBook.from_env({"JOBLEDGER_TOKENS_FILE": str(path)})
+
+
+def test_a_file_token_may_be_given_by_its_sha256_of_64_hex_digits(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    digest = hashlib.sha256(VALID.encode()).hexdigest()
+    path.write_text(json.dumps([{"name": "ci", "role": "operator", "sha256": digest}]))
+    book = TokenBook.from_env({"JOBLEDGER_TOKENS_FILE": str(path)})
+    assert book.caller(f"Bearer {VALID}", frozenset({Role.OPERATOR})).name == "ci"
+
+
+def test_serve_with_an_empty_token_exits_non_zero_and_says_why(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("JOBLEDGER_TOKENS", "ci:operator:")
+    monkeypatch.delenv("JOBLEDGER_TOKENS_FILE", raising=False)
+    # Were the tokens accepted, the server would fail at once here, never serve.
+    monkeypatch.setenv("JOBLEDGER_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    assert main(["serve"]) == EXIT_FAILURE
+    err = capsys.readouterr().err
+    assert "'ci'" in err and "empty" in err
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Bearer \xa0" + token_of("alice"),  # str.strip() removed the U+00A0
+        "Bearer " + token_of("alice") + "\u2003",
+        "Bearer \u3000" + token_of("alice"),
+        "Bearer  " + token_of("alice"),
+        "Bearer\t" + token_of("alice"),
+        "Bearer" + token_of("alice"),
+        "Basic " + token_of("alice"),
+        token_of("alice"),
+        "Bearer ",
+    ],
+)
+def test_a_malformed_authorization_header_is_401(header: str) -> None:
+    # A server hands the header over decoded as Latin-1, U+00A0 and all (the test
+    # client would send it UTF-8 encoded): the token book is asked directly.
+    book = TokenBook.from_env({"JOBLEDGER_TOKENS": f"alice:operator:{token_of('alice')}"})
+    with pytest.raises(Problem) as refused:
+        book.caller(header, frozenset(Role))
+    assert refused.value.status == 401
+
+
+def test_a_header_with_two_spaces_is_refused_over_http(client: TestClient) -> None:
+    header = f"Bearer  {token_of('alice')}"
+    assert client.get("/v1/health", headers={"Authorization": header}).status_code == 401
+
+
+def test_exactly_bearer_space_token_is_admitted(client: TestClient) -> None:
+    header = f"Bearer {token_of('alice')}"
+    assert client.get("/v1/health", headers={"Authorization": header}).status_code == 200
