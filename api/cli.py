@@ -276,7 +276,9 @@ def run_health(settings: Settings, args: argparse.Namespace) -> int:
 def run_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     stale_after = None if args.max_age_minutes is None else timedelta(minutes=args.max_age_minutes)
     with open_ledger(settings) as ledger:
-        report = ledger.reconciler.run_once(dry_run=args.dry_run, stale_pending_after=stale_after)
+        report = ledger.reconciler.run_once(
+            dry_run=args.dry_run, stale_pending_after=stale_after, actor=_operator_actor()
+        )
     if args.json:
         print(reconcile_view(report).model_dump_json(indent=2))
         return EXIT_OK
@@ -308,8 +310,13 @@ def run_monitor(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _operator_actor() -> str:
+    """Who an operator command is recorded as: `JOBLEDGER_ACTOR`, else `cli:<user>`."""
+    return os.environ.get("JOBLEDGER_ACTOR") or f"cli:{getpass.getuser()}"
+
+
 def run_operator_command(settings: Settings, args: argparse.Namespace) -> int:
-    actor = os.environ.get("JOBLEDGER_ACTOR") or f"cli:{getpass.getuser()}"
+    actor = _operator_actor()
     expected = args.expected_version
     with open_ledger(settings, catch_up=False) as ledger:
         if args.operation == "force-start":

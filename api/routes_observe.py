@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Query
 from starlette.responses import Response
 
-from api.auth import OPERATE, Operator, Reader, Visitor
+from api.auth import OPERATE, Caller, Operator, Reader, Visitor
 from api.bootstrap import Ledger
 from api.models import (
     CallerView,
@@ -70,12 +70,18 @@ def reconcile(
     dry_run: Annotated[bool, Query(description="plan only: change nothing"), BlankIsAbsent] = False,
     max_age_minutes: Annotated[int | None, STALE_AFTER, BlankIsAbsent] = None,
 ) -> Response:
-    return json_response(reconcile_view(_reconcile(ledger, dry_run, max_age_minutes)))
+    report = _reconcile(ledger, caller, dry_run, max_age_minutes)
+    return json_response(reconcile_view(report))
 
 
-def _reconcile(ledger: Ledger, dry_run: bool, max_age_minutes: int | None) -> ReconcileReport:
+def _reconcile(
+    ledger: Ledger, caller: Caller, dry_run: bool, max_age_minutes: int | None
+) -> ReconcileReport:
+    """A pass the caller asked for: its events are the caller's."""
     stale_after = None if max_age_minutes is None else timedelta(minutes=max_age_minutes)
-    return ledger.reconciler.run_once(dry_run=dry_run, stale_pending_after=stale_after)
+    return ledger.reconciler.run_once(
+        dry_run=dry_run, stale_pending_after=stale_after, actor=caller.name
+    )
 
 
 def feed_cursor(ledger: Ledger, after: str) -> FeedCursor:
@@ -129,7 +135,7 @@ def legacy_cleanup(
     ledger: TheLedger,
     max_age_minutes: Annotated[int, STALE_AFTER, BlankIsAbsent] = 30,
 ) -> Response:
-    report = _reconcile(ledger, False, max_age_minutes)
+    report = _reconcile(ledger, caller, False, max_age_minutes)
     stale_pending = (
         {stale.job_id for stale in report.health.stale_pending} if report.health else set()
     )

@@ -1,4 +1,5 @@
-"""The reconciler: act on what the health view found, as events with actor `health-monitor`.
+"""The reconciler: act on what the health view found, as events with actor `health-monitor`
+(the monitor's passes) or the operator who asked for the pass.
 
 Every write is guarded by the version the health view saw: if the job
 completed, heartbeated into a new state or was touched by an operator in
@@ -62,9 +63,16 @@ class Reconciler:
         self.policy = policy or ReconcilerPolicy()
 
     def run_once(
-        self, *, dry_run: bool = False, stale_pending_after: timedelta | None = None
+        self,
+        *,
+        dry_run: bool = False,
+        stale_pending_after: timedelta | None = None,
+        actor: str = ACTOR,
     ) -> ReconcileReport:
-        """One pass: fail (or retry) orphaned runs, fail (or admit) stale pending jobs."""
+        """One pass: fail (or retry) orphaned runs, fail (or admit) stale pending jobs.
+
+        `actor` is recorded on every event the pass writes: the monitor's name for its
+        own passes, the caller's for a pass an operator asked for."""
         report = self.health.check(stale_pending_after=stale_pending_after)
         plan = [_orphan_plan(orphan) for orphan in report.orphaned]
         for stale in report.stale_pending:
@@ -79,23 +87,23 @@ class Reconciler:
                         stale.job_id, stale.version, "mark_failed", failed, STALE_PENDING_REASON
                     )
                 )
-        actions = [self._act(planned, dry_run) for planned in plan]
+        actions = [self._act(planned, dry_run, actor) for planned in plan]
         if not dry_run:
             prune_leases(self.service.store)
         return ReconcileReport(dry_run, actions, report)
 
-    def _act(self, planned: "_Planned", dry_run: bool) -> Action:
+    def _act(self, planned: "_Planned", dry_run: bool, actor: str) -> Action:
         job_id, action, reason = planned.job_id, planned.action, planned.reason
         if dry_run:
             return Action(job_id, action, reason, applied=False)
         try:
             self.service.execute(
-                job_id, planned.command, actor=ACTOR, expected_version=planned.version
+                job_id, planned.command, actor=actor, expected_version=planned.version
             )
         except (VersionConflict, CommandRefused) as exc:
             log.info("reconciler left %s alone: %s", job_id, exc)
             return Action(job_id, action, reason, applied=False, skipped=str(exc))
-        log.warning("reconciler: %s %s (%s)", action, job_id, reason)
+        log.warning("reconciler (%s): %s %s (%s)", actor, action, job_id, reason)
         return Action(job_id, action, reason, applied=True)
 
 

@@ -1,17 +1,27 @@
 """Hostile callers and careless configuration: tokens, headers and who an action is recorded as."""
 
+import getpass
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
 from api.auth import Role, TokenBook, TokenBookError
-from api.cli import EXIT_FAILURE, main
+from api.bootstrap import Ledger
+from api.cli import EXIT_FAILURE, EXIT_OK, main
 from api.problems import Problem
+from ledger.commands import WorkerIdentity
+from ledger.host import hostname
+from ledger.queue import JobQueue
+from ledger.store import EventStore
+from projections.recovery.leader import LeaderLock
+from projections.recovery.monitor import HealthMonitor
 from tests.api import conftest as api_fixtures
-from tests.api.conftest import token_of
+from tests.api.conftest import auth, token_of
+from tests.conftest import JobFactory
 
 # The HTTP API's fixtures, shared with tests/api.
 ledger, client_for, client = api_fixtures.ledger, api_fixtures.client_for, api_fixtures.client
@@ -106,3 +116,44 @@ def test_a_header_with_two_spaces_is_refused_over_http(client: TestClient) -> No
 def test_exactly_bearer_space_token_is_admitted(client: TestClient) -> None:
     header = f"Bearer {token_of('alice')}"
     assert client.get("/v1/health", headers={"Authorization": header}).status_code == 200
+
+
+def orphan_of_a_rebooted_host(store: EventStore, job_factory: JobFactory) -> str:
+    """A running job whose worker ran on this host before it rebooted: orphaned at once."""
+    job = job_factory()
+    worker = WorkerIdentity(
+        worker_id="trainer", host=hostname(), pid=os.getpid(), pid_started_at=1.0, boot_id="old"
+    )
+    JobQueue(store).start(job.job_id, worker, actor="trainer")
+    return job.job_id
+
+
+@pytest.mark.parametrize("path", ["/v1/admin/reconcile", "/api/training/admin/cleanup"])
+def test_a_reconcile_an_operator_asks_for_is_recorded_as_that_operator(
+    client: TestClient, store: EventStore, job_factory: JobFactory, path: str
+) -> None:
+    job_id = orphan_of_a_rebooted_host(store, job_factory)
+    assert client.post(path, headers=auth("alice")).status_code == 200
+    last = store.history(job_id)[-1]
+    assert (last.type, last.actor) == ("job_marked_failed", "alice")
+
+
+def test_jobledger_reconcile_is_recorded_as_the_cli_user(
+    database_url: str,
+    store: EventStore,
+    job_factory: JobFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("JOBLEDGER_DATABASE_URL", database_url)
+    monkeypatch.delenv("JOBLEDGER_ACTOR", raising=False)
+    job_id = orphan_of_a_rebooted_host(store, job_factory)
+    assert main(["reconcile"]) == EXIT_OK
+    assert store.history(job_id)[-1].actor == f"cli:{getpass.getuser()}"
+
+
+def test_the_monitors_own_passes_stay_the_health_monitors(
+    ledger: Ledger, store: EventStore, job_factory: JobFactory
+) -> None:
+    job_id = orphan_of_a_rebooted_host(store, job_factory)
+    HealthMonitor(ledger.reconciler, LeaderLock(ledger.url)).recover()
+    assert store.history(job_id)[-1].actor == "health-monitor"
