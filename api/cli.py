@@ -16,7 +16,7 @@ from typing import Any
 import psutil
 
 from api.bootstrap import open_ledger
-from api.cli_text import render_health, render_history, render_table
+from api.cli_text import render_health, render_history, render_table, visible
 from api.presenters import health_view, job_view, reconcile_view
 from api.statuses_export import json_schema, typescript_module
 from ledger.commands import (
@@ -54,10 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.handler(settings, args)
     except JobNotFound as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {visible(str(exc))}", file=sys.stderr)
         return EXIT_NOT_FOUND
     except LedgerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {visible(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
     return result
 
@@ -255,7 +255,7 @@ def run_verify(settings: Settings, args: argparse.Namespace) -> int:
     with open_ledger(settings, catch_up=False) as ledger:
         report = verify_current_status(ledger.engine)
     for drift in report.drifts:
-        print(drift.describe())
+        print(visible(drift.describe()))
     if not report.clean:
         print(f"current_status drifted on {len(report.drifts)} of {report.jobs} jobs")
         return EXIT_FAILURE
@@ -285,7 +285,7 @@ def run_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     verb = "would" if args.dry_run else "did"
     for action in report.actions:
         state = f"skipped: {action.skipped}" if action.skipped else verb
-        print(f"{action.job_id}: {action.action} ({action.reason}) [{state}]")
+        print(visible(f"{action.job_id}: {action.action} ({action.reason}) [{state}]"))
     print(f"{len(report.actions)} action(s){' (dry run)' if args.dry_run else ''}")
     return EXIT_OK
 
@@ -334,7 +334,7 @@ def run_operator_command(settings: Settings, args: argparse.Namespace) -> int:
         print(view.model_dump_json(indent=2))
     else:
         where = f", queue position {view.queue_position}" if view.queue_position else ""
-        print(f"{args.job_id}: {view.status}{where}")
+        print(visible(f"{args.job_id}: {view.status}{where}"))
     return EXIT_OK
 
 

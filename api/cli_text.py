@@ -1,13 +1,46 @@
-"""Plain text for the command line: tables, a job's history, the health report."""
+"""Plain text for the command line: tables, a job's history, the health report.
 
+Text from the ledger (reasons, job ids, worker names) is anyone's input: it reaches
+the terminal through `visible`, so no escape sequence, carriage return or
+right-to-left override in it can rewrite or disguise what an operator reads.
+"""
+
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 
 from projections.history import Transition
 from projections.recovery.health import HealthReport
 
+HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
+"""Controls, format characters (bidi overrides, zero-width), line and paragraph
+separators, surrogates, private-use and unassigned code points."""
+SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def visible(text: str) -> str:
+    """`text` with every character a terminal would act on or hide written as an escape:
+    ESC as `\\x1b`, a line feed as `\\n`, U+202E as `\\u202e`."""
+    return "".join(_visible_char(char) for char in text)
+
+
+def _visible_char(char: str) -> str:
+    if char.isprintable() and unicodedata.category(char) not in HIDDEN_CATEGORIES:
+        return char
+    if char in SHORT_ESCAPES:
+        return SHORT_ESCAPES[char]
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell; every cell is made `visible`."""
+    headers = [visible(header) for header in headers]
+    rows = [[visible(cell) for cell in row] for row in rows]
     widths = [len(header) for header in headers]
     for row in rows:
         widths = [max(width, len(cell)) for width, cell in zip(widths, row, strict=True)]

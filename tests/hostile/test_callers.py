@@ -13,9 +13,11 @@ from api.auth import Role, TokenBook, TokenBookError
 from api.bootstrap import Ledger
 from api.cli import EXIT_FAILURE, EXIT_OK, main
 from api.problems import Problem
-from ledger.commands import WorkerIdentity
+from ledger.commands import CancelJob, WorkerIdentity
 from ledger.host import hostname
 from ledger.queue import JobQueue
+from ledger.service import JobService
+from ledger.statuses import JobStatus
 from ledger.store import EventStore
 from projections.recovery.leader import LeaderLock
 from projections.recovery.monitor import HealthMonitor
@@ -157,3 +159,36 @@ def test_the_monitors_own_passes_stay_the_health_monitors(
     job_id = orphan_of_a_rebooted_host(store, job_factory)
     HealthMonitor(ledger.reconciler, LeaderLock(ledger.url)).recover()
     assert store.history(job_id)[-1].actor == "health-monitor"
+
+
+HOSTILE_REASON = "done\x1b[2J\x1b]0;owned\x07\rall good\nfake line \u202eevil"
+
+
+def test_history_prints_control_characters_of_a_reason_visibly(
+    database_url: str,
+    service: JobService,
+    job_factory: JobFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("JOBLEDGER_DATABASE_URL", database_url)
+    job = job_factory()
+    service.execute(job.job_id, CancelJob(reason=HOSTILE_REASON), actor="mallory\x1b[31m")
+    assert main(["history", job.job_id]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\r" not in out and "\u202e" not in out and "\x07" not in out
+    assert r"done\x1b[2J\x1b]0;owned\x07\rall good\nfake line \u202eevil" in out
+    assert r"mallory\x1b[31m" in out
+    assert out.count("\n") == 2 + 2  # headers, rule, two transitions: one line each
+
+
+def test_the_operator_commands_line_is_printed_visibly(
+    database_url: str,
+    job_factory: JobFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("JOBLEDGER_DATABASE_URL", database_url)
+    job = job_factory(JobStatus.PENDING, job_id="job-\u202etxt.exe")
+    assert main(["cancel", job.job_id]) == EXIT_OK
+    assert capsys.readouterr().out == "job-\\u202etxt.exe: cancelled\n"
