@@ -142,7 +142,9 @@ class HealthCheck:
         self.stale_pending_after = stale_pending_after
 
     def check(self, *, stale_pending_after: timedelta | None = None) -> HealthReport:
-        stale_after = stale_pending_after or self.stale_pending_after
+        stale_after = (
+            self.stale_pending_after if stale_pending_after is None else stale_pending_after
+        )
         params = {
             **self.thresholds(),
             "stale_seconds": stale_after.total_seconds(),

@@ -192,3 +192,15 @@ def test_the_operator_commands_line_is_printed_visibly(
     job = job_factory(JobStatus.PENDING, job_id="job-\u202etxt.exe")
     assert main(["cancel", job.job_id]) == EXIT_OK
     assert capsys.readouterr().out == "job-\\u202etxt.exe: cancelled\n"
+
+
+def test_a_max_age_of_zero_minutes_means_every_pending_job(
+    client: TestClient, job_factory: JobFactory, store: EventStore
+) -> None:
+    pending = job_factory(JobStatus.PENDING).job_id  # pending for a moment, far under 10 minutes
+
+    response = client.post("/v1/admin/reconcile?max_age_minutes=0", headers=auth("alice"))
+
+    assert response.status_code == 200, response.text
+    assert [action["job_id"] for action in response.json()["actions"]] == [pending]
+    assert store.history(pending)[-1].type == "job_marked_failed"
