@@ -17,7 +17,7 @@ class Body(BaseModel):
     """A request body: unknown fields, NUL characters and numbers PostgreSQL's JSON
     cannot hold are refused with a 422 naming the field."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     @model_validator(mode="after")
     def storable(self) -> "Body":

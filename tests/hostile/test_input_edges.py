@@ -61,3 +61,40 @@ def assert_refused_before_streaming(
         assert response.status_code == 422
         response.read()
     assert_problem(response, 422, field)
+
+
+@pytest.mark.parametrize(
+    "body", [{"priority": True}, {"auto_retry": "yes"}, {"priority": "5"}, {"max_attempts": 2.0}]
+)
+def test_a_field_of_another_json_type_is_a_422_not_coerced(
+    client: TestClient, body: dict[str, object]
+) -> None:
+    response = client.post("/v1/jobs", json=body, headers=auth("trainer"))
+    assert_problem(response, 422, next(iter(body)))
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"]
+)
+def test_a_body_of_another_media_type_is_a_415(client: TestClient, content_type: str) -> None:
+    headers = {**auth("trainer"), "Content-Type": content_type}
+    assert_problem(client.post("/v1/jobs", content=b'{"job_id": "j"}', headers=headers), 415)
+    assert client.get("/v1/jobs/j", headers=auth("trainer")).status_code == 404
+
+
+def test_a_body_of_another_media_type_from_a_caller_the_route_refuses_is_still_a_401(
+    client: TestClient,
+) -> None:
+    headers = {"Content-Type": "text/plain"}
+    assert_problem(client.post("/v1/jobs", content=b"{}", headers=headers), 401)
+
+
+def test_a_body_of_a_json_based_media_type_is_read_as_json(client: TestClient) -> None:
+    headers = {**auth("trainer"), "Content-Type": "application/merge-patch+json; charset=utf-8"}
+    assert client.post("/v1/jobs", content=b'{"job_id": "j"}', headers=headers).status_code == 201
+
+
+def test_the_document_names_the_415_of_routes_with_a_body_only(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "415" in paths["/v1/jobs"]["post"]["responses"]
+    assert "415" not in paths["/v1/jobs"]["get"]["responses"]
