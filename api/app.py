@@ -3,6 +3,7 @@ FastAPI serves them and derives the OpenAPI document (`/openapi.json`, `/docs`) 
 the same declarations."""
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Sequence
 from importlib.metadata import version
 from typing import Any
@@ -17,6 +18,7 @@ from api import console_page, metrics, routes_jobs, routes_observe, routes_runs,
 from api.auth import TokenBook, handle_invalid_request
 from api.bootstrap import Ledger
 from api.console_page import CONSOLE_DIR
+from api.limits import BodyLimit, max_body_bytes
 from api.metrics import Metrics, RequestMetrics
 from api.problems import EXCEPTION_HANDLERS, PROBLEM_SCHEMA
 from api.stream import FeedWatcher
@@ -33,7 +35,8 @@ ROUTERS = [
 
 
 def create_app(ledger: Ledger, tokens: TokenBook) -> FastAPI:
-    """The app `jobledger serve` runs: the API, with its ledger, tokens, metrics and stream."""
+    """The app `jobledger serve` runs: the API, with its ledger, tokens, metrics and stream,
+    and the body limit the environment sets (`JOBLEDGER_MAX_BODY_BYTES`)."""
     watcher = FeedWatcher(ledger.url)
     request_metrics = Metrics(ledger)
 
@@ -47,6 +50,7 @@ def create_app(ledger: Ledger, tokens: TokenBook) -> FastAPI:
         middleware=[
             Middleware(HeadAsGet),
             Middleware(RequestMetrics, metrics=request_metrics),
+            Middleware(BodyLimit, max_bytes=max_body_bytes(os.environ)),
         ],
     )
     app.state.ledger = ledger

@@ -3,9 +3,11 @@
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from api.auth import Role
+from api.limits import MAX_SPEC_BYTES
 from ledger.commands import WorkerIdentity
 from ledger.statuses import JobStatus
 from projections.recovery.health import OrphanReason
@@ -61,6 +63,17 @@ class CreateJob(Body):
     spec: dict[str, Any] = Field(default_factory=dict)
     max_attempts: int = Field(default=1, ge=1, le=1000)
     auto_retry: bool = False
+
+    @field_validator("spec")
+    @classmethod
+    def small_spec(cls, spec: dict[str, Any]) -> dict[str, Any]:
+        try:
+            size = len(orjson.dumps(spec))
+        except orjson.JSONEncodeError:
+            return spec  # a number JSON cannot hold: `storable` names it
+        if size > MAX_SPEC_BYTES:
+            raise ValueError(f"must be at most {MAX_SPEC_BYTES} bytes as JSON, not {size}")
+        return spec
 
 
 class Guarded(Body):

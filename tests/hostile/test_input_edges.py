@@ -2,6 +2,8 @@
 bodies of other media types, impossible cursors, forged hosts; and the headers every
 answer carries."""
 
+from collections.abc import Callable
+
 import pytest
 from httpx import Response
 from starlette.testclient import TestClient
@@ -98,3 +100,38 @@ def test_the_document_names_the_415_of_routes_with_a_body_only(client: TestClien
     paths = client.get("/openapi.json").json()["paths"]
     assert "415" in paths["/v1/jobs"]["post"]["responses"]
     assert "415" not in paths["/v1/jobs"]["get"]["responses"]
+
+
+def test_a_body_over_one_mebibyte_is_a_413_before_it_is_read(client: TestClient) -> None:
+    body = b'{"spec": {"x": "' + b"x" * (1024 * 1024) + b'"}}'
+    response = client.post("/v1/jobs", content=body, headers=auth("trainer"))
+    assert_problem(response, 413)
+    assert response.json()["max_bytes"] == 1024 * 1024
+
+
+def test_a_body_sent_in_chunks_without_a_length_is_counted_as_it_arrives(
+    client: TestClient,
+) -> None:
+    chunks = [b'{"spec": {"x": "', *[b"x" * 65536] * 17, b'"}}']
+    response = client.post("/v1/jobs", content=iter(chunks), headers=auth("trainer"))
+    assert "content-length" not in response.request.headers
+    assert_problem(response, 413)
+
+
+def test_the_body_limit_is_set_by_the_environment(
+    client_for: Callable[[bool], TestClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOBLEDGER_MAX_BODY_BYTES", "100")
+    client = client_for(True)
+    small = client.post("/v1/jobs", json={"job_id": "small"}, headers=auth("trainer"))
+    assert small.status_code == 201
+    large = client.post("/v1/jobs", json={"spec": {"x": "x" * 100}}, headers=auth("trainer"))
+    assert_problem(large, 413)
+
+
+def test_a_spec_over_64_kib_as_json_is_a_422_naming_it(client: TestClient) -> None:
+    spec = {"x": "x" * (64 * 1024)}
+    response = client.post("/v1/jobs", json={"spec": spec}, headers=auth("trainer"))
+    assert_problem(response, 422, "spec")
+    fits = {"x": "x" * (64 * 1024 - 10)}
+    assert client.post("/v1/jobs", json={"spec": fits}, headers=auth("trainer")).status_code == 201
