@@ -21,6 +21,7 @@ from api.console_page import CONSOLE_DIR
 from api.limits import BodyLimit, max_body_bytes
 from api.metrics import Metrics, RequestMetrics
 from api.problems import EXCEPTION_HANDLERS, PROBLEM_SCHEMA
+from api.responses import SecurityHeaders
 from api.stream import FeedWatcher
 
 ROUTERS = [
@@ -48,6 +49,7 @@ def create_app(ledger: Ledger, tokens: TokenBook) -> FastAPI:
     app = declare_api(
         lifespan=lifespan,
         middleware=[
+            Middleware(SecurityHeaders),
             Middleware(HeadAsGet),
             Middleware(RequestMetrics, metrics=request_metrics),
             Middleware(BodyLimit, max_bytes=max_body_bytes(os.environ)),

@@ -1,10 +1,15 @@
-"""The API's answers: its views as JSON, encoded by orjson."""
+"""The API's answers: its views as JSON, encoded by orjson; and the headers every
+answer carries."""
 
 from collections.abc import Mapping
 
 import orjson
 from pydantic import BaseModel
+from starlette.datastructures import MutableHeaders
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.console_page import SECURITY_HEADERS
 
 
 def json_response(
@@ -17,3 +22,33 @@ def json_response(
     only documents it."""
     content = orjson.dumps(view.model_dump(mode="json"))
     return Response(content, status_code, headers, media_type="application/json")
+
+
+EVERY_ANSWER = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+API_ANSWER = {**EVERY_ANSWER, "Cache-Control": "no-store"}
+"""An answer of the API may hold a job's data: no cache keeps it."""
+
+
+class SecurityHeaders:
+    """Every answer says not to sniff its type nor send a referrer; the console's page and
+    files carry its Content-Security-Policy (no framing); the API's answers are not
+    stored. A header the answer sets itself is kept."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        wanted = SECURITY_HEADERS if path == "/" or path.startswith("/console/") else API_ANSWER
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in wanted.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -2,12 +2,14 @@
 bodies of other media types, impossible cursors, forged hosts; and the headers every
 answer carries."""
 
+import os
 from collections.abc import Callable
 
 import pytest
 from httpx import Response
 from starlette.testclient import TestClient
 
+from api.console_page import CONSOLE_DIR
 from tests.api import conftest as api_fixtures
 from tests.api.conftest import auth
 
@@ -135,3 +137,34 @@ def test_a_spec_over_64_kib_as_json_is_a_422_naming_it(client: TestClient) -> No
     assert_problem(response, 422, "spec")
     fits = {"x": "x" * (64 * 1024 - 10)}
     assert client.post("/v1/jobs", json={"spec": fits}, headers=auth("trainer")).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/jobs", "/v1/jobs/missing", "/v1/me", "/livez", "/openapi.json", "/nowhere"]
+)
+def test_an_answer_of_the_api_is_neither_sniffed_nor_stored(client: TestClient, path: str) -> None:
+    response = client.get(path, headers=auth("alice"))
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["cache-control"] == "no-store"
+
+
+def test_a_refused_body_is_neither_sniffed_nor_stored(client: TestClient) -> None:
+    response = client.post("/v1/jobs", content=b"x" * (1024 * 1024 + 1), headers=auth("trainer"))
+    assert response.status_code == 413
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
+
+
+def test_the_consoles_files_carry_the_pages_security_policy(client: TestClient) -> None:
+    page = client.get("/")
+    scripts = [name for name in os.listdir(CONSOLE_DIR) if name.endswith(".js")]
+    assert scripts
+    for path in [f"/console/{scripts[0]}", "/console/missing.js"]:
+        response = client.get(path)
+        assert (
+            response.headers["content-security-policy"] == page.headers["content-security-policy"]
+        )
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "no-referrer"
