@@ -169,12 +169,18 @@ def _role(role: str, where: str) -> Role:
         raise TokenBookError(f"{where}: unknown role {role!r} (one of {allowed})") from None
 
 
+MIN_TOKEN_LENGTH = 16
+"""A shorter token is a guessable one."""
+
+
 def _token(token: str, where: str) -> bytes:
     """The digest of a configured token; refused when no caller could ever send it."""
     if not token:
         raise TokenBookError(f"{where}: the token is empty (is its variable unset?)")
     if not VISIBLE_ASCII.fullmatch(token):
         raise TokenBookError(f"{where}: a token is visible ASCII characters only")
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise TokenBookError(f"{where}: a token is at least {MIN_TOKEN_LENGTH} characters")
     return _digest(token)
 
 

@@ -58,7 +58,7 @@ from ledger.service import JobService
 from ledger.settings import Settings
 from ledger.store import EventStore
 
-TOKEN = "t-trainer"
+TOKEN = "t-trainer-0123456789abcdef"
 TOKENS = f"trainer:emitter:{TOKEN}"
 ACTOR = "bench"
 HOST = "127.0.0.1"

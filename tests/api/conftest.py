@@ -14,7 +14,7 @@ TOKENS = {"trainer": "emitter", "alice": "operator", "audrey": "auditor"}
 
 
 def token_of(name: str) -> str:
-    return f"secret-{name}"
+    return f"secret-token-of-{name}"
 
 
 def auth(name: str) -> dict[str, str]:

@@ -76,7 +76,7 @@ def open_page(browser: Browser, console: Console) -> Iterator[OpenPage]:
     contexts = []
 
     def open_(
-        token: str | None = "t-alice",
+        token: str | None = "t-alice-0123456789abcdef",
         width: int = 1280,
         height: int = 900,
         expected_statuses: tuple[int, ...] = (),

@@ -191,7 +191,7 @@ def test_errors_are_put_in_words(console: Console, open_page: OpenPage) -> None:
 def test_an_auditor_sees_everything_but_no_action_buttons(
     console: Console, open_page: OpenPage
 ) -> None:
-    page = open_page("t-audrey")
+    page = open_page("t-audrey-0123456789abcdef")
     expect(page.locator("#who")).to_have_text("Signed in as audrey (auditor)")
     for job_id in (console.jobs.pending, console.jobs.orphaned, console.jobs.failed):
         page.goto(f"{console.url}/#/jobs/{job_id}")
@@ -209,7 +209,7 @@ def test_the_token_is_asked_for_checked_and_kept_for_the_tab_only(
     dialog.get_by_label("Token").fill("wrong")
     dialog.get_by_role("button", name="Sign in").click()
     expect(dialog.get_by_role("alert")).to_have_text("That token was not accepted.")
-    dialog.get_by_label("Token").fill("t-alice")
+    dialog.get_by_label("Token").fill("t-alice-0123456789abcdef")
     dialog.get_by_role("button", name="Sign in").click()
     expect(page.locator("#who")).to_have_text("Signed in as alice (operator)")
 

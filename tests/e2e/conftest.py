@@ -13,7 +13,10 @@ import pytest
 
 from ledger.client import LedgerClient
 
-TOKENS = "trainer:emitter:t-trainer,alice:operator:t-alice,audrey:auditor:t-audrey"
+TOKENS = ",".join(
+    f"{name}:{role}:t-{name}-0123456789abcdef"
+    for name, role in (("trainer", "emitter"), ("alice", "operator"), ("audrey", "auditor"))
+)
 
 
 def free_port() -> int:
@@ -67,7 +70,7 @@ class Server:
         return code
 
     def client(self, name: str) -> LedgerClient:
-        client = LedgerClient(self.url, f"t-{name}")
+        client = LedgerClient(self.url, f"t-{name}-0123456789abcdef")
         self.clients.append(client)
         return client
 

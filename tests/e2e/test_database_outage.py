@@ -33,7 +33,9 @@ def own_database() -> Iterator[tuple[PostgresServer, str]]:
 def _status(url: str) -> int:
     try:
         return httpx.get(
-            f"{url}/v1/health", headers={"Authorization": "Bearer t-audrey"}, timeout=5
+            f"{url}/v1/health",
+            headers={"Authorization": "Bearer t-audrey-0123456789abcdef"},
+            timeout=5,
         ).status_code
     except httpx.TransportError:
         return 0
@@ -52,7 +54,9 @@ def test_the_service_answers_503_while_the_database_is_down_and_recovers_by_itse
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=database.pgdata, user=database.system_user)
 
         down = httpx.get(
-            f"{served.url}/v1/health", headers={"Authorization": "Bearer t-audrey"}, timeout=10
+            f"{served.url}/v1/health",
+            headers={"Authorization": "Bearer t-audrey-0123456789abcdef"},
+            timeout=10,
         )
         assert down.status_code == 503
         assert down.headers["content-type"] == "application/problem+json"

@@ -124,7 +124,7 @@ def test_a_fenced_run_is_told_to_stop(server: Server) -> None:
 
 def read_stream(server: Server, count: int, after: str | None = None) -> list[str]:
     """The data lines of the first `count` events the stream sends."""
-    headers = {"Authorization": "Bearer t-audrey"}
+    headers = {"Authorization": "Bearer t-audrey-0123456789abcdef"}
     if after:
         headers["Last-Event-ID"] = after
     data: list[str] = []
@@ -162,7 +162,9 @@ def test_the_event_stream_resumes_after_its_last_event_id(server: Server) -> Non
 
 def test_metrics_count_commands_and_report_the_queue(server: Server) -> None:
     server.client("trainer").register("m-1")
-    text = httpx.get(f"{server.url}/metrics", headers={"Authorization": "Bearer t-audrey"}).text
+    text = httpx.get(
+        f"{server.url}/metrics", headers={"Authorization": "Bearer t-audrey-0123456789abcdef"}
+    ).text
     assert 'jobledger_requests_total{outcome="ok",route="POST /v1/jobs"} 1.0' in text
     assert "jobledger_queued_jobs 1.0" in text
     assert "jobledger_request_seconds_bucket" in text

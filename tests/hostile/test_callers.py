@@ -41,11 +41,17 @@ VALID = "a-long-enough-token-0123"
         "ci:operator",
         f":operator:{VALID}",
         f"ci:root:{VALID}",
+        "ci:operator:fifteen-chars-x",  # 15 characters: guessable
     ],
 )
 def test_an_unusable_token_in_the_variable_is_refused_when_the_book_is_read(spec: str) -> None:
     with pytest.raises(TokenBookError):
         TokenBook.from_env({"JOBLEDGER_TOKENS": spec})
+
+
+def test_a_token_of_sixteen_characters_is_long_enough() -> None:
+    assert len("fifteen-chars-x") == 15 and len("sixteen-chars-ok") == 16
+    assert TokenBook.from_env({"JOBLEDGER_TOKENS": "ci:operator:sixteen-chars-ok"}).enabled
 
 
 @pytest.mark.parametrize(
