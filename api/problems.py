@@ -36,6 +36,10 @@ class Problem(Exception):
         self.extra = extra
 
 
+RETRY_AFTER_S = 1
+"""What a 503 asks a caller to wait before trying again."""
+
+
 def problem_response(status: int, kind: str, detail: str, **extra: Any) -> JSONResponse:
     body = {
         "type": PROBLEM_TYPE_BASE + kind,
@@ -45,6 +49,8 @@ def problem_response(status: int, kind: str, detail: str, **extra: Any) -> JSONR
         **extra,
     }
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 503:  # the database is away or busy: worth asking again shortly
+        headers = {"Retry-After": str(RETRY_AFTER_S)}
     return JSONResponse(body, status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 

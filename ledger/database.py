@@ -51,6 +51,7 @@ def create_ledger_engine(url: str, settings: Settings | None = None) -> Engine:
         isolation_level="AUTOCOMMIT",
         pool_size=settings.pool_size,
         max_overflow=settings.pool_size,
+        pool_timeout=settings.pool_timeout_s,
         pool_reset_on_return=None,
         connect_args={"options": options, "application_name": "jobledger"},
     )
@@ -73,10 +74,15 @@ def driver_connection(engine: Engine) -> Iterator[psycopg.Connection[Any]]:
 
     A connection that broke (the server went away) is thrown out of the pool
     rather than handed to the next caller, so the process recovers by itself
-    when the database returns.
+    when the database returns. A caller that waits longer than the pool's timeout
+    for a connection gets `DatabaseUnavailable`, as when the server is down.
     """
     try:
         pooled = engine.raw_connection()
+    except sa_exc.TimeoutError as exc:
+        raise DatabaseUnavailable(
+            f"no database connection came free within {engine.pool.timeout()} s"  # type: ignore[attr-defined]
+        ) from exc
     except sa_exc.DBAPIError as exc:
         raise DatabaseUnavailable(f"the database cannot be reached: {exc.orig}") from exc
     conn = pooled.driver_connection

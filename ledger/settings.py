@@ -26,6 +26,7 @@ class Settings:
     database_url: str | None = None
     data_dir: Path = Path(platformdirs.user_data_dir("jobledger")) / "pgdata"
     pool_size: int = 10
+    pool_timeout_s: float = 5.0
     idle_in_transaction_timeout_ms: int = 30_000
     statement_timeout_ms: int = 0
     lease_seconds: float = DEFAULT_LEASE_SECONDS
@@ -46,6 +47,7 @@ class Settings:
             database_url=read("DATABASE_URL"),
             data_dir=Path(read("DATA_DIR") or defaults.data_dir).expanduser(),
             pool_size=int(read("POOL_SIZE") or defaults.pool_size),
+            pool_timeout_s=float(read("POOL_TIMEOUT_S") or defaults.pool_timeout_s),
             idle_in_transaction_timeout_ms=int(
                 read("IDLE_IN_TRANSACTION_TIMEOUT_MS") or defaults.idle_in_transaction_timeout_ms
             ),
