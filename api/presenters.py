@@ -17,7 +17,7 @@ from api.models import (
     WorkerView,
 )
 from ledger.commands import WorkerIdentity
-from ledger.events import RecordedEvent, event_to_record
+from ledger.events import RecordedEvent, public_payload
 from ledger.queue import Claim
 from ledger.store import FeedCursor
 from projections.history import Transition
@@ -84,7 +84,7 @@ def history_view(job_id: str, history: list[Transition]) -> HistoryView:
                 attempt=item.event.attempt,
                 actor=item.event.actor,
                 reason=item.event.reason,
-                payload=event_to_record(item.event.data)[1],
+                payload=public_payload(item.event.data),
                 occurred_at=iso(item.event.occurred_at),
                 recorded_at=item.event.recorded_at.isoformat(),
             )
@@ -102,7 +102,7 @@ def feed_event(event: RecordedEvent) -> FeedEvent:
         attempt=event.attempt,
         actor=event.actor,
         reason=event.reason,
-        payload=event_to_record(event.data)[1],
+        payload=public_payload(event.data),
         recorded_at=event.recorded_at.isoformat(),
     )
 

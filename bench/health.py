@@ -74,9 +74,9 @@ def prepare_leases(url: str, running: int) -> None:
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         conn.execute(
             """
-            INSERT INTO job_leases (job_id, attempt, run_token, worker_id, host, pid,
+            INSERT INTO job_leases (job_id, attempt, run_token_sha256, worker_id, host, pid,
                                     started_at, heartbeat_at, expires_at)
-            SELECT job_id, attempt, coalesce(run_token, 'token'), coalesce(worker_id, 'w'),
+            SELECT job_id, attempt, coalesce(run_token_sha256, 'token'), coalesce(worker_id, 'w'),
                    coalesce(worker_host, 'gpu-node'), worker_pid, started_at, now(),
                    CASE WHEN row_number() OVER (ORDER BY job_id) <= %s
                         THEN now() + interval '1 hour' ELSE now() - interval '1 minute' END

@@ -140,7 +140,7 @@ def registered(index: int) -> JobRegistered:
 
 def started(rng: random.Random, resume_from: str | None) -> JobStarted:
     return JobStarted(
-        run_token=f"{rng.getrandbits(128):032x}",
+        run_token_sha256=f"{rng.getrandbits(256):064x}",
         worker_id=f"worker-{rng.randrange(64):02d}",
         host=f"node-{rng.randrange(16):02d}.bench.internal",
         pid=rng.randrange(1_000, 4_000_000),

@@ -39,6 +39,7 @@ from ledger.events import (
     JobStarted,
     JobSubmitted,
 )
+from ledger.run_tokens import run_token_matches
 from ledger.state import JobState
 from ledger.statuses import ACTIVE_RUN_STATUSES, JobStatus
 from ledger.transitions import ALLOWED_COMMANDS
@@ -134,13 +135,14 @@ def check_fence(state: JobState, attempt: int, run_token: str) -> None:
     """Raise `StaleAttempt` unless (`attempt`, `run_token`) is the job's current, open run.
 
     The fence's one statement: a worker's command and its heartbeat
-    (`ledger.leases`) for the same stale run are refused in the same words.
+    (`ledger.leases`) for the same stale run are refused in the same words. The
+    token is checked against the digest the job keeps of it, never stored itself.
     """
     if attempt != state.attempt:
         detail = "a newer attempt has started" if attempt < state.attempt else "no such attempt"
     elif state.status not in ACTIVE_RUN_STATUSES:
         detail = f"the attempt was closed ({state.status})"
-    elif run_token != state.run_token:
+    elif not run_token_matches(run_token, state.run_token_sha256):
         detail = "the run token does not match"
     else:
         return

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, ClassVar, NamedTuple
 
 from ledger.commands import WorkerIdentity
+from ledger.run_tokens import run_token_digest
 from ledger.statuses import JobStatus
 
 
@@ -37,14 +38,15 @@ _WORKER_FIELD_NAMES = tuple(field.name for field in fields(WorkerIdentity))
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobStarted:
-    """A worker started a new attempt, fenced by `run_token`.
+    """A worker started a new attempt, fenced by the run token whose digest it records.
 
-    The worker's fields are `WorkerIdentity`'s, by the same names, flat in the
-    payload: `of` and `worker` convert between the two.
+    The token itself is never recorded (`ledger.run_tokens`): only its worker
+    was told it. The worker's fields are `WorkerIdentity`'s, by the same names,
+    flat in the payload: `of` and `worker` convert between the two.
     """
 
     TYPE: ClassVar[str] = "job_started"
-    run_token: str
+    run_token_sha256: str
     worker_id: str
     host: str
     pid: int | None = None
@@ -54,9 +56,9 @@ class JobStarted:
 
     @classmethod
     def of(cls, worker: WorkerIdentity, *, run_token: str, resume_from: str | None) -> "JobStarted":
-        """The start of an attempt by `worker`."""
+        """The start of an attempt by `worker`, fenced by `run_token`."""
         named = {name: getattr(worker, name) for name in _WORKER_FIELD_NAMES}
-        return cls(run_token=run_token, resume_from=resume_from, **named)
+        return cls(run_token_sha256=run_token_digest(run_token), resume_from=resume_from, **named)
 
     @property
     def worker(self) -> WorkerIdentity:
@@ -168,6 +170,20 @@ _HAS_REASON: frozenset[str] = frozenset(
 )
 
 
+_PRIVATE_FIELDS: dict[str, tuple[str, ...]] = {JobStarted.TYPE: ("run_token_sha256",)}
+"""What the log keeps of an event but never shows its readers: a run token's digest (a
+token from a guessable factory could be found from it, and no reader needs it)."""
+
+_PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
+    type_: tuple(name for name in names if name not in _PRIVATE_FIELDS.get(type_, ()))
+    for type_, names in _PAYLOAD_FIELDS.items()
+}
+
+LEGACY_RUN_TOKEN = "run_token"
+"""The payload field of a `job_started` recorded before the log kept only digests
+(migration 0008): the token itself."""
+
+
 def event_to_record(event: JobEvent) -> tuple[str, dict[str, Any], str | None]:
     """Split an event into its type, its JSON payload and its reason column."""
     type_ = event.TYPE
@@ -179,9 +195,24 @@ def event_to_record(event: JobEvent) -> tuple[str, dict[str, Any], str | None]:
 def event_from_record(type_: str, payload: dict[str, Any], reason: str | None) -> JobEvent:
     """Rebuild an event from its stored type, payload and reason."""
     cls = EVENT_CLASSES[type_]
+    if LEGACY_RUN_TOKEN in payload:
+        payload = _digest_of_legacy_token(payload)
     if type_ in _HAS_REASON:
         payload = {**payload, "reason": reason}
     return cls(**payload)
+
+
+def _digest_of_legacy_token(payload: dict[str, Any]) -> dict[str, Any]:
+    """A legacy start's payload with its token replaced by the token's digest, as a start
+    records it now: old runs keep their fence, and the token goes no further."""
+    kept = {name: value for name, value in payload.items() if name != LEGACY_RUN_TOKEN}
+    return {"run_token_sha256": run_token_digest(payload[LEGACY_RUN_TOKEN]), **kept}
+
+
+def public_payload(event: JobEvent) -> dict[str, Any]:
+    """The payload of `event` as readers (history, feed, stream) are shown it: no field that
+    bears on a run token, of a new start or of a legacy one."""
+    return {name: getattr(event, name) for name in _PUBLIC_FIELDS[event.TYPE]}
 
 
 class RecordedEvent(NamedTuple):

@@ -74,7 +74,7 @@ def evolve(state: JobState | None, event: RecordedEvent) -> JobState:
                 updated_at=at,
                 status_changed_at=at,
                 attempt=state.attempt + 1,
-                run_token=data.run_token,
+                run_token_sha256=data.run_token_sha256,
                 started_at=at,
                 finished_at=None,
                 resume_from=data.resume_from,

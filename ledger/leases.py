@@ -5,6 +5,7 @@ from datetime import datetime
 from ledger.decide import check_fence
 from ledger.errors import JobNotFound, StaleAttempt
 from ledger.queries import PRUNE_LEASES, RENEW_LEASE
+from ledger.run_tokens import run_token_digest
 from ledger.store import EventStore
 
 
@@ -20,7 +21,7 @@ def renew_lease(
     params = {
         "job_id": job_id,
         "attempt": attempt,
-        "run_token": run_token,
+        "run_token_sha256": run_token_digest(run_token),
         "lease_seconds": lease_seconds,
     }
     with store.transaction(job_id) as conn:

@@ -140,6 +140,7 @@ _LEASE_RENEWED = ", ".join(
     f"{column} = EXCLUDED.{column}"
     for column in (
         "attempt",
+        "run_token_sha256",
         "run_token",
         *WORKER_FIELDS,
         "started_at",
@@ -157,9 +158,10 @@ def _start_queued_job(choose: str) -> str:
     The start's rules (`decide` and `evolve` for `StartJob` on a queued job) written
     for the database: only a queued job starts; the event's payload is `JobStarted`'s
     (`payload`, built in Python), resuming from where the job says; the attempt counts
-    up; the run token, worker and start time are set, the finish cleared. The lease
-    copies the run from the projected row. A property test compares every start and
-    every refusal with `decide` and `evolve` over random histories.
+    up; the run token's digest, worker and start time are set, the finish cleared. The
+    lease copies the run from the projected row (and keeps the token itself only for a
+    start made with an idempotency key: `run_token`, NULL otherwise). A property test
+    compares every start and every refusal with `decide` and `evolve` over random histories.
     """
     return f"""
     WITH chosen AS ({choose}),
@@ -174,17 +176,17 @@ def _start_queued_job(choose: str) -> str:
         UPDATE job_status s SET
             status = '{JobStatus.RUNNING}', version = a.seq, updated_at = a.recorded_at,
             status_changed_at = a.recorded_at, attempt = s.attempt + 1,
-            run_token = %(run_token)s, started_at = a.recorded_at, finished_at = NULL,
+            run_token_sha256 = %(run_token_sha256)s, started_at = a.recorded_at, finished_at = NULL,
             {_STARTED_WORKER}
         FROM appended a
         WHERE s.job_id = a.job_id
         RETURNING {STATUS_SELECT}
     ), leased AS (
         INSERT INTO job_leases (
-            job_id, attempt, run_token, {", ".join(WORKER_FIELDS)},
+            job_id, attempt, run_token_sha256, run_token, {", ".join(WORKER_FIELDS)},
             started_at, heartbeat_at, expires_at
         )
-        SELECT s.job_id, s.attempt, s.run_token,
+        SELECT s.job_id, s.attempt, s.run_token_sha256, %(keyed_run_token)s,
                {", ".join(f"s.{column}" for column in WORKER_FIELDS.values())},
                now(), NULL, now() + {LEASE_PERIOD}
         FROM started s
@@ -215,11 +217,13 @@ RENEW_LEASE = f"""
     UPDATE job_leases l
     SET heartbeat_at = now(), expires_at = now() + {LEASE_PERIOD}
     FROM job_status s
-    WHERE l.job_id = %(job_id)s AND l.attempt = %(attempt)s AND l.run_token = %(run_token)s
+    WHERE l.job_id = %(job_id)s AND l.attempt = %(attempt)s
+      AND l.run_token_sha256 = %(run_token_sha256)s
       AND s.job_id = l.job_id AND s.attempt = l.attempt AND s.status IN ({ACTIVE_RUN_IN})
     RETURNING l.expires_at
 """
-"""Renews only the lease of the job's current, open attempt with the right token."""
+"""Renews only the lease of the job's current, open attempt with the right token (by its
+digest: the lease keeps no token it could be read from)."""
 
 PRUNE_LEASES = f"""
     DELETE FROM job_leases l

@@ -8,7 +8,6 @@ and a job is never started twice for one attempt. A direct start of a chosen
 job is the same statement; when it starts nothing, `decide` says why.
 """
 
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,14 +20,10 @@ from ledger.decide import decide
 from ledger.errors import VersionConflict
 from ledger.events import JobStarted, event_to_record
 from ledger.queries import CLAIM_NEXT_QUEUED_JOB, START_QUEUED_JOB
+from ledger.run_tokens import new_run_token
 from ledger.settings import DEFAULT_LEASE_SECONDS
 from ledger.state import JobState, worker_fields
 from ledger.store import EventStore, state_from_row
-
-
-def new_run_token() -> str:
-    """A run token no one can guess: it fences the attempt it opens."""
-    return secrets.token_hex(16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +85,8 @@ class JobQueue:
             params
             | worker_fields(command.worker)
             | {
-                "run_token": command.run_token,
+                "run_token_sha256": started.run_token_sha256,
+                "keyed_run_token": None,
                 "payload": orjson.dumps(payload).decode(),
                 "actor": actor,
                 "lease_seconds": self.lease_seconds,

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import UserDefinedType
 
-from ledger.events import EVENT_CLASSES
+from ledger.events import EVENT_CLASSES, JobStarted
 from ledger.statuses import ACTIVE_RUN_STATUSES, TERMINAL_STATUSES, JobStatus
 
 
@@ -74,6 +74,9 @@ job_events = Table(
         server_default=text("now()"),
     ),
     Column("tx_id", Xid8, nullable=False, server_default=text("pg_current_xact_id()")),
+    # The digest of the command an idempotency key was first used with (on the event
+    # that carries the key): the key answers again only for that command.
+    Column("command_sha256", Text),
     UniqueConstraint("job_id", "seq"),  # the optimistic-concurrency check
     CheckConstraint("seq >= 1", name="seq_positive"),
     CheckConstraint(
@@ -86,6 +89,15 @@ job_events = Table(
         "idempotency_key",
         unique=True,
         postgresql_where=text("idempotency_key IS NOT NULL"),
+    ),
+    # A keyed start (a claim or a start of a chosen job) is found by its caller and key,
+    # and one key starts one run: two racing retries cannot both start a job.
+    Index(
+        "uq_job_events_actor_idempotency_key",
+        "actor",
+        "idempotency_key",
+        unique=True,
+        postgresql_where=text(f"type = '{JobStarted.TYPE}' AND idempotency_key IS NOT NULL"),
     ),
 )
 
@@ -108,7 +120,7 @@ JOB_STATUS_RULES: dict[str, str] = {
     "finished_exactly_when_terminal": f"(finished_at IS NOT NULL) = (status IN ({_TERMINAL}))",
     "active_run_started": f"status NOT IN ({ACTIVE_RUN_IN}) OR attempt >= 1",
     "run_recorded_exactly_when_started": (
-        "num_nulls(run_token, started_at, worker_id, worker_host)"
+        "num_nulls(run_token_sha256, started_at, worker_id, worker_host)"
         " = CASE WHEN attempt = 0 THEN 4 ELSE 0 END"
     ),
     "queued_at_when_queued": f"status <> '{JobStatus.QUEUED}' OR queued_at IS NOT NULL",
@@ -122,7 +134,7 @@ that drifts (the claim statement, the rebuild's fold) fails at once, not in a we
 - every job is at version 1 or more, with 0 or more attempts and at least 1 allowed;
 - a job is finished exactly when its status is terminal (`TERMINAL_STATUSES`);
 - a running or paused job (`ACTIVE_RUN_STATUSES`) has had an attempt;
-- a job has a run token, a worker and a start time exactly when it has had an attempt
+- a job has a run token's digest, a worker and a start time exactly when it has had an attempt
   (they stay after the run, for the record): so a running or paused job has them all;
 - a queued job has the time it was queued;
 - a job has a failure reason exactly when it is failed (queueing clears it).
@@ -142,7 +154,7 @@ job_status = Table(
     Column("auto_retry", Boolean, nullable=False),
     Column("spec", JSONB),
     Column("attempt", Integer, nullable=False),
-    Column("run_token", Text),
+    Column("run_token_sha256", Text),
     Column("queued_at", DateTime(timezone=True)),
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
@@ -174,7 +186,7 @@ job_leases = Table(
     metadata,
     Column("job_id", JOB_ID, primary_key=True),
     Column("attempt", Integer, nullable=False),
-    Column("run_token", Text, nullable=False),
+    Column("run_token_sha256", Text, nullable=False),
     Column("worker_id", Text, nullable=False),
     Column("host", Text, nullable=False),
     Column("boot_id", Text),
@@ -183,12 +195,18 @@ job_leases = Table(
     Column("started_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     Column("heartbeat_at", DateTime(timezone=True)),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("run_token", Text),
 )
 """Liveness of running attempts: one row per job, updated in place by heartbeats.
 
 Not part of the log (heartbeats would bloat it) and not needed to rebuild
 anything: a lease only says whether the worker of the current attempt is
-still alive. `heartbeat_at` is NULL until the first heartbeat."""
+still alive. `heartbeat_at` is NULL until the first heartbeat.
+
+`run_token_sha256` fences heartbeats. `run_token` is the token itself, kept only
+for a start made with an idempotency key, so that a retry of that start can be
+answered with it while the run is open; the API never shows this table, and the
+row goes when the run's lease is pruned or taken over by the next attempt."""
 
 projection_checkpoints = Table(
     "projection_checkpoints",

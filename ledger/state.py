@@ -18,7 +18,8 @@ class JobState(NamedTuple):
 
     `version` is the `seq` of the last event applied; `attempt` counts the
     starts so far (0 before the first). Every timestamp is the database clock's
-    `recorded_at` of the event that set it.
+    `recorded_at` of the event that set it. `run_token_sha256` is the digest of the
+    latest attempt's run token (`ledger.run_tokens`), never the token.
     """
 
     job_id: str
@@ -32,7 +33,7 @@ class JobState(NamedTuple):
     auto_retry: bool = False
     spec: dict[str, Any] | None = None
     attempt: int = 0
-    run_token: str | None = None
+    run_token_sha256: str | None = None
     queued_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None

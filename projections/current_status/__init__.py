@@ -12,7 +12,7 @@ from ledger.store import FeedCursor
 from projections.checkpoints import ProjectionCheckpoint
 
 NAME = "current_status"
-VERSION = 1
+VERSION = 2
 """Bump when `evolve` or the table changes meaning: start-up then rebuilds the projection."""
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import psycopg
 
+from ledger.events import LEGACY_RUN_TOKEN
+from ledger.run_tokens import RUN_TOKEN_DIGEST_SQL
 from ledger.schema import JOB_STATUS_COLUMNS
 from ledger.state import WORKER_FIELDS
 from ledger.statuses import TERMINAL_STATUSES, JobStatus
@@ -110,7 +112,13 @@ _VALUES = {
     "spec": "CASE WHEN first_event.payload ? 'spec' "
     "THEN NULLIF(first_event.payload->'spec', 'null'::jsonb) ELSE '{}'::jsonb END",
     "attempt": "m.attempts::int",
-    "run_token": _of("start_event", "{e}.payload->>'run_token'"),
+    # A legacy start holds the token itself: its digest, as `event_from_record` makes it.
+    "run_token_sha256": _of(
+        "start_event",
+        "coalesce({e}.payload->>'run_token_sha256', "
+        + RUN_TOKEN_DIGEST_SQL.format(token=f"{{e}}.payload->>'{LEGACY_RUN_TOKEN}'")
+        + ")",
+    ),
     "queued_at": _of("queue_event", "{e}.recorded_at"),
     "started_at": _of("start_event", "{e}.recorded_at"),
     "finished_at": _of(

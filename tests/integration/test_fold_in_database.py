@@ -44,10 +44,12 @@ def run(state: JobState, command: str, **fields: object) -> JobCommand:
         "complete": CompleteJob,
         "fail": FailJob,
     }
-    return kinds[command](attempt=state.attempt, run_token=state.run_token, **fields)  # type: ignore[no-any-return]
+    token = f"token-{state.attempt}"  # the token `start` gave this attempt
+    return kinds[command](attempt=state.attempt, run_token=token, **fields)  # type: ignore[no-any-return]
 
 
 def start(n: int) -> Step:
+    """Start attempt `n`, fenced by the token `token-n`."""
     return lambda s: StartJob(worker=WORKER, run_token=f"token-{n}")
 
 

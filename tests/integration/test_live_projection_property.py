@@ -98,15 +98,17 @@ def play(steps: list[tuple[int, str, bool]], service: JobService, store: EventSt
     """Run the commands on fresh jobs; check each refused one appended nothing."""
     prefix = uuid.uuid4().hex[:8]
     job_ids = [f"{prefix}-{index}" for index in range(JOBS)]
+    tokens: dict[str, str] = {}  # each job's latest run token: the ledger keeps only digests
     for n, (index, kind, current_token) in enumerate(steps):
         job_id = job_ids[index]
         state = store.load(job_id)
         attempt = state.attempt if state else 0
-        token = (state.run_token or "none") if state and current_token else "stale"
+        token = tokens.get(job_id, "none") if state and current_token else "stale"
         before = len(store.history(job_id))
         try:
             if kind == "start":
                 start(store, job_id, token=f"token-{n}")
+                tokens[job_id] = f"token-{n}"
                 appended = 1
             else:
                 outcome = service.execute(job_id, command_for(kind, attempt, token, n), actor="p")

@@ -68,7 +68,7 @@ def test_verify_names_every_drifted_row(engine: Engine, jobs_in_every_status: li
     execute(
         engine,
         "INSERT INTO job_status SELECT 'ghost', status, version, created_at, updated_at, "
-        "status_changed_at, priority, max_attempts, auto_retry, spec, attempt, run_token, "
+        "status_changed_at, priority, max_attempts, auto_retry, spec, attempt, run_token_sha256, "
         "queued_at, started_at, finished_at, worker_id, worker_host, worker_pid, "
         "worker_pid_started_at, worker_boot_id, failure_reason, checkpoint_path, "
         f"checkpoint_step, resume_from, result FROM job_status WHERE job_id = '{changed}'",

@@ -30,11 +30,16 @@ def checker(engine: Engine, lease_seconds: float = 0.3) -> HealthCheck:
     )
 
 
+ORPHAN_TOKEN = "orphan-token"
+"""The run token the orphan's remote worker was told."""
+
+
 @pytest.fixture
 def orphan(store: EventStore, job_factory: JobFactory, engine: Engine) -> str:
     """A running job whose remote worker's lease has lapsed."""
     job = job_factory(auto_retry=False)
-    JobQueue(store, lease_seconds=0.3).claim(REMOTE, actor="remote")
+    queue = JobQueue(store, lease_seconds=0.3, run_tokens=lambda: ORPHAN_TOKEN)
+    queue.claim(REMOTE, actor="remote")
     poll(lambda: checker(engine).check().orphaned)
     return job.job_id
 
@@ -65,7 +70,8 @@ def test_an_orphan_that_opted_into_retries_is_requeued_while_attempts_remain(
     store: EventStore, job_factory: JobFactory, engine: Engine, service: JobService
 ) -> None:
     job = job_factory(auto_retry=True, max_attempts=2)
-    JobQueue(store, lease_seconds=0.3).claim(REMOTE, actor="remote")
+    queue = JobQueue(store, lease_seconds=0.3, run_tokens=lambda: ORPHAN_TOKEN)
+    queue.claim(REMOTE, actor="remote")
     poll(lambda: checker(engine).check().orphaned)
 
     report = Reconciler(service, checker(engine)).run_once()
@@ -122,9 +128,9 @@ def test_a_completion_that_lands_after_the_health_check_is_never_overwritten(
 ) -> None:
     seen = checker(engine).check()
     state = store.load(orphan)
-    assert state is not None and state.run_token is not None
+    assert state is not None
     service.execute(
-        orphan, CompleteJob(attempt=state.attempt, run_token=state.run_token), actor="remote"
+        orphan, CompleteJob(attempt=state.attempt, run_token=ORPHAN_TOKEN), actor="remote"
     )
 
     report = Reconciler(service, SeenEarlier(seen, engine)).run_once()

@@ -34,6 +34,7 @@ from ledger.errors import LedgerError
 from ledger.events import RecordedEvent
 from ledger.evolve import evolve
 from ledger.queue import Claim, JobQueue
+from ledger.run_tokens import run_token_digest
 from ledger.service import JobService
 from ledger.state import JobState
 from ledger.statuses import JobStatus
@@ -102,13 +103,17 @@ class Driver:
 
     def __init__(self, service: JobService, queue: JobQueue, data: st.DataObject) -> None:
         self.service, self.queue, self.data = service, queue, data
+        self.run_tokens: dict[str, str] = {}
+        """The token of each job's latest run, as its claim answered (the ledger keeps none)."""
 
     def send(self, state: JobState, kind: str) -> JobState:
         if kind == "start":
             worker = self.data.draw(workers)
-            return self.queue.start(state.job_id, worker, actor="worker").job
+            claim = self.queue.start(state.job_id, worker, actor="worker")
+            self.run_tokens[state.job_id] = claim.run_token
+            return claim.job
         draw = self.data.draw
-        attempt, token = state.attempt, state.run_token or ""
+        attempt, token = state.attempt, self.run_tokens.get(state.job_id, "")
         command: JobCommand
         match kind:
             case "submit":
@@ -176,8 +181,8 @@ def queue_position(store: EventStore, job_id: str) -> int | None:
 def lease_of(store: EventStore, job_id: str) -> tuple[Any, ...] | None:
     with store.connection(job_id) as conn:
         return conn.execute(
-            "SELECT attempt, run_token, worker_id, host, pid, pid_started_at, boot_id, "
-            "heartbeat_at, expires_at FROM job_leases WHERE job_id = %s",
+            "SELECT attempt, run_token_sha256, run_token, worker_id, host, pid, pid_started_at, "
+            "boot_id, heartbeat_at, expires_at FROM job_leases WHERE job_id = %s",
             (job_id,),
         ).fetchone()
 
@@ -235,7 +240,8 @@ def test_the_queue_starts_a_job_exactly_as_decide_and_evolve_do(
     assert (claim.attempt, claim.resume_from) == (after.attempt, after.resume_from)
     assert lease_of(store, before.job_id) == (
         after.attempt,
-        claim.run_token,
+        run_token_digest(claim.run_token),
+        None,  # no idempotency key: the lease keeps no token
         worker.worker_id,
         worker.host,
         worker.pid,

@@ -8,7 +8,9 @@ from ledger.schema import JOB_STATUS_RULES
 from ledger.statuses import JobStatus
 from tests.conftest import JobFactory
 
-NO_RUN = "attempt = 0, run_token = NULL, started_at = NULL, worker_id = NULL, worker_host = NULL"
+NO_RUN = (
+    "attempt = 0, run_token_sha256 = NULL, started_at = NULL, worker_id = NULL, worker_host = NULL"
+)
 
 VIOLATIONS: list[tuple[str, JobStatus, str]] = [
     ("known_status", JobStatus.RUNNING, "status = 'lost'"),
@@ -19,7 +21,7 @@ VIOLATIONS: list[tuple[str, JobStatus, str]] = [
     ("finished_exactly_when_terminal", JobStatus.COMPLETED, "finished_at = NULL"),
     ("active_run_started", JobStatus.RUNNING, NO_RUN),
     ("active_run_started", JobStatus.PAUSED, NO_RUN),
-    ("run_recorded_exactly_when_started", JobStatus.RUNNING, "run_token = NULL"),
+    ("run_recorded_exactly_when_started", JobStatus.RUNNING, "run_token_sha256 = NULL"),
     ("run_recorded_exactly_when_started", JobStatus.PAUSED, "worker_id = NULL"),
     ("run_recorded_exactly_when_started", JobStatus.COMPLETED, "started_at = NULL"),
     ("run_recorded_exactly_when_started", JobStatus.CANCELLED, "worker_host = NULL"),

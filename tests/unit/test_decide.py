@@ -49,6 +49,7 @@ from ledger.events import (
     RecordedEvent,
 )
 from ledger.evolve import evolve
+from ledger.run_tokens import run_token_digest
 from ledger.state import JobState
 from ledger.statuses import ACTIVE_RUN_STATUSES, JobStatus
 from ledger.transitions import ALLOWED_COMMANDS, EVENT_TARGET_STATUS
@@ -143,8 +144,9 @@ PATHS: dict[str, tuple[JobCommand, ...]] = {
 
 
 def commands_for(state: JobState) -> list[JobCommand]:
-    """One command of every kind, the worker ones carrying the current attempt and token."""
-    attempt, token = state.attempt, state.run_token or "no-token"
+    """One command of every kind, the worker ones carrying the current attempt and token
+    (every path above starts attempt n with the token `tn`)."""
+    attempt, token = state.attempt, f"t{state.attempt}" if state.attempt else "no-token"
     return [
         RegisterJob(),
         SubmitJob(),
@@ -302,7 +304,7 @@ def test_starting_records_the_worker_and_its_run_token() -> None:
     events = decide(play(REGISTER), start("tok-9"), job_id=JOB_ID)
     assert events == [
         JobStarted(
-            run_token="tok-9",
+            run_token_sha256=run_token_digest("tok-9"),
             worker_id="worker-a",
             host="host-a",
             pid=4242,
@@ -315,11 +317,11 @@ def test_starting_records_the_worker_and_its_run_token() -> None:
 
 def test_each_start_opens_a_new_attempt_with_its_own_token() -> None:
     first = play(REGISTER, start("t1"))
-    assert (first.attempt, first.run_token) == (1, "t1")
+    assert (first.attempt, first.run_token_sha256) == (1, run_token_digest("t1"))
     second = apply(first, decide(first, MarkFailed(reason="x"), job_id=JOB_ID))
     second = apply(second, decide(second, RequeueJob(), job_id=JOB_ID))
     second = apply(second, decide(second, start("t2"), job_id=JOB_ID))
-    assert (second.attempt, second.run_token) == (2, "t2")
+    assert (second.attempt, second.run_token_sha256) == (2, run_token_digest("t2"))
 
 
 def test_a_started_attempt_resumes_from_the_requeued_checkpoint() -> None:

@@ -50,6 +50,7 @@ from ledger.events import (
     event_to_record,
 )
 from ledger.evolve import evolve
+from ledger.run_tokens import run_token_digest, run_token_matches
 from ledger.state import JobState
 from ledger.statuses import ACTIVE_RUN_STATUSES, TERMINAL_STATUSES, JobStatus
 from ledger.transitions import ALLOWED_COMMANDS, EVENT_TARGET_STATUS
@@ -135,7 +136,8 @@ class OneJob(RuleBasedStateMachine):
         if isinstance(command, RunCommand):
             assert before is not None
             assert before.status in ACTIVE_RUN_STATUSES
-            assert (command.attempt, command.run_token) == (before.attempt, before.run_token)
+            assert command.attempt == before.attempt
+            assert run_token_matches(command.run_token, before.run_token_sha256)
         if not events:
             assert before is not None
             assert (name, before.status) == ("force_start", JobStatus.QUEUED)
@@ -156,14 +158,16 @@ class OneJob(RuleBasedStateMachine):
             assert state.updated_at == self.clock
             if isinstance(event, JobStarted):
                 self.starts += 1
-                self.last_token = event.run_token
+                assert isinstance(command, StartJob)
+                assert event.run_token_sha256 == run_token_digest(command.run_token)
+                self.last_token = command.run_token
         self.produced += len(events)
         self.state = state
 
     def fence(self, kind: str) -> tuple[int, str]:
         """The `attempt` and `run_token` a worker command carries."""
         attempt = 0 if self.state is None else self.state.attempt
-        token = "t0" if self.state is None or self.state.run_token is None else self.state.run_token
+        token = "t0" if self.last_token is None else self.last_token
         match kind:
             case "older":
                 attempt -= 1
@@ -260,7 +264,8 @@ class OneJob(RuleBasedStateMachine):
     def the_attempt_counts_the_starts_and_holds_the_last_token(self) -> None:
         if self.state is not None:
             assert self.state.attempt == self.starts
-            assert self.state.run_token == self.last_token
+            last = None if self.last_token is None else run_token_digest(self.last_token)
+            assert self.state.run_token_sha256 == last
 
     @invariant()
     def timestamps_are_consistent_with_the_status(self) -> None:
@@ -308,7 +313,7 @@ EVENT_STRATEGIES: dict[type[JobEvent], st.SearchStrategy[JobEvent]] = {
     JobSubmitted: st.builds(JobSubmitted),
     JobStarted: st.builds(
         JobStarted,
-        run_token=TEXT,
+        run_token_sha256=TEXT,
         worker_id=TEXT,
         host=TEXT,
         pid=st.none() | st.integers(0, 2**22),

@@ -21,6 +21,7 @@ from ledger.events import (
     RecordedEvent,
 )
 from ledger.evolve import EventOutOfOrder, evolve
+from ledger.run_tokens import run_token_digest
 from ledger.state import TIMESTAMP_FIELDS, JobState
 from ledger.statuses import JobStatus
 from ledger.transitions import EVENT_TARGET_STATUS
@@ -59,7 +60,7 @@ def then(state: JobState, event: JobEvent) -> JobState:
 
 def started(token: str = "t1", resume_from: str | None = None) -> JobStarted:
     return JobStarted(
-        run_token=token,
+        run_token_sha256=run_token_digest(token),
         worker_id="worker-a",
         host="host-a",
         pid=4242,
@@ -119,7 +120,7 @@ def test_a_registered_status_read_back_as_a_string_becomes_a_job_status() -> Non
 def test_a_new_job_has_no_attempt_no_run_and_no_checkpoint() -> None:
     state = fold(QUEUED)
     assert state.attempt == 0
-    assert state.run_token is None
+    assert state.run_token_sha256 is None
     assert state.started_at is None
     assert state.finished_at is None
     assert state.checkpoint_path is None
@@ -242,7 +243,7 @@ def test_starting_opens_an_attempt_with_the_workers_identity() -> None:
     state = fold(QUEUED, started(token="tok", resume_from="/c/0"))
     assert state.status is JobStatus.RUNNING
     assert state.attempt == 1
-    assert state.run_token == "tok"
+    assert state.run_token_sha256 == run_token_digest("tok")
     assert state.started_at == at(2)
     assert state.finished_at is None
     assert (
@@ -262,7 +263,7 @@ def test_a_requeue_clears_the_last_finish_and_each_start_opens_the_next_attempt(
     assert first.finished_at is None
     second = then(first, started("t2"))
     assert second.attempt == 2
-    assert second.run_token == "t2"
+    assert second.run_token_sha256 == run_token_digest("t2")
     assert second.started_at == at(5)
     assert second.finished_at is None
 

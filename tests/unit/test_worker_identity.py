@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from ledger.commands import WorkerIdentity
 from ledger.events import JobRegistered, JobStarted, RecordedEvent, event_to_record
 from ledger.evolve import evolve
+from ledger.run_tokens import run_token_digest
 from ledger.state import WORKER_FIELDS, JobState, worker_fields
 from ledger.statuses import JobStatus
 
@@ -44,7 +45,7 @@ def test_the_state_holds_every_field_of_the_identity() -> None:
 def test_a_start_event_gives_back_the_worker_it_was_made_of(worker: WorkerIdentity) -> None:
     started = JobStarted.of(worker, run_token="t", resume_from="/ck/1")
     assert started.worker == worker
-    assert (started.run_token, started.resume_from) == ("t", "/ck/1")
+    assert (started.run_token_sha256, started.resume_from) == (run_token_digest("t"), "/ck/1")
 
 
 @given(worker=workers)
@@ -53,7 +54,7 @@ def test_the_payload_of_a_start_names_the_worker_as_the_identity_does(
 ) -> None:
     _, payload, _ = event_to_record(JobStarted.of(worker, run_token="t", resume_from=None))
     assert payload == {
-        "run_token": "t",
+        "run_token_sha256": run_token_digest("t"),
         "worker_id": worker.worker_id,
         "host": worker.host,
         "pid": worker.pid,

@@ -1,0 +1,189 @@
+"""Runs and retries the ledger keeps whole: a run token never leaves the claim's answer,
+what the log stores of it cannot act on the run, and old runs keep working."""
+
+import json
+
+import pytest
+from alembic import command
+from sqlalchemy import Engine, text
+from starlette.testclient import TestClient
+
+from ledger.commands import CompleteJob, RegisterJob, WorkerIdentity
+from ledger.errors import StaleAttempt
+from ledger.leases import renew_lease
+from ledger.migrate import alembic_config
+from ledger.queue import JobQueue
+from ledger.service import JobService
+from ledger.statuses import JobStatus
+from ledger.store import EventStore
+from projections.current_status.verify import verify_current_status
+from tests.api import conftest as api_fixtures
+from tests.api.conftest import auth
+
+# The HTTP API's fixtures, shared with tests/api.
+ledger, client_for, client = api_fixtures.ledger, api_fixtures.client_for, api_fixtures.client
+
+WORKER = WorkerIdentity(worker_id="w-1", host="gpu-1", pid=4242)
+WORKER_BODY = {"worker_id": "w-1", "host": "gpu-1", "pid": 4242}
+LEGACY_TOKEN = "legacy-run-token-0123456789abcdef"
+
+
+def read_out(client: TestClient, job_id: str) -> str:
+    """Everything an auditor reads about the job: its history and the feed's page."""
+    history = client.get(f"/v1/jobs/{job_id}/history", headers=auth("audrey"))
+    feed = client.get("/v1/events", headers=auth("audrey"))
+    assert history.status_code == feed.status_code == 200
+    return f"{history.text}{feed.text}"
+
+
+def stored_tokens(engine: Engine, job_id: str) -> list[str]:
+    """Whatever the log, the projection and the lease hold where a token used to be."""
+    with engine.connect() as conn:
+        return [
+            str(value)
+            for value in conn.execute(
+                text(
+                    "SELECT payload->>'run_token_sha256' FROM job_events "
+                    "WHERE job_id = :id AND type = 'job_started' "
+                    "UNION ALL SELECT run_token_sha256 FROM job_status WHERE job_id = :id "
+                    "UNION ALL SELECT run_token_sha256 FROM job_leases WHERE job_id = :id"
+                ),
+                {"id": job_id},
+            ).scalars()
+        ]
+
+
+# -- run tokens out of the log ---------------------------------------------------------
+
+
+def test_a_claimed_run_token_is_in_no_history_and_no_feed_page(client: TestClient) -> None:
+    client.post("/v1/jobs", json={"job_id": "secret-run"}, headers=auth("trainer"))
+    claim = client.post("/v1/queue/claim", json=WORKER_BODY, headers=auth("trainer")).json()
+    token = claim["run_token"]
+
+    shown = read_out(client, "secret-run")
+
+    assert token not in shown
+    assert "run_token" not in shown  # nor its digest, nor the field at all
+    [started] = [
+        event
+        for event in client.get("/v1/jobs/secret-run/history", headers=auth("audrey")).json()[
+            "events"
+        ]
+        if event["type"] == "job_started"
+    ]
+    assert started["payload"]["worker_id"] == "w-1"
+
+
+def test_what_the_ledger_stores_of_a_token_cannot_heartbeat_or_complete_the_run(
+    service: JobService, store: EventStore, engine: Engine
+) -> None:
+    service.execute("guarded", RegisterJob(), actor="t")
+    claim = JobQueue(store).claim(WORKER, actor="w")
+    assert claim is not None
+    stored = stored_tokens(engine, "guarded")
+    assert len(stored) == 3 and claim.run_token not in stored
+
+    for read in set(stored):
+        with pytest.raises(StaleAttempt, match="the run token does not match"):
+            renew_lease(store, "guarded", claim.attempt, read, 60)
+        with pytest.raises(StaleAttempt, match="the run token does not match"):
+            service.execute("guarded", CompleteJob(attempt=1, run_token=read), actor="thief")
+
+    renew_lease(store, "guarded", claim.attempt, claim.run_token, 60)
+    done = service.execute("guarded", CompleteJob(attempt=1, run_token=claim.run_token), actor="w")
+    assert done.state.status is JobStatus.COMPLETED
+
+
+def write_legacy_run(engine: Engine, job_id: str) -> None:
+    """A running job as the code before migration 0008 wrote it: the token itself in the
+    start's payload, in the projected row and in the lease."""
+    started = {
+        "run_token": LEGACY_TOKEN,
+        "worker_id": "w-old",
+        "host": "gpu-old",
+        "pid": 7,
+        "pid_started_at": None,
+        "boot_id": None,
+        "resume_from": None,
+    }
+    registered = {
+        "initial_status": "queued",
+        "spec": {},
+        "priority": 0,
+        "max_attempts": 1,
+        "auto_retry": False,
+    }
+    with engine.begin() as conn:
+        for seq, (type_, payload, attempt) in enumerate(
+            [("job_registered", registered, 0), ("job_started", started, 1)], start=1
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO job_events (job_id, seq, type, payload, actor, attempt) "
+                    "VALUES (:id, :seq, :type, CAST(:payload AS jsonb), 'old-worker', :attempt)"
+                ),
+                {
+                    "id": job_id,
+                    "seq": seq,
+                    "type": type_,
+                    "payload": json.dumps(payload),
+                    "attempt": attempt,
+                },
+            )
+        conn.execute(
+            text(
+                "INSERT INTO job_status (job_id, status, version, created_at, updated_at, "
+                "status_changed_at, priority, max_attempts, auto_retry, spec, attempt, "
+                "run_token, queued_at, started_at, worker_id, worker_host, worker_pid) "
+                "SELECT :id, 'running', 2, min(recorded_at), max(recorded_at), "
+                "max(recorded_at), 0, 1, false, '{}', 1, :token, min(recorded_at), "
+                "max(recorded_at), 'w-old', 'gpu-old', 7 FROM job_events WHERE job_id = :id"
+            ),
+            {"id": job_id, "token": LEGACY_TOKEN},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO job_leases (job_id, attempt, run_token, worker_id, host, pid, "
+                "expires_at) VALUES (:id, 1, :token, 'w-old', 'gpu-old', 7, "
+                "now() + interval '1 hour')"
+            ),
+            {"id": job_id, "token": LEGACY_TOKEN},
+        )
+
+
+def test_a_run_started_before_the_migration_heartbeats_and_completes_with_its_token(
+    database_url: str, engine: Engine, store: EventStore, service: JobService
+) -> None:
+    config = alembic_config(database_url)
+    command.downgrade(config, "0007")
+    write_legacy_run(engine, "legacy")
+    command.upgrade(config, "head")
+    engine.dispose()  # the upgrade changed the tables under the pool's prepared statements
+
+    assert LEGACY_TOKEN not in stored_tokens(engine, "legacy")
+    assert verify_current_status(engine).clean  # the replay derives the same digest
+    renew_lease(store, "legacy", 1, LEGACY_TOKEN, 60)
+    with pytest.raises(StaleAttempt):
+        renew_lease(store, "legacy", 1, "not-the-token", 60)
+    done = service.execute("legacy", CompleteJob(attempt=1, run_token=LEGACY_TOKEN), actor="w")
+    assert done.state.status is JobStatus.COMPLETED
+
+
+def test_a_legacy_start_shows_readers_no_token(client: TestClient, engine: Engine) -> None:
+    # Written through SQL, as the code before migration 0008 wrote the log (the log
+    # keeps such events forever).
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO job_events (job_id, seq, type, payload, actor) VALUES "
+                "('old', 1, 'job_registered', '{\"initial_status\": \"queued\"}', 'x'), "
+                "('old', 2, 'job_started', CAST(:started AS jsonb), 'x')"
+            ),
+            {"started": json.dumps({"run_token": LEGACY_TOKEN, "worker_id": "w", "host": "h"})},
+        )
+
+    shown = read_out(client, "old")
+
+    assert '"job_started"' in shown
+    assert LEGACY_TOKEN not in shown and "run_token" not in shown
