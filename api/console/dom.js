@@ -67,6 +67,7 @@ export function statusPill(status) {
 
 export const ORPHAN_WORDS = {
   lease_expired: "its lease expired (no heartbeat in time)",
+  unresponsive: "no heartbeat within its lease, although its process is alive",
   process_gone: "its process is gone",
   pid_reused: "its process id now belongs to another process",
   host_rebooted: "its host rebooted",

@@ -27,6 +27,7 @@ DEFAULT_STALE_PENDING_AFTER = timedelta(minutes=DEFAULT_STALE_PENDING_MINUTES)
 
 class OrphanReason(StrEnum):
     LEASE_EXPIRED = "lease_expired"
+    UNRESPONSIVE = "unresponsive"  # no heartbeat within the lease, though its process is alive
     PROCESS_GONE = "process_gone"
     PID_REUSED = "pid_reused"
     HOST_REBOOTED = "host_rebooted"
@@ -208,16 +209,20 @@ class HealthCheck:
     def _judge(self, row: _Run) -> OrphanedRun | None:
         """Orphaned when the process is gone (for a run on this host), or the lease expired.
 
-        A run on this host that never heartbeated is judged by its process alone.
+        A lease outlived is death whatever the process does: a live process that has not
+        heartbeated within its lease (it never received its claim, or it moved on) is not
+        running the job, so its run is `UNRESPONSIVE`. A run on this host whose process
+        is gone is dead at once, lease or not.
         """
         reason: OrphanReason | None = None
         worker = row.worker
-        local = self.local.runs_here(worker.host)
-        if local:
+        if self.local.runs_here(worker.host):
             fate = self.local.fate(worker.pid, worker.pid_started_at, worker.boot_id)
             if fate is not ProcessFate.ALIVE:
                 reason = OrphanReason(fate.value)
-        if reason is None and row.lease_expired and (row.heartbeat_at is not None or not local):
+            elif row.lease_expired:
+                reason = OrphanReason.UNRESPONSIVE
+        elif row.lease_expired:
             reason = OrphanReason.LEASE_EXPIRED
         if reason is None:
             return None

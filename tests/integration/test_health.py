@@ -135,13 +135,18 @@ def test_heartbeats_keep_a_remote_run_alive_and_the_last_one_is_reported(
     assert orphan.last_heartbeat_at is not None
 
 
-def test_a_local_worker_that_never_heartbeats_is_judged_by_its_process(
+def test_a_live_local_run_is_alive_within_its_lease_and_unresponsive_past_it(
     engine: Engine, store: EventStore, job_factory: JobFactory
 ) -> None:
     job_factory()
-    JobQueue(store, lease_seconds=0.2).claim(process_identity("t", os.getpid()), actor="t")
-    poll(lambda: lease_expired(engine))
-    assert health(engine, lease_seconds=0.2).check().healthy, "the live process keeps it healthy"
+    with training_process() as child:
+        queue = JobQueue(store, lease_seconds=0.5)
+        queue.claim(process_identity("t", child.pid), actor="t")
+        assert health(engine, lease_seconds=0.5).check().healthy, "alive within its lease"
+        poll(lambda: lease_expired(engine))
+        [orphan] = health(engine, lease_seconds=0.5).check().orphaned
+        assert orphan.reason is OrphanReason.UNRESPONSIVE
+        assert child.poll() is None, "its process still lives"
 
 
 def test_a_pending_job_becomes_stale_after_the_threshold_on_the_database_clock(

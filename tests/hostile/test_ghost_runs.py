@@ -1,0 +1,111 @@
+"""A lost answer never leaves a ghost run: a run that stops heartbeating is dead after its
+lease whatever its process does, the worker heartbeats by the server's lease, and a run's
+final report is delivered (or given up on, loudly) before its worker moves on."""
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from starlette.testclient import TestClient
+
+from api.app import create_app
+from api.auth import TokenBook
+from api.bootstrap import Ledger, wire_ledger
+from ledger.commands import WorkerIdentity
+from ledger.host import process_identity
+from ledger.settings import Settings
+from projections.current_status.catchup import catch_up_current_status
+from projections.recovery.health import OrphanReason
+from tests.api.conftest import TOKENS, auth, token_of
+from tests.conftest import JobFactory
+from tests.integration.recovery_helpers import poll, training_process
+
+LEASE_S = 0.6
+REMOTE = WorkerIdentity(worker_id="far", host="gpu-far-away", pid=4242, pid_started_at=1.0)
+
+AppFor = Callable[[float], TestClient]
+
+
+@pytest.fixture
+def app_for(database_url: str, engine: Engine) -> Iterator[AppFor]:
+    """The HTTP API over the test's database, served with the lease it is given."""
+    clients: list[TestClient] = []
+    spec = ",".join(f"{name}:{role}:{token_of(name)}" for name, role in TOKENS.items())
+
+    def make(lease_seconds: float) -> TestClient:
+        settings = Settings(lease_seconds=lease_seconds)
+        ledger: Ledger = wire_ledger(
+            database_url, engine, settings, catch_up_current_status(engine)
+        )
+        tokens = TokenBook.from_env({"JOBLEDGER_TOKENS": spec})
+        client = TestClient(create_app(ledger, tokens), raise_server_exceptions=False)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+def health(app: TestClient) -> dict[str, Any]:
+    answer: dict[str, Any] = app.get("/v1/health", headers=auth("audrey")).json()
+    return answer
+
+
+def test_a_claim_whose_answer_was_lost_is_dead_after_its_lease_though_its_worker_lives(
+    app_for: AppFor, job_factory: JobFactory
+) -> None:
+    app = app_for(LEASE_S)
+    job = job_factory(auto_retry=False)
+    with training_process() as worker:
+        identity = process_identity("trainer", worker.pid)
+        claimed = app.post("/v1/queue/claim", json=worker_body(identity), headers=auth("trainer"))
+        assert claimed.status_code == 200  # and the worker never reads it
+        fresh = health(app)
+        assert (fresh["healthy"], fresh["total_running_alive"]) == (True, 1)
+
+        silent = poll(lambda: (view := health(app))["orphaned_jobs"] and view)
+        assert silent["orphaned_jobs"][0]["reason"] == OrphanReason.UNRESPONSIVE
+        assert (silent["healthy"], silent["total_running"], silent["total_running_alive"]) == (
+            False,
+            1,
+            0,
+        )
+        shown = app.get(f"/v1/jobs/{job.job_id}", headers=auth("audrey")).json()
+        assert (shown["health"], shown["health_reason"]) == ("orphaned", "unresponsive")
+
+        reconciled = app.post("/v1/admin/reconcile", headers=auth("alice")).json()
+        assert [(a["job_id"], a["action"], a["applied"]) for a in reconciled["actions"]] == [
+            (job.job_id, "mark_failed", True)
+        ]
+        assert worker.poll() is None, "its process lived throughout"
+    failed = app.get(f"/v1/jobs/{job.job_id}", headers=auth("audrey")).json()
+    assert failed["status"] == "failed"
+    assert failed["failure_reason"] == "process terminated unexpectedly (unresponsive)"
+
+
+def test_an_operator_can_force_start_a_run_whose_live_process_stayed_silent(
+    app_for: AppFor, job_factory: JobFactory
+) -> None:
+    app = app_for(LEASE_S)
+    job = job_factory()
+    with training_process() as worker:
+        identity = process_identity("trainer", worker.pid)
+        app.post("/v1/queue/claim", json=worker_body(identity), headers=auth("trainer"))
+        poll(lambda: health(app)["orphaned_jobs"])
+        forced = app.post(
+            f"/v1/jobs/{job.job_id}/force-start", json={"reason": "ghost"}, headers=auth("alice")
+        )
+        assert forced.status_code == 200, forced.text
+        assert forced.json()["job"]["status"] == "queued"
+
+
+def worker_body(worker: WorkerIdentity) -> dict[str, Any]:
+    return {
+        "worker_id": worker.worker_id,
+        "host": worker.host,
+        "pid": worker.pid,
+        "pid_started_at": worker.pid_started_at,
+        "boot_id": worker.boot_id,
+    }
