@@ -3,6 +3,10 @@
 Every write is sent with an idempotency key and retried with the same key
 when the connection fails or the server answers 503, so a retry never appends
 twice. Problems come back as the ledger's own errors.
+
+A run's final report is retried
+until it is acknowledged or its deadline passes, before the worker can take
+another job: a worker never runs on while the ledger still shows its last run.
 """
 
 import dataclasses
@@ -48,6 +52,25 @@ class QueueEmpty(LedgerError):
 
 class RunFenced(StaleAttempt):
     """This run's attempt was closed by someone else: stop working on it."""
+
+
+class ReportUndelivered(LedgerError):
+    """The run's final report did not reach the ledger in time: the ledger will judge the
+    run by its lease (and fail or retry it once the lease has passed)."""
+
+    def __init__(self, job_id: str, attempt: int, action: str, within: float) -> None:
+        self.job_id = job_id
+        self.attempt = attempt
+        self.action = action
+        super().__init__(
+            f"job {job_id!r} attempt {attempt}: the {action} report was not acknowledged"
+            f" within {within:g} s; the ledger will judge the run by its lease"
+        )
+
+
+MAX_BACKOFF_S = 2.0
+"""The longest wait between two tries of a request: a deadline of minutes still tries
+often enough to be through soon after the server is back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,11 +199,21 @@ class LedgerClient:
         return self._json("POST", f"/v1/jobs/{job_id}/heartbeat", run)
 
     def report(
-        self, job_id: str, action: str, attempt: int, run_token: str, **fields: Any
+        self,
+        job_id: str,
+        action: str,
+        attempt: int,
+        run_token: str,
+        *,
+        within: float | None = None,
+        **fields: Any,
     ) -> dict[str, Any]:
-        """pause, resume, checkpoint (path, step), complete (result) or fail (reason)."""
+        """pause, resume, checkpoint (path, step), complete (result) or fail (reason).
+
+        With `within`, an unreachable or unavailable server is tried again (with the same
+        idempotency key) until `within` seconds have passed, however many tries it takes."""
         body = {"attempt": attempt, "run_token": run_token, **fields}
-        return self._json("POST", f"/v1/jobs/{job_id}/{action}", body)
+        return self._json("POST", f"/v1/jobs/{job_id}/{action}", body, within=within)
 
     # -- health and audit ----------------------------------------------------------
 
@@ -209,8 +242,10 @@ class LedgerClient:
         path: str,
         body: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
+        *,
+        within: float | None = None,
     ) -> dict[str, Any]:
-        result: dict[str, Any] = self._send(method, path, body, params).json()
+        result: dict[str, Any] = self._send(method, path, body, params, within=within).json()
         return result
 
     def _send(
@@ -219,23 +254,43 @@ class LedgerClient:
         path: str,
         body: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
+        *,
+        within: float | None = None,
     ) -> httpx.Response:
+        """One logical request: one idempotency key, however many tries. A failed
+        connection or a 503 is tried again `retries` times or, given `within`, until that
+        many seconds have passed; the waits grow from `backoff` to `MAX_BACKOFF_S`."""
         headers = {"Idempotency-Key": uuid.uuid4().hex} if method == "POST" else {}
-        for attempt in range(self.retries + 1):
+        deadline = None if within is None else time.monotonic() + within
+        tries = 0
+        while True:
+            tries += 1
             try:
                 response = self.http.request(
                     method, path, json=body, params=params, headers=headers
                 )
             except httpx.TransportError as exc:
-                if attempt == self.retries:
+                wait = self._wait_before_next_try(tries, deadline)
+                if wait is None:
                     raise DatabaseUnavailable(f"the ledger cannot be reached: {exc}") from exc
             else:
-                if response.status_code != 503 or attempt == self.retries:
+                if response.status_code != 503:
                     break
-            time.sleep(self.backoff * (2**attempt))
+                wait = self._wait_before_next_try(tries, deadline)
+                if wait is None:
+                    break
+            time.sleep(wait)
         if response.status_code >= 400:
             raise problem_error(response)
         return response
+
+    def _wait_before_next_try(self, tries: int, deadline: float | None) -> float | None:
+        """How long to wait before try `tries + 1`; None when there is to be none."""
+        wait = min(self.backoff * 2 ** (tries - 1), MAX_BACKOFF_S)
+        if deadline is None:
+            return wait if tries <= self.retries else None
+        left = deadline - time.monotonic()
+        return min(wait, left) if left > 0 else None
 
 
 def problem_error(response: httpx.Response) -> LedgerError:
@@ -285,6 +340,12 @@ class JobRun:
 
     Leaving the block normally reports `completed` (with `run.result`); an
     exception reports `failed` with the exception's summary, and propagates.
+
+    The final report is tried, with one idempotency key, until the ledger acknowledges
+    it or `report_within` seconds have passed (by default the lease: past it
+    the ledger judges the run dead anyway); leaving the block waits for it, so a worker
+    that loops over runs never claims its next job while its last one still shows
+    running. When the time passes, leaving the block raises `ReportUndelivered`.
     """
 
     def __init__(
@@ -295,11 +356,13 @@ class JobRun:
         job_id: str | None = None,
         worker: WorkerIdentity | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        report_within: float | None = None,
     ) -> None:
         self.client = client
         self.job_id = job_id
         self.worker = worker or current_process(worker_id)
-        self.heartbeat_every = lease_seconds / 3
+        self.lease_seconds = lease_seconds
+        self.report_within = report_within
         self.fenced = threading.Event()
         self.result: dict[str, Any] | None = None
         self.claim: Claim | None = None
@@ -309,6 +372,11 @@ class JobRun:
     @property
     def should_stop(self) -> bool:
         return self.fenced.is_set()
+
+    @property
+    def heartbeat_every(self) -> float:
+        """Seconds between heartbeats: a third of the lease, so two may be lost."""
+        return self.lease_seconds / 3
 
     def __enter__(self) -> "JobRun":
         if self.job_id is None:
@@ -345,22 +413,35 @@ class JobRun:
             self._beats.join(timeout=self.heartbeat_every + 5)
         if self.fenced.is_set():
             return  # the job is someone else's now: report nothing
+        if error is None:
+            self._report_final("complete", result=self.result)
+        else:
+            summary = "".join(traceback.format_exception_only(error)).strip()
+            self._report_final("fail", reason=summary[:2000] or type(error).__name__)
+
+    def _report_final(self, action: str, **fields: Any) -> None:
+        """Deliver how the run ended, trying until acknowledged or `report_within` passed."""
+        assert self.claim is not None
+        within = self.lease_seconds if self.report_within is None else self.report_within
         try:
-            if error is None:
-                self._report("complete", result=self.result)
-            else:
-                summary = "".join(traceback.format_exception_only(error)).strip()
-                self._report("fail", reason=summary[:2000] or type(error).__name__)
+            self._report(action, within=within, **fields)
         except StaleAttempt:
             self.fenced.set()
+        except DatabaseUnavailable as exc:
+            raise ReportUndelivered(self.claim.job_id, self.claim.attempt, action, within) from exc
 
-    def _report(self, action: str, **fields: Any) -> None:
+    def _report(self, action: str, *, within: float | None = None, **fields: Any) -> None:
         assert self.claim is not None
         if self.fenced.is_set():
             raise RunFenced(self.claim.job_id, self.claim.attempt, -1, "this run was fenced")
         try:
             self.client.report(
-                self.claim.job_id, action, self.claim.attempt, self.claim.run_token, **fields
+                self.claim.job_id,
+                action,
+                self.claim.attempt,
+                self.claim.run_token,
+                within=within,
+                **fields,
             )
         except StaleAttempt:
             self.fenced.set()

@@ -2,9 +2,11 @@
 lease whatever its process does, the worker heartbeats by the server's lease, and a run's
 final report is delivered (or given up on, loudly) before its worker moves on."""
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import Engine
 from starlette.testclient import TestClient
@@ -12,6 +14,7 @@ from starlette.testclient import TestClient
 from api.app import create_app
 from api.auth import TokenBook
 from api.bootstrap import Ledger, wire_ledger
+from ledger.client import JobRun, LedgerClient, ReportUndelivered
 from ledger.commands import WorkerIdentity
 from ledger.host import process_identity
 from ledger.settings import Settings
@@ -19,6 +22,7 @@ from projections.current_status.catchup import catch_up_current_status
 from projections.recovery.health import OrphanReason
 from tests.api.conftest import TOKENS, auth, token_of
 from tests.conftest import JobFactory
+from tests.e2e.conftest import free_port
 from tests.integration.recovery_helpers import poll, training_process
 
 LEASE_S = 0.6
@@ -46,6 +50,15 @@ def app_for(database_url: str, engine: Engine) -> Iterator[AppFor]:
     yield make
     for client in clients:
         client.close()
+
+
+def trainer_of(app: TestClient, **options: Any) -> LedgerClient:
+    """The training server's client, talking to `app` in process."""
+    trainer = LedgerClient("http://testserver", token_of("trainer"), **options)
+    trainer.http.close()
+    trainer.http = app
+    app.headers.update(auth("trainer"))
+    return trainer
 
 
 def health(app: TestClient) -> dict[str, Any]:
@@ -99,6 +112,23 @@ def test_an_operator_can_force_start_a_run_whose_live_process_stayed_silent(
         )
         assert forced.status_code == 200, forced.text
         assert forced.json()["job"]["status"] == "queued"
+
+
+def test_a_final_report_that_cannot_be_delivered_in_time_says_so_when_the_time_is_up(
+    app_for: AppFor, job_factory: JobFactory
+) -> None:
+    job = job_factory()
+    app = app_for(60)
+    trainer = trainer_of(app, retries=1, backoff=0.05)  # one request: 0.05 s at most
+    run = JobRun(trainer, worker=REMOTE, report_within=1.0)
+    undelivered = pytest.raises(ReportUndelivered, match="the complete report was not acknowledged")
+    with undelivered, run:
+        trainer.http = httpx.Client(base_url=f"http://127.0.0.1:{free_port()}")  # gone
+        started = time.monotonic()
+    assert 1.0 <= time.monotonic() - started < 1.0 + 2  # the deadline, not `retries` tries
+    trainer.http.close()
+    left = app.get(f"/v1/jobs/{job.job_id}", headers=auth("audrey")).json()
+    assert left["status"] == "running", "judged by its lease from now on"
 
 
 def worker_body(worker: WorkerIdentity) -> dict[str, Any]:

@@ -1,0 +1,90 @@
+"""A served ledger and a training server's `JobRun`: the run heartbeats by the server's
+lease, and its final report outlives an outage of the server before the worker moves on."""
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+
+from ledger.client import JobRun, LedgerClient, QueueEmpty
+from ledger.commands import WorkerIdentity
+from ledger.errors import LedgerError
+from tests.e2e.conftest import Server
+from tests.integration.recovery_helpers import poll
+
+REMOTE = WorkerIdentity(worker_id="far", host="gpu-far-away", pid=4242, pid_started_at=1.0)
+
+
+def served(database_url: str, lease_seconds: float) -> Iterator[Server]:
+    server = Server(
+        database_url,
+        {"JOBLEDGER_LEASE_SECONDS": str(lease_seconds), "JOBLEDGER_RECONCILE_INTERVAL_S": "0.5"},
+    )
+    server.start()
+    yield server
+    server.close_clients()
+    if server.process is not None:
+        server.kill(signal.SIGTERM)
+
+
+@pytest.fixture
+def long_lease(database_url: str) -> Iterator[Server]:
+    """A server whose lease is long enough to outlast a restart of it."""
+    yield from served(database_url, 60)
+
+
+def test_a_final_report_sent_during_an_outage_is_delivered_after_it_before_the_next_claim(
+    long_lease: Server,
+) -> None:
+    server = long_lease
+    operator = server.client("alice")
+    operator.register("first", priority=1)
+    operator.register("second")
+    # Few tries for one request: the outage outlasts them, so only the report's deadline
+    # can carry the final report across it.
+    trainer = LedgerClient(server.url, "t-trainer-0123456789abcdef", retries=1, backoff=0.05)
+    in_first, server_down = threading.Event(), threading.Event()
+    ran: list[str] = []
+    errors: list[BaseException] = []
+
+    def worker_loop() -> None:
+        deadline = time.monotonic() + 60
+        while len(ran) < 2 and time.monotonic() < deadline:
+            try:
+                with JobRun(trainer, worker=REMOTE) as run:
+                    assert run.job_id is not None
+                    ran.append(run.job_id)
+                    if run.job_id == "first":
+                        in_first.set()
+                        server_down.wait(30)
+            except QueueEmpty:
+                return
+            except LedgerError as exc:  # a worker that carries on, as training servers do
+                errors.append(exc)
+
+    worker = threading.Thread(target=worker_loop)
+    worker.start()
+    try:
+        assert in_first.wait(30)
+        server.kill()
+        server_down.set()  # the run ends, its report finds no server
+        server.start()
+        worker.join(60)
+        assert not worker.is_alive()
+    finally:
+        trainer.close()
+    assert errors == []
+    assert ran == ["first", "second"]
+    audrey = server.client("audrey")
+    first, second = (audrey.history(job)["events"] for job in ("first", "second"))
+    assert [e["type"] for e in first][-1] == "job_completed"
+    assert [e["type"] for e in first].count("job_completed") == 1
+    completed = datetime.fromisoformat(first[-1]["recorded_at"])
+    started = datetime.fromisoformat(
+        next(e for e in second if e["type"] == "job_started")["recorded_at"]
+    )
+    assert completed < started, "the next claim came only after the report was acknowledged"
+    poll(lambda: audrey.job("second")["status"] == "completed")
