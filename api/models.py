@@ -188,18 +188,25 @@ class ForceStartView(BaseModel):
     queue_position: int | None
 
 
+LEASE_SECONDS_DESCRIPTION = (
+    "the server's lease: a run with no heartbeat for this long is dead; heartbeat at a third of it"
+)
+
+
 class ClaimView(BaseModel):
     job: JobView
     attempt: int
     run_token: str
     resume_from: str | None
     lease_expires_at: str
+    lease_seconds: float = Field(description=LEASE_SECONDS_DESCRIPTION)
 
 
 class HeartbeatView(BaseModel):
     job_id: str
     attempt: int
     lease_expires_at: str
+    lease_seconds: float = Field(description=LEASE_SECONDS_DESCRIPTION)
 
 
 class HistoryEvent(BaseModel):

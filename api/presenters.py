@@ -61,14 +61,16 @@ def job_view(reading: JobReading) -> JobView:
     )
 
 
-def claim_view(claim: Claim, reading: JobReading) -> ClaimView:
-    """A started attempt, with the job as `reading` (of `claim.job`) shows it."""
+def claim_view(claim: Claim, reading: JobReading, lease_seconds: float) -> ClaimView:
+    """A started attempt, with the job as `reading` (of `claim.job`) shows it, and the
+    lease it was opened with (the worker heartbeats by it)."""
     return ClaimView(
         job=job_view(reading),
         attempt=claim.attempt,
         run_token=claim.run_token,
         resume_from=claim.resume_from,
         lease_expires_at=claim.lease_expires_at.isoformat(),
+        lease_seconds=lease_seconds,
     )
 
 

@@ -51,15 +51,20 @@ def start_job(job_id: JobId, caller: Emitter, ledger: TheLedger, body: WorkerBod
 
 
 def _claimed(ledger: Ledger, claim: Claim) -> Response:
-    return json_response(claim_view(claim, ledger.reader.reading_of(claim.job)))
+    reading = ledger.reader.reading_of(claim.job)
+    return json_response(claim_view(claim, reading, ledger.queue.lease_seconds))
 
 
 @router.post("/v1/jobs/{job_id}/heartbeat", summary="heartbeat", response_model=HeartbeatView)
 def heartbeat(job_id: JobId, caller: Emitter, ledger: TheLedger, body: RunBody) -> Response:
-    expires = renew_lease(
-        ledger.store, job_id, body.attempt, body.run_token, ledger.settings.lease_seconds
+    lease_seconds = ledger.settings.lease_seconds
+    expires = renew_lease(ledger.store, job_id, body.attempt, body.run_token, lease_seconds)
+    view = HeartbeatView(
+        job_id=job_id,
+        attempt=body.attempt,
+        lease_expires_at=expires.isoformat(),
+        lease_seconds=lease_seconds,
     )
-    view = HeartbeatView(job_id=job_id, attempt=body.attempt, lease_expires_at=expires.isoformat())
     return json_response(view)
 
 

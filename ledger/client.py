@@ -4,7 +4,8 @@ Every write is sent with an idempotency key and retried with the same key
 when the connection fails or the server answers 503, so a retry never appends
 twice. Problems come back as the ledger's own errors.
 
-A run's final report is retried
+The lease is the server's: a claim's answer and every heartbeat's say how long it
+is, and a `JobRun` heartbeats at a third of it. A run's final report is retried
 until it is acknowledged or its deadline passes, before the worker can take
 another job: a worker never runs on while the ledger still shows its last run.
 """
@@ -83,6 +84,8 @@ class Claim:
     run_token: str
     resume_from: str | None
     lease_expires_at: datetime
+    lease_seconds: float | None
+    """The server's lease (None from a server that does not say it)."""
 
     @property
     def job_id(self) -> str:
@@ -96,6 +99,7 @@ class Claim:
             run_token=body["run_token"],
             resume_from=body["resume_from"],
             lease_expires_at=datetime.fromisoformat(body["lease_expires_at"]),
+            lease_seconds=body.get("lease_seconds"),
         )
 
 
@@ -341,8 +345,10 @@ class JobRun:
     Leaving the block normally reports `completed` (with `run.result`); an
     exception reports `failed` with the exception's summary, and propagates.
 
+    The run heartbeats at a third of the server's lease, as the claim's answer and
+    each heartbeat's say it (`lease_seconds` is only assumed until the server says).
     The final report is tried, with one idempotency key, until the ledger acknowledges
-    it or `report_within` seconds have passed (by default the lease: past it
+    it or `report_within` seconds have passed (by default the server's lease: past it
     the ledger judges the run dead anyway); leaving the block waits for it, so a worker
     that loops over runs never claims its next job while its last one still shows
     running. When the time passes, leaving the block raises `ReportUndelivered`.
@@ -387,6 +393,7 @@ class JobRun:
             claim = self.client.start(self.job_id, self.worker)
         self.claim = claim
         self.job_id = claim.job_id
+        self._learn_lease(claim.lease_seconds)
         self._beats = threading.Thread(
             target=self._heartbeat, name="jobledger-heartbeat", daemon=True
         )
@@ -447,14 +454,27 @@ class JobRun:
             self.fenced.set()
             raise
 
+    def _learn_lease(self, lease_seconds: float | None) -> None:
+        if lease_seconds and lease_seconds != self.lease_seconds:
+            log.info(
+                "the ledger's lease is %g s: a heartbeat every %g s",
+                lease_seconds,
+                lease_seconds / 3,
+            )
+            self.lease_seconds = lease_seconds
+
     def _heartbeat(self) -> None:
         assert self.claim is not None
         while not self._stop.wait(self.heartbeat_every):
             try:
-                self.client.heartbeat(self.claim.job_id, self.claim.attempt, self.claim.run_token)
+                answer = self.client.heartbeat(
+                    self.claim.job_id, self.claim.attempt, self.claim.run_token
+                )
             except StaleAttempt:
                 log.warning("job %s: this run was fenced; stop", self.claim.job_id)
                 self.fenced.set()
                 return
             except LedgerError as exc:
                 log.warning("heartbeat failed, trying again: %s", exc)
+            else:
+                self._learn_lease(answer.get("lease_seconds"))

@@ -31,9 +31,30 @@ def served(database_url: str, lease_seconds: float) -> Iterator[Server]:
 
 
 @pytest.fixture
+def short_lease(database_url: str) -> Iterator[Server]:
+    """A server whose lease is 3 s, reconciling every half second."""
+    yield from served(database_url, 3)
+
+
+@pytest.fixture
 def long_lease(database_url: str) -> Iterator[Server]:
     """A server whose lease is long enough to outlast a restart of it."""
     yield from served(database_url, 60)
+
+
+def test_a_job_run_learns_the_servers_lease_and_keeps_a_remote_run_alive_past_it(
+    short_lease: Server,
+) -> None:
+    trainer = short_lease.client("trainer")
+    trainer.register("long-training")
+    with JobRun(trainer, worker=REMOTE) as run:  # its own guess: 90 s, a beat every 30 s
+        assert run.heartbeat_every == 1.0
+        until = time.monotonic() + 3 * 3  # three leases, many reconciler passes
+        while time.monotonic() < until:
+            job = trainer.job("long-training")
+            assert (job["status"], job["health"]) == ("running", "ok"), job
+            time.sleep(0.25)
+    assert trainer.job("long-training")["status"] == "completed"
 
 
 def test_a_final_report_sent_during_an_outage_is_delivered_after_it_before_the_next_claim(

@@ -4,6 +4,7 @@ final report is delivered (or given up on, loudly) before its worker moves on.""
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -112,6 +113,36 @@ def test_an_operator_can_force_start_a_run_whose_live_process_stayed_silent(
         )
         assert forced.status_code == 200, forced.text
         assert forced.json()["job"]["status"] == "queued"
+
+
+def test_a_job_run_heartbeats_at_a_third_of_the_lease_the_server_states_and_follows_it(
+    app_for: AppFor, job_factory: JobFactory
+) -> None:
+    job = job_factory()
+    short, long = app_for(LEASE_S), app_for(60)
+    trainer = trainer_of(short)
+    with JobRun(trainer, worker=REMOTE) as run:  # assumes 90 s until told
+        assert run.claim is not None and run.claim.lease_seconds == LEASE_S
+        assert run.heartbeat_every == pytest.approx(LEASE_S / 3)
+        poll(lambda: trainer.job(job.job_id)["last_heartbeat_at"])
+        long.headers.update(auth("trainer"))
+        trainer.http = long  # as if the server were restarted with another lease
+        poll(lambda: run.heartbeat_every == 20)
+    assert trainer.job(job.job_id)["status"] == "completed"
+
+
+def test_claim_and_heartbeat_answers_state_the_lease(
+    app_for: AppFor, job_factory: JobFactory
+) -> None:
+    app = app_for(LEASE_S)
+    job = job_factory()
+    claim = app.post("/v1/queue/claim", json=worker_body(REMOTE), headers=auth("trainer")).json()
+    assert claim["lease_seconds"] == LEASE_S
+    run = {"attempt": claim["attempt"], "run_token": claim["run_token"]}
+    beat = app.post(f"/v1/jobs/{job.job_id}/heartbeat", json=run, headers=auth("trainer"))
+    assert beat.json()["lease_seconds"] == LEASE_S
+    renewed = datetime.fromisoformat(beat.json()["lease_expires_at"])
+    assert renewed > datetime.fromisoformat(claim["lease_expires_at"])
 
 
 def test_a_final_report_that_cannot_be_delivered_in_time_says_so_when_the_time_is_up(
