@@ -254,10 +254,15 @@ def run_rebuild(settings: Settings, args: argparse.Namespace) -> int:
 def run_verify(settings: Settings, args: argparse.Namespace) -> int:
     with open_ledger(settings, catch_up=False) as ledger:
         report = verify_current_status(ledger.engine)
+    for unreadable in report.unreadable:
+        print(visible(f"unreadable event: {unreadable.describe()}"))
     for drift in report.drifts:
         print(visible(drift.describe()))
-    if not report.clean:
+    if report.unreadable:
+        print(f"the log holds {len(report.unreadable)} events this code cannot read")
+    if report.drifts:
         print(f"current_status drifted on {len(report.drifts)} of {report.jobs} jobs")
+    if not report.clean:
         return EXIT_FAILURE
     print(f"current_status matches the log ({report.jobs} jobs)")
     return EXIT_OK

@@ -77,6 +77,11 @@ class _LedgerGauges(Collector):
         yield GaugeMetricFamily(
             "jobledger_stale_pending_jobs", "Jobs pending too long", value=len(report.stale_pending)
         )
+        yield GaugeMetricFamily(
+            "jobledger_unreadable_events",
+            "Events of the log this code could not read or apply",
+            value=report.unreadable_events,
+        )
         with driver_connection(self.ledger.engine) as conn:
             checkpoint = read_checkpoint(conn, current_status.NAME)
         lag = 0

@@ -148,7 +148,7 @@ class JobView(BaseModel):
     version: int
     attempt: int
     priority: int
-    spec: dict[str, Any] | None
+    spec: dict[str, Any] | None = Field(description="null in lists: the job's own view has it")
     created_at: str
     updated_at: str
     status_changed_at: str
@@ -218,6 +218,9 @@ class HistoryEvent(BaseModel):
     actor: str
     reason: str | None
     payload: dict[str, Any]
+    unreadable: str | None = Field(
+        default=None, description="why this code cannot read the event (it moved only the version)"
+    )
     occurred_at: str | None
     recorded_at: str
 
@@ -235,7 +238,12 @@ class FeedEvent(BaseModel):
     attempt: int
     actor: str
     reason: str | None
-    payload: dict[str, Any]
+    payload: dict[str, Any] = Field(
+        description="a registration's spec is replaced by `spec_bytes`; the job's view has it"
+    )
+    unreadable: str | None = Field(
+        default=None, description="why this code cannot read the event (it moved only the version)"
+    )
     recorded_at: str
 
 
@@ -266,6 +274,10 @@ class HealthView(BaseModel):
     total_running: int
     total_running_alive: int
     checked_at: str
+    unreadable_events: int = Field(
+        description="events of the log this code could not read or apply; "
+        "`jobledger projections verify` names them"
+    )
 
 
 class ActionView(BaseModel):

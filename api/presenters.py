@@ -1,6 +1,9 @@
 """Turning ledger answers into the API's response models."""
 
 from datetime import datetime
+from typing import Any
+
+import orjson
 
 from api.models import (
     ActionView,
@@ -17,7 +20,7 @@ from api.models import (
     WorkerView,
 )
 from ledger.commands import WorkerIdentity
-from ledger.events import RecordedEvent, public_payload
+from ledger.events import JobEvent, RecordedEvent, UnreadableEvent, shown_payload
 from ledger.queue import Claim
 from ledger.store import FeedCursor
 from projections.history import Transition
@@ -86,7 +89,8 @@ def history_view(job_id: str, history: list[Transition]) -> HistoryView:
                 attempt=item.event.attempt,
                 actor=item.event.actor,
                 reason=item.event.reason,
-                payload=public_payload(item.event.data),
+                payload=shown_payload(item.event.data),
+                unreadable=unreadable_problem(item.event.data),
                 occurred_at=iso(item.event.occurred_at),
                 recorded_at=item.event.recorded_at.isoformat(),
             )
@@ -95,7 +99,9 @@ def history_view(job_id: str, history: list[Transition]) -> HistoryView:
     )
 
 
-def feed_event(event: RecordedEvent) -> FeedEvent:
+def feed_event(event: RecordedEvent, spec_bytes: int | None = None) -> FeedEvent:
+    """An event of the feed; a registration's spec is shown as its size, `spec_bytes`
+    (from a page read without specs)."""
     return FeedEvent(
         cursor=str(FeedCursor.after(event)),
         job_id=event.job_id,
@@ -104,9 +110,24 @@ def feed_event(event: RecordedEvent) -> FeedEvent:
         attempt=event.attempt,
         actor=event.actor,
         reason=event.reason,
-        payload=public_payload(event.data),
+        payload=_without_spec(shown_payload(event.data), spec_bytes),
+        unreadable=unreadable_problem(event.data),
         recorded_at=event.recorded_at.isoformat(),
     )
+
+
+def unreadable_problem(data: JobEvent | UnreadableEvent) -> str | None:
+    return data.problem if isinstance(data, UnreadableEvent) else None
+
+
+def _without_spec(payload: dict[str, Any], spec_bytes: int | None) -> dict[str, Any]:
+    """A registration's payload with its spec replaced by the spec's size: the feed and
+    the stream carry many events, and a spec can be large (the job's view has it)."""
+    if spec_bytes is None and "spec" not in payload:
+        return payload
+    trimmed = {name: value for name, value in payload.items() if name != "spec"}
+    trimmed["spec_bytes"] = len(orjson.dumps(payload["spec"])) if spec_bytes is None else spec_bytes
+    return trimmed
 
 
 def health_view(report: HealthReport) -> HealthView:
@@ -131,6 +152,7 @@ def health_view(report: HealthReport) -> HealthView:
         total_running=report.total_running,
         total_running_alive=report.total_running_alive,
         checked_at=report.checked_at.isoformat(),
+        unreadable_events=report.unreadable_events,
     )
 
 

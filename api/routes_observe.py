@@ -97,8 +97,11 @@ def events(
     after: Annotated[FeedAfter, Query(description="a cursor, or now"), BlankIsAbsent] = "0-0",
     limit: Annotated[int, Query(ge=1, le=1000), BlankIsAbsent] = 100,
 ) -> Response:
-    page = ledger.store.read_feed(feed_cursor(ledger, after), limit)
-    view = FeedView(events=[feed_event(event) for event in page.events], next=str(page.next_cursor))
+    page = ledger.store.read_feed(feed_cursor(ledger, after), limit, specs=False)
+    view = FeedView(
+        events=[feed_event(event, page.spec_bytes.get(event[:2])) for event in page.events],
+        next=str(page.next_cursor),
+    )
     return json_response(view)
 
 

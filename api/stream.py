@@ -22,13 +22,14 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import Reader
+from api.bootstrap import Ledger
 from api.params import BlankIsAbsent, FeedAfter, TheLedger
 from api.presenters import feed_event
 from api.routes_observe import feed_cursor
 from api.routing import api_router
 from ledger.database import libpq_url
 from ledger.queries import SNAPSHOT_XMIN
-from ledger.store import FeedCursor
+from ledger.store import FeedCursor, FeedPage
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +134,9 @@ async def stream(
         yield ServerSentEvent(comment="connected")
         while True:
             wake.clear()
-            page = await run_in_threadpool(ledger.store.read_feed, cursor, 500)
+            page = await run_in_threadpool(read_feed_without_specs, ledger, cursor)
             for event in page.events:
-                entry = feed_event(event)
+                entry = feed_event(event, page.spec_bytes.get(event[:2]))
                 yield ServerSentEvent(
                     id=entry.cursor,
                     event=entry.type,
@@ -150,6 +151,10 @@ async def stream(
                 yield ServerSentEvent(comment="keep-alive")
     finally:
         watcher.unsubscribe(wake)
+
+
+def read_feed_without_specs(ledger: Ledger, cursor: FeedCursor) -> FeedPage:
+    return ledger.store.read_feed(cursor, 500, specs=False)
 
 
 def watcher_of(request: Request) -> FeedWatcher:

@@ -120,12 +120,13 @@ class Server:
     base_url: str
     recovery: str
     """The first line the server printed: its recovery summary."""
+    pid: int
 
 
 @contextmanager
-def running_server(database_url: str, port: int) -> Iterator[Server]:
+def running_server(database_url: str, port: int, tokens: str = TOKENS) -> Iterator[Server]:
     """`jobledger serve` on `database_url`, ready; stopped with SIGTERM on the way out."""
-    env = os.environ | {"JOBLEDGER_DATABASE_URL": database_url, "JOBLEDGER_TOKENS": TOKENS}
+    env = os.environ | {"JOBLEDGER_DATABASE_URL": database_url, "JOBLEDGER_TOKENS": tokens}
     command = [sys.executable, "-m", "api.cli", "serve", "--host", HOST, "--port", str(port)]
     with tempfile.TemporaryFile("w+") as stderr:
         process = subprocess.Popen(
@@ -137,7 +138,7 @@ def running_server(database_url: str, port: int) -> Iterator[Server]:
             deadline = time.monotonic() + READY_SECONDS
             recovery = first_line(process, process.stdout, deadline)
             wait_ready(process, base_url, deadline)
-            yield Server(base_url, recovery)
+            yield Server(base_url, recovery, process.pid)
         except BaseException as exc:
             stop(process)
             exc.add_note(f"server stderr:\n{tail(stderr)}")

@@ -8,8 +8,9 @@ from sqlalchemy import Engine
 
 from ledger.database import driver_connection
 
-DERIVED_TABLES = ("job_status", "projection_checkpoints", "job_leases")
-"""Projections and leases: derived or liveness data the service rewrites freely."""
+DERIVED_TABLES = ("job_status", "projection_checkpoints", "job_leases", "unreadable_events")
+"""Projections, leases and the register of unreadable events: derived or liveness
+data the service rewrites freely."""
 
 
 def create_service_role(engine: Engine, name: str, password: str | None = None) -> None:

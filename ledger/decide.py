@@ -41,7 +41,7 @@ from ledger.events import (
 )
 from ledger.run_tokens import run_token_matches
 from ledger.state import JobState
-from ledger.statuses import ACTIVE_RUN_STATUSES, JobStatus
+from ledger.statuses import ACTIVE_RUN_STATUSES, REGISTERED_STATUSES, JobStatus
 from ledger.transitions import ALLOWED_COMMANDS
 
 DEAD_RUN_REASON = "process terminated unexpectedly"
@@ -116,7 +116,7 @@ def _force_start(state: JobState, command: ForceStart) -> list[JobEvent]:
 
 
 def _register(command: RegisterJob) -> JobRegistered:
-    if command.initial_status not in (JobStatus.PENDING, JobStatus.QUEUED):
+    if command.initial_status not in REGISTERED_STATUSES:
         raise InvalidCommand(
             f"a job is registered as pending or queued, not {command.initial_status}"
         )

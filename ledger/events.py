@@ -5,13 +5,15 @@ domain data; `RecordedEvent` wraps one with what the store knows of it: its
 place in the job's stream, who caused it and when the database recorded it.
 """
 
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, ClassVar, NamedTuple
 
 from ledger.commands import WorkerIdentity
 from ledger.run_tokens import run_token_digest
-from ledger.statuses import JobStatus
+from ledger.statuses import REGISTERED_STATUSES, JobStatus
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -215,12 +217,109 @@ def public_payload(event: JobEvent) -> dict[str, Any]:
     return {name: getattr(event, name) for name in _PUBLIC_FIELDS[event.TYPE]}
 
 
+@dataclass(frozen=True, slots=True)
+class UnreadableEvent:
+    """A stored row this code cannot read as an event: an unknown type (written by a
+    newer version, or by hand), or a payload that does not fit its type.
+
+    It is carried like any event, so the feed, the stream and a job's history show
+    it and nothing skips it; folded, it moves the job's version and nothing else.
+    """
+
+    TYPE: str
+    payload: Any
+    problem: str
+
+
+def read_event(type_: str, payload: Any, reason: str | None) -> "JobEvent | UnreadableEvent":
+    """The event a stored row holds, or an `UnreadableEvent` saying why it is not one."""
+    cls = EVENT_CLASSES.get(type_)
+    if cls is None:
+        return UnreadableEvent(type_, payload, f"unknown event type {type_!r}")
+    if not isinstance(payload, dict):
+        return UnreadableEvent(type_, payload, "the payload is not a JSON object")
+    if isinstance(payload.get(LEGACY_RUN_TOKEN), str):
+        payload = _digest_of_legacy_token(payload)
+    problem = _payload_problem(type_, payload, reason)
+    if problem is None:
+        try:
+            return event_from_record(type_, payload, reason)
+        except (TypeError, ValueError) as exc:
+            problem = str(exc)
+    return UnreadableEvent(type_, payload, problem)
+
+
+def shown_payload(data: "JobEvent | UnreadableEvent") -> dict[str, Any]:
+    """The payload readers (history, feed, stream) are shown: `public_payload`, or an
+    unreadable event's as it was found, less any field that bears on a run token."""
+    if not isinstance(data, UnreadableEvent):
+        return public_payload(data)
+    if not isinstance(data.payload, dict):
+        return {"stored": data.payload}
+    hidden = {LEGACY_RUN_TOKEN, *_PRIVATE_FIELDS[JobStarted.TYPE]}
+    return {name: value for name, value in data.payload.items() if name not in hidden}
+
+
+def _accepted_types(annotation: Any) -> tuple[type, ...]:
+    """The JSON-decoded Python types a field annotated `annotation` accepts."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return tuple(t for arg in typing.get_args(annotation) for t in _accepted_types(arg))
+    origin = typing.get_origin(annotation) or annotation
+    if origin is type(None):
+        return (type(None),)
+    if origin is float:
+        return (float, int)
+    if isinstance(origin, type) and issubclass(origin, str):
+        return (str,)  # a str enum (a status) is stored as its value
+    if origin is Any:
+        return (object,)
+    return (origin,)
+
+
+_FIELD_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
+    type_: {
+        name: _accepted_types(hint)
+        for name, hint in typing.get_type_hints(cls).items()
+        if name not in {"TYPE", "reason"}
+    }
+    for type_, cls in EVENT_CLASSES.items()
+}
+
+
+_REASON_REQUIRED: frozenset[str] = frozenset(
+    type_ for type_, cls in EVENT_CLASSES.items() if typing.get_type_hints(cls).get("reason") is str
+)
+
+_INT_BITS = {"step": 63}
+"""The bits of an integer field's column; the others are 32-bit."""
+
+
+def _payload_problem(type_: str, payload: dict[str, Any], reason: str | None) -> str | None:
+    """What in the row does not fit the event type's fields, if anything."""
+    if reason is None and type_ in _REASON_REQUIRED:
+        return f"{type_} has no reason"
+    if type_ == JobRegistered.TYPE and payload.get("initial_status") not in REGISTERED_STATUSES:
+        return f"a job is not registered as {payload.get('initial_status')!r}"
+    accepted = _FIELD_TYPES[type_]
+    for name, value in payload.items():
+        kinds = accepted.get(name)
+        if kinds is None:
+            return f"{type_} has no field {name!r}"
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            return f"{type_}.{name} cannot be {value!r}"
+        if isinstance(value, int) and not -(
+            2 ** _INT_BITS.get(name, 31)
+        ) <= value < 2 ** _INT_BITS.get(name, 31):
+            return f"{type_}.{name} is out of range: {value}"
+    return None
+
+
 class RecordedEvent(NamedTuple):
     """An event as the log holds it (a named tuple: replays build millions)."""
 
     job_id: str
     seq: int
-    data: JobEvent
+    data: JobEvent | UnreadableEvent
     recorded_at: datetime  # the database clock: every age is measured on it
     attempt: int = 0
     actor: str = "system"

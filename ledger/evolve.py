@@ -19,6 +19,7 @@ from ledger.events import (
     JobStarted,
     JobSubmitted,
     RecordedEvent,
+    UnreadableEvent,
 )
 from ledger.state import JobState, worker_fields
 from ledger.statuses import JobStatus
@@ -28,11 +29,19 @@ class EventOutOfOrder(ValueError):
     """An event does not follow the state it is applied to."""
 
 
+class UnreadableRegistration(EventOutOfOrder):
+    """A job's first event cannot be read: there is no job to apply the rest to."""
+
+
 def evolve(state: JobState | None, event: RecordedEvent) -> JobState:
     """Return the job's state after `event`."""
     data = event.data
     at = event.recorded_at
     if state is None:
+        if isinstance(data, UnreadableEvent):
+            raise UnreadableRegistration(
+                f"job {event.job_id!r} starts with an unreadable event: {data.problem}"
+            )
         if not isinstance(data, JobRegistered) or event.seq != 1:
             raise EventOutOfOrder(f"job {event.job_id!r} must start with job_registered at seq 1")
         status = JobStatus(data.initial_status)
@@ -55,6 +64,9 @@ def evolve(state: JobState | None, event: RecordedEvent) -> JobState:
             f"event seq {event.seq} does not follow"
         )
     match data:
+        case UnreadableEvent():
+            # What it did is unknown: the job's version moves past it, and nothing else.
+            return state._replace(version=event.seq, updated_at=at)
         case JobSubmitted() | JobForceStarted() | JobRequeued():
             resume_from = None if isinstance(data, JobSubmitted) else data.resume_from
             return state._replace(

@@ -18,6 +18,14 @@ LEASE_PERIOD = "make_interval(secs => %(lease_seconds)s)"
 """How long a run stays alive without a heartbeat, as a SQL interval."""
 
 STATUS_SELECT = ", ".join(f"s.{column}" for column in JOB_STATUS_COLUMNS)
+
+_LEFT_OUT_OF_LISTS = frozenset({"spec", "result"})
+LISTED_STATUS_SELECT = ", ".join(
+    f"NULL::jsonb AS {column}" if column in _LEFT_OUT_OF_LISTS else f"s.{column}"
+    for column in JOB_STATUS_COLUMNS
+)
+"""`STATUS_SELECT` without a job's spec and result, which can be large: a list of jobs
+carries neither (the job's own view does)."""
 EVENT_SELECT = (
     "e.position, e.job_id, e.seq, e.type, e.payload, e.actor, e.reason, e.attempt, "
     "e.idempotency_key, e.correlation_id, e.occurred_at, e.recorded_at, e.tx_id::text"
@@ -78,16 +86,26 @@ The unique `(job_id, seq)` makes a concurrent writer of the same version fail.""
 
 JOB_HISTORY = f"SELECT {EVENT_SELECT} FROM job_events e WHERE e.job_id = %(job_id)s ORDER BY e.seq"
 
-READ_FEED = f"""
-    SELECT {EVENT_SELECT} FROM job_events e
+_FEED = f"""
+    FROM job_events e
     WHERE (e.tx_id, e.position) > (%(tx_id)s::xid8, %(position)s)
       AND e.tx_id < {SNAPSHOT_XMIN}
     ORDER BY e.tx_id, e.position
     LIMIT %(limit)s
 """
+
+READ_FEED = f"SELECT {EVENT_SELECT} {_FEED}"
 """The global feed after a cursor: only events of transactions older than every
 transaction still running, in (transaction, position) order, so an event that
 commits late is never skipped."""
+
+_SPEC_LEFT_OUT = "CASE WHEN e.payload ? 'spec' THEN e.payload - 'spec' ELSE e.payload END"
+READ_FEED_WITHOUT_SPECS = f"""
+    SELECT {EVENT_SELECT.replace("e.payload", _SPEC_LEFT_OUT)},
+           octet_length((e.payload->'spec')::text) {_FEED}
+"""
+"""`READ_FEED` for readers who are shown the size of a registration's spec, not the spec:
+the database leaves it out, so a page of large specs costs no memory here."""
 
 
 def jobs_newest_first(*, by_status: bool, after_cursor: bool, search: bool) -> str:
@@ -104,7 +122,7 @@ def jobs_newest_first(*, by_status: bool, after_cursor: bool, search: bool) -> s
     if search:
         where.append("strpos(s.job_id, %(search)s) > 0")
     return f"""
-        SELECT {STATUS_SELECT} FROM job_status s
+        SELECT {LISTED_STATUS_SELECT} FROM job_status s
         WHERE {" AND ".join(where)}
         ORDER BY s.created_at DESC, s.job_id DESC
         LIMIT %(limit)s

@@ -225,4 +225,18 @@ projection_checkpoints = Table(
 """How far each projection has read the log (the feed cursor), and which
 version of its code built it."""
 
+unreadable_events = Table(
+    "unreadable_events",
+    metadata,
+    Column("job_id", JOB_ID, primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("type", Text, nullable=False),
+    Column("problem", Text, nullable=False),
+    Column("found_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
+"""Events of the log this code could not read or apply, each the first time a
+reader met it: the feed, a history, catch-up, a rebuild or verify. The event
+itself stays in the log and in the feed; this register is what the health view
+and `/metrics` count and what an operator looks up."""
+
 JOB_STATUS_COLUMNS: tuple[str, ...] = tuple(str(column.name) for column in job_status.columns)

@@ -31,4 +31,7 @@ RECOVERABLE_STATUSES: frozenset[JobStatus] = frozenset(
 """An operator can (re)start the job from here without touching a live run."""
 
 ACTIVE_RUN_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.RUNNING, JobStatus.PAUSED})
+
+REGISTERED_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.PENDING, JobStatus.QUEUED})
+"""The statuses a job can be registered in."""
 """A worker holds the current attempt and may write events for it."""

@@ -5,7 +5,7 @@ Driver errors are translated into `ledger.errors` here and nowhere else.
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +24,7 @@ from ledger.errors import (
     StorageError,
     VersionConflict,
 )
-from ledger.events import JobEvent, RecordedEvent, event_from_record, event_to_record
+from ledger.events import JobEvent, RecordedEvent, event_to_record, read_event
 from ledger.evolve import evolve
 from ledger.queries import (
     APPEND_EVENTS,
@@ -34,10 +34,12 @@ from ledger.queries import (
     LOAD_STATE,
     LOAD_STATE_AND_KEY,
     READ_FEED,
+    READ_FEED_WITHOUT_SPECS,
 )
 from ledger.schema import JOB_STATUS_COLUMNS
 from ledger.state import TIMESTAMP_FIELDS, JobState
 from ledger.statuses import JobStatus
+from ledger.unreadable import note_unreadable, unreadable_in
 
 APPEND_TIME = datetime(1, 1, 1, tzinfo=UTC)
 """Stands for "the time of this append" until the database says what it was."""
@@ -77,6 +79,8 @@ class FeedCursor:
 class FeedPage:
     events: list[RecordedEvent]
     next_cursor: FeedCursor
+    spec_bytes: dict[tuple[str, int], int] = field(default_factory=dict)
+    """When read without specs: the size of each left-out spec, by (job_id, seq)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +161,7 @@ class EventStore:
         """Every event of the job, in order."""
         with self._connection(job_id) as conn:
             rows = conn.execute(JOB_HISTORY, {"job_id": job_id}).fetchall()
-        return [event_from_row(row) for row in rows]
+            return self._noting_unreadable(conn, [event_from_row(row) for row in rows])
 
     def feed_head(self) -> FeedCursor:
         """A cursor after every event the feed can show now: a reader starting here
@@ -165,16 +169,34 @@ class EventStore:
         with self._connection() as conn:
             return FeedCursor(feed_horizon(conn), 0)
 
-    def read_feed(self, after: FeedCursor | None = None, limit: int = 1000) -> FeedPage:
-        """Events after `after` in the safe global order (see `READ_FEED`)."""
+    def read_feed(
+        self, after: FeedCursor | None = None, limit: int = 1000, *, specs: bool = True
+    ) -> FeedPage:
+        """Events after `after` in the safe global order (see `READ_FEED`). Without
+        `specs`, a registration's spec is left out (its event has the empty spec) and
+        its size is in the page's `spec_bytes`."""
         after = after or FeedCursor()
         params = {"tx_id": str(after.tx_id), "position": after.position, "limit": limit}
         with self._connection() as conn:
-            rows = conn.execute(READ_FEED, params).fetchall()
-        events = [event_from_row(row) for row in rows]
+            if specs:
+                rows = conn.execute(READ_FEED, params).fetchall()
+                sizes = {}
+            else:
+                sized = conn.execute(READ_FEED_WITHOUT_SPECS, params).fetchall()
+                rows = [row[:-1] for row in sized]
+                sizes = {(row[1], row[2]): row[-1] for row in sized if row[-1] is not None}
+            events = self._noting_unreadable(conn, [event_from_row(row) for row in rows])
         if not events:
             return FeedPage([], after)
-        return FeedPage(events, FeedCursor.after(events[-1]))
+        return FeedPage(events, FeedCursor.after(events[-1]), sizes)
+
+    @staticmethod
+    def _noting_unreadable(conn: Connection, events: list[RecordedEvent]) -> list[RecordedEvent]:
+        """`events`, after logging and recording any this code cannot read."""
+        found = unreadable_in(events)
+        if found:
+            note_unreadable(conn, found)
+        return events
 
     # -- connections -------------------------------------------------------------
 
@@ -257,7 +279,7 @@ def prepare_append(
         new_state = evolve(new_state, event)
         pending.append(event._replace(attempt=new_state.attempt))
     assert new_state is not None
-    records = [event_to_record(event.data) for event in pending]
+    records = [event_to_record(data) for data in events]
     rows_json = [
         {
             "seq": event.seq,
@@ -339,7 +361,7 @@ def event_from_row(row: Sequence[Any]) -> RecordedEvent:
     return RecordedEvent(
         job_id=job_id,
         seq=seq,
-        data=event_from_record(type_, payload, reason),
+        data=read_event(type_, payload, reason),
         recorded_at=recorded_at,
         attempt=attempt,
         actor=actor,

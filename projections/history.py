@@ -4,7 +4,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ledger.events import RecordedEvent
-from ledger.evolve import evolve
+from ledger.evolve import UnreadableRegistration, evolve
 from ledger.state import JobState
 from ledger.statuses import JobStatus
 
@@ -22,6 +22,9 @@ def transitions(events: Iterable[RecordedEvent]) -> list[Transition]:
     result = []
     for event in events:
         before = state.status if state else None
-        state = evolve(state, event)
+        try:
+            state = evolve(state, event)
+        except UnreadableRegistration:
+            return []  # no job to tell the history of
         result.append(Transition(event, before, state.status))
     return result

@@ -6,7 +6,7 @@ from sqlalchemy import Engine
 
 from ledger.database import driver_connection
 from ledger.errors import JobNotFound
-from ledger.queries import QUEUE_POSITION, STATUS_SELECT
+from ledger.queries import LISTED_STATUS_SELECT, QUEUE_POSITION, STATUS_SELECT
 from ledger.state import JobState
 from ledger.store import state_from_row
 from projections.recovery.health import (
@@ -16,14 +16,23 @@ from projections.recovery.health import (
     JobHealth,
 )
 
-JOB_READINGS = f"""
-    SELECT {STATUS_SELECT}, {QUEUE_POSITION}, l.heartbeat_at, {LEASE_EXPIRED}, {PENDING_TOO_LONG}
+_READINGS = """
+    SELECT {select}, {QUEUE_POSITION}, l.heartbeat_at, {LEASE_EXPIRED}, {PENDING_TOO_LONG}
     FROM job_status s
     LEFT JOIN job_leases l ON l.job_id = s.job_id AND l.attempt = s.attempt
     WHERE s.job_id = ANY(%(job_ids)s::text[])
 """
+_PARTS = {
+    "QUEUE_POSITION": QUEUE_POSITION,
+    "LEASE_EXPIRED": LEASE_EXPIRED,
+    "PENDING_TOO_LONG": PENDING_TOO_LONG,
+}
+JOB_READINGS = _READINGS.format(select=STATUS_SELECT, **_PARTS)
 """Each job's row, where it stands in the queue, and what its health is judged from:
 one indexed statement, one snapshot, for one job or a page of them."""
+POSITIONS_AND_HEALTH = _READINGS.format(select=LISTED_STATUS_SELECT, **_PARTS)
+"""`JOB_READINGS` for jobs whose states the caller holds: without the spec and result,
+which it does not need again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +62,7 @@ class JobReader:
     def readings(self, states: list[JobState]) -> list[JobReading]:
         """The queue position and health of jobs whose states the caller holds (a page
         just listed, a command's outcome), in one read; the states are kept as given."""
-        found = self._read([state.job_id for state in states]) if states else {}
+        found = self._read([s.job_id for s in states], POSITIONS_AND_HEALTH) if states else {}
         return [
             JobReading(state, reading.queue_position, reading.health)
             if (reading := found.get(state.job_id))
@@ -61,10 +70,10 @@ class JobReader:
             for state in states
         ]
 
-    def _read(self, job_ids: list[str]) -> dict[str, JobReading]:
+    def _read(self, job_ids: list[str], query: str = JOB_READINGS) -> dict[str, JobReading]:
         params = {"job_ids": job_ids, **self.health.thresholds()}
         with driver_connection(self.engine) as conn:
-            rows = conn.execute(JOB_READINGS, params).fetchall()
+            rows = conn.execute(query, params).fetchall()
         readings = {}
         for row in rows:
             state = state_from_row(row)

@@ -1,6 +1,6 @@
 """Reading and writing `job_status` rows in bulk, for the catch-up, the rebuild and verify."""
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import groupby
 from typing import Any
 
@@ -8,10 +8,11 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from ledger.events import RecordedEvent
-from ledger.evolve import evolve
+from ledger.evolve import UnreadableRegistration, evolve
 from ledger.schema import JOB_STATUS_COLUMNS
 from ledger.state import JobState
 from ledger.store import state_from_row
+from ledger.unreadable import Unreadable, note_unreadable
 
 COLUMN_LIST = ", ".join(JOB_STATUS_COLUMNS)
 _SPEC = JOB_STATUS_COLUMNS.index("spec")
@@ -40,15 +41,52 @@ def load_states(
     return {state.job_id: state for state in states}
 
 
+_PLACEHOLDERS = ", ".join(["%s"] * len(JOB_STATUS_COLUMNS))
+_UPDATES = ", ".join(f"{column} = EXCLUDED.{column}" for column in JOB_STATUS_COLUMNS[1:])
+
+
 def upsert_states(conn: psycopg.Connection[Any], states: list[JobState], table: str) -> None:
-    placeholders = ", ".join(["%s"] * len(JOB_STATUS_COLUMNS))
-    updates = ", ".join(f"{column} = EXCLUDED.{column}" for column in JOB_STATUS_COLUMNS[1:])
+    _write(conn, states, table, f"ON CONFLICT (job_id) DO UPDATE SET {_UPDATES}")
+
+
+def insert_states(conn: psycopg.Connection[Any], states: list[JobState], table: str) -> None:
+    _write(conn, states, table, "")
+
+
+def _write(conn: psycopg.Connection[Any], states: list[JobState], table: str, tail: str) -> None:
     with conn.cursor() as cursor:
         cursor.executemany(
-            f"INSERT INTO {table} ({COLUMN_LIST}) VALUES ({placeholders}) "
-            f"ON CONFLICT (job_id) DO UPDATE SET {updates}",
+            f"INSERT INTO {table} ({COLUMN_LIST}) VALUES ({_PLACEHOLDERS}) {tail}",
             [_adapted(state) for state in states],
         )
+
+
+Writer = Callable[[psycopg.Connection[Any], list[JobState], str], None]
+
+
+def write_refusing(
+    conn: psycopg.Connection[Any], states: list[JobState], table: str, write: Writer
+) -> list[Unreadable]:
+    """`write` the states, inside the caller's transaction; a state the table's
+    constraints refuse (events written by hand can lead to one no command would) is
+    left out, noted and returned, and the others are written. The rows of a refused
+    job stay as they were."""
+    try:
+        with conn.transaction():
+            write(conn, states, table)
+        return []
+    except (psycopg.IntegrityError, psycopg.DataError):
+        pass
+    refused = []
+    for state in states:
+        try:
+            with conn.transaction():
+                write(conn, [state], table)
+        except (psycopg.IntegrityError, psycopg.DataError) as exc:
+            problem = f"the state its events lead to is refused: {exc.diag.message_primary}"
+            refused.append(Unreadable(state.job_id, state.version, "job_status", problem))
+    note_unreadable(conn, refused)
+    return refused
 
 
 def _adapted(state: JobState) -> list[Any]:
@@ -74,9 +112,13 @@ def apply_events(
         before = state = stored.get(job_id)
         for event in job_events:
             if state is None or event.seq > state.version:
-                state = evolve(state, event)
+                try:
+                    state = evolve(state, event)
+                except UnreadableRegistration:
+                    break  # no job to apply the rest to: the feed reader noted the event
         if state is not None and state != before:
             changed.append(state)
     if changed:
-        upsert_states(conn, changed, table)
-    return len(changed)
+        refused = write_refusing(conn, changed, table, upsert_states)
+        return len(changed) - len(refused)
+    return 0

@@ -40,7 +40,8 @@ def _among(types: tuple[str, ...]) -> str:
 
 _LAST_SEQ_OF = {
     # alias: the events whose latest one sets the fields read from that alias
-    "status_event": "type <> 'checkpoint_saved'",
+    # an event of a type this code does not know moves the version only, as in `evolve`
+    "status_event": _among(("job_registered", *STATUS_AFTER)),
     "start_event": "type = 'job_started'",
     "queue_event": f"{_among(QUEUEING)} OR (type = 'job_registered' "
     "AND payload->>'initial_status' = 'queued')",
@@ -162,6 +163,7 @@ def fold_log_sql(table: str) -> str:
         SELECT {values}
         FROM m
         JOIN job_events first_event ON first_event.job_id = m.job_id AND first_event.seq = 1
+            AND first_event.type = 'job_registered'
         JOIN job_events last_event ON last_event.job_id = m.job_id AND last_event.seq = m.version
         {lookups}
     """

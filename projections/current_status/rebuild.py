@@ -1,5 +1,6 @@
 """`projections rebuild`: fold the whole log into a new table and swap it in atomically."""
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,11 +12,18 @@ from sqlalchemy import Engine
 
 from ledger.database import driver_connection
 from ledger.queries import EVENT_SELECT
+from ledger.state import JobState
 from ledger.store import FeedCursor, event_from_row, feed_horizon
+from ledger.unreadable import Unreadable, note_unreadable
 from projections import current_status
 from projections.checkpoints import write_checkpoint
 from projections.current_status import bulk
 from projections.current_status.fold_in_database import fold_log_into
+from projections.current_status.replay import fold_states, stream_event_rows
+
+log = logging.getLogger(__name__)
+
+PYTHON_FOLD_BATCH = 5_000
 
 LATE_EVENTS = f"SELECT {EVENT_SELECT} FROM job_events e WHERE e.tx_id >= %(xmin)s::xid8"
 """The events of transactions that had not ended when the fold's snapshot was taken."""
@@ -42,14 +50,14 @@ def rebuild_current_status(engine: Engine) -> RebuildReport:
     started = time.perf_counter()
     with driver_connection(engine) as conn:
         try:
-            snapshot_xmin, events, jobs = _fold_into_staging(conn)
+            snapshot_xmin, events, jobs = _fold_into_staging(conn, engine)
             late = _swap_in(conn, snapshot_xmin)
         finally:
             conn.execute(f"DROP TABLE IF EXISTS {STAGING_TABLE}")
     return RebuildReport(events + late, jobs, late, time.perf_counter() - started)
 
 
-def _fold_into_staging(conn: psycopg.Connection[Any]) -> tuple[int, int, int]:
+def _fold_into_staging(conn: psycopg.Connection[Any], engine: Engine) -> tuple[int, int, int]:
     """Fold the log into a fresh staging table; return (snapshot xmin, events, jobs).
 
     Every transaction below the snapshot's xmin has ended, so the fold sees all
@@ -57,8 +65,38 @@ def _fold_into_staging(conn: psycopg.Connection[Any]) -> tuple[int, int, int]:
     """
     snapshot_xmin = feed_horizon(conn)
     _create_staging_table(conn)
-    events, jobs = fold_log_into(conn, STAGING_TABLE, snapshot_xmin)
+    try:
+        events, jobs = fold_log_into(conn, STAGING_TABLE, snapshot_xmin)
+    except (psycopg.DataError, psycopg.IntegrityError) as refused:
+        # A row the fold cannot read (a payload written by hand) or a row it folds that
+        # the table refuses: fold in Python instead, which notes and steps over each.
+        log.warning("folding the log in Python: the in-database fold stopped: %s", refused)
+        _create_staging_table(conn)
+        events, jobs = _fold_in_python(conn, engine, snapshot_xmin)
     return snapshot_xmin, events, jobs
+
+
+def _fold_in_python(
+    conn: psycopg.Connection[Any], engine: Engine, snapshot_xmin: int
+) -> tuple[int, int]:
+    """`evolve` every job's events below `snapshot_xmin` into the staging table (on `conn`,
+    whose session holds it), reading them on a connection of their own."""
+    unreadable: list[Unreadable] = []
+    with driver_connection(engine) as reading, reading.transaction(), conn.transaction():
+        where = "tx_id < %(xmin)s::xid8"
+        batch: list[JobState] = []
+        for state in fold_states(
+            stream_event_rows(reading, where, {"xmin": str(snapshot_xmin)}), unreadable
+        ):
+            batch.append(state)
+            if len(batch) == PYTHON_FOLD_BATCH:
+                bulk.write_refusing(conn, batch, STAGING_TABLE, bulk.insert_states)
+                batch = []
+        bulk.write_refusing(conn, batch, STAGING_TABLE, bulk.insert_states)
+        note_unreadable(conn, unreadable)
+        row = conn.execute(f"SELECT coalesce(sum(version), 0), count(*) FROM {STAGING_TABLE}")
+        events, jobs = row.fetchone() or (0, 0)
+    return int(events), int(jobs)
 
 
 def _create_staging_table(conn: psycopg.Connection[Any]) -> None:

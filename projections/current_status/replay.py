@@ -10,9 +10,10 @@ from typing import Any
 import orjson
 import psycopg
 
-from ledger.events import RecordedEvent, event_from_record
-from ledger.evolve import evolve
+from ledger.events import RecordedEvent, read_event
+from ledger.evolve import UnreadableRegistration, evolve
 from ledger.state import JobState
+from ledger.unreadable import Unreadable, unreadable_in
 
 JOBS_PER_BATCH = 2_000
 
@@ -108,14 +109,28 @@ class _Prefetcher:
                 continue
 
 
-def fold_states(rows: Iterable[EventRow]) -> Iterator[JobState]:
-    """Fold rows sorted by (job_id, seq) into each job's final state, one job at a time."""
+def fold_states(
+    rows: Iterable[EventRow], unreadable: list[Unreadable] | None = None
+) -> Iterator[JobState]:
+    """Fold rows sorted by (job_id, seq) into each job's final state, one job at a time.
+
+    An event this code cannot read moves its job's version only; a job whose first
+    event cannot be read has no state. Each is appended to `unreadable` when given.
+    """
     state: JobState | None = None
+    skipped: str | None = None  # a job whose registration cannot be read
     for job_id, seq, type_, payload, reason, attempt, recorded_at in rows:
         if state is not None and state.job_id != job_id:
             yield state
             state = None
-        data = event_from_record(type_, payload, reason)
-        state = evolve(state, RecordedEvent(job_id, seq, data, recorded_at, attempt))
+        if job_id == skipped:
+            continue
+        event = RecordedEvent(job_id, seq, read_event(type_, payload, reason), recorded_at, attempt)
+        if unreadable is not None and (found := unreadable_in([event])):
+            unreadable.extend(found)
+        try:
+            state = evolve(state, event)
+        except UnreadableRegistration:
+            skipped = job_id
     if state is not None:
         yield state

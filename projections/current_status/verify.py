@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 
 from ledger.database import driver_connection
 from ledger.state import JobState
+from ledger.unreadable import Unreadable, note_unreadable
 from projections.current_status import bulk
 from projections.current_status.replay import fold_states, stream_event_rows
 
@@ -32,20 +33,26 @@ class Drift:
 class VerifyReport:
     jobs: int
     drifts: list[Drift]
+    unreadable: list[Unreadable]
+    """Events of the log this code cannot read (each moved its job's version only)."""
 
     @property
     def clean(self) -> bool:
-        return not self.drifts
+        return not self.drifts and not self.unreadable
 
 
 def verify_current_status(engine: Engine) -> VerifyReport:
     """Compare every stored row with the replayed state, both read in one snapshot."""
-    with driver_connection(engine) as conn, conn.transaction():
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        replayed = fold_states(stream_event_rows(conn))
-        stored = bulk.stream_stored_states(conn)
-        jobs, drifts = _compare(stored, replayed)
-    return VerifyReport(jobs, drifts)
+    unreadable: list[Unreadable] = []
+    with driver_connection(engine) as conn:
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            replayed = fold_states(stream_event_rows(conn), unreadable)
+            stored = bulk.stream_stored_states(conn)
+            jobs, drifts = _compare(stored, replayed)
+        if unreadable:
+            note_unreadable(conn, unreadable)
+    return VerifyReport(jobs, drifts, unreadable)
 
 
 def _compare(stored: Iterator[JobState], replayed: Iterator[JobState]) -> tuple[int, list[Drift]]:

@@ -61,6 +61,8 @@ class HealthReport:
     total_running: int
     total_running_alive: int
     checked_at: datetime
+    unreadable_events: int = 0
+    """Events of the log this code could not read or apply (`unreadable_events`)."""
 
     @property
     def healthy(self) -> bool:
@@ -94,7 +96,8 @@ HEALTH_QUERY = f"""
         (SELECT coalesce(json_agg(json_build_array(s.job_id, s.status_changed_at, s.version)
                                   ORDER BY s.status_changed_at), '[]')::text
          FROM job_status s
-         WHERE s.status = '{JobStatus.PENDING}' AND {PENDING_TOO_LONG})
+         WHERE s.status = '{JobStatus.PENDING}' AND {PENDING_TOO_LONG}),
+        (SELECT count(*) FROM unreadable_events)
     FROM (SELECT count(*) AS depth, EXTRACT(EPOCH FROM now() - min(queued_at))::float8 AS oldest_age
           FROM job_status WHERE status = '{JobStatus.QUEUED}') AS q
 """
@@ -154,7 +157,7 @@ class HealthCheck:
         with driver_connection(self.engine) as conn:
             row = conn.execute(HEALTH_QUERY, params).fetchone()
         assert row is not None
-        depth, oldest_age, checked_at, running, runs_json, pending_json = row
+        depth, oldest_age, checked_at, running, runs_json, pending_json, unreadable = row
         runs = [_run(values) for values in orjson.loads(runs_json)]
         pending = [
             StalePending(job, datetime.fromisoformat(since), version)
@@ -171,6 +174,7 @@ class HealthCheck:
             total_running=int(running),
             total_running_alive=int(running) - dead_running,
             checked_at=checked_at,
+            unreadable_events=int(unreadable),
         )
 
     def thresholds(self) -> dict[str, float]:

@@ -164,7 +164,7 @@ def test_events_committed_between_replay_and_swap_are_applied_under_the_lock(
 
     job = job_factory(JobStatus.RUNNING)
     with driver_connection(engine) as writer:
-        snapshot_xmin, events, jobs = _fold_into_staging(writer)
+        snapshot_xmin, events, jobs = _fold_into_staging(writer, engine)
         late = service.execute(
             job.job_id,
             SaveCheckpoint(attempt=1, run_token=f"token-{job.job_id}", path="/ck/late"),
