@@ -5,8 +5,13 @@ for a run carry its `attempt` and `run_token`, so a worker whose run was
 closed can never write over the next one.
 """
 
+import dataclasses
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from ledger.statuses import JobStatus
 
@@ -151,3 +156,16 @@ COMMAND_NAMES: dict[type[JobCommand], str] = {
     RequeueJob: "requeue",
 }
 """The name each command goes by in errors, metrics and the API."""
+
+
+def request_digest(name: str, fields: Mapping[str, Any]) -> str:
+    """The SHA-256 (hex) of a request as canonical JSON: its name and its fields, keys
+    sorted. An idempotency key is bound to the digest of the request it was first used
+    with, and answers again only a request with the same digest."""
+    canonical = orjson.dumps({"request": name, **fields}, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def command_digest(command: JobCommand) -> str:
+    """`request_digest` of `command`: its name and every field it carries."""
+    return request_digest(COMMAND_NAMES[type(command)], dataclasses.asdict(command))

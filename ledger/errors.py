@@ -7,6 +7,7 @@
     │   ├── IllegalTransition       the command is not allowed from this status
     │   └── StaleAttempt            the writer's attempt or run token is not current
     ├── InvalidCommand              the command itself is malformed
+    ├── IdempotencyKeyReused        the key was first used with another request
     ├── VersionConflict             another writer appended first
     └── StorageError
         ├── DatabaseUnavailable     the database cannot be reached
@@ -161,6 +162,29 @@ class InvalidCommand(LedgerError):
 
     status_code = 422
     kind = "invalid-command"
+
+
+class IdempotencyKeyReused(LedgerError):
+    """This idempotency key was first used with another request."""
+
+    status_code = 422
+    kind = "idempotency-key-reused"
+
+    def __init__(self, job_id: str, idempotency_key: str) -> None:
+        self.job_id = job_id
+        self.idempotency_key = idempotency_key
+        of_job = f" on job {job_id!r}" if job_id else ""
+        super().__init__(
+            f"idempotency key {idempotency_key!r} was first used{of_job} with another "
+            "request: a retry must repeat the request exactly, a new request needs a new key"
+        )
+
+    def details(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "idempotency_key": self.idempotency_key}
+
+    @classmethod
+    def from_details(cls, details: Mapping[str, Any], message: str) -> Self:
+        return cls(str(details.get("job_id", "")), str(details.get("idempotency_key", "")))
 
 
 class VersionConflict(LedgerError):

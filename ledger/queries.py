@@ -43,12 +43,13 @@ def _projected_value(column: str) -> str:
 LOAD_STATE = f"SELECT {STATUS_SELECT} FROM job_status s WHERE s.job_id = %(job_id)s"
 
 LOAD_STATE_AND_KEY = f"""
-    SELECT {STATUS_SELECT}, k.tx_id::text AS key_tx_id
+    SELECT {STATUS_SELECT}, k.tx_id::text AS key_tx_id, k.command_sha256 AS key_command_sha256
     FROM (SELECT 1) AS one
     LEFT JOIN job_status s ON s.job_id = %(job_id)s
     LEFT JOIN job_events k ON k.job_id = %(job_id)s AND k.idempotency_key = %(idempotency_key)s
 """
-"""The job's state and, when the idempotency key was used before, that append's transaction."""
+"""The job's state and, when the idempotency key was used before, that append's transaction
+and the digest of the command it was used with."""
 
 EVENTS_OF_TRANSACTION = f"""
     SELECT {EVENT_SELECT} FROM job_events e
@@ -60,12 +61,14 @@ _APPEND_CTES = f"""
     WITH appended AS (
         INSERT INTO job_events (
             job_id, seq, type, payload, actor, reason, attempt,
-            idempotency_key, correlation_id, occurred_at
+            idempotency_key, command_sha256, correlation_id, occurred_at
         )
         SELECT %(job_id)s, e.seq, e.type, e.payload, %(actor)s, e.reason, e.attempt,
-               e.idempotency_key, %(correlation_id)s, %(occurred_at)s::timestamptz
+               e.idempotency_key, e.command_sha256, %(correlation_id)s,
+               %(occurred_at)s::timestamptz
         FROM jsonb_to_recordset(%(events)s::jsonb) AS e(
-            seq int, type text, payload jsonb, reason text, attempt int, idempotency_key text
+            seq int, type text, payload jsonb, reason text, attempt int,
+            idempotency_key text, command_sha256 text
         )
         RETURNING position, seq, recorded_at, tx_id::text AS tx_id
     ), projected AS (

@@ -5,9 +5,15 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from ledger.commands import JobCommand, StartJob
+from ledger.commands import JobCommand, StartJob, command_digest
 from ledger.decide import decide
-from ledger.errors import DuplicateJob, InvalidCommand, LedgerError, VersionConflict
+from ledger.errors import (
+    DuplicateJob,
+    IdempotencyKeyReused,
+    InvalidCommand,
+    LedgerError,
+    VersionConflict,
+)
 from ledger.events import JobEvent, RecordedEvent
 from ledger.state import JobState
 from ledger.state_cache import DEFAULT_SIZE as DEFAULT_CACHE_SIZE
@@ -40,6 +46,8 @@ class _Request:
     actor: str
     expected_version: int | None
     idempotency_key: str | None
+    command_sha256: str | None
+    """The digest of `command`, computed when it carries an idempotency key."""
     correlation_id: str | None
     occurred_at: datetime | None
 
@@ -76,7 +84,8 @@ class JobService:
         the job (`VersionConflict` otherwise). Without it, a command that loses
         a race to another writer is decided again on the newer state. A command
         repeated with an idempotency key it already used returns the first
-        outcome and appends nothing.
+        outcome and appends nothing; the same key with another command (another
+        kind, or other fields) is refused with `IdempotencyKeyReused`.
 
         The job's state comes from this process's cache when it holds one, as a
         guess: an append decided on it is refused by the log if it was stale,
@@ -91,6 +100,7 @@ class JobService:
             actor=actor,
             expected_version=expected_version,
             idempotency_key=idempotency_key,
+            command_sha256=None if idempotency_key is None else command_digest(command),
             correlation_id=correlation_id,
             occurred_at=occurred_at,
         )
@@ -139,6 +149,10 @@ class JobService:
         job_id = request.job_id
         loaded = self.store.load_for_command(job_id, request.idempotency_key)
         if loaded.earlier_outcome is not None and loaded.state is not None:
+            earlier = loaded.earlier_command_sha256
+            if earlier is not None and earlier != request.command_sha256:
+                assert request.idempotency_key is not None
+                raise IdempotencyKeyReused(job_id, request.idempotency_key)
             return Outcome(loaded.state, loaded.earlier_outcome, replayed=True)
         state = loaded.state
         current = state.version if state else 0
@@ -160,6 +174,7 @@ class JobService:
                 events,
                 actor=request.actor,
                 idempotency_key=request.idempotency_key,
+                command_sha256=request.command_sha256,
                 correlation_id=request.correlation_id,
                 occurred_at=request.occurred_at,
             )

@@ -53,6 +53,12 @@ class IdempotencyKeyTaken(LedgerError):
     """Another append with the same idempotency key committed first."""
 
 
+KEY_CONSTRAINTS = frozenset(
+    {"uq_job_events_job_id_idempotency_key", "uq_job_events_actor_idempotency_key"}
+)
+"""The unique indexes an idempotency key is checked by: per job, and per caller's start."""
+
+
 @dataclass(frozen=True, slots=True)
 class FeedCursor:
     """A place in the global feed: the (transaction id, position) of the last event read."""
@@ -94,6 +100,9 @@ class LoadedJob:
     state: JobState | None
     earlier_outcome: list[RecordedEvent] | None
     """The events an earlier append with the same idempotency key recorded."""
+    earlier_command_sha256: str | None = None
+    """The digest of the command the key was first used with (None when recorded before
+    keys were bound to their commands)."""
 
 
 class EventStore:
@@ -112,11 +121,13 @@ class EventStore:
         *,
         actor: str,
         idempotency_key: str | None = None,
+        command_sha256: str | None = None,
         correlation_id: str | None = None,
         occurred_at: datetime | None = None,
     ) -> Appended:
         """Append `events` after `state` (the version the decision was made on), in a
-        transaction of its own.
+        transaction of its own. The first event carries the idempotency key and the
+        digest of the command it was used with (`ledger.commands.command_digest`).
 
         Raises `VersionConflict` (or `DuplicateJob` for a new job) when another
         writer appended first; nothing is written then.
@@ -127,6 +138,7 @@ class EventStore:
             events,
             actor=actor,
             idempotency_key=idempotency_key,
+            command_sha256=command_sha256,
             correlation_id=correlation_id,
             occurred_at=occurred_at,
         )
@@ -143,7 +155,8 @@ class EventStore:
         return None if row is None else state_from_row(row)
 
     def load_for_command(self, job_id: str, idempotency_key: str | None) -> LoadedJob:
-        """The job's state, and the outcome of an earlier use of `idempotency_key`."""
+        """The job's state, and the outcome of an earlier use of `idempotency_key` with the
+        digest of the command it was used with."""
         if idempotency_key is None:
             return LoadedJob(self.load(job_id), None)
         params = {"job_id": job_id, "idempotency_key": idempotency_key}
@@ -151,11 +164,12 @@ class EventStore:
             row = conn.execute(LOAD_STATE_AND_KEY, params).fetchone()
             assert row is not None
             state = None if row[0] is None else state_from_row(row)
-            key_tx_id = row[_STATUS_COLUMN_COUNT]
+            key_tx_id, key_command_sha256 = row[_STATUS_COLUMN_COUNT:]
             if key_tx_id is None:
                 return LoadedJob(state, None)
             found = conn.execute(EVENTS_OF_TRANSACTION, {"job_id": job_id, "tx_id": key_tx_id})
-            return LoadedJob(state, [event_from_row(event) for event in found])
+            earlier = [event_from_row(event) for event in found]
+            return LoadedJob(state, earlier, key_command_sha256)
 
     def history(self, job_id: str) -> list[RecordedEvent]:
         """Every event of the job, in order."""
@@ -265,6 +279,7 @@ def prepare_append(
     *,
     actor: str,
     idempotency_key: str | None = None,
+    command_sha256: str | None = None,
     correlation_id: str | None = None,
     occurred_at: datetime | None = None,
 ) -> PreparedAppend:
@@ -288,6 +303,7 @@ def prepare_append(
             "reason": reason,
             "attempt": event.attempt,
             "idempotency_key": idempotency_key if index == 0 else None,
+            "command_sha256": command_sha256 if index == 0 else None,
         }
         for index, (event, (type_, payload, reason)) in enumerate(
             zip(pending, records, strict=True)
@@ -314,7 +330,7 @@ def translate_error(exc: psycopg.Error, job_id: str, expected_version: int) -> L
     """The ledger error a driver error means."""
     if isinstance(exc, psycopg.errors.UniqueViolation):
         constraint = exc.diag.constraint_name
-        if constraint == "uq_job_events_job_id_idempotency_key":
+        if constraint in KEY_CONSTRAINTS:
             return IdempotencyKeyTaken()
         if constraint == "uq_job_events_job_id_seq":
             if expected_version == 0:

@@ -8,8 +8,8 @@ from alembic import command
 from sqlalchemy import Engine, text
 from starlette.testclient import TestClient
 
-from ledger.commands import CompleteJob, RegisterJob, WorkerIdentity
-from ledger.errors import StaleAttempt
+from ledger.commands import CompleteJob, MarkFailed, RegisterJob, RequeueJob, WorkerIdentity
+from ledger.errors import IdempotencyKeyReused, StaleAttempt
 from ledger.leases import renew_lease
 from ledger.migrate import alembic_config
 from ledger.queue import JobQueue
@@ -187,3 +187,63 @@ def test_a_legacy_start_shows_readers_no_token(client: TestClient, engine: Engin
 
     assert '"job_started"' in shown
     assert LEGACY_TOKEN not in shown and "run_token" not in shown
+
+
+# -- an idempotency key bound to its request -------------------------------------------
+
+
+def test_a_key_repeated_with_the_same_registration_returns_the_job_and_with_another_is_422(
+    client: TestClient,
+) -> None:
+    headers = auth("trainer") | {"Idempotency-Key": "register-once"}
+    body = {"job_id": "keyed", "spec": {"lr": 0.1}, "priority": 1}
+    first = client.post("/v1/jobs", json=body, headers=headers)
+    again = client.post("/v1/jobs", json=body, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["version"] == first.json()["version"]
+
+    for changed in ({"spec": {"lr": 0.2}}, {"priority": 9}):
+        refused = client.post("/v1/jobs", json=body | changed, headers=headers)
+        assert refused.status_code == 422
+        assert refused.headers["content-type"] == "application/problem+json"
+        problem = refused.json()
+        assert problem["type"].endswith("/idempotency-key-reused")
+        assert (problem["job_id"], problem["idempotency_key"]) == ("keyed", "register-once")
+
+    job = client.get("/v1/jobs/keyed", headers=auth("audrey")).json()
+    assert (job["spec"], job["priority"], job["version"]) == ({"lr": 0.1}, 1, 1)
+
+
+def test_the_key_of_a_mark_failed_reused_on_a_requeue_is_refused(
+    service: JobService, store: EventStore
+) -> None:
+    service.execute("reused", RegisterJob(), actor="t")
+    failed = service.execute(
+        "reused", MarkFailed(reason="bad data"), actor="op", idempotency_key="op-1"
+    )
+    repeated = service.execute(
+        "reused", MarkFailed(reason="bad data"), actor="op", idempotency_key="op-1"
+    )
+    assert repeated.replayed and repeated.events == failed.events
+
+    with pytest.raises(IdempotencyKeyReused) as refused:
+        service.execute("reused", RequeueJob(reason="retry"), actor="op", idempotency_key="op-1")
+    assert refused.value.status_code == 422
+
+    state = store.load("reused")
+    assert state is not None and state.status is JobStatus.FAILED
+    assert [event.type for event in store.history("reused")] == [
+        "job_registered",
+        "job_marked_failed",
+    ]
+
+
+def test_a_reused_key_is_a_422_over_http_too(client: TestClient) -> None:
+    client.post("/v1/jobs", json={"job_id": "op"}, headers=auth("trainer"))
+    headers = auth("alice") | {"Idempotency-Key": "op-key"}
+    marked = client.post("/v1/jobs/op/mark-failed", json={"reason": "x"}, headers=headers)
+    assert marked.status_code == 200
+    requeued = client.post("/v1/jobs/op/requeue", json={}, headers=headers)
+    assert requeued.status_code == 422
+    assert requeued.json()["type"].endswith("/idempotency-key-reused")
+    assert client.get("/v1/jobs/op", headers=auth("audrey")).json()["status"] == "failed"
