@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
 from ledger.database import create_ledger_engine, database_url
+from ledger.database_roles import create_service_role
 from ledger.job_listing import JobListing
 from ledger.migrate import check_schema_current, upgrade_database
 from ledger.queue import JobQueue
@@ -71,19 +73,42 @@ def wire_ledger(
 
 
 @contextmanager
-def open_ledger(settings: Settings, *, catch_up: bool = True) -> Iterator[Ledger]:
+def open_ledger(
+    settings: Settings, *, catch_up: bool = True, maintenance: bool = False
+) -> Iterator[Ledger]:
     """Connect (starting the embedded server when no URL is set) and get ready to work.
 
     The embedded database is migrated automatically; a configured one must
     already be current (`jobledger migrate`), or `SchemaOutOfDate` says so.
+
+    On the embedded server, the ledger then works as `EMBEDDED_SERVICE_ROLE`, a
+    least-privilege role made at the first start (see `create_service_role`): the
+    superuser migrates, catches the projections up (a rebuild owns indexes) and,
+    for `maintenance` (rebuild, verify), does the work; it never serves.
     """
-    with database_url(settings) as url:
-        if not settings.database_url:
-            upgrade_database(url)
+    with database_url(settings) as admin_url:
+        embedded = not settings.database_url
+        if embedded:
+            upgrade_database(admin_url)
+        url = admin_url
         engine = create_ledger_engine(url, settings)
         try:
             check_schema_current(engine)
             report = catch_up_current_status(engine) if catch_up else None
+            if embedded and not maintenance:
+                create_service_role(engine, EMBEDDED_SERVICE_ROLE)
+                engine.dispose()
+                url = as_role(admin_url, EMBEDDED_SERVICE_ROLE)
+                engine = create_ledger_engine(url, settings)
             yield wire_ledger(url, engine, settings, report)
         finally:
             engine.dispose()
+
+
+EMBEDDED_SERVICE_ROLE = "jobledger_service"
+"""The role the ledger works as on the embedded server: SELECT and INSERT on the log."""
+
+
+def as_role(url: str, role: str) -> str:
+    """`url` logging in as `role` instead (the embedded server trusts its local socket)."""
+    return make_url(url).set(username=role, password=None).render_as_string(hide_password=False)

