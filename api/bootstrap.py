@@ -79,7 +79,8 @@ def open_ledger(
     """Connect (starting the embedded server when no URL is set) and get ready to work.
 
     The embedded database is migrated automatically; a configured one must
-    already be current (`jobledger migrate`), or `SchemaOutOfDate` says so.
+    already be current (`jobledger migrate`), or `SchemaOutOfDate` says so. The
+    returned ledger's connections carry the settings' statement and lock timeouts.
 
     On the embedded server, the ledger then works as `EMBEDDED_SERVICE_ROLE`, a
     least-privilege role made at the first start (see `create_service_role`): the
@@ -94,7 +95,7 @@ def open_ledger(
         engine = create_ledger_engine(url, settings)
         try:
             check_schema_current(engine)
-            report = catch_up_current_status(engine) if catch_up else None
+            report = _catch_up(url, settings) if catch_up else None
             if embedded and not maintenance:
                 create_service_role(engine, EMBEDDED_SERVICE_ROLE)
                 engine.dispose()
@@ -112,3 +113,13 @@ EMBEDDED_SERVICE_ROLE = "jobledger_service"
 def as_role(url: str, role: str) -> str:
     """`url` logging in as `role` instead (the embedded server trusts its local socket)."""
     return make_url(url).set(username=role, password=None).render_as_string(hide_password=False)
+
+
+def _catch_up(url: str, settings: Settings) -> CatchUpReport:
+    """The projections caught up on connections of their own without statement timeouts:
+    a rebuild folds the whole log, which takes as long as the log is long."""
+    engine = create_ledger_engine(url, settings.unbounded())
+    try:
+        return catch_up_current_status(engine)
+    finally:
+        engine.dispose()

@@ -241,7 +241,8 @@ def run_jobs(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_rebuild(settings: Settings, args: argparse.Namespace) -> int:
-    with open_ledger(settings, catch_up=False, maintenance=True) as ledger:
+    # A fold of the whole log takes as long as the log is long: no statement timeout.
+    with open_ledger(settings.unbounded(), catch_up=False, maintenance=True) as ledger:
         report = rebuild_current_status(ledger.engine)
     rate = report.events / report.seconds if report.seconds else 0.0
     print(
@@ -252,7 +253,7 @@ def run_rebuild(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_verify(settings: Settings, args: argparse.Namespace) -> int:
-    with open_ledger(settings, catch_up=False, maintenance=True) as ledger:
+    with open_ledger(settings.unbounded(), catch_up=False, maintenance=True) as ledger:
         report = verify_current_status(ledger.engine)
     for unreadable in report.unreadable:
         print(visible(f"unreadable event: {unreadable.describe()}"))

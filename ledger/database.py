@@ -1,6 +1,7 @@
 """Connecting to PostgreSQL: the configured server, or an embedded one."""
 
 import logging
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -8,13 +9,14 @@ from typing import Any
 
 import orjson
 import psycopg
+import psycopg.errors
 from psycopg import sql
 from psycopg.types.json import set_json_dumps, set_json_loads
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
-from ledger.errors import DatabaseUnavailable
+from ledger.errors import DatabaseBusy, DatabaseUnavailable, StorageError
 from ledger.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,17 +37,17 @@ def libpq_url(url: str) -> str:
 
 
 def create_ledger_engine(url: str, settings: Settings | None = None) -> Engine:
-    """The connection pool of a process: autocommit sessions that never idle in a transaction.
+    """The connection pool of a process: autocommit sessions that never idle in a
+    transaction, and whose statements and lock waits end at the settings' timeouts.
 
     Connections run in autocommit: a single statement is its own transaction,
     and the store opens explicit transactions (`conn.transaction()`) where it
     needs more than one statement. JSON goes through orjson, several times
-    faster than the standard library on replays.
+    faster than the standard library on replays. A connection attempt gives up
+    with the pool's wait: a server that does not answer is as unavailable as a
+    pool with no free connection.
     """
     settings = settings or Settings()
-    options = f"-c idle_in_transaction_session_timeout={settings.idle_in_transaction_timeout_ms}"
-    if settings.statement_timeout_ms:
-        options += f" -c statement_timeout={settings.statement_timeout_ms}"
     engine = create_engine(
         sqlalchemy_url(url),
         isolation_level="AUTOCOMMIT",
@@ -53,10 +55,30 @@ def create_ledger_engine(url: str, settings: Settings | None = None) -> Engine:
         max_overflow=settings.pool_size,
         pool_timeout=settings.pool_timeout_s,
         pool_reset_on_return=None,
-        connect_args={"options": options, "application_name": "jobledger"},
+        connect_args={
+            "options": session_options(settings),
+            "application_name": "jobledger",
+            "connect_timeout": connect_timeout_s(settings),
+        },
     )
     event.listen(engine, "connect", _use_orjson)
     return engine
+
+
+def session_options(settings: Settings) -> str:
+    """The `options` of every session: its timeouts (0 turns one off, whatever the server's
+    or the role's own default)."""
+    timeouts = {
+        "idle_in_transaction_session_timeout": settings.idle_in_transaction_timeout_ms,
+        "statement_timeout": settings.statement_timeout_ms,
+        "lock_timeout": settings.lock_timeout_ms,
+    }
+    return " ".join(f"-c {name}={value}" for name, value in timeouts.items())
+
+
+def connect_timeout_s(settings: Settings) -> int:
+    """libpq's `connect_timeout`: whole seconds, and at least 2 (libpq's own minimum)."""
+    return max(2, math.ceil(settings.pool_timeout_s))
 
 
 def _use_orjson(dbapi_connection: Any, connection_record: Any) -> None:
@@ -72,10 +94,12 @@ def dumps_json(value: Any) -> str:
 def driver_connection(engine: Engine) -> Iterator[psycopg.Connection[Any]]:
     """A psycopg connection (autocommit) from the engine's pool.
 
-    A connection that broke (the server went away) is thrown out of the pool
-    rather than handed to the next caller, so the process recovers by itself
-    when the database returns. A caller that waits longer than the pool's timeout
-    for a connection gets `DatabaseUnavailable`, as when the server is down.
+    Driver errors that are about the database, not the statement, are translated
+    here (`storage_error`): a statement or lock wait that outlasted its timeout is
+    `DatabaseBusy`; a lost server is `DatabaseUnavailable`, and its connection is thrown
+    out of the pool rather than handed to the next caller, so the process recovers by
+    itself when the database returns. A caller that waits longer than the pool's
+    timeout for a connection gets `DatabaseUnavailable`, as when the server is down.
     """
     try:
         pooled = engine.raw_connection()
@@ -85,17 +109,38 @@ def driver_connection(engine: Engine) -> Iterator[psycopg.Connection[Any]]:
         ) from exc
     except sa_exc.DBAPIError as exc:
         raise DatabaseUnavailable(f"the database cannot be reached: {exc.orig}") from exc
+    except psycopg.Error as exc:  # a new connection's failure reaches us unwrapped
+        raise DatabaseUnavailable(f"the database cannot be reached: {exc}") from exc
     conn = pooled.driver_connection
     assert isinstance(conn, psycopg.Connection)
     try:
         yield conn
     except psycopg.Error as exc:
-        if not (conn.broken or conn.closed):
+        error = storage_error(exc)
+        if error is None:
             raise
-        pooled.invalidate()
-        raise DatabaseUnavailable(f"the database connection was lost: {exc}") from exc
+        if conn.broken or conn.closed or not isinstance(error, DatabaseBusy):
+            pooled.invalidate()
+        raise error from exc
     finally:
         pooled.close()
+
+
+def storage_error(exc: psycopg.Error) -> StorageError | None:
+    """What a driver error says about the database, when it says something about the
+    database rather than about the statement: None for a refusal of the statement itself
+    (a constraint, bad data), which the store translates.
+
+    A statement cancelled by `statement_timeout` (or by anyone) and a lock not granted
+    within `lock_timeout` leave the connection usable: the database is busy. Any other
+    operational error (the server shut down, the connection broke, the server is out of
+    connections or memory) means the database is unavailable, and the connection is not
+    trusted again."""
+    if isinstance(exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable):
+        return DatabaseBusy(f"{DatabaseBusy.__doc__} ({exc.diag.message_primary or exc})")
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return DatabaseUnavailable(f"the database cannot be reached: {exc}".strip())
+    return None
 
 
 @contextmanager

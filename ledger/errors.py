@@ -11,6 +11,7 @@
     ├── VersionConflict             another writer appended first
     └── StorageError
         ├── DatabaseUnavailable     the database cannot be reached
+        ├── DatabaseBusy            a statement or lock wait outlasted its timeout
         └── SchemaOutOfDate         the database's schema is behind the code
 
 Database driver errors are translated into these where connections are handed out
@@ -217,6 +218,13 @@ class DatabaseUnavailable(StorageError):
 
     status_code = 503
     kind = "database-unavailable"
+
+
+class DatabaseBusy(StorageError):
+    """The database did not answer in time: a statement or a lock wait outlasted its timeout."""
+
+    status_code = 503
+    kind = "database-busy"
 
 
 class SchemaOutOfDate(StorageError):

@@ -2,7 +2,7 @@
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import platformdirs
@@ -28,7 +28,14 @@ class Settings:
     pool_size: int = 10
     pool_timeout_s: float = 5.0
     idle_in_transaction_timeout_ms: int = 30_000
-    statement_timeout_ms: int = 0
+    statement_timeout_ms: int = 10_000
+    """`statement_timeout` of every session (0: none): a request never waits longer on a
+    statement, it is a 503 `database-busy` instead."""
+    lock_timeout_ms: int = 3_000
+    """`lock_timeout` of every session (0: none): a request waits this long at most for a
+    lock another session holds."""
+    probe_timeout_s: float = 2.0
+    """How long `/readyz` and the database's figures of `/metrics` wait for the database."""
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     stale_pending_minutes: float = DEFAULT_STALE_PENDING_MINUTES
     reconcile_interval_s: float = 300.0
@@ -52,6 +59,8 @@ class Settings:
                 read("IDLE_IN_TRANSACTION_TIMEOUT_MS") or defaults.idle_in_transaction_timeout_ms
             ),
             statement_timeout_ms=int(read("STATEMENT_TIMEOUT_MS") or defaults.statement_timeout_ms),
+            lock_timeout_ms=int(read("LOCK_TIMEOUT_MS") or defaults.lock_timeout_ms),
+            probe_timeout_s=float(read("PROBE_TIMEOUT_S") or defaults.probe_timeout_s),
             lease_seconds=float(read("LEASE_SECONDS") or defaults.lease_seconds),
             stale_pending_minutes=float(
                 read("STALE_PENDING_MINUTES") or defaults.stale_pending_minutes
@@ -62,3 +71,8 @@ class Settings:
             auto_start_pending=(read("AUTO_START_PENDING") or "false").lower()
             in ("1", "true", "yes", "on"),
         )
+
+    def unbounded(self) -> "Settings":
+        """These settings without statement and lock timeouts: for work whose length grows
+        with the log (a rebuild of the projection, a verify), not for requests."""
+        return replace(self, statement_timeout_ms=0, lock_timeout_ms=0)

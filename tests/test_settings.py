@@ -11,6 +11,8 @@ def test_every_setting_is_read_from_its_environment_variable() -> None:
             "JOBLEDGER_POOL_SIZE": "3",
             "JOBLEDGER_IDLE_IN_TRANSACTION_TIMEOUT_MS": "1234",
             "JOBLEDGER_STATEMENT_TIMEOUT_MS": "99",
+            "JOBLEDGER_LOCK_TIMEOUT_MS": "77",
+            "JOBLEDGER_PROBE_TIMEOUT_S": "0.5",
             "JOBLEDGER_LEASE_SECONDS": "4.5",
             "JOBLEDGER_STALE_PENDING_MINUTES": "2",
             "JOBLEDGER_RECONCILE_INTERVAL_S": "7",
@@ -23,6 +25,8 @@ def test_every_setting_is_read_from_its_environment_variable() -> None:
         pool_size=3,
         idle_in_transaction_timeout_ms=1234,
         statement_timeout_ms=99,
+        lock_timeout_ms=77,
+        probe_timeout_s=0.5,
         lease_seconds=4.5,
         stale_pending_minutes=2.0,
         reconcile_interval_s=7.0,
@@ -32,3 +36,10 @@ def test_every_setting_is_read_from_its_environment_variable() -> None:
 
 def test_unset_and_empty_variables_keep_the_defaults() -> None:
     assert Settings.from_env({"JOBLEDGER_DATABASE_URL": ""}) == Settings()
+
+
+def test_zero_turns_a_timeout_off() -> None:
+    settings = Settings.from_env(
+        {"JOBLEDGER_STATEMENT_TIMEOUT_MS": "0", "JOBLEDGER_LOCK_TIMEOUT_MS": "0"}
+    )
+    assert (settings.statement_timeout_ms, settings.lock_timeout_ms) == (0, 0)
