@@ -21,6 +21,7 @@ from api.console_page import CONSOLE_DIR
 from api.limits import BodyLimit, max_body_bytes
 from api.metrics import Metrics, RequestMetrics
 from api.problems import EXCEPTION_HANDLERS, PROBLEM_SCHEMA
+from api.readiness import Readiness
 from api.responses import SecurityHeaders
 from api.stream import FeedWatcher
 
@@ -59,6 +60,7 @@ def create_app(ledger: Ledger, tokens: TokenBook) -> FastAPI:
     app.state.tokens = tokens
     app.state.metrics = request_metrics
     app.state.watcher = watcher
+    app.state.readiness = Readiness(ledger)
     return app
 
 

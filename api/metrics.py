@@ -7,6 +7,7 @@ few) and by the class of the status the request was answered with.
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from fastapi import Request
 from fastapi.routing import APIRoute
@@ -19,14 +20,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import Reader
 from api.bootstrap import Ledger
+from api.bounded_read import BoundedRead
 from api.routing import api_router
 from ledger.database import driver_connection
+from ledger.errors import StorageError
 from projections import current_status
 from projections.checkpoints import read_checkpoint
 
 
 class Metrics:
-    """The registry of one app (never the process-global one)."""
+    """The registry of one app (never the process-global one), and the ledger's figures."""
 
     def __init__(self, ledger: Ledger) -> None:
         self.registry = CollectorRegistry()
@@ -43,7 +46,9 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
-        self.registry.register(_LedgerGauges(ledger))
+        self.figures = BoundedRead(
+            lambda: read_ledger_figures(ledger), ledger.settings.probe_timeout_s
+        )
 
     def observe(self, route: str, status: int, started: float) -> None:
         """One request to `route`, answered with `status`, `started` by `time.perf_counter`."""
@@ -51,46 +56,89 @@ class Metrics:
         self.requests.labels(route, outcome).inc()
         self.latency.labels(route).observe(time.perf_counter() - started)
 
+    async def exposition(self) -> bytes:
+        """Everything a scrape shows: the requests, then the ledger's figures as read now,
+        or only that the database did not answer within the probe timeout."""
+        try:
+            figures: LedgerFigures | None = await self.figures()
+        except (TimeoutError, StorageError):
+            figures = None
+        ledger = CollectorRegistry(auto_describe=False)
+        ledger.register(_LedgerGauges(figures))
+        return generate_latest(self.registry) + generate_latest(ledger)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerFigures:
+    running: int
+    running_alive: int
+    queued: int
+    orphaned: int
+    stale_pending: int
+    unreadable_events: int
+    projection_lag: int
+
+
+def read_ledger_figures(ledger: Ledger) -> LedgerFigures:
+    """The health view and the projection's lag, read from the database (blocking)."""
+    report = ledger.health.check()
+    with driver_connection(ledger.engine) as conn:
+        checkpoint = read_checkpoint(conn, current_status.NAME)
+    lag = 0
+    if checkpoint is not None:
+        lag = len(ledger.store.read_feed(checkpoint.cursor, 10_000).events)
+    return LedgerFigures(
+        running=report.total_running,
+        running_alive=report.total_running_alive,
+        queued=report.queue_depth,
+        orphaned=len(report.orphaned),
+        stale_pending=len(report.stale_pending),
+        unreadable_events=report.unreadable_events,
+        projection_lag=lag,
+    )
+
 
 class _LedgerGauges(Collector):
-    """Read at scrape time from the health view and the projection checkpoint."""
+    """The figures of one scrape. Without them (the database did not answer) only
+    `jobledger_database_up 0`: the requests are still counted, and no figure is shown
+    that was not read for this scrape (exporters do the same: `pg_up`, `mysql_up`)."""
 
-    def __init__(self, ledger: Ledger) -> None:
-        self.ledger = ledger
+    def __init__(self, figures: LedgerFigures | None) -> None:
+        self.figures = figures
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        report = self.ledger.health.check()
+        figures = self.figures
         yield GaugeMetricFamily(
-            "jobledger_running_jobs", "Jobs running in the ledger", value=report.total_running
+            "jobledger_database_up",
+            "1 when this scrape read the ledger's figures from the database, else 0",
+            value=0 if figures is None else 1,
+        )
+        if figures is None:
+            return
+        yield GaugeMetricFamily(
+            "jobledger_running_jobs", "Jobs running in the ledger", value=figures.running
         )
         yield GaugeMetricFamily(
             "jobledger_running_alive_jobs",
             "Running jobs whose run is alive",
-            value=report.total_running_alive,
+            value=figures.running_alive,
+        )
+        yield GaugeMetricFamily("jobledger_queued_jobs", "Jobs in the queue", value=figures.queued)
+        yield GaugeMetricFamily(
+            "jobledger_orphaned_jobs", "Running jobs whose run is dead", value=figures.orphaned
         )
         yield GaugeMetricFamily(
-            "jobledger_queued_jobs", "Jobs in the queue", value=report.queue_depth
-        )
-        yield GaugeMetricFamily(
-            "jobledger_orphaned_jobs", "Running jobs whose run is dead", value=len(report.orphaned)
-        )
-        yield GaugeMetricFamily(
-            "jobledger_stale_pending_jobs", "Jobs pending too long", value=len(report.stale_pending)
+            "jobledger_stale_pending_jobs", "Jobs pending too long", value=figures.stale_pending
         )
         yield GaugeMetricFamily(
             "jobledger_unreadable_events",
             "Events of the log this code could not read or apply",
-            value=report.unreadable_events,
+            value=figures.unreadable_events,
         )
-        with driver_connection(self.ledger.engine) as conn:
-            checkpoint = read_checkpoint(conn, current_status.NAME)
-        lag = 0
-        if checkpoint is not None:
-            lag = len(self.ledger.store.read_feed(checkpoint.cursor, 10_000).events)
         yield GaugeMetricFamily(
             "jobledger_projection_lag_events",
             "Events after the current-status checkpoint (up to 10,000)",
-            value=lag,
+            value=figures.projection_lag,
         )
 
 
@@ -149,5 +197,7 @@ class PrometheusText(Response):
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=PrometheusText)
-def scrape(caller: Reader, request: Request) -> Response:
-    return PrometheusText(generate_latest(metrics_of(request).registry))
+async def scrape(caller: Reader, request: Request) -> Response:
+    """Always answers (within the probe timeout): while the database is away, with the
+    request metrics and `jobledger_database_up 0`."""
+    return PrometheusText(await metrics_of(request).exposition())

@@ -294,7 +294,7 @@ class ReconcileView(BaseModel):
 
 
 class ProbeView(BaseModel):
-    status: Literal["alive", "ready"]
+    status: Literal["alive", "ready", "unavailable"]
 
 
 class LegacyHealthView(BaseModel):

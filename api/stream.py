@@ -25,9 +25,11 @@ from api.auth import Reader
 from api.bootstrap import Ledger
 from api.params import BlankIsAbsent, FeedAfter, TheLedger
 from api.presenters import feed_event
+from api.problems import RETRY_AFTER_S
 from api.routes_observe import feed_cursor
 from api.routing import api_router
 from ledger.database import libpq_url
+from ledger.errors import StorageError
 from ledger.queries import SNAPSHOT_XMIN
 from ledger.store import FeedCursor, FeedPage
 
@@ -36,6 +38,9 @@ log = logging.getLogger(__name__)
 WATCH_EVERY_S = 0.25
 IDLE_WAKE_S = 5.0
 """A stream with nothing to send says so this often (an SSE comment), so proxies keep it."""
+
+RETRY_AFTER_MS = RETRY_AFTER_S * 1000
+"""A stream that ended because the database is away asks the client to reconnect after this."""
 
 router = api_router(401, 403, 422, 503)
 
@@ -111,8 +116,11 @@ def stream_cursor(
     ] = None,
 ) -> FeedCursor:
     """Where the stream starts: after the last event a reconnecting client saw, else `after`.
-    Read before the stream opens, so a bad cursor or an unreachable database is a problem."""
-    return feed_cursor(ledger, last_event_id or after)
+    Read before the stream opens, so a bad cursor or an unreachable database is a problem
+    (the database is asked even when the client names the cursor)."""
+    cursor = feed_cursor(ledger, last_event_id or after)
+    ledger.store.feed_head()
+    return cursor
 
 
 @router.get(
@@ -134,7 +142,13 @@ async def stream(
         yield ServerSentEvent(comment="connected")
         while True:
             wake.clear()
-            page = await run_in_threadpool(read_feed_without_specs, ledger, cursor)
+            try:
+                page = await run_in_threadpool(read_feed_without_specs, ledger, cursor)
+            except StorageError as exc:
+                # The stream ends cleanly: the client reconnects with Last-Event-ID.
+                log.info("event stream ended: %s", exc)
+                yield ServerSentEvent(comment="database unavailable", retry=RETRY_AFTER_MS)
+                return
             for event in page.events:
                 entry = feed_event(event, page.spec_bytes.get(event[:2]))
                 yield ServerSentEvent(

@@ -144,6 +144,32 @@ def test_commands_and_the_reconciler_behind_a_held_lock_answer_503(
         assert response.headers["retry-after"] == "1"
 
 
+@pytest.mark.slow
+def test_livez_and_me_answer_at_once_while_every_worker_thread_waits_on_the_database(
+    database_url: str,
+) -> None:
+    # Every request keeps its worker thread for 3 s at least: the lock timeout, and the
+    # wait for a connection that one of them frees (within the pool's 5 s).
+    with (
+        serving(database_url, lock_timeout_s=3, pool_timeout_s=5) as served,
+        tables_locked(database_url),
+        ThreadPoolExecutor(60) as pool,
+    ):
+        waiting = [pool.submit(timed_get, served.url + "/v1/jobs/held", AUDITOR) for _ in range(60)]
+        # Every connection of the pool (10 + 10 overflow) waits on the lock, and the
+        # other requests hold the remaining worker threads (40) waiting for a connection.
+        poll(lambda: sessions_waiting_on_a_lock(database_url) >= 20, timeout=10)
+        for path, headers in (("/livez", {}), ("/v1/me", AUDITOR), ("/v1/me", {})):
+            response, seconds = timed_get(served.url + path, headers)
+            assert response.status_code == 200, response.text
+            assert seconds < 1.0, f"{path} took {seconds:.2f} s"
+        readyz, seconds = timed_get(served.url + "/readyz", {})
+        assert seconds < Settings().probe_timeout_s + 1.0, "readyz waits its own timeout at most"
+        assert readyz.json() in ({"status": "ready"}, {"status": "unavailable"})
+        for future in waiting:
+            assert future.result()[0].status_code == 503
+
+
 def test_a_statement_that_outlasts_the_statement_timeout_is_database_busy(
     database_url: str, engine: Engine
 ) -> None:
