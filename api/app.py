@@ -1,6 +1,8 @@
 """The HTTP application: every route declared once, with its roles and typed parameters;
 FastAPI serves them and derives the OpenAPI document (`/openapi.json`, `/docs`) from
-the same declarations."""
+the same declarations. When tokens are configured, the document and its page are for a
+caller with a token of any role, as every route but the probes, the console page and
+`/v1/me` is."""
 
 import contextlib
 import os
@@ -8,14 +10,17 @@ from collections.abc import AsyncIterator, Sequence
 from importlib.metadata import version
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.security import SecurityScopes
 from starlette.middleware import Middleware
+from starlette.responses import JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
 from api import console_page, metrics, routes_jobs, routes_observe, routes_runs, stream
-from api.auth import TokenBook, handle_invalid_request
+from api.auth import READ, TokenBook, bearer, handle_invalid_request
 from api.bootstrap import Ledger
 from api.console_page import CONSOLE_DIR
 from api.limits import BodyLimit, max_body_bytes
@@ -75,7 +80,9 @@ def declare_api(
         # The routes of every module's router, served as they are: an included router
         # would be matched through one more level on every request.
         routes=[route for router in ROUTERS for route in router.routes],
-        docs_url="/docs",
+        # The document and its page are served below, for the callers the API admits.
+        openapi_url=None,
+        docs_url=None,
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
         exception_handlers={**EXCEPTION_HANDLERS, RequestValidationError: handle_invalid_request},
@@ -87,7 +94,27 @@ def declare_api(
     )
     # The console page's scripts and styles: static files, not operations of the API.
     app.mount("/console", StaticFiles(directory=CONSOLE_DIR), name="console")
+    app.add_route(DOCUMENT_PATH, serve_document, include_in_schema=False)
+    app.add_route("/docs", serve_document_page, include_in_schema=False)
     return app
+
+
+DOCUMENT_PATH = "/openapi.json"
+
+
+async def serve_document(request: Request) -> Response:
+    """The OpenAPI document (a 401 problem without a token, when tokens are configured)."""
+    await bearer(request, SecurityScopes(sorted(READ)))
+    app: FastAPI = request.app
+    return JSONResponse(app.openapi())
+
+
+async def serve_document_page(request: Request) -> Response:
+    """The document as a page (Swagger UI, loaded from a CDN): it fetches the document
+    without a token, so it shows the document only where no token is needed."""
+    await bearer(request, SecurityScopes(sorted(READ)))
+    app: FastAPI = request.app
+    return get_swagger_ui_html(openapi_url=DOCUMENT_PATH, title=f"{app.title} - Swagger UI")
 
 
 class LedgerAPI(FastAPI):

@@ -151,10 +151,11 @@ def test_reconcile_dry_run_and_cleanup_return_the_documented_shapes(client: Test
     }
 
 
-def test_probes_and_openapi_answer_without_a_token(client: TestClient) -> None:
+def test_probes_answer_without_a_token_and_the_document_with_one(client: TestClient) -> None:
     assert client.get("/livez").status_code == 200
     assert client.get("/readyz").json() == {"status": "ready"}
-    document = client.get("/openapi.json").json()
+    assert client.get("/openapi.json").status_code == 401
+    document = client.get("/openapi.json", headers=auth("audrey")).json()
     assert "/v1/queue/claim" in document["paths"]
     statuses = document["components"]["schemas"]["JobStatus"]["enum"]
     assert statuses == [

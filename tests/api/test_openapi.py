@@ -1,9 +1,11 @@
 """`/openapi.json` describes every route the app serves, with its parameters typed."""
 
 import types
+from collections.abc import Callable
 from enum import Enum
 from typing import Annotated, Any, Union, get_args, get_origin
 
+import pytest
 from fastapi import FastAPI
 from fastapi.dependencies.utils import get_flat_params
 from fastapi.routing import APIRoute
@@ -11,11 +13,12 @@ from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
 from ledger.statuses import JobStatus
+from tests.api.conftest import auth
 from tests.api.operations import OPERATIONS
 
 
 def test_every_route_served_is_an_operation_of_the_document(client: TestClient) -> None:
-    document = client.get("/openapi.json").json()
+    document = client.get("/openapi.json", headers=auth("audrey")).json()
     paths = document["paths"].items()
     described = {(method.upper(), path) for path, operations in paths for method in operations}
     served: set[tuple[str, str]] = set()
@@ -33,7 +36,7 @@ def test_every_route_served_is_an_operation_of_the_document(client: TestClient) 
 
 
 def test_every_parameter_is_documented_with_the_type_it_is_parsed_as(client: TestClient) -> None:
-    document = client.get("/openapi.json").json()
+    document = client.get("/openapi.json", headers=auth("audrey")).json()
     for route in _app(client).routes:
         if not isinstance(route, APIRoute):
             continue
@@ -48,7 +51,7 @@ def test_every_parameter_is_documented_with_the_type_it_is_parsed_as(client: Tes
 
 
 def test_query_parameters_are_integers_booleans_and_the_status_enum(client: TestClient) -> None:
-    document = client.get("/openapi.json").json()
+    document = client.get("/openapi.json", headers=auth("audrey")).json()
 
     def types_of(method: str, path: str) -> dict[str, set[str]]:
         parameters = document["paths"][path][method].get("parameters", [])
@@ -67,7 +70,7 @@ def test_query_parameters_are_integers_booleans_and_the_status_enum(client: Test
 def test_the_stream_metrics_probes_and_console_are_described_with_their_media_types(
     client: TestClient,
 ) -> None:
-    paths = client.get("/openapi.json").json()["paths"]
+    paths = client.get("/openapi.json", headers=auth("audrey")).json()["paths"]
 
     def media_types(path: str) -> list[str]:
         return list(paths[path]["get"]["responses"]["200"]["content"])
@@ -81,7 +84,7 @@ def test_the_stream_metrics_probes_and_console_are_described_with_their_media_ty
 def test_each_operation_lists_the_roles_it_admits_and_public_ones_need_no_token(
     client: TestClient,
 ) -> None:
-    paths = client.get("/openapi.json").json()["paths"]
+    paths = client.get("/openapi.json", headers=auth("audrey")).json()["paths"]
     assert paths["/v1/jobs/{job_id}/force-start"]["post"]["security"] == [{"bearer": ["operator"]}]
     assert paths["/v1/jobs"]["post"]["security"] == [{"bearer": ["emitter", "operator"]}]
     assert paths["/v1/health"]["get"]["security"] == [
@@ -99,7 +102,7 @@ def test_only_the_probes_the_console_page_and_me_answer_without_a_token() -> Non
 
 
 def test_errors_are_documented_as_problems(client: TestClient) -> None:
-    document = client.get("/openapi.json").json()
+    document = client.get("/openapi.json", headers=auth("audrey")).json()
     invalid = document["paths"]["/v1/jobs"]["get"]["responses"]["422"]
     assert invalid["content"] == {
         "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
@@ -113,10 +116,40 @@ def test_errors_are_documented_as_problems(client: TestClient) -> None:
 
 
 def test_the_document_is_shown_at_docs(client: TestClient) -> None:
-    page = client.get("/docs")
+    page = client.get("/docs", headers=auth("audrey"))
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assert "/openapi.json" in page.text
+
+
+@pytest.mark.parametrize("path", ["/openapi.json", "/docs"])
+def test_with_tokens_configured_the_document_and_its_page_need_one(
+    client: TestClient, path: str
+) -> None:
+    refused = client.get(path)
+    assert refused.status_code == 401
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert "paths" not in refused.text
+    assert (
+        client.get(path, headers={"Authorization": "Bearer not-a-token-of-this-server"}).status_code
+        == 401
+    )
+    assert client.get(path, headers=auth("trainer")).status_code == 200  # any role
+
+
+@pytest.mark.parametrize("path", ["/openapi.json", "/docs"])
+def test_without_tokens_the_document_and_its_page_answer_anyone(
+    client_for: Callable[[bool], TestClient], path: str
+) -> None:
+    assert client_for(False).get(path).status_code == 200
+
+
+def test_the_readiness_probe_documents_its_503_as_a_status_not_a_problem(
+    client: TestClient,
+) -> None:
+    paths = client.get("/openapi.json", headers=auth("audrey")).json()["paths"]
+    unavailable = paths["/readyz"]["get"]["responses"]["503"]["content"]
+    assert list(unavailable) == ["application/json"]
 
 
 def _app(client: TestClient) -> FastAPI:
