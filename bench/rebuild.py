@@ -56,6 +56,7 @@ from ledger.events import (
     JobStarted,
     event_to_record,
 )
+from ledger.settings import Settings
 from ledger.statuses import JobStatus
 from projections.current_status.rebuild import RebuildReport, rebuild_current_status
 from projections.current_status.verify import VerifyReport, verify_current_status
@@ -363,7 +364,8 @@ def run(options: Options) -> bool:
             f"VACUUM ANALYZE {made.vacuum_seconds:.1f} s",
             flush=True,
         )
-        engine = create_ledger_engine(url)
+        # As `jobledger projections rebuild` and `verify` run: without statement timeouts.
+        engine = create_ledger_engine(url, Settings().unbounded())
         try:
             baseline = timed_raw_read(url, options.events)
             rebuild = timed_rebuild(engine, options)

@@ -8,6 +8,7 @@ from api.problems import ledger_error_response
 from ledger.client import ERROR_OF_KIND, ClientError, problem_error
 from ledger.errors import (
     CommandRefused,
+    DatabaseBusy,
     DatabaseUnavailable,
     DuplicateJob,
     IdempotencyKeyReused,
@@ -31,6 +32,7 @@ ANSWERED = [
     IdempotencyKeyReused("j-1", "key-1"),
     VersionConflict("j-1", 3),
     DatabaseUnavailable("the database cannot be reached"),
+    DatabaseBusy(),
     SchemaOutOfDate("run `jobledger migrate`"),
 ]
 
