@@ -117,6 +117,10 @@ def test_sixty_reads_behind_a_held_lock_all_answer_503_in_bounded_time(
         )
         assert seconds < 2 * LOCK_TIMEOUT_S + MARGIN_S, "bounded by the timeouts, not a hang"
     kinds = [response.json()["type"].rsplit("/", 1)[1] for response, _ in answers]
+    for kind in sorted(set(kinds)):
+        pairs = zip(answers, kinds, strict=True)
+        times = sorted(seconds for (_, seconds), named in pairs if named == kind)
+        print(f"  {kind}: {len(times)} answers in {times[0]:.2f}-{times[-1]:.2f} s")
     assert kinds.count("database-busy") >= 10, "the requests that had a connection gave up"
     assert httpx.get(served.url + "/v1/jobs/held", headers=AUDITOR).status_code == 200
 
