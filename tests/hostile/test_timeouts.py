@@ -56,7 +56,8 @@ def sessions_waiting_on_a_lock(database_url: str, for_s: float = 0.0) -> int:
     with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity "
-            "WHERE application_name = 'jobledger' AND wait_event_type = 'Lock' "
+            "WHERE datname = current_database() AND application_name = 'jobledger' "
+            "AND wait_event_type = 'Lock' "
             "AND query_start < clock_timestamp() - make_interval(secs => %s)",
             (for_s,),
         ).fetchone()
