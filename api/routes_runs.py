@@ -38,16 +38,21 @@ router = api_router(401, 403, 404, 409, 422, 503)
     response_model=ClaimView,
     responses={204: {"description": "the queue is empty"}},
 )
-def claim_next(caller: Emitter, ledger: TheLedger, body: WorkerBody) -> Response:
-    claim = ledger.queue.claim(body.identity(), actor=caller.name)
+def claim_next(
+    caller: Emitter, ledger: TheLedger, body: WorkerBody, key: IdempotencyKey = None
+) -> Response:
+    claim = ledger.queue.claim(body.identity(), actor=caller.name, idempotency_key=key)
     if claim is None:
         return Response(status_code=204)
     return _claimed(ledger, claim)
 
 
 @router.post("/v1/jobs/{job_id}/start", summary="start a queued job", response_model=ClaimView)
-def start_job(job_id: JobId, caller: Emitter, ledger: TheLedger, body: WorkerBody) -> Response:
-    return _claimed(ledger, ledger.queue.start(job_id, body.identity(), actor=caller.name))
+def start_job(
+    job_id: JobId, caller: Emitter, ledger: TheLedger, body: WorkerBody, key: IdempotencyKey = None
+) -> Response:
+    claim = ledger.queue.start(job_id, body.identity(), actor=caller.name, idempotency_key=key)
+    return _claimed(ledger, claim)
 
 
 def _claimed(ledger: Ledger, claim: Claim) -> Response:

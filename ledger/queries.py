@@ -172,9 +172,22 @@ _LEASE_RENEWED = ", ".join(
 """A job's lease row taken over by its new attempt: every column but the job's id."""
 
 
-def _start_queued_job(choose: str) -> str:
+_CHOSEN_COLUMNS = "s.job_id, s.version, s.attempt, s.resume_from"
+
+KEYED_START_COLUMNS = ("run_token", "earlier_attempt", "earlier_command_sha256")
+"""The columns after a start's row and its lease's expiry: the token a keyed start's
+lease keeps, the attempt the key started and the digest of the request it came with
+(NULL for a start made now)."""
+
+
+def _start_queued_job(choose: str, *, keyed: bool) -> str:
     """Lock the queued job `choose` picks, append its `job_started`, project the start and
     open the attempt's lease: one statement, so one round trip and one transaction.
+
+    `keyed`: the start comes with an idempotency key. The caller's start made earlier
+    with that key (`earlier`) is answered instead, and no job is chosen then; the event
+    records the key and the digest of the request (the unique index on caller and key
+    refuses a second start by the same key).
 
     The start's rules (`decide` and `evolve` for `StartJob` on a queued job) written
     for the database: only a queued job starts; the event's payload is `JobStarted`'s
@@ -184,13 +197,28 @@ def _start_queued_job(choose: str) -> str:
     start made with an idempotency key: `run_token`, NULL otherwise). A property test
     compares every start and every refusal with `decide` and `evolve` over random histories.
     """
+    earlier = f"""earlier AS (
+        SELECT e.job_id, e.attempt, e.command_sha256 FROM job_events e
+        WHERE e.actor = %(actor)s AND e.idempotency_key = %(idempotency_key)s
+          AND e.type = '{JobStarted.TYPE}' AND e.idempotency_key IS NOT NULL
+    ),"""
+    answered_earlier = f"""
+    UNION ALL
+    SELECT {STATUS_SELECT}, l.expires_at, l.run_token, e.attempt, e.command_sha256
+    FROM earlier e
+    JOIN job_status s ON s.job_id = e.job_id
+    LEFT JOIN job_leases l ON l.job_id = e.job_id AND l.attempt = e.attempt"""
+    unless_earlier = "AND NOT EXISTS (SELECT 1 FROM earlier)" if keyed else ""
     return f"""
-    WITH chosen AS ({choose}),
+    WITH {earlier if keyed else ""}
+    chosen AS ({choose.format(unless_earlier=unless_earlier)}),
     appended AS (
-        INSERT INTO job_events (job_id, seq, type, payload, actor, attempt)
+        INSERT INTO job_events (
+            job_id, seq, type, payload, actor, attempt, idempotency_key, command_sha256
+        )
         SELECT c.job_id, c.version + 1, '{JobStarted.TYPE}',
                %(payload)s::jsonb || jsonb_build_object('resume_from', c.resume_from),
-               %(actor)s, c.attempt + 1
+               %(actor)s, c.attempt + 1, %(idempotency_key)s, %(command_sha256)s
         FROM chosen c
         RETURNING job_id, seq, recorded_at
     ), started AS (
@@ -214,25 +242,39 @@ def _start_queued_job(choose: str) -> str:
         ON CONFLICT (job_id) DO UPDATE SET {_LEASE_RENEWED}
         RETURNING expires_at
     )
-    SELECT started.*, (SELECT expires_at FROM leased) FROM started"""
+    SELECT started.*, (SELECT expires_at FROM leased), NULL::text, NULL::int, NULL::text
+    FROM started{answered_earlier if keyed else ""}"""
 
 
-CLAIM_NEXT_QUEUED_JOB = _start_queued_job(
-    f"""SELECT s.job_id, s.version, s.attempt, s.resume_from FROM job_status s
-       WHERE s.status = '{JobStatus.QUEUED}'
+_NEXT_QUEUED = f"""SELECT {_CHOSEN_COLUMNS} FROM job_status s
+       WHERE s.status = '{JobStatus.QUEUED}' {{unless_earlier}}
        ORDER BY {QUEUE_ORDER}
        LIMIT 1
        FOR UPDATE SKIP LOCKED"""
-)
+
+_THIS_QUEUED = f"""SELECT {_CHOSEN_COLUMNS} FROM job_status s
+       WHERE s.job_id = %(job_id)s AND s.status = '{JobStatus.QUEUED}' {{unless_earlier}}
+       FOR UPDATE"""
+
+CLAIM_NEXT_QUEUED_JOB = _start_queued_job(_NEXT_QUEUED, keyed=False)
 """Start the next queued job: higher priority first, then the longest waiting; a job
 another claim has locked is skipped, never waited for."""
 
-START_QUEUED_JOB = _start_queued_job(
-    f"""SELECT s.job_id, s.version, s.attempt, s.resume_from FROM job_status s
-       WHERE s.job_id = %(job_id)s AND s.status = '{JobStatus.QUEUED}'
-       FOR UPDATE"""
-)
+CLAIM_NEXT_QUEUED_JOB_BY_KEY = _start_queued_job(_NEXT_QUEUED, keyed=True)
+"""Answer the caller's start made earlier with this key, else start the next queued job."""
+
+START_QUEUED_JOB = _start_queued_job(_THIS_QUEUED, keyed=False)
 """Start this job, if it is queued."""
+
+START_QUEUED_JOB_BY_KEY = _start_queued_job(_THIS_QUEUED, keyed=True)
+"""Answer the caller's start made earlier with this key, else start this job if queued."""
+
+LOCK_START_KEY = (
+    "SELECT pg_advisory_xact_lock(hashtextextended("
+    "length(%(actor)s) || ':' || %(actor)s || %(idempotency_key)s, 0))"
+)
+"""Serialise the starts of one caller's key until the transaction ends: a retry racing
+the first try waits for it, and its start statement (a later snapshot) then sees it."""
 
 RENEW_LEASE = f"""
     UPDATE job_leases l

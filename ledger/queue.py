@@ -6,8 +6,18 @@ projection row (`FOR UPDATE SKIP LOCKED`), appends its `job_started`, projects
 the start and opens the attempt's lease. Two workers never get the same job,
 and a job is never started twice for one attempt. A direct start of a chosen
 job is the same statement; when it starts nothing, `decide` says why.
+
+A claim or start with an idempotency key is answered once per caller and key: a
+retry (after an answer was lost) gets the run the key started, with the same
+attempt and run token, and starts nothing else. The key's starts are serialised
+by an advisory lock taken in the same round trip, so two identical retries racing
+each other start one run. The token of a keyed start is kept in its lease row
+(which the API never shows), so the retry is answered while the run is open; once
+the run has ended, the retry is refused as the run's own commands would be
+(`StaleAttempt`, naming the job's current attempt): its token fences nothing any more.
 """
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,15 +25,27 @@ from typing import Any
 
 import orjson
 
-from ledger.commands import StartJob, WorkerIdentity
+from ledger.commands import StartJob, WorkerIdentity, request_digest
 from ledger.decide import decide
-from ledger.errors import VersionConflict
+from ledger.errors import IdempotencyKeyReused, StaleAttempt, VersionConflict
 from ledger.events import JobStarted, event_to_record
-from ledger.queries import CLAIM_NEXT_QUEUED_JOB, START_QUEUED_JOB
+from ledger.queries import (
+    CLAIM_NEXT_QUEUED_JOB,
+    CLAIM_NEXT_QUEUED_JOB_BY_KEY,
+    KEYED_START_COLUMNS,
+    LOCK_START_KEY,
+    START_QUEUED_JOB,
+    START_QUEUED_JOB_BY_KEY,
+)
 from ledger.run_tokens import new_run_token
 from ledger.settings import DEFAULT_LEASE_SECONDS
 from ledger.state import JobState, worker_fields
-from ledger.store import EventStore, state_from_row
+from ledger.statuses import ACTIVE_RUN_STATUSES
+from ledger.store import EventStore, IdempotencyKeyTaken, state_from_row
+
+_ROW_TAIL = 1 + len(KEYED_START_COLUMNS)
+"""The columns after the job's row in a start's answer: the lease's expiry, then the
+`KEYED_START_COLUMNS`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,15 +73,43 @@ class JobQueue:
         self.lease_seconds = lease_seconds
         self.run_tokens = run_tokens
 
-    def claim(self, worker: WorkerIdentity, *, actor: str) -> Claim | None:
-        """Start the next queued job for `worker`; None at once when the queue is empty."""
-        command = StartJob(worker=worker, run_token=self.run_tokens())
-        return self._start(CLAIM_NEXT_QUEUED_JOB, {}, command, actor)
+    def claim(
+        self, worker: WorkerIdentity, *, actor: str, idempotency_key: str | None = None
+    ) -> Claim | None:
+        """Start the next queued job for `worker`; None at once when the queue is empty.
 
-    def start(self, job_id: str, worker: WorkerIdentity, *, actor: str) -> Claim:
-        """Start this queued job for `worker` (the caller chose it): the same path as a claim."""
+        With `idempotency_key`, a repeat by the same `actor` answers the run the key
+        started (see the module's docstring) instead of starting another."""
         command = StartJob(worker=worker, run_token=self.run_tokens())
-        claim = self._start(START_QUEUED_JOB, {"job_id": job_id}, command, actor, job_id)
+        statement = (
+            CLAIM_NEXT_QUEUED_JOB if idempotency_key is None else CLAIM_NEXT_QUEUED_JOB_BY_KEY
+        )
+        request = {"worker": dataclasses.asdict(worker)}
+        return self._start(
+            statement, command, actor=actor, key=idempotency_key, request=("claim", request)
+        )
+
+    def start(
+        self,
+        job_id: str,
+        worker: WorkerIdentity,
+        *,
+        actor: str,
+        idempotency_key: str | None = None,
+    ) -> Claim:
+        """Start this queued job for `worker` (the caller chose it): the same path as a
+        claim, idempotent by key in the same way."""
+        command = StartJob(worker=worker, run_token=self.run_tokens())
+        statement = START_QUEUED_JOB if idempotency_key is None else START_QUEUED_JOB_BY_KEY
+        request = {"job_id": job_id, "worker": dataclasses.asdict(worker)}
+        claim = self._start(
+            statement,
+            command,
+            actor=actor,
+            key=idempotency_key,
+            request=("start", request),
+            job_id=job_id,
+        )
         if claim is not None:
             return claim
         # Not queued when the statement ran: the rules say why (no such job, or its status).
@@ -72,29 +122,60 @@ class JobQueue:
     def _start(
         self,
         statement: str,
-        params: dict[str, Any],
         command: StartJob,
+        *,
         actor: str,
+        key: str | None,
+        request: tuple[str, dict[str, Any]],
         job_id: str = "",
     ) -> Claim | None:
+        """Run a start `statement`; with a `key`, answer the caller's earlier start by it
+        when there is one (`request`, its name and fields, must be the same)."""
         # The event's payload as `decide` makes it; the statement fills in `resume_from`
         # from the row it locks.
         started = JobStarted.of(command.worker, run_token=command.run_token, resume_from=None)
         _, payload, _ = event_to_record(started)
+        digest = None if key is None else request_digest(*request)
         values = (
-            params
+            ({"job_id": job_id} if job_id else {})
             | worker_fields(command.worker)
             | {
                 "run_token_sha256": started.run_token_sha256,
-                "keyed_run_token": None,
+                "keyed_run_token": None if key is None else command.run_token,
+                "idempotency_key": key,
+                "command_sha256": digest,
                 "payload": orjson.dumps(payload).decode(),
                 "actor": actor,
                 "lease_seconds": self.lease_seconds,
             }
         )
-        with self.store.connection(job_id) as conn:
-            row = conn.execute(statement, values).fetchone()
+        try:
+            if key is None:
+                with self.store.connection(job_id) as conn:
+                    row = conn.execute(statement, values).fetchone()
+            else:
+                with self.store.transaction(job_id) as conn, conn.pipeline():
+                    conn.execute(LOCK_START_KEY, values)
+                    row = conn.execute(statement, values).fetchone()
+        except IdempotencyKeyTaken as taken:
+            # The chosen job already has an event with this key, of another request.
+            assert key is not None
+            raise IdempotencyKeyReused(job_id, key) from taken
         if row is None:
             return None
-        job = state_from_row(row[:-1])
-        return Claim(job, job.attempt, command.run_token, job.resume_from, row[-1])
+        job = state_from_row(row[:-_ROW_TAIL])
+        expires_at, kept_token, earlier_attempt, earlier_digest = row[-_ROW_TAIL:]
+        if earlier_attempt is None:
+            return Claim(job, job.attempt, command.run_token, job.resume_from, expires_at)
+        assert key is not None
+        if earlier_digest != digest:
+            raise IdempotencyKeyReused(job.job_id, key)
+        run_is_open = job.attempt == earlier_attempt and job.status in ACTIVE_RUN_STATUSES
+        if not run_is_open or kept_token is None:
+            raise StaleAttempt(
+                job.job_id,
+                earlier_attempt,
+                job.attempt,
+                f"the run this idempotency key started has ended (the job is {job.status})",
+            )
+        return Claim(job, earlier_attempt, kept_token, job.resume_from, expires_at)

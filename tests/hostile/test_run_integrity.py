@@ -2,6 +2,8 @@
 what the log stores of it cannot act on the run, and old runs keep working."""
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from alembic import command
@@ -12,7 +14,7 @@ from ledger.commands import CompleteJob, MarkFailed, RegisterJob, RequeueJob, Wo
 from ledger.errors import IdempotencyKeyReused, StaleAttempt
 from ledger.leases import renew_lease
 from ledger.migrate import alembic_config
-from ledger.queue import JobQueue
+from ledger.queue import Claim, JobQueue
 from ledger.service import JobService
 from ledger.statuses import JobStatus
 from ledger.store import EventStore
@@ -247,3 +249,138 @@ def test_a_reused_key_is_a_422_over_http_too(client: TestClient) -> None:
     assert requeued.status_code == 422
     assert requeued.json()["type"].endswith("/idempotency-key-reused")
     assert client.get("/v1/jobs/op", headers=auth("audrey")).json()["status"] == "failed"
+
+
+# -- claims and starts idempotent by key -----------------------------------------------
+
+
+def queued_jobs(service: JobService, *job_ids: str) -> None:
+    for job_id in job_ids:
+        service.execute(job_id, RegisterJob(), actor="t")
+
+
+def test_a_claim_retried_with_its_key_is_the_same_run_and_starts_nothing_else(
+    service: JobService, store: EventStore
+) -> None:
+    queued_jobs(service, "first", "second")
+    queue = JobQueue(store)
+
+    claimed = queue.claim(WORKER, actor="trainer", idempotency_key="claim-1")
+    retried = queue.claim(WORKER, actor="trainer", idempotency_key="claim-1")
+
+    assert claimed is not None and retried is not None
+    assert (retried.job.job_id, retried.attempt, retried.run_token) == (
+        claimed.job.job_id,
+        claimed.attempt,
+        claimed.run_token,
+    )
+    assert retried.lease_expires_at == claimed.lease_expires_at
+    other = "second" if claimed.job.job_id == "first" else "first"
+    state = store.load(other)
+    assert state is not None and state.status is JobStatus.QUEUED
+    assert [event.type for event in store.history(claimed.job.job_id)].count("job_started") == 1
+    renew_lease(store, claimed.job.job_id, retried.attempt, retried.run_token, 60)
+
+
+def test_a_claim_retried_over_http_with_its_key_answers_the_same_run(client: TestClient) -> None:
+    for job_id in ("h-1", "h-2"):
+        client.post("/v1/jobs", json={"job_id": job_id}, headers=auth("trainer"))
+    headers = auth("trainer") | {"Idempotency-Key": "http-claim"}
+
+    first = client.post("/v1/queue/claim", json=WORKER_BODY, headers=headers)
+    again = client.post("/v1/queue/claim", json=WORKER_BODY, headers=headers)
+
+    assert first.status_code == again.status_code == 200
+    assert again.json()["run_token"] == first.json()["run_token"]
+    assert again.json()["job"]["job_id"] == first.json()["job"]["job_id"]
+    statuses = client.get("/v1/jobs", headers=auth("audrey")).json()["jobs"]
+    assert sorted(job["status"] for job in statuses) == ["queued", "running"]
+
+
+def test_two_racing_identical_claims_start_one_run(service: JobService, store: EventStore) -> None:
+    rounds, racers = 5, 4
+    queued_jobs(service, *(f"race-{n}" for n in range(rounds * racers)))
+    queue = JobQueue(store)
+
+    def race(key: str) -> list[Claim | None]:
+        barrier = threading.Barrier(racers)
+
+        def claim() -> Claim | None:
+            barrier.wait()
+            return queue.claim(WORKER, actor="trainer", idempotency_key=key)
+
+        with ThreadPoolExecutor(racers) as pool:
+            return list(pool.map(lambda _: claim(), range(racers)))
+
+    for round_ in range(rounds):
+        claims = race(f"raced-{round_}")
+        runs = {(c.job.job_id, c.attempt, c.run_token) for c in claims if c is not None}
+        assert len(runs) == 1 and None not in claims
+
+    states = [store.load(f"race-{n}") for n in range(rounds * racers)]
+    running = [s for s in states if s is not None and s.status is JobStatus.RUNNING]
+    assert len(running) == rounds
+
+
+def test_a_key_is_its_callers_own(service: JobService, store: EventStore) -> None:
+    queued_jobs(service, "mine", "yours")
+    queue = JobQueue(store)
+    mine = queue.claim(WORKER, actor="trainer-a", idempotency_key="same-key")
+    yours = queue.claim(WORKER, actor="trainer-b", idempotency_key="same-key")
+    assert mine is not None and yours is not None
+    assert mine.job.job_id != yours.job.job_id
+
+
+def test_a_claim_key_reused_by_another_worker_or_a_start_is_422(
+    service: JobService, store: EventStore
+) -> None:
+    queued_jobs(service, "one", "two")
+    queue = JobQueue(store)
+    claimed = queue.claim(WORKER, actor="trainer", idempotency_key="k")
+    assert claimed is not None
+    other_worker = WorkerIdentity(worker_id="w-2", host="gpu-2")
+    with pytest.raises(IdempotencyKeyReused):
+        queue.claim(other_worker, actor="trainer", idempotency_key="k")
+    with pytest.raises(IdempotencyKeyReused):
+        queue.start(claimed.job.job_id, WORKER, actor="trainer", idempotency_key="k")
+    # The key of the claim sent with a command on the same job: another command.
+    with pytest.raises(IdempotencyKeyReused):
+        service.execute(
+            claimed.job.job_id,
+            CompleteJob(attempt=claimed.attempt, run_token=claimed.run_token),
+            actor="trainer",
+            idempotency_key="k",
+        )
+    state = store.load("two" if claimed.job.job_id == "one" else "one")
+    assert state is not None and state.status is JobStatus.QUEUED
+
+
+def test_a_start_retried_with_its_key_is_the_same_run(
+    service: JobService, store: EventStore
+) -> None:
+    queued_jobs(service, "chosen")
+    queue = JobQueue(store)
+    started = queue.start("chosen", WORKER, actor="trainer", idempotency_key="start-1")
+    again = queue.start("chosen", WORKER, actor="trainer", idempotency_key="start-1")
+    assert (again.attempt, again.run_token) == (started.attempt, started.run_token)
+    assert len(store.history("chosen")) == 2
+
+
+def test_a_retry_after_its_run_ended_is_fenced_and_starts_nothing(
+    service: JobService, store: EventStore
+) -> None:
+    queued_jobs(service, "ended", "next")
+    queue = JobQueue(store)
+    claimed = queue.claim(WORKER, actor="trainer", idempotency_key="late")
+    assert claimed is not None
+    service.execute(
+        claimed.job.job_id,
+        CompleteJob(attempt=claimed.attempt, run_token=claimed.run_token),
+        actor="trainer",
+    )
+
+    with pytest.raises(StaleAttempt, match="the run this idempotency key started has ended"):
+        queue.claim(WORKER, actor="trainer", idempotency_key="late")
+
+    state = store.load("next" if claimed.job.job_id == "ended" else "ended")
+    assert state is not None and state.status is JobStatus.QUEUED
