@@ -29,6 +29,7 @@ from ledger.errors import (
     DatabaseUnavailable,
     LedgerError,
     StaleAttempt,
+    StorageError,
 )
 from ledger.host import current_process
 from ledger.settings import DEFAULT_LEASE_SECONDS
@@ -434,7 +435,7 @@ class JobRun:
             self._report(action, within=within, **fields)
         except StaleAttempt:
             self.fenced.set()
-        except DatabaseUnavailable as exc:
+        except StorageError as exc:  # unreachable, or a 503 (away, busy) to the last try
             raise ReportUndelivered(self.claim.job_id, self.claim.attempt, action, within) from exc
 
     def _report(self, action: str, *, within: float | None = None, **fields: Any) -> None:

@@ -4,10 +4,12 @@ final report is delivered (or given up on, loudly) before its worker moves on.""
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from sqlalchemy import Engine
 from starlette.testclient import TestClient
@@ -17,6 +19,8 @@ from api.auth import TokenBook
 from api.bootstrap import Ledger, wire_ledger
 from ledger.client import JobRun, LedgerClient, ReportUndelivered
 from ledger.commands import WorkerIdentity
+from ledger.database import create_ledger_engine, libpq_url
+from ledger.errors import DatabaseBusy
 from ledger.host import process_identity
 from ledger.settings import Settings
 from projections.current_status.catchup import catch_up_current_status
@@ -29,20 +33,19 @@ from tests.integration.recovery_helpers import poll, training_process
 LEASE_S = 0.6
 REMOTE = WorkerIdentity(worker_id="far", host="gpu-far-away", pid=4242, pid_started_at=1.0)
 
-AppFor = Callable[[float], TestClient]
+AppFor = Callable[..., TestClient]
 
 
 @pytest.fixture
 def app_for(database_url: str, engine: Engine) -> Iterator[AppFor]:
-    """The HTTP API over the test's database, served with the lease it is given."""
+    """The HTTP API over the test's database, served with the lease it is given (and
+    through the pool `on`, if given)."""
     clients: list[TestClient] = []
     spec = ",".join(f"{name}:{role}:{token_of(name)}" for name, role in TOKENS.items())
 
-    def make(lease_seconds: float) -> TestClient:
+    def make(lease_seconds: float, on: Engine = engine) -> TestClient:
         settings = Settings(lease_seconds=lease_seconds)
-        ledger: Ledger = wire_ledger(
-            database_url, engine, settings, catch_up_current_status(engine)
-        )
+        ledger: Ledger = wire_ledger(database_url, on, settings, catch_up_current_status(on))
         tokens = TokenBook.from_env({"JOBLEDGER_TOKENS": spec})
         client = TestClient(create_app(ledger, tokens), raise_server_exceptions=False)
         clients.append(client)
@@ -170,3 +173,32 @@ def worker_body(worker: WorkerIdentity) -> dict[str, Any]:
         "pid_started_at": worker.pid_started_at,
         "boot_id": worker.boot_id,
     }
+
+
+def test_a_final_report_that_finds_the_database_busy_until_its_deadline_says_so(
+    app_for: AppFor, database_url: str, job_factory: JobFactory
+) -> None:
+    job = job_factory()
+    impatient = create_ledger_engine(database_url, Settings(lock_timeout_ms=100))
+    app = app_for(60, impatient)
+    trainer = trainer_of(app, retries=1, backoff=0.05)
+    undelivered = pytest.raises(ReportUndelivered, match="the fail report was not acknowledged")
+    try:
+        run = JobRun(trainer, worker=REMOTE, report_within=1)
+        with ExitStack() as held, undelivered as caught, run:
+            held.enter_context(row_locked(database_url, job.job_id))
+            raise RuntimeError("out of memory")
+    finally:
+        impatient.dispose()
+    assert isinstance(caught.value.__cause__, DatabaseBusy)
+
+
+@contextmanager
+def row_locked(database_url: str, job_id: str) -> Iterator[None]:
+    """The job's row locked by another session, as a stuck maintenance transaction would."""
+    with psycopg.connect(libpq_url(database_url)) as holder:
+        holder.execute("SELECT 1 FROM job_status WHERE job_id = %s FOR UPDATE", [job_id])
+        try:
+            yield
+        finally:
+            holder.rollback()
