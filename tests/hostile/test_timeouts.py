@@ -171,6 +171,10 @@ def test_livez_and_me_answer_at_once_while_every_worker_thread_waits_on_the_data
         readyz, seconds = timed_get(served.url + "/readyz", {})
         assert seconds < Settings().probe_timeout_s + 1.0, "readyz waits its own timeout at most"
         assert readyz.json() in ({"status": "ready"}, {"status": "unavailable"})
+        scraped, seconds = timed_get(served.url + "/metrics", AUDITOR)
+        assert scraped.status_code == 200
+        assert seconds < Settings().probe_timeout_s + 1.0, "a scrape waits the probe timeout"
+        assert "jobledger_database_up" in scraped.text
         for future in waiting:
             assert future.result()[0].status_code == 503
 
