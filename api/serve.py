@@ -12,6 +12,13 @@ import uvicorn
 from api.app import create_app
 from api.auth import TokenBook
 from api.bootstrap import Ledger, open_ledger
+from api.connection_guard import (
+    ConnectionLimits,
+    fit_to_file_limit,
+    guarded_protocol,
+    raise_file_limit,
+)
+from api.log_pacing import pace_caller_driven_logs
 from ledger.settings import Settings
 from projections.recovery.leader import LeaderLock
 from projections.recovery.monitor import HealthMonitor, MonitorTiming
@@ -73,8 +80,20 @@ def recover(ledger: Ledger) -> str:
     )
 
 
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    """The connection limits `settings` ask for, fitted to the open file limit, which is
+    raised as far as the system lets it first."""
+    try:
+        limits = ConnectionLimits.of(settings)
+        return fit_to_file_limit(limits, raise_file_limit(), settings.pool_size)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from exc
+
+
 def serve(settings: Settings, host: str, port: int, tokens: TokenBook) -> None:
     check_binding(host, tokens)
+    limits = connection_limits(settings)
+    pace_caller_driven_logs()
     if not tokens.enabled:
         log.warning("no tokens configured: serving on loopback only, every caller is trusted")
     with open_ledger(settings) as ledger:
@@ -92,6 +111,9 @@ def serve(settings: Settings, host: str, port: int, tokens: TokenBook) -> None:
             port=port,
             log_level="warning",
             timeout_graceful_shutdown=30,
+            http=guarded_protocol(limits),
+            ws="none",  # no route is a WebSocket: an upgrade request is answered as HTTP
+            backlog=limits.backlog,
         )
         try:
             GracefulServer(config).run()  # SIGTERM: stop accepting, finish in-flight requests

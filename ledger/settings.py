@@ -40,6 +40,14 @@ class Settings:
     stale_pending_minutes: float = DEFAULT_STALE_PENDING_MINUTES
     reconcile_interval_s: float = 300.0
     auto_start_pending: bool = False
+    # Slow and many clients (api.connection_guard):
+    header_timeout_s: float = 10.0
+    """A request's line and headers arrive whole within this of the connection opening
+    or of the previous answer, or the connection is closed."""
+    body_timeout_s: float = 10.0
+    """A request's body awaited with no byte of it for this long closes the connection."""
+    max_connections: int = 2_000
+    """Open connections at most (lowered to fit the process's file limit)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -70,6 +78,9 @@ class Settings:
             ),
             auto_start_pending=(read("AUTO_START_PENDING") or "false").lower()
             in ("1", "true", "yes", "on"),
+            header_timeout_s=float(read("HEADER_TIMEOUT_S") or defaults.header_timeout_s),
+            body_timeout_s=float(read("BODY_TIMEOUT_S") or defaults.body_timeout_s),
+            max_connections=int(read("MAX_CONNECTIONS") or defaults.max_connections),
         )
 
     def unbounded(self) -> "Settings":
