@@ -37,7 +37,7 @@ class Problem(Exception):
 
 
 RETRY_AFTER_S = 1
-"""What a 503 asks a caller to wait before trying again."""
+"""What a 503 or a 429 asks a caller to wait before trying again."""
 
 
 def problem_response(status: int, kind: str, detail: str, **extra: Any) -> JSONResponse:
@@ -49,7 +49,7 @@ def problem_response(status: int, kind: str, detail: str, **extra: Any) -> JSONR
         **extra,
     }
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    if status == 503:  # the database is away or busy: worth asking again shortly
+    if status in (429, 503):  # busy, or the caller's share is taken: worth asking again shortly
         headers = {"Retry-After": str(RETRY_AFTER_S)}
     return JSONResponse(body, status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 

@@ -6,12 +6,19 @@ the ordered feed after its cursor, so an event that commits late is sent late,
 never skipped. (LISTEN/NOTIFY would wake streams sooner, but every notifying
 commit takes one global lock: it cost appends a third of their rate at 16
 writers.)
+
+Every open stream holds a connection and wakes with the others: a process serves
+`JOBLEDGER_MAX_STREAMS` at most (past it a 503 problem, retry shortly), a token
+`JOBLEDGER_MAX_STREAMS_PER_CALLER` (past it a 429 problem). A stream's slot is given
+back when it ends, however it ends; a client that reconnects with `Last-Event-ID`
+resumes after the last event it saw.
 """
 
 import asyncio
 import contextlib
 import logging
 import threading
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -21,7 +28,7 @@ from fastapi import Depends, Header, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import Reader
+from api.auth import Caller, Reader
 from api.bootstrap import Ledger
 from api.params import BlankIsAbsent, FeedAfter, TheLedger
 from api.presenters import feed_event
@@ -29,7 +36,7 @@ from api.problems import RETRY_AFTER_S
 from api.routes_observe import feed_cursor
 from api.routing import api_router
 from ledger.database import libpq_url
-from ledger.errors import StorageError
+from ledger.errors import StorageError, TooManyStreams, TooManyStreamsOfCaller
 from ledger.queries import SNAPSHOT_XMIN
 from ledger.store import FeedCursor, FeedPage
 
@@ -42,7 +49,7 @@ IDLE_WAKE_S = 5.0
 RETRY_AFTER_MS = RETRY_AFTER_S * 1000
 """A stream that ended because the database is away asks the client to reconnect after this."""
 
-router = api_router(401, 403, 422, 503)
+router = api_router(401, 403, 422, 429, 503)
 
 LOG_HEAD = f"SELECT (SELECT max(position) FROM job_events), {SNAPSHOT_XMIN}::text"
 """Where the log ends, and below which transaction the feed may read: when either
@@ -108,6 +115,57 @@ class FeedWatcher:
                 self._stop.wait(1.0)
 
 
+class StreamSlots:
+    """The event streams a process has open, in all and by caller. Taken and given back
+    on the event loop's thread only: no lock."""
+
+    def __init__(self, most: int, most_per_caller: int) -> None:
+        self.most = most
+        self.most_per_caller = most_per_caller
+        self.by_caller: Counter[str] = Counter()
+
+    @property
+    def open(self) -> int:
+        return self.by_caller.total()
+
+    def take(self, caller: Caller) -> None:
+        """One more stream for `caller`, or the refusal that says whose limit it is.
+        Without tokens every caller is the same anonymous one: only the process's limit
+        holds."""
+        if self.open >= self.most:
+            raise TooManyStreams(self.most)
+        if caller.role is not None and self.by_caller[caller.name] >= self.most_per_caller:
+            raise TooManyStreamsOfCaller(caller.name, self.most_per_caller)
+        self.by_caller[caller.name] += 1
+
+    def give_back(self, caller: Caller) -> None:
+        self.by_caller[caller.name] -= 1
+        if self.by_caller[caller.name] <= 0:
+            del self.by_caller[caller.name]
+
+
+def stream_slots_of(request: Request, ledger: TheLedger) -> StreamSlots:
+    """The app's stream slots, made from its ledger's settings at the first stream."""
+    slots: StreamSlots | None = getattr(request.app.state, "stream_slots", None)
+    if slots is None:
+        settings = ledger.settings
+        slots = StreamSlots(settings.max_streams, settings.max_streams_per_caller)
+        request.app.state.stream_slots = slots
+    return slots
+
+
+async def stream_slot(
+    caller: Reader, slots: Annotated[StreamSlots, Depends(stream_slots_of)]
+) -> AsyncIterator[None]:
+    """A slot held while the stream is open: taken before it starts (so a refusal is a
+    problem, not a broken stream), given back when it ends, however it ends."""
+    slots.take(caller)
+    try:
+        yield
+    finally:
+        slots.give_back(caller)
+
+
 def stream_cursor(
     ledger: TheLedger,
     after: Annotated[FeedAfter, Query(description="a cursor, or now"), BlankIsAbsent] = "0-0",
@@ -133,6 +191,7 @@ async def stream(
     request: Request,
     ledger: TheLedger,
     cursor: Annotated[FeedCursor, Depends(stream_cursor)],
+    _slot: Annotated[None, Depends(stream_slot)],
 ) -> AsyncIterator[ServerSentEvent]:
     """Each event of the feed as it commits: its cursor is the SSE id, its type the SSE
     event, its feed entry (JSON) the data."""

@@ -9,6 +9,8 @@
     ├── InvalidCommand              the command itself is malformed
     ├── IdempotencyKeyReused        the key was first used with another request
     ├── VersionConflict             another writer appended first
+    ├── TooManyStreams              the server serves as many event streams as it may
+    ├── TooManyStreamsOfCaller      the caller holds as many event streams as it may
     └── StorageError
         ├── DatabaseUnavailable     the database cannot be reached
         ├── DatabaseBusy            a statement or lock wait outlasted its timeout
@@ -232,3 +234,45 @@ class SchemaOutOfDate(StorageError):
 
     status_code = 503
     kind = "schema-out-of-date"
+
+
+class TooManyStreams(LedgerError):
+    """The server already serves as many event streams as it may: try again shortly."""
+
+    status_code = 503
+    kind = "too-many-streams"
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(
+            f"the server already serves {limit} event streams, its most; try again shortly"
+        )
+
+    def details(self) -> dict[str, Any]:
+        return {"max_streams": self.limit}
+
+    @classmethod
+    def from_details(cls, details: Mapping[str, Any], message: str) -> Self:
+        return cls(int(details.get("max_streams", 0)))
+
+
+class TooManyStreamsOfCaller(LedgerError):
+    """The caller already holds as many event streams as one caller may."""
+
+    status_code = 429
+    kind = "too-many-streams-of-caller"
+
+    def __init__(self, caller: str, limit: int) -> None:
+        self.caller = caller
+        self.limit = limit
+        super().__init__(
+            f"{caller} already holds {limit} event streams, the most one caller may; "
+            "close one, or try again when one ends"
+        )
+
+    def details(self) -> dict[str, Any]:
+        return {"caller": self.caller, "max_streams_per_caller": self.limit}
+
+    @classmethod
+    def from_details(cls, details: Mapping[str, Any], message: str) -> Self:
+        return cls(str(details.get("caller", "")), int(details.get("max_streams_per_caller", 0)))

@@ -40,7 +40,7 @@ class Settings:
     stale_pending_minutes: float = DEFAULT_STALE_PENDING_MINUTES
     reconcile_interval_s: float = 300.0
     auto_start_pending: bool = False
-    # Slow and many clients (api.connection_guard):
+    # Slow and many clients (api.connection_guard, api.stream):
     header_timeout_s: float = 10.0
     """A request's line and headers arrive whole within this of the connection opening
     or of the previous answer, or the connection is closed."""
@@ -48,6 +48,10 @@ class Settings:
     """A request's body awaited with no byte of it for this long closes the connection."""
     max_connections: int = 2_000
     """Open connections at most (lowered to fit the process's file limit)."""
+    max_streams: int = 200
+    """Open event streams at most, per process."""
+    max_streams_per_caller: int = 10
+    """Open event streams at most, per token."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -81,6 +85,10 @@ class Settings:
             header_timeout_s=float(read("HEADER_TIMEOUT_S") or defaults.header_timeout_s),
             body_timeout_s=float(read("BODY_TIMEOUT_S") or defaults.body_timeout_s),
             max_connections=int(read("MAX_CONNECTIONS") or defaults.max_connections),
+            max_streams=int(read("MAX_STREAMS") or defaults.max_streams),
+            max_streams_per_caller=int(
+                read("MAX_STREAMS_PER_CALLER") or defaults.max_streams_per_caller
+            ),
         )
 
     def unbounded(self) -> "Settings":

@@ -19,6 +19,8 @@ from ledger.errors import (
     SchemaOutOfDate,
     StaleAttempt,
     StorageError,
+    TooManyStreams,
+    TooManyStreamsOfCaller,
     VersionConflict,
 )
 
@@ -34,6 +36,8 @@ ANSWERED = [
     DatabaseUnavailable("the database cannot be reached"),
     DatabaseBusy(),
     SchemaOutOfDate("run `jobledger migrate`"),
+    TooManyStreams(200),
+    TooManyStreamsOfCaller("audrey", 10),
 ]
 
 
