@@ -1,12 +1,15 @@
-"""A served ledger and a training server's `JobRun`: the run heartbeats by the server's
-lease, and its final report outlives an outage of the server before the worker moves on."""
+"""A served ledger and a training server's `JobRun`: a claim whose answer was lost is the
+same run when retried, the run heartbeats by the server's lease, and its final report
+outlives an outage of the server before the worker moves on."""
 
 import signal
 import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
+import httpx
 import pytest
 
 from ledger.client import JobRun, LedgerClient, QueueEmpty
@@ -109,3 +112,54 @@ def test_a_final_report_sent_during_an_outage_is_delivered_after_it_before_the_n
     )
     assert completed < started, "the next claim came only after the report was acknowledged"
     poll(lambda: audrey.job("second")["status"] == "completed")
+
+
+class LosesTheFirstAnswer(httpx.BaseTransport):
+    """A network that carries the first request to `path` to the server, and loses its answer."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.inner = httpx.HTTPTransport()
+        self.lost: list[dict[str, Any]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        if request.url.path == self.path and not self.lost:
+            response.read()
+            self.lost.append(response.json())
+            response.close()
+            raise httpx.ReadError("the connection was reset before the answer", request=request)
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "chosen"), [("/v1/queue/claim", None), ("/v1/jobs/first/start", "first")]
+)
+def test_a_run_whose_start_answer_was_lost_is_the_same_run_on_retry_and_nothing_else_starts(
+    long_lease: Server, path: str, chosen: str | None
+) -> None:
+    server = long_lease
+    operator = server.client("alice")
+    operator.register("first", priority=1)
+    operator.register("second")
+    network = LosesTheFirstAnswer(path)
+    trainer = LedgerClient(server.url, "t-trainer-0123456789abcdef", transport=network)
+    try:
+        with JobRun(trainer, worker=REMOTE, job_id=chosen) as run:
+            assert run.claim is not None
+            [lost] = network.lost
+            assert (lost["job"]["job_id"], lost["attempt"], lost["run_token"]) == (
+                run.claim.job_id,
+                run.claim.attempt,
+                run.claim.run_token,
+            )
+            assert operator.job("second")["status"] == "queued", "the retry started no other job"
+    finally:
+        trainer.close()
+    assert operator.job("first")["status"] == "completed", "the token the retry got is the run's"
+    events = server.client("audrey").history("first")["events"]
+    assert [e["type"] for e in events].count("job_started") == 1
+    assert operator.job("second")["status"] == "queued"
