@@ -152,7 +152,15 @@ class JobView(BaseModel):
     created_at: str
     updated_at: str
     status_changed_at: str
-    queue_position: int | None
+    queue_position: int | None = Field(
+        description="1 = the next job a claim takes; null when not queued, or when queued "
+        "behind the front (`queued_behind_more_than`)"
+    )
+    queued_behind_more_than: int | None = Field(
+        default=None,
+        description="set when the job is queued with more than this many jobs ahead of it: "
+        "positions are exact up to there",
+    )
     worker: WorkerView | None
     last_heartbeat_at: str | None
     failure_reason: str | None

@@ -21,6 +21,7 @@ from api.models import (
 )
 from ledger.commands import WorkerIdentity
 from ledger.events import JobEvent, RecordedEvent, UnreadableEvent, shown_payload
+from ledger.queries import EXACT_QUEUE_POSITIONS
 from ledger.queue import Claim
 from ledger.store import FeedCursor
 from projections.history import Transition
@@ -53,6 +54,7 @@ def job_view(reading: JobReading) -> JobView:
         updated_at=state.updated_at.isoformat(),
         status_changed_at=state.status_changed_at.isoformat(),
         queue_position=reading.queue_position,
+        queued_behind_more_than=EXACT_QUEUE_POSITIONS if reading.behind_the_front else None,
         worker=None if state.worker is None else worker_view(state.worker),
         last_heartbeat_at=iso(judged.last_heartbeat_at),
         failure_reason=state.failure_reason,

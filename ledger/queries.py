@@ -144,15 +144,23 @@ QUEUE_ORDER = "s.priority DESC, s.queued_at, s.job_id"
 """The order claims take queued jobs in: higher priority first, then the longest waiting
 (the partial index `ix_job_status_queue` holds it)."""
 
-QUEUE_POSITION = f"""
-    CASE WHEN s.status = '{JobStatus.QUEUED}' THEN 1 + (
-        SELECT count(*) FROM job_status q
-        WHERE q.status = '{JobStatus.QUEUED}'
-          AND (q.priority > s.priority
-               OR (q.priority = s.priority AND (q.queued_at, q.job_id) < (s.queued_at, s.job_id)))
-    ) END"""
-"""Where job `s` stands in the queue (1 = next; NULL when it is not queued): the queued
-jobs ahead of it in `QUEUE_ORDER`, counted (the tests claim a queue and compare)."""
+EXACT_QUEUE_POSITIONS = 1_000
+"""Queue positions are exact up to this; a job further back is "more than this" ahead."""
+
+QUEUE_FRONT = f"""
+    SELECT s.job_id, row_number() OVER (ORDER BY {QUEUE_ORDER}) AS position
+    FROM (SELECT job_id, priority, queued_at FROM job_status
+          WHERE status = '{JobStatus.QUEUED}'
+          ORDER BY priority DESC, queued_at, job_id
+          LIMIT {EXACT_QUEUE_POSITIONS}) s
+"""
+"""The front of the queue in `QUEUE_ORDER`, with each job's position (1 = next): one
+bounded read of the queue's index, whatever the queue's depth and however many jobs
+are asked about (the tests claim a queue and compare)."""
+
+QUEUE_POSITION = f"CASE WHEN s.status = '{JobStatus.QUEUED}' THEN coalesce(front.position, 0) END"
+"""Where job `s` (joined to `QUEUE_FRONT` as `front`) stands: its position, 0 when it is
+behind the front, NULL when it is not queued."""
 
 
 _STARTED_WORKER = ", ".join(f"{name} = %({name})s" for name in WORKER_FIELDS.values())

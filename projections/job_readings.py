@@ -1,12 +1,17 @@
 """One read of everything a job's view shows: its state, queue position and health."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Engine
 
 from ledger.database import driver_connection
 from ledger.errors import JobNotFound
-from ledger.queries import LISTED_STATUS_SELECT, QUEUE_POSITION, STATUS_SELECT
+from ledger.queries import (
+    LISTED_STATUS_SELECT,
+    QUEUE_FRONT,
+    QUEUE_POSITION,
+    STATUS_SELECT,
+)
 from ledger.state import JobState
 from ledger.store import state_from_row
 from projections.recovery.health import (
@@ -17,12 +22,15 @@ from projections.recovery.health import (
 )
 
 _READINGS = """
+    WITH front AS MATERIALIZED ({QUEUE_FRONT})
     SELECT {select}, {QUEUE_POSITION}, l.heartbeat_at, {LEASE_EXPIRED}, {PENDING_TOO_LONG}
     FROM job_status s
+    LEFT JOIN front ON front.job_id = s.job_id
     LEFT JOIN job_leases l ON l.job_id = s.job_id AND l.attempt = s.attempt
     WHERE s.job_id = ANY(%(job_ids)s::text[])
 """
 _PARTS = {
+    "QUEUE_FRONT": QUEUE_FRONT,
     "QUEUE_POSITION": QUEUE_POSITION,
     "LEASE_EXPIRED": LEASE_EXPIRED,
     "PENDING_TOO_LONG": PENDING_TOO_LONG,
@@ -39,8 +47,11 @@ which it does not need again."""
 class JobReading:
     state: JobState
     queue_position: int | None
-    """1 for the next job a claim takes; None when the job is not queued."""
+    """1 for the next job a claim takes; None when the job is not queued, or queued
+    behind the first `EXACT_QUEUE_POSITIONS` (then `behind_the_front` says so)."""
     health: JobHealth
+    behind_the_front: bool = False
+    """Queued, with more than `EXACT_QUEUE_POSITIONS` jobs ahead of it."""
 
 
 class JobReader:
@@ -64,7 +75,7 @@ class JobReader:
         just listed, a command's outcome), in one read; the states are kept as given."""
         found = self._read([s.job_id for s in states], POSITIONS_AND_HEALTH) if states else {}
         return [
-            JobReading(state, reading.queue_position, reading.health)
+            replace(reading, state=state)
             if (reading := found.get(state.job_id))
             else JobReading(state, None, self.health.judge_job(state, None, False, False))
             for state in states
@@ -79,5 +90,6 @@ class JobReader:
             state = state_from_row(row)
             position, heartbeat_at, lease_expired, stale = row[-4:]
             health = self.health.judge_job(state, heartbeat_at, bool(lease_expired), bool(stale))
-            readings[state.job_id] = JobReading(state, position, health)
+            behind = position == 0  # queued, behind the front
+            readings[state.job_id] = JobReading(state, position or None, health, behind)
         return readings

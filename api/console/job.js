@@ -56,7 +56,7 @@ export class JobPage {
       ["Health", [healthBadge(job), job.health_reason ? ` ${ORPHAN_WORDS[job.health_reason]}` : ""]],
       ["Attempt", String(job.attempt)],
       ["Priority", String(job.priority)],
-      ["Queue position", job.queue_position === null ? "—" : String(job.queue_position)],
+      ["Queue position", queuePosition(job)],
       ["Worker", job.worker ? workerText(job.worker) : "—"],
       ["Last heartbeat", when(job.last_heartbeat_at)],
       ["Failure reason", job.failure_reason || "—"],
@@ -168,3 +168,10 @@ export class JobPage {
   }
 }
 
+
+/** Where a queued job stands: exact at the front of the queue, "more than N" behind it. */
+function queuePosition(job) {
+  if (job.queue_position !== null) return String(job.queue_position);
+  if (job.queued_behind_more_than) return `behind more than ${job.queued_behind_more_than.toLocaleString()}`;
+  return "—";
+}

@@ -52,7 +52,9 @@ export function recoveryCard(job, asOf) {
   if (job.status === "queued") {
     return {
       tone: "info",
-      title: `Queued at position ${job.queue_position ?? "?"}`,
+      title: job.queue_position !== null
+        ? `Queued at position ${job.queue_position}`
+        : `Queued behind more than ${(job.queued_behind_more_than ?? 0).toLocaleString()} jobs`,
       lines: [
         `Waiting ${inStatus} for a worker (priority ${job.priority}).`,
         "Force start on a queued job changes nothing and tells its place in the queue.",

@@ -3,8 +3,11 @@
 import pytest
 from sqlalchemy import Engine
 
+from ledger.commands import RegisterJob
 from ledger.errors import JobNotFound
+from ledger.queries import EXACT_QUEUE_POSITIONS
 from ledger.queue import JobQueue
+from ledger.service import JobService
 from ledger.statuses import JobStatus
 from ledger.store import EventStore
 from projections.job_readings import JobReader
@@ -61,3 +64,17 @@ def test_claims_take_the_queue_in_the_order_of_its_positions(
     claimed = [queue.claim(WORKER, actor="w") for _ in jobs]
 
     assert [claim.job.job_id for claim in claimed if claim] == [job.job_id for job in by_position]
+
+
+def test_positions_are_exact_at_the_front_and_more_than_the_bound_behind_it(
+    service: JobService, reader: JobReader
+) -> None:
+    for n in range(EXACT_QUEUE_POSITIONS + 2):
+        service.execute(f"q-{n:05d}", RegisterJob(), actor="t")
+
+    readings = reader.readings(
+        [reader.read(job_id).state for job_id in ("q-00000", "q-00999", "q-01000", "q-01001")]
+    )
+
+    assert [r.queue_position for r in readings] == [1, EXACT_QUEUE_POSITIONS, None, None]
+    assert [r.behind_the_front for r in readings] == [False, False, True, True]
