@@ -175,7 +175,13 @@ class JobList(BaseModel):
     jobs: list[JobView] = Field(description="newest first")
     next_cursor: str | None = Field(description="pass as `cursor` for the next, older page")
     counts: dict[JobStatus, int] = Field(
-        description="jobs in each status, of those matching the search (not the status filter)"
+        description="jobs in each status, of those matching the search (not the status "
+        "filter): exact up to 10,000; past that, see `estimated`"
+    )
+    estimated: list[JobStatus] = Field(
+        default_factory=list,
+        description="statuses whose count is past 10,000: an estimate from the database's "
+        "statistics, or with a search, 10,001 meaning 'more than 10,000'",
     )
     total: int
     as_of: str = Field(description="the database clock when the page was read")

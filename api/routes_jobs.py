@@ -86,7 +86,14 @@ def list_jobs(
         JobStatus | None, Query(description="only jobs in this status"), BlankIsAbsent
     ] = None,
     q: Annotated[
-        str, Query(max_length=200, description="part of the job's id"), Stripped, StoredText
+        str,
+        Query(
+            max_length=200,
+            description="part of the job's id: three characters or more match ids containing "
+            "them; one or two, ids starting with them",
+        ),
+        Stripped,
+        StoredText,
     ] = "",
     limit: Annotated[int, Query(ge=1, le=500), BlankIsAbsent] = 50,
     cursor: Annotated[
@@ -102,6 +109,7 @@ def list_jobs(
             jobs=[job_view(reading) for reading in ledger.reader.readings(page.jobs)],
             next_cursor=str(page.next_cursor) if page.next_cursor else None,
             counts=page.counts,
+            estimated=sorted(page.estimated),
             total=sum(page.counts.values()),
             as_of=page.as_of.isoformat(),
         )

@@ -3,7 +3,13 @@
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from ledger.queries import STATUS_COUNTS, jobs_newest_first
+from ledger.queries import (
+    EXACT_COUNT,
+    STATUS_ESTIMATES,
+    bounded_status_counts,
+    jobs_newest_first,
+    search_pattern,
+)
 from ledger.state import JobState
 from ledger.statuses import JobStatus
 from ledger.store import EventStore, state_from_row
@@ -41,6 +47,9 @@ class JobsPage:
     next_cursor: JobsCursor | None  # None on the last page
     counts: dict[JobStatus, int]  # every status, of the jobs the search matches
     as_of: datetime  # the database clock when the page was read
+    estimated: frozenset[JobStatus] = frozenset()
+    """Statuses with more than `EXACT_COUNT` jobs: their count is the planner's estimate,
+    or with a search, `EXACT_COUNT` + 1 ("more than")."""
 
 
 class JobListing:
@@ -63,22 +72,29 @@ class JobListing:
         )
         params = {
             "status": status,
-            "search": search or None,
+            "pattern": search_pattern(search) if search else None,
             "created_at": after.created_at if after else None,
             "job_id": after.job_id if after else None,
             "limit": limit + 1,
+            "statuses": [str(each) for each in JobStatus],
         }
         with self.store.transaction() as conn:
             rows = conn.execute(query, params).fetchall()
-            counted = conn.execute(STATUS_COUNTS, params).fetchall()
+            counted = conn.execute(bounded_status_counts(search=bool(search)), params).fetchall()
+            counts = {JobStatus(s): int(n) for s, n in counted}
+            estimated = frozenset(s for s, n in counts.items() if n > EXACT_COUNT)
+            if estimated and not search:
+                guesses = dict(conn.execute(STATUS_ESTIMATES).fetchall())
+                for each in estimated:
+                    counts[each] = max(int(guesses.get(str(each), 0)), EXACT_COUNT + 1)
             as_of_row = conn.execute("SELECT now()").fetchone()
         assert as_of_row is not None
         jobs = [state_from_row(row) for row in rows[:limit]]
         last = jobs[-1] if len(rows) > limit else None
-        counts = dict.fromkeys(JobStatus, 0) | {JobStatus(s): int(n) for s, n in counted}
         return JobsPage(
             jobs=jobs,
             next_cursor=JobsCursor(last.created_at, last.job_id) if last else None,
             counts=counts,
             as_of=as_of_row[0],
+            estimated=estimated,
         )

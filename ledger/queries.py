@@ -123,7 +123,7 @@ def jobs_newest_first(*, by_status: bool, after_cursor: bool, search: bool) -> s
     if after_cursor:
         where.append("(s.created_at, s.job_id) < (%(created_at)s, %(job_id)s)")
     if search:
-        where.append("strpos(s.job_id, %(search)s) > 0")
+        where.append("s.job_id LIKE %(pattern)s")
     return f"""
         SELECT {LISTED_STATUS_SELECT} FROM job_status s
         WHERE {" AND ".join(where)}
@@ -132,12 +132,46 @@ def jobs_newest_first(*, by_status: bool, after_cursor: bool, search: bool) -> s
     """
 
 
-STATUS_COUNTS = """
-    SELECT s.status, count(*) FROM job_status s
-    WHERE %(search)s::text IS NULL OR strpos(s.job_id, %(search)s) > 0
-    GROUP BY s.status
+SUBSTRING_SEARCH_MIN = 3
+"""A search this long or longer matches ids containing it (the trigram index serves it);
+a shorter one matches ids starting with it (the primary key's index serves that)."""
+
+
+def search_pattern(search: str) -> str:
+    """The LIKE pattern of a search of job ids (see `SUBSTRING_SEARCH_MIN`)."""
+    literal = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{literal}%" if len(search) >= SUBSTRING_SEARCH_MIN else f"{literal}%"
+
+
+EXACT_COUNT = 10_000
+"""Counts of jobs are exact up to this; a larger one is an estimate."""
+
+
+def bounded_status_counts(*, search: bool) -> str:
+    """Per status: how many jobs (whose id matches the search, when given), counted up to
+    `EXACT_COUNT` + 1 on the status's index: a bounded read whatever the ledger's size."""
+    matching = "AND s.job_id LIKE %(pattern)s" if search else ""
+    return f"""
+        SELECT st.status, (
+            SELECT count(*) FROM (
+                SELECT 1 FROM job_status s WHERE s.status = st.status {matching}
+                LIMIT {EXACT_COUNT + 1}
+            ) bounded
+        )
+        FROM unnest(%(statuses)s::text[]) AS st(status)
+    """
+
+
+STATUS_ESTIMATES = """
+    SELECT v.status, (v.share * greatest(c.reltuples, 0))::bigint
+    FROM pg_stats st
+    JOIN pg_class c ON c.oid = 'job_status'::regclass
+    CROSS JOIN unnest(st.most_common_vals::text::text[], st.most_common_freqs) AS v(status, share)
+    WHERE st.schemaname = current_schema() AND st.tablename = 'job_status'
+      AND st.attname = 'status'
 """
-"""How many jobs are in each status (of those whose id contains the search, when given)."""
+"""The planner's estimate of the jobs in each status, from the statistics ANALYZE keeps
+(autovacuum refreshes them as the table changes): no scan."""
 
 
 QUEUE_ORDER = "s.priority DESC, s.queued_at, s.job_id"

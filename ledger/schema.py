@@ -179,6 +179,13 @@ job_status = Table(
         "job_id",
         postgresql_where=text(f"status = '{JobStatus.QUEUED}'"),
     ),
+    # a search of ids for what they contain (pg_trgm): `LIKE '%...%'` without a scan
+    Index(
+        "ix_job_status_job_id_trigrams",
+        "job_id",
+        postgresql_using="gin",
+        postgresql_ops={"job_id": "gin_trgm_ops"},
+    ),
 )
 
 job_leases = Table(

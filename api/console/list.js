@@ -119,7 +119,7 @@ export class JobsList {
 
   render(page) {
     for (const [status, label] of this.countLabels) {
-      label.textContent = (status ? page.counts[status] : page.total).toLocaleString();
+      label.textContent = countText(page, status, Boolean(this.search));
       const link = this.filterLinks.get(status);
       link.href = this.href(status, this.search);
       if (status === this.status) link.setAttribute("aria-current", "page");
@@ -128,10 +128,9 @@ export class JobsList {
     keepingFocus(this.rows, () => replace(this.rows, page.jobs.length
       ? page.jobs.map((job) => row(job, page.as_of))
       : h("tr", {}, h("td", { colspan: "6", class: "empty" }, "No jobs match."))));
-    const matching = this.status ? page.counts[this.status] : page.total;
     const first = (this.cursors.length - 1) * PAGE_SIZE;
     this.summary.textContent = page.jobs.length
-      ? `Showing ${first + 1}–${first + page.jobs.length} of ${matching.toLocaleString()}, newest first`
+      ? `Showing ${first + 1}–${first + page.jobs.length} of ${countText(page, this.status, Boolean(this.search))}, newest first`
       : "";
     keepingFocus(this.pager, () => replace(this.pager,
       h("button", {
@@ -165,4 +164,14 @@ function row(job, asOf) {
     h("td", { "data-label": "Worker" }, job.worker ? workerText(job.worker) : "—"),
     h("td", { "data-label": "In status for" }, duration(seconds(job.status_changed_at, asOf))),
     h("td", { "data-label": "Health" }, healthBadge(job)));
+}
+
+/** A count as the page gives it: exact, about (an estimate), or "more than" (a search past
+ * the bound the server counts to). `status` "" is the total; `searched`: the page is a search. */
+function countText(page, status, searched) {
+  const estimated = page.estimated || [];
+  const inexact = status ? estimated.includes(status) : estimated.length > 0;
+  const count = status ? page.counts[status] : page.total;
+  if (!inexact) return count.toLocaleString();
+  return searched ? `more than ${(count - 1).toLocaleString()}` : `about ${count.toLocaleString()}`;
 }

@@ -4,6 +4,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from ledger.job_listing import JobListing, JobsCursor
+from ledger.queries import EXACT_COUNT
 from ledger.statuses import JobStatus
 from ledger.store import EventStore
 from tests.conftest import JobFactory
@@ -65,7 +66,7 @@ def test_a_status_filter_and_a_search_narrow_the_page_but_counts_ignore_the_stat
     assert set(everything.counts) == set(JobStatus)
 
 
-def test_a_search_matches_any_part_of_the_id_and_wildcards_are_plain_text(
+def test_a_search_of_three_characters_or_more_matches_any_part_and_wildcards_are_plain(
     job_factory: JobFactory, listing: JobListing
 ) -> None:
     job_factory(JobStatus.QUEUED, "exp_1-run")
@@ -96,3 +97,46 @@ def test_a_cursor_survives_its_round_trip(job_factory: JobFactory, listing: JobL
     cursor = listing.page(limit=1).next_cursor
     assert cursor is not None
     assert JobsCursor.parse(str(cursor)) == cursor
+
+
+def test_a_search_of_one_or_two_characters_matches_the_start_of_ids(
+    job_factory: JobFactory, listing: JobListing
+) -> None:
+    job_factory(JobStatus.QUEUED, "ab-1")
+    job_factory(JobStatus.QUEUED, "x-ab")
+
+    assert [job.job_id for job in listing.page(search="ab").jobs] == ["ab-1"]
+    assert [job.job_id for job in listing.page(search="-ab").jobs] == ["x-ab"]
+
+
+def _many_completed(engine: Engine, count: int) -> None:
+    """`count` completed jobs straight into the projection: what the counts read."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO job_status (job_id, status, version, created_at, updated_at, "
+                "status_changed_at, priority, max_attempts, auto_retry, spec, attempt, "
+                "finished_at) "
+                "SELECT 'done-' || n, 'completed', 2, now(), now(), now(), 0, 1, false, "
+                "'{}', 0, now() FROM generate_series(1, :count) AS n"
+            ),
+            {"count": count},
+        )
+        conn.execute(text("ANALYZE job_status"))
+
+
+def test_counts_are_exact_up_to_the_bound_and_estimated_past_it(
+    engine: Engine, job_factory: JobFactory, listing: JobListing
+) -> None:
+    job_factory(JobStatus.QUEUED)
+    _many_completed(engine, EXACT_COUNT + 500)
+
+    page = listing.page()
+
+    assert page.counts[JobStatus.QUEUED] == 1
+    assert page.estimated == {JobStatus.COMPLETED}
+    assert abs(page.counts[JobStatus.COMPLETED] - (EXACT_COUNT + 500)) < EXACT_COUNT * 0.2
+    searched = listing.page(search="done-")
+    assert searched.counts[JobStatus.COMPLETED] == EXACT_COUNT + 1, "more than the bound"
+    assert searched.estimated == {JobStatus.COMPLETED}
+    assert listing.page(search="done-1000").counts[JobStatus.COMPLETED] == 11  # 1000, 10000-9
