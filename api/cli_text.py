@@ -9,6 +9,7 @@ import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 
+from ledger.queries import EXACT_COUNT
 from projections.history import Transition
 from projections.recovery.health import HealthReport
 
@@ -97,7 +98,19 @@ def render_health(report: HealthReport) -> str:
         ]
         headers = ["orphaned job", "attempt", "worker", "host:pid", "last heartbeat", "reason"]
         lines += ["", render_table(headers, rows)]
+        lines += _more(report.orphaned_count, len(report.orphaned), "orphaned runs")
     if report.stale_pending:
         rows = [[stale.job_id, _when(stale.pending_since)] for stale in report.stale_pending]
         lines += ["", render_table(["stale pending job", "pending since"], rows)]
+        lines += _more(report.stale_pending_count, len(report.stale_pending), "stale pending jobs")
+    if not report.counts_exact:
+        lines += ["", "counts past 10,000 are estimates (or 'more than 10,000')"]
     return "\n".join(lines)
+
+
+def _more(count: int, shown: int, what: str) -> list[str]:
+    """A line saying how many a table leaves out, when it does."""
+    if count <= shown:
+        return []
+    total = "more than 10,000" if count > EXACT_COUNT else f"{count:,}"
+    return [f"({shown} shown of {total} {what}, longest first)"]

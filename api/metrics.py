@@ -91,8 +91,8 @@ def read_ledger_figures(ledger: Ledger) -> LedgerFigures:
         running=report.total_running,
         running_alive=report.total_running_alive,
         queued=report.queue_depth,
-        orphaned=len(report.orphaned),
-        stale_pending=len(report.stale_pending),
+        orphaned=report.orphaned_count,
+        stale_pending=report.stale_pending_count,
         unreadable_events=report.unreadable_events,
         projection_lag=lag,
     )

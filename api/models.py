@@ -281,12 +281,21 @@ class StalePendingView(BaseModel):
 
 class HealthView(BaseModel):
     healthy: bool
-    orphaned_jobs: list[OrphanView]
-    stale_pending_jobs: list[StalePendingView]
+    orphaned_jobs: list[OrphanView] = Field(description="the first 100, dead longest first")
+    orphaned_count: int = Field(description="all of them: exact up to 10,000, then 10,001")
+    stale_pending_jobs: list[StalePendingView] = Field(
+        description="the first 100, pending longest first"
+    )
+    stale_pending_count: int = Field(description="all of them: exact up to 10,000, then 10,001")
+    oldest_stale_pending_age_s: float | None
     queue_depth: int
     oldest_queued_age_s: float | None
     total_running: int
     total_running_alive: int
+    counts_exact: bool = Field(
+        description="false when a count passed 10,000: the counts of problems are then "
+        "10,001 ('more than 10,000'), and queue depth and running jobs are estimates"
+    )
     checked_at: str
     unreadable_events: int = Field(
         description="events of the log this code could not read or apply; "

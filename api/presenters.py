@@ -149,10 +149,14 @@ def health_view(report: HealthReport) -> HealthView:
             StalePendingView(job_id=stale.job_id, pending_since=stale.pending_since.isoformat())
             for stale in report.stale_pending
         ],
+        orphaned_count=report.orphaned_count,
+        stale_pending_count=report.stale_pending_count,
+        oldest_stale_pending_age_s=report.oldest_stale_pending_age_s,
         queue_depth=report.queue_depth,
         oldest_queued_age_s=report.oldest_queued_age_s,
         total_running=report.total_running,
         total_running_alive=report.total_running_alive,
+        counts_exact=report.counts_exact,
         checked_at=report.checked_at.isoformat(),
         unreadable_events=report.unreadable_events,
     )

@@ -135,9 +135,7 @@ def legacy_cleanup(
     max_age_minutes: Annotated[int, STALE_AFTER, BlankIsAbsent] = 30,
 ) -> Response:
     report = _reconcile(ledger, caller, False, max_age_minutes)
-    stale_pending = (
-        {stale.job_id for stale in report.health.stale_pending} if report.health else set()
-    )
+    stale_pending = set(report.about("stale_pending"))
     failed = report.of("mark_failed")
     view = LegacyCleanupView(
         orphaned_marked_failed=[job for job in failed if job not in stale_pending],

@@ -68,7 +68,7 @@ def recover(ledger: Ledger) -> str:
     health = report.health
     assert health is not None
     replayed = ledger.catch_up.events_read if ledger.catch_up else 0
-    stale = {stale.job_id for stale in health.stale_pending}
+    stale = set(report.about("stale_pending"))
     failed = report.of("mark_failed")
     return (
         f"recovered: {replayed} events replayed, "

@@ -179,6 +179,18 @@ job_status = Table(
         "job_id",
         postgresql_where=text(f"status = '{JobStatus.QUEUED}'"),
     ),
+    # the health view's open runs: those started longest ago, and those on one host
+    Index(
+        "ix_job_status_active_started_at",
+        "started_at",
+        postgresql_where=text(f"status IN ({ACTIVE_RUN_IN})"),
+    ),
+    Index(
+        "ix_job_status_active_host",
+        "worker_host",
+        "started_at",
+        postgresql_where=text(f"status IN ({ACTIVE_RUN_IN})"),
+    ),
     # a search of ids for what they contain (pg_trgm): `LIKE '%...%'` without a scan
     Index(
         "ix_job_status_job_id_trigrams",
@@ -203,6 +215,7 @@ job_leases = Table(
     Column("heartbeat_at", DateTime(timezone=True)),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("run_token", Text),
+    Index("ix_job_leases_expires_at", "expires_at"),
 )
 """Liveness of running attempts: one row per job, updated in place by heartbeats.
 

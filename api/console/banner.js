@@ -4,31 +4,37 @@ import { h, replace, duration } from "./dom.js";
 
 export function renderBanner(banner, health) {
   banner.className = `banner ${health.healthy ? "banner-ok" : "banner-bad"}`;
-  const orphans = health.orphaned_jobs.length;
-  const stale = health.stale_pending_jobs.length;
+  const orphans = health.orphaned_count;
+  const stale = health.stale_pending_count;
   const headline = health.healthy
     ? h("strong", {}, "Healthy")
     : h("strong", {}, "Needs attention: ",
-      orphans ? `${orphans} orphaned ${orphans === 1 ? "run" : "runs"}` : null,
+      orphans ? `${many(orphans)} orphaned ${orphans === 1 ? "run" : "runs"}` : null,
       orphans && stale ? ", " : null,
-      stale ? `${stale} stale pending ${stale === 1 ? "job" : "jobs"}` : null);
+      stale ? `${many(stale)} stale pending ${stale === 1 ? "job" : "jobs"}` : null);
+  const about = health.counts_exact ? "" : "about ";
   const oldest = health.oldest_queued_age_s;
   replace(banner,
     headline,
-    h("span", {}, `Queue depth ${health.queue_depth}`),
+    h("span", {}, `Queue depth ${about}${health.queue_depth.toLocaleString()}`),
     h("span", {}, `Oldest queued ${oldest === null ? "—" : duration(oldest)}`),
-    h("span", {}, `Running ${health.total_running_alive} alive of ${health.total_running}`),
-    jobLinks("Orphaned:", health.orphaned_jobs.map((orphan) => orphan.job_id)),
-    jobLinks("Stale pending:", health.stale_pending_jobs.map((job) => job.job_id)),
+    h("span", {}, `Running ${about}${health.total_running_alive.toLocaleString()} alive of ${health.total_running.toLocaleString()}`),
+    jobLinks("Orphaned:", health.orphaned_jobs.map((orphan) => orphan.job_id), orphans),
+    jobLinks("Stale pending:", health.stale_pending_jobs.map((job) => job.job_id), stale),
   );
 }
 
 const SHOWN = 5;
 
-function jobLinks(label, jobIds) {
+/** A count of problems: exact, or past the 10,000 the server counts to. */
+function many(count) {
+  return count > 10000 ? "more than 10,000" : count.toLocaleString();
+}
+
+function jobLinks(label, jobIds, count) {
   if (!jobIds.length) return null;
   const links = jobIds.slice(0, SHOWN).map((id) => h("a", { href: `#/jobs/${encodeURIComponent(id)}` }, id));
-  const more = jobIds.length > SHOWN ? ` and ${jobIds.length - SHOWN} more` : "";
+  const more = count > SHOWN ? ` and ${count > 10000 ? "more than 10,000" : (count - SHOWN).toLocaleString()} more` : "";
   return h("span", { class: "banner-jobs" }, label, " ", links.flatMap((link, i) => (i ? [", ", link] : [link])), more);
 }
 

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from ledger.commands import WorkerIdentity
 from ledger.database import driver_connection
 from ledger.host import LocalHost, ProcessFate
-from ledger.queries import LEASE_PERIOD
+from ledger.queries import EXACT_COUNT, LEASE_PERIOD
 from ledger.schema import ACTIVE_RUN_IN
 from ledger.settings import DEFAULT_LEASE_SECONDS, DEFAULT_STALE_PENDING_MINUTES
 from ledger.state import WORKER_FIELDS, JobState
@@ -54,6 +54,14 @@ class StalePending:
 
 @dataclass(frozen=True, slots=True)
 class HealthReport:
+    """A summary of the ledger's health, with the first page of each problem.
+
+    `orphaned` and `stale_pending` are the oldest `HEALTH_PAGE` of each, and their
+    `_count`s how many there are: exact up to `EXACT_COUNT`; past it (`counts_exact`
+    false) `orphaned_count` and `stale_pending_count` are `EXACT_COUNT` + 1, "more than",
+    and `queue_depth` and `total_running` are estimates.
+    """
+
     orphaned: list[OrphanedRun]
     stale_pending: list[StalePending]
     queue_depth: int
@@ -63,11 +71,19 @@ class HealthReport:
     checked_at: datetime
     unreadable_events: int = 0
     """Events of the log this code could not read or apply (`unreadable_events`)."""
+    orphaned_count: int = 0
+    stale_pending_count: int = 0
+    oldest_stale_pending_age_s: float | None = None
+    counts_exact: bool = True
 
     @property
     def healthy(self) -> bool:
-        return not self.orphaned and not self.stale_pending
+        return not self.orphaned_count and not self.stale_pending_count
 
+
+HEALTH_PAGE = 100
+"""How many orphaned runs and stale pending jobs a health view lists (oldest first); the
+reconciler acts on them a page at a time."""
 
 LEASE_EXPIRED = f"COALESCE(l.expires_at, s.started_at + {LEASE_PERIOD}) < now()"
 """The run of job `s` has outlived its lease `l` (or, before its first heartbeat opened one,
@@ -77,34 +93,94 @@ PENDING_TOO_LONG = "s.status_changed_at < now() - make_interval(secs => %(stale_
 """Job `s` has been in its status (pending, where it is asked) longer than the threshold."""
 
 _WORKER_COLUMNS = tuple(WORKER_FIELDS.values())
+_RUN_COLUMNS = (
+    "s.job_id, s.status, s.version, s.attempt, s.auto_retry, s.max_attempts, "
+    + ", ".join(f"s.{column}" for column in _WORKER_COLUMNS)
+)
+_ACTIVE = f"s.status IN ({ACTIVE_RUN_IN})"
+_BOUND = EXACT_COUNT + 1
+
+
+def _bounded_count(query: str) -> str:
+    return f"(SELECT count(*) FROM ({query} LIMIT {_BOUND}) bounded)"
+
+
+def _estimated_count(status: JobStatus) -> str:
+    """The jobs in `status`: counted up to the bound, else the statistics' estimate."""
+    counted = _bounded_count(f"SELECT 1 FROM job_status s WHERE s.status = '{status}'")
+    return f"""CASE WHEN {counted} <= {EXACT_COUNT} THEN {counted} ELSE greatest({_BOUND},
+        (SELECT (v.share * c.reltuples)::bigint FROM pg_stats st
+         JOIN pg_class c ON c.oid = 'job_status'::regclass
+         CROSS JOIN unnest(st.most_common_vals::text::text[], st.most_common_freqs)
+             AS v(status, share)
+         WHERE st.schemaname = current_schema() AND st.tablename = 'job_status'
+           AND st.attname = 'status' AND v.status = '{status}')) END"""
+
+
+_LAPSED_LEASES = f"""
+    SELECT {_RUN_COLUMNS}, l.heartbeat_at, true AS lease_expired, l.expires_at AS dead_since
+    FROM job_leases l
+    JOIN job_status s ON s.job_id = l.job_id AND s.attempt = l.attempt AND {_ACTIVE}
+    WHERE l.expires_at < now()
+    ORDER BY l.expires_at"""
+"""Open runs whose lease lapsed, the longest dead first: `ix_job_leases_expires_at`."""
+
+_NEVER_LEASED = f"""
+    SELECT {_RUN_COLUMNS}, NULL::timestamptz AS heartbeat_at, true AS lease_expired,
+           s.started_at + {LEASE_PERIOD} AS dead_since
+    FROM job_status s
+    WHERE {_ACTIVE} AND s.started_at < now() - {LEASE_PERIOD}
+      AND NOT EXISTS (SELECT 1 FROM job_leases l
+                      WHERE l.job_id = s.job_id AND l.attempt = s.attempt)
+    ORDER BY s.started_at"""
+"""Open runs with no lease, started more than a lease ago (rebuilt, or recorded before
+leases): `ix_job_status_active_started_at`."""
+
+_LOCAL_RUNS = f"""
+    SELECT {_RUN_COLUMNS}, l.heartbeat_at, {LEASE_EXPIRED} AS lease_expired,
+           s.started_at AS dead_since
+    FROM job_status s
+    LEFT JOIN job_leases l ON l.job_id = s.job_id AND l.attempt = s.attempt
+    WHERE {_ACTIVE} AND s.worker_host = %(local_host)s
+    ORDER BY s.started_at"""
+"""Open runs on this host, whose processes can be looked at: `ix_job_status_active_host`."""
+
+_STALE_PENDING = f"""
+    SELECT s.job_id, s.status_changed_at, s.version FROM job_status s
+    WHERE s.status = '{JobStatus.PENDING}' AND {PENDING_TOO_LONG}
+    ORDER BY s.status_changed_at"""
+
+
+def _running(query: str) -> str:
+    """`query`, of the runs whose job is running (not paused)."""
+    return f"SELECT * FROM ({query}) r WHERE r.status = '{JobStatus.RUNNING}'"
+
+
+def _page(query: str, limit: str = str(HEALTH_PAGE)) -> str:
+    return f"(SELECT coalesce(json_agg(p), '[]')::text FROM ({query} LIMIT {limit}) p)"
+
 
 HEALTH_QUERY = f"""
-    WITH runs AS (
-        SELECT s.job_id, s.status, s.version, s.attempt, s.auto_retry, s.max_attempts,
-               {", ".join(f"s.{column}" for column in _WORKER_COLUMNS)}, l.heartbeat_at,
-               {LEASE_EXPIRED} AS lease_expired
-        FROM job_status s
-        LEFT JOIN job_leases l ON l.job_id = s.job_id AND l.attempt = s.attempt
-        WHERE s.status IN ({ACTIVE_RUN_IN})
-    )
-    SELECT q.depth, q.oldest_age, now(),
-        (SELECT count(*) FROM runs WHERE status = '{JobStatus.RUNNING}'),
-        (SELECT coalesce(json_agg(json_build_array(
-                    job_id, status, version, attempt, auto_retry, max_attempts,
-                    {", ".join(_WORKER_COLUMNS)}, heartbeat_at, lease_expired)), '[]')::text
-         FROM runs WHERE lease_expired OR worker_host = %(local_host)s),
-        (SELECT coalesce(json_agg(json_build_array(s.job_id, s.status_changed_at, s.version)
-                                  ORDER BY s.status_changed_at), '[]')::text
-         FROM job_status s
-         WHERE s.status = '{JobStatus.PENDING}' AND {PENDING_TOO_LONG}),
+    SELECT now(),
+        {_estimated_count(JobStatus.QUEUED)},
+        EXTRACT(EPOCH FROM now() - (SELECT min(s.status_changed_at) FROM job_status s
+                                    WHERE s.status = '{JobStatus.QUEUED}'))::float8,
+        {_estimated_count(JobStatus.RUNNING)},
+        {_bounded_count(_LAPSED_LEASES)} + {_bounded_count(_NEVER_LEASED)},
+        {_bounded_count(_running(_LAPSED_LEASES))} + {_bounded_count(_running(_NEVER_LEASED))},
+        {_page(_LAPSED_LEASES)},
+        {_page(_NEVER_LEASED)},
+        {_page(_LOCAL_RUNS, str(_BOUND))},
+        {_bounded_count(_STALE_PENDING)},
+        {_page(_STALE_PENDING)},
         (SELECT count(*) FROM unreadable_events)
-    FROM (SELECT count(*) AS depth, EXTRACT(EPOCH FROM now() - min(queued_at))::float8 AS oldest_age
-          FROM job_status WHERE status = '{JobStatus.QUEUED}') AS q
 """
 """The whole view in one statement: one round trip and one snapshot, so the numbers
-agree with each other. Each part reads an indexed slice of the projection, and only
-the runs that may be dead (lease lapsed, or a process on this host to look at) are
-sent in full; the others are only counted."""
+agree with each other. Every part is a bounded read of an index, whatever the size of
+the ledger or of a disaster: counts stop at `EXACT_COUNT` + 1 (queue depth and running
+jobs past it are the statistics' estimates), and only the first `HEALTH_PAGE` of each
+kind of problem is sent in full, the longest-standing first. (A queued job's
+`status_changed_at` is the time it was queued.)"""
 
 
 class _Run(NamedTuple):
@@ -117,6 +193,8 @@ class _Run(NamedTuple):
     worker: WorkerIdentity
     heartbeat_at: datetime | None
     lease_expired: bool
+    dead_since: datetime | None = None
+    """When the lease lapsed (or the run started, for a run on this host): oldest first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,24 +235,43 @@ class HealthCheck:
         with driver_connection(self.engine) as conn:
             row = conn.execute(HEALTH_QUERY, params).fetchone()
         assert row is not None
-        depth, oldest_age, checked_at, running, runs_json, pending_json, unreadable = row
-        runs = [_run(values) for values in orjson.loads(runs_json)]
+        checked_at, depth, oldest_age, running, lapsed, lapsed_running = row[:6]
+        lapsed_json, never_leased_json, local_json, stale_count, pending_json, unreadable = row[6:]
+        lapsed_runs = [_run(values) for values in orjson.loads(lapsed_json)]
+        lapsed_runs += [_run(values) for values in orjson.loads(never_leased_json)]
+        local = [_run(values) for values in orjson.loads(local_json)]
+        # A lapsed run is dead wherever it runs; a run on this host whose lease holds is
+        # dead too when its process is gone: those are the orphans the counts lack.
+        seen = {run.job_id for run in lapsed_runs}
+        candidates = lapsed_runs + [run for run in local if run.job_id not in seen]
+        judged = [(run, orphan) for run in candidates if (orphan := self._judge(run))]
+        judged.sort(key=lambda pair: pair[0].dead_since or checked_at)
+        gone = [run for run, _ in judged if not run.lease_expired]
+        gone_running = sum(1 for run in gone if run.status == JobStatus.RUNNING)
+        orphaned_count = min(int(lapsed) + len(gone), _BOUND)
+        dead_running = int(lapsed_running) + gone_running
         pending = [
-            StalePending(job, datetime.fromisoformat(since), version)
-            for job, since, version in orjson.loads(pending_json)
+            StalePending(
+                job["job_id"], datetime.fromisoformat(job["status_changed_at"]), job["version"]
+            )
+            for job in orjson.loads(pending_json)
         ]
-        judged = [(row, self._judge(row)) for row in runs]
-        orphaned = [orphan for _, orphan in judged if orphan is not None]
-        dead_running = sum(1 for row, orphan in judged if orphan and row.status == "running")
+        exact = max(int(depth), int(running), orphaned_count, int(stale_count)) <= EXACT_COUNT
         return HealthReport(
-            orphaned=orphaned,
+            orphaned=[orphan for _, orphan in judged[:HEALTH_PAGE]],
             stale_pending=pending,
             queue_depth=int(depth),
             oldest_queued_age_s=oldest_age,
             total_running=int(running),
-            total_running_alive=int(running) - dead_running,
+            total_running_alive=max(int(running) - dead_running, 0),
             checked_at=checked_at,
             unreadable_events=int(unreadable),
+            orphaned_count=orphaned_count,
+            stale_pending_count=int(stale_count),
+            oldest_stale_pending_age_s=(checked_at - pending[0].pending_since).total_seconds()
+            if pending
+            else None,
+            counts_exact=exact,
         )
 
     def thresholds(self) -> dict[str, float]:
@@ -242,13 +339,26 @@ class HealthCheck:
         )
 
 
-def _run(values: list[Any]) -> _Run:
-    """A run as `HEALTH_QUERY` sends it: its fields, the worker's flat, in `_WORKER_COLUMNS`."""
-    job_id, status, version, attempt, auto_retry, max_attempts = values[:6]
-    worker_values = values[6 : 6 + len(WORKER_FIELDS)]
-    heartbeat_at, lease_expired = values[6 + len(WORKER_FIELDS) :]
-    worker = WorkerIdentity(**dict(zip(WORKER_FIELDS, worker_values, strict=True)))
-    heartbeat = None if heartbeat_at is None else datetime.fromisoformat(str(heartbeat_at))
+def _run(values: dict[str, Any]) -> _Run:
+    """A run as `HEALTH_QUERY` sends it (a JSON object of its columns)."""
+    worker = WorkerIdentity(**{name: values[column] for name, column in WORKER_FIELDS.items()})
     return _Run(
-        job_id, status, version, attempt, auto_retry, max_attempts, worker, heartbeat, lease_expired
+        values["job_id"],
+        values["status"],
+        values["version"],
+        values["attempt"],
+        values["auto_retry"],
+        values["max_attempts"],
+        worker,
+        _moment(values["heartbeat_at"]),
+        bool(values["lease_expired"]),
+        _moment(values["dead_since"]),
     )
+
+
+def _moment(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _since(text: str) -> datetime:
+    return datetime.fromisoformat(text)

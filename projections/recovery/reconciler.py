@@ -7,7 +7,7 @@ between, the append conflicts and nothing is overwritten.
 """
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from ledger.commands import ForceStart, JobCommand, MarkFailed, SubmitJob
@@ -15,13 +15,18 @@ from ledger.decide import DEAD_RUN_REASON
 from ledger.errors import CommandRefused, VersionConflict
 from ledger.leases import prune_leases
 from ledger.service import JobService
-from projections.recovery.health import HealthCheck, HealthReport, OrphanedRun
+from projections.recovery.health import HEALTH_PAGE, HealthCheck, HealthReport, OrphanedRun
 
 log = logging.getLogger(__name__)
 
 ACTOR = "health-monitor"
 STALE_PENDING_REASON = "stuck in pending state"
 AUTO_START_REASON = "pending too long: admitted to the queue"
+
+MAX_BATCHES = 100
+"""A pass acts on the health view's first page, then looks again, up to this many times:
+a disaster of many dead runs is recovered a page at a time, each action its own
+transaction, so the ledger keeps serving meanwhile."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +37,8 @@ class Action:
     applied: bool
     skipped: str | None = None
     """Why a planned action was not applied (the job changed meanwhile)."""
+    about: str = "orphan"
+    """What the health view found: an "orphan" run or a "stale_pending" job."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +49,10 @@ class ReconcileReport:
 
     def of(self, action: str, *, applied: bool = True) -> list[str]:
         return [a.job_id for a in self.actions if a.action == action and a.applied == applied]
+
+    def about(self, finding: str) -> list[str]:
+        """The jobs acted on (or planned, in a dry run) for `finding`."""
+        return [a.job_id for a in self.actions if a.about == finding]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,38 +84,47 @@ class Reconciler:
 
         `actor` is recorded on every event the pass writes: the monitor's name for its
         own passes, the caller's for a pass an operator asked for."""
-        report = self.health.check(stale_pending_after=stale_pending_after)
-        plan = [_orphan_plan(orphan) for orphan in report.orphaned]
-        for stale in report.stale_pending:
-            if self.policy.auto_start_pending:
-                plan.append(
-                    _Planned(stale.job_id, stale.version, "submit", SubmitJob(), AUTO_START_REASON)
-                )
-            else:
-                failed = MarkFailed(reason=STALE_PENDING_REASON)
-                plan.append(
-                    _Planned(
-                        stale.job_id, stale.version, "mark_failed", failed, STALE_PENDING_REASON
-                    )
-                )
-        actions = [self._act(planned, dry_run, actor) for planned in plan]
+        actions: list[Action] = []
+        first: HealthReport | None = None
+        for _ in range(MAX_BATCHES):
+            report = self.health.check(stale_pending_after=stale_pending_after)
+            first = first or report
+            batch = [self._act(planned, dry_run, actor) for planned in self._plan(report)]
+            actions += batch
+            full = max(len(report.orphaned), len(report.stale_pending)) >= HEALTH_PAGE
+            if dry_run or not full or not any(action.applied for action in batch):
+                break  # done, or a dry run's first page, or the next page would be this one
         if not dry_run:
             prune_leases(self.service.store)
-        return ReconcileReport(dry_run, actions, report)
+        return ReconcileReport(dry_run, actions, first)
+
+    def _plan(self, report: HealthReport) -> list["_Planned"]:
+        plan = [_orphan_plan(orphan) for orphan in report.orphaned]
+        for stale in report.stale_pending:
+            command: JobCommand
+            if self.policy.auto_start_pending:
+                action, command, reason = "submit", SubmitJob(), AUTO_START_REASON
+            else:
+                action, reason = "mark_failed", STALE_PENDING_REASON
+                command = MarkFailed(reason=STALE_PENDING_REASON)
+            planned = _Planned(stale.job_id, stale.version, action, command, reason)
+            plan.append(replace(planned, about="stale_pending"))
+        return plan
 
     def _act(self, planned: "_Planned", dry_run: bool, actor: str) -> Action:
         job_id, action, reason = planned.job_id, planned.action, planned.reason
+        about = planned.about
         if dry_run:
-            return Action(job_id, action, reason, applied=False)
+            return Action(job_id, action, reason, applied=False, about=about)
         try:
             self.service.execute(
                 job_id, planned.command, actor=actor, expected_version=planned.version
             )
         except (VersionConflict, CommandRefused) as exc:
             log.info("reconciler left %s alone: %s", job_id, exc)
-            return Action(job_id, action, reason, applied=False, skipped=str(exc))
+            return Action(job_id, action, reason, applied=False, skipped=str(exc), about=about)
         log.warning("reconciler (%s): %s %s (%s)", actor, action, job_id, reason)
-        return Action(job_id, action, reason, applied=True)
+        return Action(job_id, action, reason, applied=True, about=about)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +135,7 @@ class _Planned:
     action: str
     command: JobCommand
     reason: str
+    about: str = "orphan"
 
 
 def _orphan_plan(orphan: OrphanedRun) -> _Planned:
