@@ -4,8 +4,9 @@ import contextlib
 import ipaddress
 import logging
 import signal
+import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import uvicorn
 
@@ -19,6 +20,7 @@ from api.connection_guard import (
     raise_file_limit,
 )
 from api.log_pacing import pace_caller_driven_logs
+from api.stream import FeedWatcher
 from ledger.settings import Settings
 from projections.recovery.leader import LeaderLock
 from projections.recovery.monitor import HealthMonitor, MonitorTiming
@@ -28,7 +30,16 @@ log = logging.getLogger("jobledger.serve")
 
 class GracefulServer(uvicorn.Server):
     """uvicorn, but a SIGTERM or SIGINT returns from `run` instead of killing the process
-    afterwards: the monitor stops and an embedded database shuts down cleanly."""
+    afterwards: the monitor stops and an embedded database shuts down cleanly. Stopping
+    begins with `on_stop` (the event streams end), then waits for requests in flight."""
+
+    def __init__(self, config: uvicorn.Config, on_stop: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_stop = on_stop
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.on_stop()
+        await super().shutdown(sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -105,8 +116,10 @@ def serve(settings: Settings, host: str, port: int, tokens: TokenBook) -> None:
         )
         background = threading.Thread(target=monitor.run, name="health-monitor", daemon=True)
         background.start()
+        app = create_app(ledger, tokens)
+        watcher: FeedWatcher = app.state.watcher
         config = uvicorn.Config(
-            create_app(ledger, tokens),
+            app,
             host=host,
             port=port,
             log_level="warning",
@@ -116,7 +129,8 @@ def serve(settings: Settings, host: str, port: int, tokens: TokenBook) -> None:
             backlog=limits.backlog,
         )
         try:
-            GracefulServer(config).run()  # SIGTERM: stop accepting, finish in-flight requests
+            # SIGTERM: stop accepting, end the event streams, finish requests in flight
+            GracefulServer(config, on_stop=watcher.close).run()
         finally:
             monitor.stop.set()
             background.join(timeout=10)

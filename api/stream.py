@@ -81,8 +81,15 @@ class FeedWatcher:
         with self._lock:
             self._waiters = {item for item in self._waiters if item[1] is not event}
 
+    @property
+    def closed(self) -> bool:
+        return self._stop.is_set()
+
     def close(self) -> None:
+        """Stops watching and wakes every open stream, which then ends: a server that
+        stops calls this first, since a stream never ends on its own."""
         self._stop.set()
+        self._wake_all()
 
     def _wake_all(self) -> None:
         with self._lock:
@@ -201,6 +208,9 @@ async def stream(
         yield ServerSentEvent(comment="connected")
         while True:
             wake.clear()
+            if watcher.closed:  # the server stops: the client reconnects to the next one
+                yield ServerSentEvent(comment="server stopping", retry=RETRY_AFTER_MS)
+                return
             try:
                 page = await run_in_threadpool(read_feed_without_specs, ledger, cursor)
             except StorageError as exc:

@@ -5,6 +5,7 @@ gives its slot back, and a client refused meanwhile resumes where it left off.""
 import json
 import signal
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -62,7 +63,10 @@ class Answer:
         return problem
 
     def read_until(self, marker: bytes) -> bytes:
+        """What the stream sent, once `marker` is in it (10 s at most)."""
+        deadline = time.monotonic() + 10
         while marker not in self.data:
+            assert time.monotonic() < deadline, f"no {marker!r} within 10 s: {self.data!r}"
             self.data += self.sock.recv(65536)
         return self.data
 
@@ -148,3 +152,31 @@ def test_the_stream_caps_are_read_from_their_environment_variables() -> None:
     )
     assert (settings.max_streams, settings.max_streams_per_caller) == (7, 3)
     assert (Settings().max_streams, Settings().max_streams_per_caller) == (200, 10)
+
+
+def test_a_stopping_server_ends_its_streams_cleanly_at_once(database_url: str) -> None:
+    """SIGTERM ends every open stream with a last chunk that asks the client to come
+    back shortly (it resumes with Last-Event-ID); the server need not wait out its
+    30 s grace for streams that never end on their own."""
+    served = Server(database_url)
+    served.start()
+    watching = [Answer(served, "audrey") for _ in range(3)]
+    for answer in watching:
+        answer.read_until(b": connected")
+    assert served.process is not None
+    started = time.monotonic()
+    served.process.send_signal(signal.SIGTERM)
+    endings = [answer.read_until(b"0\r\n\r\n") for answer in watching]
+    ended_in = time.monotonic() - started
+    code = served.process.wait(timeout=30)
+    stopped_in = time.monotonic() - started
+    if served.process.stdout is not None:
+        served.process.stdout.close()
+    print(
+        f"3 streams ended {ended_in:.2f} s after SIGTERM; the server exited in {stopped_in:.2f} s"
+    )
+    for answer, ending in zip(watching, endings, strict=True):
+        assert b": server stopping\nretry: 1000\n" in ending, ending
+        assert ending.endswith(b"\r\n0\r\n\r\n"), "the last chunk: the answer is whole"
+        answer.close()
+    assert code == 0 and stopped_in < 10
