@@ -17,9 +17,9 @@ import psycopg
 
 from ledger.events import LEGACY_RUN_TOKEN
 from ledger.run_tokens import RUN_TOKEN_DIGEST_SQL
-from ledger.schema import JOB_STATUS_COLUMNS
+from ledger.schema import JOB_STATUS_COLUMNS, sql_statuses
 from ledger.state import WORKER_FIELDS
-from ledger.statuses import TERMINAL_STATUSES, JobStatus
+from ledger.statuses import REGISTERED_STATUSES, TERMINAL_STATUSES, JobStatus
 from ledger.transitions import EVENT_TARGET_STATUS
 
 STATUS_AFTER = {type_: str(status) for type_, status in EVENT_TARGET_STATUS.items() if status}
@@ -38,7 +38,7 @@ def _among(types: tuple[str, ...]) -> str:
     return "type IN (" + ", ".join(f"'{type_}'" for type_ in types) + ")"
 
 
-_LAST_SEQ_OF = {
+_LAST_OF = {
     # alias: the events whose latest one sets the fields read from that alias
     # an event of a type this code does not know moves the version only, as in `evolve`
     "status_event": _among(("job_registered", *STATUS_AFTER)),
@@ -66,25 +66,25 @@ def _of(alias: str, expression: str) -> str:
     That event is often the job's first or last, which are read anyway: then it
     is taken from those, and the lookup of its own is skipped.
     """
-    cases = [f"WHEN m.version THEN {expression.format(e='last_event')}"]
-    cases.append(f"WHEN 1 THEN {expression.format(e='first_event')}")
+    cases = [f"WHEN m.last_position THEN {expression.format(e='last_event')}"]
+    cases.append(f"WHEN m.first_position THEN {expression.format(e='first_event')}")
     if alias in _READ_FROM_START:
-        cases.append(f"WHEN m.start_event_seq THEN {_of('start_event', expression)}")
-    return f"CASE m.{alias}_seq {' '.join(cases)} ELSE {expression.format(e=alias)} END"
+        cases.append(f"WHEN m.start_event_position THEN {_of('start_event', expression)}")
+    return f"CASE m.{alias}_position {' '.join(cases)} ELSE {expression.format(e=alias)} END"
 
 
 def _lookup(alias: str) -> str:
     """The join reading the event `alias` names, unless the first or last is that event."""
-    seq = f"m.{alias}_seq"
-    # seq 0 is no event's: a job never started has no start to read from
+    position = f"m.{alias}_position"
+    # position 0 is no event's: a job never started has no start to read from
     read = (
-        "1, m.version, coalesce(m.start_event_seq, 0)"
+        "m.first_position, m.last_position, coalesce(m.start_event_position, 0)"
         if alias in _READ_FROM_START
-        else "1, m.version"
+        else "m.first_position, m.last_position"
     )
     return (
-        f"LEFT JOIN job_events {alias} ON {alias}.job_id = m.job_id "
-        f"AND {alias}.seq = CASE WHEN {seq} NOT IN ({read}) THEN {seq} END"
+        f"LEFT JOIN job_events {alias} "
+        f"ON {alias}.position = CASE WHEN {position} NOT IN ({read}) THEN {position} END"
     )
 
 
@@ -140,41 +140,80 @@ _VALUES = {
 assert tuple(_VALUES) == JOB_STATUS_COLUMNS, "one value per job_status column, in order"
 
 
-def fold_log_sql(table: str) -> str:
-    """INSERT into `table` the row of every job whose events all committed in
-    transactions below `%(xmin)s`."""
-    last_seqs = ",\n".join(
-        f"max(seq) FILTER (WHERE {condition}) AS {alias}_seq"
-        for alias, condition in _LAST_SEQ_OF.items()
+SUMMARY_TABLE = "job_status_fold_summary"
+
+
+def fold_summary_sql() -> str:
+    """Each job's version and attempts, and the position of each event `_LAST_OF` names:
+    one sequential pass over the log below `%(xmin)s`, aggregated in a hash table.
+
+    A job's events are in the log in the order of their seq (each append follows the
+    last), so the latest event of a kind is the one at the largest position."""
+    positions = ",\n".join(
+        f"max(position) FILTER (WHERE {condition}) AS {alias}_position"
+        for alias, condition in _LAST_OF.items()
     )
-    lookups = "\n".join(_lookup(alias) for alias in _LAST_SEQ_OF)
+    return f"""
+        CREATE TEMP TABLE {SUMMARY_TABLE} ON COMMIT DROP AS
+        SELECT job_id, max(seq) AS version,
+               count(*) FILTER (WHERE type = 'job_started') AS attempts,
+               min(position) AS first_position, max(position) AS last_position,
+               {positions}
+        FROM job_events
+        WHERE tx_id < %(xmin)s::xid8
+        GROUP BY job_id
+    """
+
+
+def fold_log_sql(table: str) -> str:
+    """INSERT into `table` the row of every job in the summary: its events read by
+    position, the jobs taken in the order they began, so the reads move through the log
+    as it was written instead of jumping across it."""
+    lookups = "\n".join(_lookup(alias) for alias in _LAST_OF)
     columns = ", ".join(_VALUES)
     values = ",\n".join(_VALUES.values())
     return f"""
         INSERT INTO {table} ({columns})
-        WITH m AS (
-            SELECT job_id, max(seq) AS version,
-                   count(*) FILTER (WHERE type = 'job_started') AS attempts,
-                   {last_seqs}
-            FROM job_events
-            WHERE tx_id < %(xmin)s::xid8
-            GROUP BY job_id
-        )
         SELECT {values}
-        FROM m
-        JOIN job_events first_event ON first_event.job_id = m.job_id AND first_event.seq = 1
-            AND first_event.type = 'job_registered'
-        JOIN job_events last_event ON last_event.job_id = m.job_id AND last_event.seq = m.version
+        FROM (SELECT * FROM {SUMMARY_TABLE} ORDER BY first_position OFFSET 0) m
+        JOIN job_events first_event ON first_event.position = m.first_position
+            AND first_event.seq = 1 AND first_event.type = 'job_registered'
+            AND first_event.payload->>'initial_status' IN ({sql_statuses(REGISTERED_STATUSES)})
+        JOIN job_events last_event ON last_event.position = m.last_position
         {lookups}
     """
+
+
+SEQUENTIAL_PASS = (
+    "SET LOCAL enable_indexscan = off",
+    "SET LOCAL enable_indexonlyscan = off",
+    "SET LOCAL enable_bitmapscan = off",
+    "SET LOCAL work_mem = '256MB'",
+)
+"""The summary reads the whole log once, in the order it lies on disk, and keeps one
+small row per job in memory: an index-ordered read of a log larger than the server's
+buffers would fetch its pages at random, and cost grows faster than the log."""
+
+LOOKUPS_IN_ORDER = (
+    "SET LOCAL enable_indexscan = on",
+    "SET LOCAL enable_indexonlyscan = on",
+    "SET LOCAL enable_bitmapscan = on",
+    "SET LOCAL enable_hashjoin = off",
+    "SET LOCAL enable_mergejoin = off",
+)
+"""The lookups read events by position (the primary key), job after job in the order the
+jobs began: a few pages at a time that are mostly still in the buffers."""
 
 
 def fold_log_into(conn: psycopg.Connection[Any], table: str, xmin: int) -> tuple[int, int]:
     """Fold the log below `xmin` into `table`; return (events, jobs) folded."""
     with conn.transaction():
-        # The aggregate holds one small row per job: let it stay in memory.
-        conn.execute("SET LOCAL work_mem = '128MB'")
-        conn.execute(fold_log_sql(table), {"xmin": str(xmin)})
+        for setting in SEQUENTIAL_PASS:
+            conn.execute(setting)
+        conn.execute(fold_summary_sql(), {"xmin": str(xmin)})
+        for setting in LOOKUPS_IN_ORDER:
+            conn.execute(setting)
+        conn.execute(fold_log_sql(table))
         row = conn.execute(f"SELECT coalesce(sum(version), 0), count(*) FROM {table}").fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
