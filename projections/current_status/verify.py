@@ -10,6 +10,7 @@ from ledger.database import driver_connection
 from ledger.state import JobState
 from ledger.unreadable import Unreadable, note_unreadable
 from projections.current_status import bulk
+from projections.current_status.fold_in_database import SEQUENTIAL_PASS
 from projections.current_status.replay import fold_states, stream_event_rows
 
 
@@ -47,6 +48,8 @@ def verify_current_status(engine: Engine) -> VerifyReport:
     with driver_connection(engine) as conn:
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            for setting in SEQUENTIAL_PASS:
+                conn.execute(setting)
             replayed = fold_states(stream_event_rows(conn), unreadable)
             stored = bulk.stream_stored_states(conn)
             jobs, drifts = _compare(stored, replayed)
