@@ -257,6 +257,19 @@ def test_thousands_of_slow_connections_leave_the_probe_and_a_job_read_answering(
     assert "Too many open files" not in log
 
 
+def test_a_flood_of_malformed_requests_is_one_warning_not_one_each(
+    logged_server: LoggedServer,
+) -> None:
+    for _ in range(200):
+        with connect(logged_server, b"NOT HTTP AT ALL\r\n\r\n") as sock:
+            sock.settimeout(5)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 400")
+    with connect(logged_server, b"GET /livez HTTP/1.1\r\nHost: ledger\r\n\r\n") as sock:
+        sock.settimeout(5)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+    assert logged_server.log().count("Invalid HTTP request received.") == 1
+
+
 @pytest.mark.slow
 def test_a_low_file_limit_lowers_the_cap_and_accept_never_fails(
     database_url: str, tmp_path: Path
