@@ -9,6 +9,9 @@ timeouts and the cap uvicorn lacks.
   connection. Time while reading is paused (the app has not yet taken what came) or
   while the client waits for `100 Continue` does not count; each byte starts the clock
   again.
+- An answer the client takes nothing of for `send_timeout_s` (the send buffer stays
+  above its high-water mark) aborts the connection: a client that stops reading holds
+  no connection, stream or file handle for longer.
 - At most `max_connections` are open. A connection beyond it sheds the one that has
   waited longest on its client (idle, or part-way through a request), so a caller that
   sends its request at once is served; a connection whose request is being answered
@@ -26,7 +29,7 @@ import resource
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import h11
@@ -54,6 +57,7 @@ class Closed(enum.StrEnum):
     SHED = "shed"  # the cap was reached and it had waited longest on its client
     HEADERS_LATE = "headers_late"  # no whole request line and headers in time
     BODY_STALLED = "body_stalled"  # no byte of an awaited body in time
+    NOT_READING = "not_reading"  # took nothing of its answer in time
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +65,7 @@ class ConnectionLimits:
     header_timeout_s: float
     body_timeout_s: float
     max_connections: int
+    send_timeout_s: float = 30.0
     backlog: int = UVICORN_BACKLOG
 
     @classmethod
@@ -69,10 +74,16 @@ class ConnectionLimits:
             ("JOBLEDGER_HEADER_TIMEOUT_S", settings.header_timeout_s),
             ("JOBLEDGER_BODY_TIMEOUT_S", settings.body_timeout_s),
             ("JOBLEDGER_MAX_CONNECTIONS", settings.max_connections),
+            ("JOBLEDGER_SEND_TIMEOUT_S", settings.send_timeout_s),
         ):
             if not value > 0:
                 raise ValueError(f"{name} must be a positive number, not {value}")
-        return cls(settings.header_timeout_s, settings.body_timeout_s, settings.max_connections)
+        return cls(
+            settings.header_timeout_s,
+            settings.body_timeout_s,
+            settings.max_connections,
+            settings.send_timeout_s,
+        )
 
 
 def raise_file_limit() -> int:
@@ -110,12 +121,7 @@ def fit_to_file_limit(
             most,
             file_limit,
         )
-    return ConnectionLimits(
-        limits.header_timeout_s,
-        limits.body_timeout_s,
-        min(limits.max_connections, most),
-        backlog,
-    )
+    return replace(limits, max_connections=min(limits.max_connections, most), backlog=backlog)
 
 
 class ClosingSummary:
@@ -157,6 +163,7 @@ class ClosingSummary:
                 f"sent no whole request line and headers within {self.limits.header_timeout_s:g} s"
             ),
             Closed.BODY_STALLED: f"sent no byte of a body for {self.limits.body_timeout_s:g} s",
+            Closed.NOT_READING: f"took nothing of an answer for {self.limits.send_timeout_s:g} s",
         }
         parts = [
             f"{self.counts[reason]} {said[reason]}" for reason in Closed if self.counts[reason]
@@ -233,6 +240,7 @@ class GuardedH11Protocol(H11Protocol):
         super().__init__(config, server_state, app_state, _loop)
         self.phase: Phase | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.send_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -242,6 +250,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.stop_timer()
+        self.resume_writing()
         self.book.forget(self)
         super().connection_lost(exc)
 
@@ -258,6 +267,19 @@ class GuardedH11Protocol(H11Protocol):
         self.phase = None  # the next request's headers are timed from this answer
         super().on_response_complete()
         self.follow_client()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.send_timer is None:
+            self.send_timer = self.loop.call_later(
+                self.book.limits.send_timeout_s, self.close_for, Closed.NOT_READING
+            )
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.send_timer is not None:
+            self.send_timer.cancel()
+            self.send_timer = None
 
     def follow_client(self) -> None:
         """Times what the connection now waits for from its client, if anything."""
@@ -311,16 +333,23 @@ class GuardedH11Protocol(H11Protocol):
             self.timer = None
 
     def close_for(self, reason: Closed) -> None:
-        """Closes the connection; a handler waiting for its body is told it is gone."""
+        """Closes the connection; a handler waiting for its body is told it is gone. A
+        client that reads nothing is cut off at once: a close would wait for it to take
+        what is buffered."""
         self.stop_timer()
         self.book.forget(self)
-        if self.transport.is_closing():
+        if reason is Closed.NOT_READING:
+            self.send_timer = None
+        elif self.transport.is_closing():
             return
         self.book.summary.count(reason)
         if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.disconnected = True
             self.cycle.message_event.set()
-        self.transport.close()
+        if reason is Closed.NOT_READING:
+            self.transport.abort()
+        else:
+            self.transport.close()
 
 
 def guarded_protocol(limits: ConnectionLimits) -> type[GuardedH11Protocol]:

@@ -46,6 +46,9 @@ class Settings:
     or of the previous answer, or the connection is closed."""
     body_timeout_s: float = 10.0
     """A request's body awaited with no byte of it for this long closes the connection."""
+    send_timeout_s: float = 30.0
+    """An answer the client takes nothing of for this long (the server's send buffer full)
+    closes the connection."""
     max_connections: int = 2_000
     """Open connections at most (lowered to fit the process's file limit)."""
     max_streams: int = 200
@@ -84,6 +87,7 @@ class Settings:
             in ("1", "true", "yes", "on"),
             header_timeout_s=float(read("HEADER_TIMEOUT_S") or defaults.header_timeout_s),
             body_timeout_s=float(read("BODY_TIMEOUT_S") or defaults.body_timeout_s),
+            send_timeout_s=float(read("SEND_TIMEOUT_S") or defaults.send_timeout_s),
             max_connections=int(read("MAX_CONNECTIONS") or defaults.max_connections),
             max_streams=int(read("MAX_STREAMS") or defaults.max_streams),
             max_streams_per_caller=int(

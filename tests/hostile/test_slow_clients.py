@@ -3,6 +3,7 @@ half a request, or half a body, is closed after its timeout; thousands of them l
 the probes and the API answering; the process never runs out of file handles, and its
 log says what it closed in a few lines, not one each."""
 
+import contextlib
 import functools
 import logging
 import resource
@@ -24,6 +25,7 @@ from tests.e2e.conftest import Server
 from tests.integration.recovery_helpers import poll
 
 AUDREY = {"Authorization": "Bearer t-audrey-0123456789abcdef"}
+AUDREY_HEADER = "Authorization: Bearer t-audrey-0123456789abcdef"
 ALICE_TOKEN = "t-alice-0123456789abcdef"
 
 
@@ -191,6 +193,42 @@ def test_a_kept_alive_connection_is_timed_again_after_each_answer(
         assert seconds_until_closed(sock) < 3
 
 
+def test_a_client_that_stops_reading_its_answers_is_cut_off_after_the_send_timeout(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Forty pipelined reads of a job with a 60 KiB spec, and not a byte read back: once
+    the server's send buffer is full for 1 s the connection is aborted, not kept until
+    the client reads (a close would wait for that)."""
+    served = LoggedServer(database_url, tmp_path / "serve.log")
+    served.env["JOBLEDGER_SEND_TIMEOUT_S"] = "1"
+    served.start()
+    try:
+        served.client("trainer").register("big", spec={"blob": "x" * 60_000})
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+        sock.connect(("127.0.0.1", served.port))
+        read = f"GET /v1/jobs/big HTTP/1.1\r\nHost: ledger\r\n{AUDREY_HEADER}\r\n\r\n"
+        started = time.monotonic()
+        sock.sendall(read.encode() * 40)
+        log = served.log_once_it_says("took nothing of an answer for 1 s")
+        cut_off_in = time.monotonic() - started
+        sock.settimeout(5)
+        received = 0
+        with contextlib.suppress(ConnectionResetError):  # the rest, to the end: cut short
+            while chunk := sock.recv(1 << 20):
+                received += len(chunk)
+        sock.close()
+        print(
+            f"a client reading nothing was cut off {cut_off_in:.2f} s after its requests, "
+            f"with {received} of the 40 answers' {40 * 60_000}+ bytes sent"
+        )
+        assert received < 40 * 60_000
+    finally:
+        served.close_clients()
+        served.kill(signal.SIGTERM)
+    assert "1 took nothing of an answer for 1 s" in log
+
+
 def timed_get(
     client: httpx.Client, url: str, headers: dict[str, str] | None = None
 ) -> tuple[int, float]:
@@ -338,7 +376,8 @@ def test_the_connection_limits_are_read_from_their_environment_variables() -> No
             "JOBLEDGER_HEADER_TIMEOUT_S": "2.5",
             "JOBLEDGER_BODY_TIMEOUT_S": "4",
             "JOBLEDGER_MAX_CONNECTIONS": "300",
+            "JOBLEDGER_SEND_TIMEOUT_S": "7",
         }
     )
-    assert ConnectionLimits.of(settings) == ConnectionLimits(2.5, 4.0, 300)
-    assert ConnectionLimits.of(Settings()) == ConnectionLimits(10.0, 10.0, 2000)
+    assert ConnectionLimits.of(settings) == ConnectionLimits(2.5, 4.0, 300, 7.0)
+    assert ConnectionLimits.of(Settings()) == ConnectionLimits(10.0, 10.0, 2000, 30.0)
