@@ -226,7 +226,7 @@ class WatchedFlow(FlowControl):
 
 
 class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a header timeout, a body timeout and a shared cap."""
+    """uvicorn's h11 protocol with header, body and send timeouts and a shared cap."""
 
     book: ClassVar[ConnectionBook]
 
