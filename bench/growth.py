@@ -1,0 +1,437 @@
+"""Growth: every call's latency on a ledger of 1,000,000 jobs beside one of 10,000, and the
+rebuild's rate as the log grows.
+
+Setup, for each ledger (not measured, except the rebuild): a scratch database, filled by
+the `bench.rebuild` generator (legal histories written with COPY, then VACUUM ANALYZE):
+
+- small: 10,000 jobs, 50,000 events;
+- reference: 200,000 jobs, 1,000,000 events (rebuilt only: the rebuild rate's yardstick);
+- large: 1,000,000 jobs, 5,000,000 events.
+
+Measured on each: `rebuild_current_status`, in events/s. It starts once every transaction
+older than the log's last has ended (the benchmark waits up to 2 minutes for that: on a
+shared server another's open transaction would send the whole log down the rebuild's
+late-event path, which is not the path meant to be timed).
+
+Then, on the small and large ledgers (not measured): every open run gets a live lease, as
+its worker's heartbeats would keep it, so the health view sees a healthy ledger and the
+reconciler has nothing to do while calls are timed; VACUUM ANALYZE of `job_status` and
+`job_leases`, as autovacuum would do after the rebuild; and a real `jobledger serve` on
+the ledger, with an operator and an emitter token.
+
+Then, over HTTP with one keep-alive `httpx.Client` per token, each call is made once
+untimed, then timed `--calls` times (15), one after another; the table gives its p50 and
+p90, on the small and on the large ledger, and the growth factor (large p50 / small p50):
+
+- the console's list: `GET /v1/jobs`, by status (`?status=queued`), searched by three
+  characters of an existing id (the trigram index) and by two (ids starting with them; the
+  two every generated id starts with, and two no id starts with);
+- the health view (`GET /v1/health`) and the old frontend's (`GET /api/training/health`);
+- registering a queued job and a pending one (`POST /v1/jobs`, a fresh id each call);
+- `POST /v1/jobs/{id}/force-start` of a pending job (registered beforehand, untimed);
+- `GET /v1/jobs/{id}` of the last job in the queue and of the first one;
+- the event feed's first page (`GET /v1/events?after=0-0&limit=100`) and the history of
+  the completed job with the most events (`GET /v1/jobs/{id}/history`);
+- a metrics scrape (`GET /metrics`).
+
+Any answer but a 2xx stops the benchmark with an error naming the call. The aims checked
+and printed, met or not (either way the exit code is 0): every call's p50 on the large
+ledger at most 50 ms, and at most 3 times its p50 on the small one; the rebuild's rate on
+the large ledger at least 0.8 of its rate on the reference one. `--quick` makes the ledgers
+2,000 jobs / 10,000 events, 10,000 / 50,000 and 50,000 / 250,000, and times 5 calls each;
+its aims are checked at those sizes. The machine's other load is in every figure.
+
+Run: python -m bench.growth [--calls 15] [--quick]
+"""
+
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import count, islice
+from typing import Any
+
+import httpx
+import psycopg
+from sqlalchemy.engine import make_url
+
+from bench.health import prepare_leases
+from bench.http import answer, free_port, percentile, running_server
+from bench.rebuild import generate, registered
+from bench.scratch import benchmark_parser, scratch_database
+from bench.threads import BenchError
+from ledger.database import create_ledger_engine, libpq_url
+from ledger.queries import QUEUE_ORDER
+from ledger.settings import Settings
+from ledger.store import feed_horizon
+from projections.current_status.rebuild import rebuild_current_status
+
+OPERATOR_TOKEN = "t-op-0123456789abcdef"
+EMITTER_TOKEN = "t-trainer-0123456789abcdef"
+TOKENS = f"op:operator:{OPERATOR_TOKEN},trainer:emitter:{EMITTER_TOKEN}"
+REQUEST_TIMEOUT = 60.0
+
+MAX_P50_MS = 50.0
+MAX_GROWTH = 3.0
+MIN_REBUILD_RATE_SHARE = 0.8
+HORIZON_WAIT_S = 120.0
+HORIZON_POLL_S = 0.2
+HORIZON_NOTE_S = 0.5
+NO_ID_PREFIX = "zq"
+"""Two characters no job id starts with: a search that matches nothing."""
+
+
+# -- options -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Size:
+    jobs: int
+    events: int
+
+    def __str__(self) -> str:
+        return f"{self.jobs:,} jobs / {self.events:,} events"
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    server_url: str
+    small: Size
+    reference: Size
+    large: Size
+    calls: int
+
+
+FULL = (Size(10_000, 50_000), Size(200_000, 1_000_000), Size(1_000_000, 5_000_000))
+QUICK = (Size(2_000, 10_000), Size(10_000, 50_000), Size(50_000, 250_000))
+
+
+def parse_options(argv: Sequence[str] | None) -> Options:
+    parser = benchmark_parser(__doc__)
+    parser.add_argument("--calls", type=int, help="timed calls of each kind (default 15)")
+    parser.add_argument(
+        "--quick", action="store_true", help="ledgers of 2,000, 10,000 and 50,000 jobs; 5 calls"
+    )
+    args = parser.parse_args(argv)
+    calls = args.calls or (5 if args.quick else 15)
+    if calls < 1:
+        parser.error("--calls must be positive")
+    small, reference, large = QUICK if args.quick else FULL
+    return Options(args.database_url, small, reference, large, calls)
+
+
+# -- a ledger ------------------------------------------------------------------------
+
+
+def built_ledger(url: str, size: Size) -> float:
+    """Generate `size` into `url` and rebuild its projection; return the rebuild's events/s."""
+    made = generate(url, size.events, size.jobs)
+    print(
+        f"  setup (not measured): {made.events:,} events written with COPY in "
+        f"{made.copy_seconds:.1f} s, VACUUM ANALYZE {made.vacuum_seconds:.1f} s",
+        flush=True,
+    )
+    waited = wait_for_horizon(url)
+    if waited >= HORIZON_NOTE_S:
+        print(f"  waited {waited:.1f} s for older transactions on the server to end", flush=True)
+    # As `jobledger projections rebuild` runs: without statement timeouts.
+    engine = create_ledger_engine(url, Settings().unbounded())
+    try:
+        started = time.perf_counter()
+        report = rebuild_current_status(engine)
+        seconds = time.perf_counter() - started
+    finally:
+        engine.dispose()
+    if report.events != size.events:
+        raise BenchError(f"rebuild replayed {report}, expected {size}")
+    rate = report.events / seconds
+    # Late events: committed after the oldest transaction open on the server when the
+    # rebuild began (anyone's, on a shared server); applied under the swap's lock.
+    print(
+        f"  rebuild: {report.events:,} events in {seconds:.2f} s = {rate:,.0f} events/s "
+        f"({report.late_events:,} of them late)",
+        flush=True,
+    )
+    return rate
+
+
+def wait_for_horizon(url: str) -> float:
+    """Poll until every transaction older than the log's last has ended (up to
+    `HORIZON_WAIT_S`); return the seconds waited.
+
+    The rebuild folds the events below the server's oldest open transaction and applies
+    the rest, as late events, under its lock: on a shared server someone else's open
+    transaction would otherwise turn the whole log late and time that path instead."""
+    started = time.monotonic()
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        last = int(one(conn.execute("SELECT max(tx_id)::text FROM job_events").fetchone()))
+        while feed_horizon(conn) <= last and time.monotonic() - started < HORIZON_WAIT_S:
+            time.sleep(HORIZON_POLL_S)
+    return time.monotonic() - started
+
+
+def settle(url: str, size: Size) -> None:
+    """Live leases for every open run, then VACUUM ANALYZE, as a running ledger would be."""
+    prepare_leases(url, running=size.jobs)  # every open run's lease live
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE job_status")
+        conn.execute("VACUUM ANALYZE job_leases")
+
+
+@dataclass(frozen=True, slots=True)
+class Picked:
+    """Jobs of the ledger the calls name, chosen before they are timed."""
+
+    queue_front: str
+    queue_back: str
+    queue_depth: int
+    longest: str
+    """The completed job with the most events."""
+    longest_events: int
+
+    @property
+    def searches(self) -> tuple[str, str]:
+        """Three characters of the random part of an id (after "job-"), and the first two of
+        every generated id."""
+        return self.longest[4:7], self.longest[:2]
+
+
+def pick_jobs(url: str) -> Picked:
+    queued = f"FROM job_status s WHERE s.status = 'queued' ORDER BY {QUEUE_ORDER}"
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        depth_row = conn.execute("SELECT count(*) FROM job_status WHERE status = 'queued'")
+        depth = int(one(depth_row.fetchone()))
+        if depth == 0:
+            raise BenchError("the generated ledger has no queued job")
+        front = str(one(conn.execute(f"SELECT s.job_id {queued} LIMIT 1").fetchone()))
+        back_row = conn.execute(f"SELECT s.job_id {queued} OFFSET %s LIMIT 1", (depth - 1,))
+        back = str(one(back_row.fetchone()))
+        longest_row = conn.execute(
+            "SELECT job_id, version FROM job_status WHERE status = 'completed' "
+            "ORDER BY version DESC, job_id LIMIT 1"
+        ).fetchone()
+    if longest_row is None:
+        raise BenchError("the generated ledger has no completed job")
+    return Picked(front, back, depth, str(longest_row[0]), int(longest_row[1]))
+
+
+def one(row: tuple[Any, ...] | None) -> Any:
+    if row is None:
+        raise BenchError("a setup query found no row")
+    return row[0]
+
+
+# -- the calls -----------------------------------------------------------------------
+
+
+Request = Callable[[], httpx.Response]
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    p50_ms: float
+    p90_ms: float
+
+
+def fresh_ids(prefix: str) -> Iterator[str]:
+    run = uuid.uuid4().hex[:8]
+    return (f"growth-{prefix}-{run}-{n:04d}" for n in count())
+
+
+def registration(emitter: httpx.Client, status: str) -> Request:
+    ids = fresh_ids(status)
+    return lambda: emitter.post(
+        "/v1/jobs", json={"job_id": next(ids), "status": status, "spec": registered(0).spec}
+    )
+
+
+def force_starts(operator: httpx.Client, emitter: httpx.Client, calls: int) -> Request:
+    """Register a pending job for each call (and the untimed one), untimed; force-start each."""
+    pending = list(islice(fresh_ids("force"), calls + 1))
+    for job_id in pending:
+        body = {"job_id": job_id, "status": "pending", "spec": registered(1).spec}
+        answer(emitter.post("/v1/jobs", json=body))
+    ids = iter(pending)
+    return lambda: operator.post(f"/v1/jobs/{next(ids)}/force-start", json={})
+
+
+def calls_of(
+    operator: httpx.Client, emitter: httpx.Client, picked: Picked, calls: int
+) -> list[tuple[str, Callable[[], Request]]]:
+    """(label, a maker of the request to time): made just before it is timed."""
+    search, prefix = picked.searches
+
+    def get(url: str) -> Callable[[], Request]:
+        return lambda: lambda: operator.get(url)
+
+    return [
+        ("GET /v1/jobs", get("/v1/jobs")),
+        ("GET /v1/jobs?status=queued", get("/v1/jobs?status=queued")),
+        ("GET /v1/jobs?q=<3 chars of an id>", get(f"/v1/jobs?q={search}")),
+        ("GET /v1/jobs?q=<2 chars, all match>", get(f"/v1/jobs?q={prefix}")),
+        ("GET /v1/jobs?q=<2 chars, none match>", get(f"/v1/jobs?q={NO_ID_PREFIX}")),
+        ("GET /v1/health", get("/v1/health")),
+        ("GET /api/training/health", get("/api/training/health")),
+        ("POST /v1/jobs (queued)", lambda: registration(emitter, "queued")),
+        ("POST /v1/jobs (pending)", lambda: registration(emitter, "pending")),
+        ("POST /v1/jobs/{id}/force-start", lambda: force_starts(operator, emitter, calls)),
+        ("GET /v1/jobs/{id} (queue back)", get(f"/v1/jobs/{picked.queue_back}")),
+        ("GET /v1/jobs/{id} (queue front)", get(f"/v1/jobs/{picked.queue_front}")),
+        ("GET /v1/events?after=0-0&limit=100", get("/v1/events?after=0-0&limit=100")),
+        ("GET /v1/jobs/{id}/history", get(f"/v1/jobs/{picked.longest}/history")),
+        ("GET /metrics", get("/metrics")),
+    ]
+
+
+def time_call(request: Request, calls: int) -> Timing:
+    """One untimed call, then `calls` timed ones; a non-2xx answer raises `BenchError`."""
+    answer_any(request())
+    latencies = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        response = request()
+        latencies.append((time.perf_counter() - started) * 1000)
+        answer_any(response)
+    return Timing(statistics.median(latencies), percentile(latencies, 0.9))
+
+
+def answer_any(response: httpx.Response) -> None:
+    if not response.is_success:
+        answer(response)  # raises, naming the call and its answer
+
+
+def client(base_url: str, token: str) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token}"}
+    return httpx.Client(base_url=base_url, headers=headers, timeout=REQUEST_TIMEOUT)
+
+
+def time_calls(url: str, calls: int) -> dict[str, Timing]:
+    """Serve the ledger at `url` and time every call on it, printing each."""
+    picked = pick_jobs(url)
+    print(
+        f"  {picked.queue_depth:,} queued; history of {picked.longest} "
+        f"({picked.longest_events} events); searches {picked.searches}",
+        flush=True,
+    )
+    timings: dict[str, Timing] = {}
+    with (
+        running_server(url, free_port(), TOKENS) as server,
+        client(server.base_url, OPERATOR_TOKEN) as operator,
+        client(server.base_url, EMITTER_TOKEN) as emitter,
+    ):
+        print(f"  server {server.base_url}: {server.recovery}", flush=True)
+        for label, make in calls_of(operator, emitter, picked, calls):
+            try:
+                timing = time_call(make(), calls)
+            except BenchError as exc:
+                raise BenchError(f"{label}: {exc}") from exc
+            timings[label] = timing
+            print(
+                f"    {label:<38} p50 {timing.p50_ms:7.1f} ms  p90 {timing.p90_ms:7.1f} ms",
+                flush=True,
+            )
+    return timings
+
+
+# -- the benchmark -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Results:
+    rebuild_rates: dict[Size, float]
+    small: dict[str, Timing]
+    large: dict[str, Timing]
+
+
+def run(options: Options) -> Results:
+    """Each ledger in a scratch database of its own, dropped before the next is built."""
+    rates: dict[Size, float] = {}
+    timings: dict[Size, dict[str, Timing]] = {}
+    for size in (options.small, options.reference, options.large):
+        print(f"ledger of {size}", flush=True)
+        with scratch_database(options.server_url) as url:
+            rates[size] = built_ledger(url, size)
+            if size != options.reference:
+                settle(url, size)
+                timings[size] = time_calls(url, options.calls)
+    return Results(rates, timings[options.small], timings[options.large])
+
+
+def table(results: Results, options: Options) -> list[str]:
+    heads = [f"p50 / p90 ms, {size.jobs:,} jobs" for size in (options.small, options.large)]
+    width = max(len(head) for head in heads)
+
+    def cell(timing: Timing) -> str:
+        return f"{timing.p50_ms:.1f} / {timing.p90_ms:.1f}".rjust(width)
+
+    lines = [f"{'call':<38}  {heads[0]:>{width}}  {heads[1]:>{width}}  growth"]
+    for label, at_large in results.large.items():
+        at_small = results.small[label]
+        growth = at_large.p50_ms / at_small.p50_ms
+        lines.append(f"{label:<38}  {cell(at_small)}  {cell(at_large)}  {growth:5.2f}x")
+    return lines
+
+
+def aims(results: Results, options: Options) -> list[tuple[bool, str]]:
+    """(met, what) for every aim."""
+    checked = []
+    for label, at_large in results.large.items():
+        growth = at_large.p50_ms / results.small[label].p50_ms
+        fast = at_large.p50_ms <= MAX_P50_MS
+        steady = growth <= MAX_GROWTH
+        checked.append(
+            (
+                fast and steady,
+                f"{label}: p50 {at_large.p50_ms:.1f} ms {'<=' if fast else '>'} "
+                f"{MAX_P50_MS:g} ms at {options.large.jobs:,} jobs, {growth:.2f}x "
+                f"{'<=' if steady else '>'} {MAX_GROWTH:g}x its p50 at {options.small.jobs:,}",
+            )
+        )
+    share = results.rebuild_rates[options.large] / results.rebuild_rates[options.reference]
+    met = share >= MIN_REBUILD_RATE_SHARE
+    checked.append(
+        (
+            met,
+            f"rebuild rate at {options.large.events:,} events = {share:.2f} of the rate at "
+            f"{options.reference.events:,} ({'>=' if met else '<'} {MIN_REBUILD_RATE_SHARE:g})",
+        )
+    )
+    return checked
+
+
+def report(results: Results, options: Options) -> None:
+    print("\nrebuild (rebuild_current_status):")
+    for size, rate in results.rebuild_rates.items():
+        print(f"  {size}: {rate:,.0f} events/s")
+    print(f"\ncalls over HTTP, {options.calls} timed each; growth = large p50 / small p50")
+    for line in table(results, options):
+        print(line)
+    checked = aims(results, options)
+    print("\naims:")
+    for met, what in checked:
+        print(f"  {'met    ' if met else 'NOT MET'}  {what}")
+    print(f"{sum(met for met, _ in checked)} of {len(checked)} aims met")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_options(argv)
+    server = make_url(options.server_url)
+    print(
+        f"growth benchmark on {server.host}:{server.port or 5432}: small ledger {options.small}, "
+        f"reference {options.reference} (rebuild only), large {options.large}; "
+        f"{options.calls} timed calls of each kind",
+        flush=True,
+    )
+    try:
+        results = run(options)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    report(results, options)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
