@@ -36,7 +36,8 @@ p90, on the small and on the large ledger, and the growth factor (large p50 / sm
 - `GET /v1/jobs/{id}` of the last job in the queue and of the first one;
 - the event feed's first page (`GET /v1/events?after=0-0&limit=100`) and the history of
   the completed job with the most events (`GET /v1/jobs/{id}/history`);
-- a metrics scrape (`GET /metrics`).
+- a metrics scrape (`GET /metrics`); how many said `jobledger_database_up 0` (their read
+  of the ledger's figures outlasted the probe timeout) is printed beside it.
 
 Any answer but a 2xx stops the benchmark with an error naming the call. The aims checked
 and printed, met or not (either way the exit code is 0): every call's p50 on the large
@@ -94,6 +95,8 @@ OPEN_RUNS = """
     FROM job_status WHERE status IN ('running', 'paused')"""
 """How many runs are open, and whether all of them started more than a lease ago."""
 NO_ID_PREFIX = "zq"
+METRICS = "GET /metrics"
+DATABASE_DOWN = "jobledger_database_up 0"
 """Two characters no job id starts with: a search that matches nothing."""
 
 
@@ -304,20 +307,29 @@ def calls_of(
         ("GET /v1/jobs/{id} (queue front)", get(f"/v1/jobs/{picked.queue_front}")),
         ("GET /v1/events?after=0-0&limit=100", get("/v1/events?after=0-0&limit=100")),
         ("GET /v1/jobs/{id}/history", get(f"/v1/jobs/{picked.longest}/history")),
-        ("GET /metrics", get("/metrics")),
+        (METRICS, get("/metrics")),
     ]
 
 
-def time_call(request: Request, calls: int) -> Timing:
-    """One untimed call, then `calls` timed ones; a non-2xx answer raises `BenchError`."""
+def time_call(request: Request, calls: int) -> tuple[Timing, list[httpx.Response]]:
+    """One untimed call, then `calls` timed ones; return their timing and answers. A non-2xx
+    answer raises `BenchError`."""
     answer_any(request())
-    latencies = []
+    latencies, responses = [], []
     for _ in range(calls):
         started = time.perf_counter()
         response = request()
         latencies.append((time.perf_counter() - started) * 1000)
         answer_any(response)
-    return Timing(statistics.median(latencies), percentile(latencies, 0.9))
+        responses.append(response)
+    return Timing(statistics.median(latencies), percentile(latencies, 0.9)), responses
+
+
+def scrapes_without_figures(responses: list[httpx.Response]) -> str:
+    """A scrape whose read of the ledger outlasted the probe timeout says the database is
+    down: how many did."""
+    down = sum(DATABASE_DOWN in response.text for response in responses)
+    return f"{down} of {len(responses)} scrapes said {DATABASE_DOWN!r}" if down else ""
 
 
 def answer_any(response: httpx.Response) -> None:
@@ -363,12 +375,14 @@ def time_calls(url: str, calls: int) -> dict[str, Timing]:
         print(f"  server {server.base_url}: {server.recovery}", flush=True)
         for label, make in calls_of(operator, emitter, picked, calls):
             try:
-                timing = time_call(make(), calls)
+                timing, responses = time_call(make(), calls)
             except BenchError as exc:
                 raise BenchError(f"{label}: {exc}") from exc
             timings[label] = timing
+            note = scrapes_without_figures(responses) if label == METRICS else ""
             print(
-                f"    {label:<38} p50 {timing.p50_ms:7.1f} ms  p90 {timing.p90_ms:7.1f} ms",
+                f"    {label:<38} p50 {timing.p50_ms:7.1f} ms  p90 {timing.p90_ms:7.1f} ms"
+                + (f"  ({note})" if note else ""),
                 flush=True,
             )
     return timings
