@@ -74,13 +74,17 @@ def check_binding(host: str, tokens: TokenBook) -> None:
 
 
 def recover(ledger: Ledger) -> str:
-    """The restart recovery pass; returns its one-line summary."""
-    report = ledger.reconciler.run_once()
+    """The restart recovery pass; returns its one-line summary.
+
+    It acts on the health view's first page only, so a disaster (thousands of dead
+    runs) does not hold back serving: the monitor recovers the rest, a page at a time."""
+    report = ledger.reconciler.run_once(max_batches=1)
     health = report.health
     assert health is not None
     replayed = ledger.catch_up.events_read if ledger.catch_up else 0
     stale = set(report.about("stale_pending"))
     failed = report.of("mark_failed")
+    left = health.orphaned_count + health.stale_pending_count - len(report.actions)
     return (
         f"recovered: {replayed} events replayed, "
         f"{health.total_running_alive} running jobs confirmed alive, "
@@ -88,6 +92,7 @@ def recover(ledger: Ledger) -> str:
         f"{len(report.of('requeue'))} orphans re-queued, "
         f"{health.queue_depth} queued jobs intact, "
         f"{len(stale)} stale pending handled"
+        + (f", {left} more left to the monitor" if left > 0 else "")
     )
 
 

@@ -79,6 +79,7 @@ class Reconciler:
         dry_run: bool = False,
         stale_pending_after: timedelta | None = None,
         actor: str = ACTOR,
+        max_batches: int = MAX_BATCHES,
     ) -> ReconcileReport:
         """One pass: fail (or retry) orphaned runs, fail (or admit) stale pending jobs.
 
@@ -86,7 +87,7 @@ class Reconciler:
         own passes, the caller's for a pass an operator asked for."""
         actions: list[Action] = []
         first: HealthReport | None = None
-        for _ in range(MAX_BATCHES):
+        for _ in range(max_batches):
             report = self.health.check(stale_pending_after=stale_pending_after)
             first = first or report
             batch = [self._act(planned, dry_run, actor) for planned in self._plan(report)]

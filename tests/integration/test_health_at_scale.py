@@ -109,3 +109,22 @@ def test_counts_past_the_bound_are_estimates(engine: Engine) -> None:
 
     assert not report.counts_exact
     assert abs(report.queue_depth - (EXACT_COUNT + 1000)) < EXACT_COUNT * 0.2
+
+
+def test_the_start_up_pass_takes_one_page_and_leaves_the_rest_to_the_monitor(
+    engine: Engine, database_url: str, job_factory: JobFactory
+) -> None:
+    from api.bootstrap import wire_ledger
+    from api.serve import recover
+    from ledger.settings import Settings
+
+    for _ in range(HEALTH_PAGE + 30):
+        job_factory(JobStatus.RUNNING)
+    lapse_every_lease(engine)
+    ledger = wire_ledger(database_url, engine, Settings(database_url=database_url))
+
+    summary = recover(ledger)
+
+    assert f"{HEALTH_PAGE} orphans failed" in summary
+    assert summary.endswith(", 30 more left to the monitor")
+    assert ledger.health.check().orphaned_count == 30
