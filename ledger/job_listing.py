@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 from ledger.queries import (
     EXACT_COUNT,
+    EXACT_SEARCH_COUNT,
     STATUS_ESTIMATES,
     bounded_status_counts,
     jobs_newest_first,
@@ -48,8 +49,9 @@ class JobsPage:
     counts: dict[JobStatus, int]  # every status, of the jobs the search matches
     as_of: datetime  # the database clock when the page was read
     estimated: frozenset[JobStatus] = frozenset()
-    """Statuses with more than `EXACT_COUNT` jobs: their count is the planner's estimate,
-    or with a search, `EXACT_COUNT` + 1 ("more than")."""
+    """Statuses whose count is not exact: past `EXACT_COUNT` jobs, the planner's estimate;
+    with a search matching more than `EXACT_SEARCH_COUNT` jobs, the count among the first
+    `EXACT_SEARCH_COUNT` + 1 matches ("at least")."""
 
 
 class JobListing:
@@ -81,8 +83,11 @@ class JobListing:
         with self.store.transaction() as conn:
             rows = conn.execute(query, params).fetchall()
             counted = conn.execute(bounded_status_counts(search=bool(search)), params).fetchall()
-            counts = {JobStatus(s): int(n) for s, n in counted}
-            estimated = frozenset(s for s, n in counts.items() if n > EXACT_COUNT)
+            counts = dict.fromkeys(JobStatus, 0) | {JobStatus(s): int(n) for s, n in counted}
+            if search and sum(counts.values()) > EXACT_SEARCH_COUNT:
+                estimated = frozenset(JobStatus)  # counts of the first matches only
+            else:
+                estimated = frozenset(s for s, n in counts.items() if n > EXACT_COUNT)
             if estimated and not search:
                 guesses = dict(conn.execute(STATUS_ESTIMATES).fetchall())
                 for each in estimated:

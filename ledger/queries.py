@@ -146,15 +146,27 @@ def search_pattern(search: str) -> str:
 EXACT_COUNT = 10_000
 """Counts of jobs are exact up to this; a larger one is an estimate."""
 
+EXACT_SEARCH_COUNT = 1_000
+"""Counts of the jobs a search matches are exact up to this many matches in all."""
+
 
 def bounded_status_counts(*, search: bool) -> str:
-    """Per status: how many jobs (whose id matches the search, when given), counted up to
-    `EXACT_COUNT` + 1 on the status's index: a bounded read whatever the ledger's size."""
-    matching = "AND s.job_id LIKE %(pattern)s" if search else ""
+    """Per status: how many jobs, counted up to `EXACT_COUNT` + 1 on the status's index:
+    a bounded read whatever the ledger's size. With a search, the jobs whose id matches,
+    up to `EXACT_SEARCH_COUNT` + 1 in all, read once: past the bound each count is of
+    the first matches only."""
+    if search:
+        return f"""
+            SELECT matched.status, count(*) FROM (
+                SELECT s.status FROM job_status s WHERE s.job_id LIKE %(pattern)s
+                LIMIT {EXACT_SEARCH_COUNT + 1}
+            ) matched
+            GROUP BY matched.status
+        """
     return f"""
         SELECT st.status, (
             SELECT count(*) FROM (
-                SELECT 1 FROM job_status s WHERE s.status = st.status {matching}
+                SELECT 1 FROM job_status s WHERE s.status = st.status
                 LIMIT {EXACT_COUNT + 1}
             ) bounded
         )

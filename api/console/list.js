@@ -167,11 +167,12 @@ function row(job, asOf) {
 }
 
 /** A count as the page gives it: exact, about (an estimate), or "more than" (a search past
- * the bound the server counts to). `status` "" is the total; `searched`: the page is a search. */
+ * the matches the server counts to: "1,001+"). `status` "" is the total; `searched`: the page
+ * is a search. */
 function countText(page, status, searched) {
   const estimated = page.estimated || [];
   const inexact = status ? estimated.includes(status) : estimated.length > 0;
   const count = status ? page.counts[status] : page.total;
   if (!inexact) return count.toLocaleString();
-  return searched ? `more than ${(count - 1).toLocaleString()}` : `about ${count.toLocaleString()}`;
+  return searched ? `${count.toLocaleString()}+` : `about ${count.toLocaleString()}`;
 }
