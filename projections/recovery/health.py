@@ -151,9 +151,11 @@ _STALE_PENDING = f"""
     ORDER BY s.status_changed_at"""
 
 
-def _running(query: str) -> str:
-    """`query`, of the runs whose job is running (not paused)."""
-    return f"SELECT * FROM ({query}) r WHERE r.status = '{JobStatus.RUNNING}'"
+def _counted_with_running(query: str) -> str:
+    """`[runs, running]`: `query`'s runs up to the bound, and how many of them are running
+    (not paused), in one read."""
+    return f"""(SELECT ARRAY[count(*), count(*) FILTER (WHERE r.status = '{JobStatus.RUNNING}')]
+        FROM ({query} LIMIT {_BOUND}) r)"""
 
 
 def _page(query: str, limit: str = str(HEALTH_PAGE)) -> str:
@@ -166,8 +168,8 @@ HEALTH_QUERY = f"""
         EXTRACT(EPOCH FROM now() - (SELECT min(s.status_changed_at) FROM job_status s
                                     WHERE s.status = '{JobStatus.QUEUED}'))::float8,
         {_estimated_count(JobStatus.RUNNING)},
-        {_bounded_count(_LAPSED_LEASES)} + {_bounded_count(_NEVER_LEASED)},
-        {_bounded_count(_running(_LAPSED_LEASES))} + {_bounded_count(_running(_NEVER_LEASED))},
+        {_counted_with_running(_LAPSED_LEASES)},
+        {_counted_with_running(_NEVER_LEASED)},
         {_page(_LAPSED_LEASES)},
         {_page(_NEVER_LEASED)},
         {_page(_LOCAL_RUNS, str(_BOUND))},
@@ -235,7 +237,7 @@ class HealthCheck:
         with driver_connection(self.engine) as conn:
             row = conn.execute(HEALTH_QUERY, params).fetchone()
         assert row is not None
-        checked_at, depth, oldest_age, running, lapsed, lapsed_running = row[:6]
+        checked_at, depth, oldest_age, running, (lapsed, lapsed_running), never_leased = row[:6]
         lapsed_json, never_leased_json, local_json, stale_count, pending_json, unreadable = row[6:]
         lapsed_runs = [_run(values) for values in orjson.loads(lapsed_json)]
         lapsed_runs += [_run(values) for values in orjson.loads(never_leased_json)]
@@ -248,8 +250,8 @@ class HealthCheck:
         judged.sort(key=lambda pair: pair[0].dead_since or checked_at)
         gone = [run for run, _ in judged if not run.lease_expired]
         gone_running = sum(1 for run in gone if run.status == JobStatus.RUNNING)
-        orphaned_count = min(int(lapsed) + len(gone), _BOUND)
-        dead_running = int(lapsed_running) + gone_running
+        orphaned_count = min(lapsed + never_leased[0] + len(gone), _BOUND)
+        dead_running = lapsed_running + never_leased[1] + gone_running
         pending = [
             StalePending(
                 job["job_id"], datetime.fromisoformat(job["status_changed_at"]), job["version"]
