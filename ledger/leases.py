@@ -4,7 +4,7 @@ from datetime import datetime
 
 from ledger.decide import check_fence
 from ledger.errors import JobNotFound, StaleAttempt
-from ledger.queries import PRUNE_LEASES, RENEW_LEASE
+from ledger.queries import LEASE_UNLEASED_RUNS, PRUNE_LEASES, RENEW_LEASE
 from ledger.run_tokens import run_token_digest
 from ledger.store import EventStore
 
@@ -35,6 +35,12 @@ def renew_lease(
     check_fence(state, attempt, run_token)
     # The run is current and open, yet holds no lease: it was never started by the queue.
     raise StaleAttempt(job_id, attempt, state.attempt, "the attempt holds no lease")
+
+
+def lease_unleased_runs(store: EventStore, lease_seconds: float) -> int:
+    """Give each open run that holds no lease one from its start; return how many."""
+    with store.transaction() as conn:
+        return conn.execute(LEASE_UNLEASED_RUNS, {"lease_seconds": lease_seconds}).rowcount
 
 
 def prune_leases(store: EventStore) -> int:

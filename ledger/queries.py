@@ -342,6 +342,28 @@ RENEW_LEASE = f"""
 """Renews only the lease of the job's current, open attempt with the right token (by its
 digest: the lease keeps no token it could be read from)."""
 
+LEASE_UNLEASED_RUNS = f"""
+    INSERT INTO job_leases (
+        job_id, attempt, run_token_sha256, {", ".join(WORKER_FIELDS)},
+        started_at, heartbeat_at, expires_at
+    )
+    SELECT s.job_id, s.attempt, s.run_token_sha256,
+           {", ".join(f"s.{column}" for column in WORKER_FIELDS.values())},
+           s.started_at, NULL, s.started_at + {LEASE_PERIOD}
+    FROM job_status s
+    WHERE s.status IN ({ACTIVE_RUN_IN})
+      AND NOT EXISTS (SELECT 1 FROM job_leases l
+                      WHERE l.job_id = s.job_id AND l.attempt = s.attempt)
+    ON CONFLICT (job_id) DO UPDATE SET
+        attempt = EXCLUDED.attempt, run_token_sha256 = EXCLUDED.run_token_sha256,
+        run_token = NULL,
+        {", ".join(f"{name} = EXCLUDED.{name}" for name in WORKER_FIELDS)},
+        started_at = EXCLUDED.started_at, heartbeat_at = NULL, expires_at = EXCLUDED.expires_at
+"""
+"""Give every open run without a lease (its projection rebuilt from a log written before
+leases, or by hand) the lease a claim gives, counted from its start: then every open
+run's liveness is in `job_leases`, and the health view reads only leases that lapsed."""
+
 PRUNE_LEASES = f"""
     DELETE FROM job_leases l
     WHERE NOT EXISTS (

@@ -125,17 +125,6 @@ _LAPSED_LEASES = f"""
     ORDER BY l.expires_at"""
 """Open runs whose lease lapsed, the longest dead first: `ix_job_leases_expires_at`."""
 
-_NEVER_LEASED = f"""
-    SELECT {_RUN_COLUMNS}, NULL::timestamptz AS heartbeat_at, true AS lease_expired,
-           s.started_at + {LEASE_PERIOD} AS dead_since
-    FROM job_status s
-    WHERE {_ACTIVE} AND s.started_at < now() - {LEASE_PERIOD}
-      AND NOT EXISTS (SELECT 1 FROM job_leases l
-                      WHERE l.job_id = s.job_id AND l.attempt = s.attempt)
-    ORDER BY s.started_at"""
-"""Open runs with no lease, started more than a lease ago (rebuilt, or recorded before
-leases): `ix_job_status_active_started_at`."""
-
 _LOCAL_RUNS = f"""
     SELECT {_RUN_COLUMNS}, l.heartbeat_at, {LEASE_EXPIRED} AS lease_expired,
            s.started_at AS dead_since
@@ -169,9 +158,7 @@ HEALTH_QUERY = f"""
                                     WHERE s.status = '{JobStatus.QUEUED}'))::float8,
         {_estimated_count(JobStatus.RUNNING)},
         {_counted_with_running(_LAPSED_LEASES)},
-        {_counted_with_running(_NEVER_LEASED)},
         {_page(_LAPSED_LEASES)},
-        {_page(_NEVER_LEASED)},
         {_page(_LOCAL_RUNS, str(_BOUND))},
         {_bounded_count(_STALE_PENDING)},
         {_page(_STALE_PENDING)},
@@ -237,10 +224,9 @@ class HealthCheck:
         with driver_connection(self.engine) as conn:
             row = conn.execute(HEALTH_QUERY, params).fetchone()
         assert row is not None
-        checked_at, depth, oldest_age, running, (lapsed, lapsed_running), never_leased = row[:6]
-        lapsed_json, never_leased_json, local_json, stale_count, pending_json, unreadable = row[6:]
+        checked_at, depth, oldest_age, running, (lapsed, lapsed_running) = row[:5]
+        lapsed_json, local_json, stale_count, pending_json, unreadable = row[5:]
         lapsed_runs = [_run(values) for values in orjson.loads(lapsed_json)]
-        lapsed_runs += [_run(values) for values in orjson.loads(never_leased_json)]
         local = [_run(values) for values in orjson.loads(local_json)]
         # A lapsed run is dead wherever it runs; a run on this host whose lease holds is
         # dead too when its process is gone: those are the orphans the counts lack.
@@ -248,10 +234,10 @@ class HealthCheck:
         candidates = lapsed_runs + [run for run in local if run.job_id not in seen]
         judged = [(run, orphan) for run in candidates if (orphan := self._judge(run))]
         judged.sort(key=lambda pair: pair[0].dead_since or checked_at)
-        gone = [run for run, _ in judged if not run.lease_expired]
+        gone = [run for run, _ in judged if run.job_id not in seen]
         gone_running = sum(1 for run in gone if run.status == JobStatus.RUNNING)
-        orphaned_count = min(lapsed + never_leased[0] + len(gone), _BOUND)
-        dead_running = lapsed_running + never_leased[1] + gone_running
+        orphaned_count = min(lapsed + len(gone), _BOUND)
+        dead_running = lapsed_running + gone_running
         pending = [
             StalePending(
                 job["job_id"], datetime.fromisoformat(job["status_changed_at"]), job["version"]

@@ -13,7 +13,7 @@ from datetime import timedelta
 from ledger.commands import ForceStart, JobCommand, MarkFailed, SubmitJob
 from ledger.decide import DEAD_RUN_REASON
 from ledger.errors import CommandRefused, VersionConflict
-from ledger.leases import prune_leases
+from ledger.leases import lease_unleased_runs, prune_leases
 from ledger.service import JobService
 from projections.recovery.health import HEALTH_PAGE, HealthCheck, HealthReport, OrphanedRun
 
@@ -85,6 +85,10 @@ class Reconciler:
 
         `actor` is recorded on every event the pass writes: the monitor's name for its
         own passes, the caller's for a pass an operator asked for."""
+        # Liveness data, not the log: a dry run gives them leases too, or it could not
+        # see them. Every open run then holds one, and lapsed leases are all the health
+        # view reads to find the dead.
+        lease_unleased_runs(self.service.store, self.health.lease_seconds)
         actions: list[Action] = []
         first: HealthReport | None = None
         for _ in range(max_batches):

@@ -41,25 +41,29 @@ def test_a_disaster_is_summarised_with_the_longest_dead_first(
     assert report.counts_exact and not report.healthy
 
 
-def test_runs_without_a_lease_are_found_by_their_start(
-    engine: Engine, job_factory: JobFactory
+def test_a_reconciler_pass_gives_runs_without_a_lease_one_from_their_start(
+    engine: Engine, service: JobService, store: EventStore, job_factory: JobFactory
 ) -> None:
-    job_factory(JobStatus.RUNNING)
+    started_long_ago = job_factory(JobStatus.RUNNING)
     alive = job_factory(JobStatus.RUNNING)
-    with engine.begin() as conn:  # as after a rebuild: no leases, one run started long ago
+    with engine.begin() as conn:  # as after a log written before leases: none, one run old
         conn.execute(text("DELETE FROM job_leases"))
         conn.execute(
             text(
                 "UPDATE job_status SET started_at = started_at - interval '1 day' "
-                "WHERE job_id <> :alive"
+                "WHERE job_id = :old"
             ),
-            {"alive": alive.job_id},
+            {"old": started_long_ago.job_id},
         )
+    health = HealthCheck(engine)
 
-    report = HealthCheck(engine).check()
+    report = Reconciler(service, health).run_once()
 
-    assert report.orphaned_count == 1
-    assert report.total_running_alive == 1
+    assert report.of("mark_failed") == [started_long_ago.job_id]
+    assert health.check().total_running_alive == 1
+    with engine.connect() as conn:
+        leased = conn.execute(text("SELECT job_id FROM job_leases")).scalars().all()
+    assert leased == [alive.job_id], "the live run holds a lease from its start"
 
 
 def test_the_reconciler_recovers_a_disaster_a_page_at_a_time(
