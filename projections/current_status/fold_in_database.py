@@ -158,6 +158,8 @@ def fold_summary_sql() -> str:
         SELECT job_id, max(seq) AS version,
                count(*) FILTER (WHERE type = 'job_started') AS attempts,
                min(position) AS first_position, max(position) AS last_position,
+               bool_or(seq = 1 AND type = 'job_registered' AND payload->>'initial_status'
+                       IN ({sql_statuses(REGISTERED_STATUSES)})) AS registered,
                {positions}
         FROM job_events
         WHERE tx_id < %(xmin)s::xid8
@@ -175,10 +177,9 @@ def fold_log_sql(table: str) -> str:
     return f"""
         INSERT INTO {table} ({columns})
         SELECT {values}
-        FROM (SELECT * FROM {SUMMARY_TABLE} ORDER BY first_position OFFSET 0) m
+        FROM (SELECT * FROM {SUMMARY_TABLE} WHERE registered
+              ORDER BY first_position OFFSET 0) m
         JOIN job_events first_event ON first_event.position = m.first_position
-            AND first_event.seq = 1 AND first_event.type = 'job_registered'
-            AND first_event.payload->>'initial_status' IN ({sql_statuses(REGISTERED_STATUSES)})
         JOIN job_events last_event ON last_event.position = m.last_position
         {lookups}
     """
@@ -189,10 +190,13 @@ SEQUENTIAL_PASS = (
     "SET LOCAL enable_indexonlyscan = off",
     "SET LOCAL enable_bitmapscan = off",
     "SET LOCAL work_mem = '256MB'",
+    "SET LOCAL jit = off",
 )
 """The summary reads the whole log once, in the order it lies on disk, and keeps one
 small row per job in memory: an index-ordered read of a log larger than the server's
-buffers would fetch its pages at random, and cost grows faster than the log."""
+buffers would fetch its pages at random, and cost grows faster than the log. No JIT:
+compiling the fold took about 2 s, whatever the log's size, and saved nothing at
+5,000,000 events (19.4 s without, 20.0 s with)."""
 
 LOOKUPS_IN_ORDER = (
     "SET LOCAL enable_indexscan = on",
