@@ -1,9 +1,9 @@
 """The operator console's first paint of the jobs list, in headless Chromium, on a big ledger.
 
 Setup (not measured): a scratch database filled by the `bench.rebuild`
-generator (10,000 jobs by default, about 4 events each), a real
-`jobledger serve` on it (its start-up builds the projections), Debian's
-Chromium driven by Playwright.
+generator (10,000 jobs by default, about 4 events each), its projection rebuilt
+and every open run given a live lease (a healthy ledger), a real
+`jobledger serve` on it, Debian's Chromium driven by Playwright.
 
 Measured, each in a fresh browser context (no cache, no session), rounds
 alternating so drift on a noisy machine hits every figure alike:
@@ -32,6 +32,7 @@ import psycopg
 from playwright.sync_api import Browser, sync_playwright
 
 from bench.chromium import CHROMIUM_FLAGS, find_chromium
+from bench.health import prepare_leases
 from bench.http import TOKEN, free_port, running_server
 from bench.rebuild import generate
 from bench.scratch import benchmark_parser, scratch_database
@@ -119,7 +120,7 @@ def empty_page_ms(browser: Browser, base_url: str) -> float:
 def run(options: Options, chromium: str) -> None:
     with scratch_database(options.server_url) as url:
         made = generate(url, options.jobs * EVENTS_PER_JOB, options.jobs)
-        built_projection(url)
+        built_projection(url, options.jobs)
         print(
             f"setup (not measured): {made.events:,} events over {options.jobs:,} jobs", flush=True
         )
@@ -155,16 +156,19 @@ def run(options: Options, chromium: str) -> None:
             )
 
 
-def built_projection(url: str) -> None:
-    """Rebuild the projection and analyze it, as a ledger that grew to this size would
-    have them: the server then starts at once, whatever the size."""
+def built_projection(url: str, jobs: int) -> None:
+    """Rebuild the projection, lease every open run and analyze, as a healthy ledger
+    that grew to this size would have them: the server then starts at once, whatever
+    the size, and its monitor has no dead runs to recover while the console is timed."""
     engine = create_ledger_engine(url, Settings(database_url=url).unbounded())
     try:
         rebuild_current_status(engine)
     finally:
         engine.dispose()
+    prepare_leases(url, running=jobs)  # a healthy ledger: every open run's lease live
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE job_status")
+        conn.execute("VACUUM ANALYZE job_leases")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
