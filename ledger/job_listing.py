@@ -70,7 +70,7 @@ class JobListing:
     ) -> JobsPage:
         """One page and the counts beside it, read in one transaction so they agree."""
         query = jobs_newest_first(
-            by_status=status is not None, after_cursor=after is not None, search=bool(search)
+            by_status=status is not None, after_cursor=after is not None, search=search or None
         )
         params = {
             "status": status,
@@ -82,7 +82,7 @@ class JobListing:
         }
         with self.store.transaction() as conn:
             rows = conn.execute(query, params).fetchall()
-            counted = conn.execute(bounded_status_counts(search=bool(search)), params).fetchall()
+            counted = conn.execute(bounded_status_counts(search=search or None), params).fetchall()
             counts = dict.fromkeys(JobStatus, 0) | {JobStatus(s): int(n) for s, n in counted}
             if search and sum(counts.values()) > EXACT_SEARCH_COUNT:
                 estimated = frozenset(JobStatus)  # counts of the first matches only

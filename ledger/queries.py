@@ -111,7 +111,7 @@ READ_FEED_WITHOUT_SPECS = f"""
 the database leaves it out, so a page of large specs costs no memory here."""
 
 
-def jobs_newest_first(*, by_status: bool, after_cursor: bool, search: bool) -> str:
+def jobs_newest_first(*, by_status: bool, after_cursor: bool, search: str | None) -> str:
     """A page of jobs, newest first, keyset-paged on (created_at, job_id).
 
     One statement per combination of filters, so each is planned on its own
@@ -122,8 +122,17 @@ def jobs_newest_first(*, by_status: bool, after_cursor: bool, search: bool) -> s
         where.append("s.status = %(status)s")
     if after_cursor:
         where.append("(s.created_at, s.job_id) < (%(created_at)s, %(job_id)s)")
-    if search:
-        where.append("s.job_id LIKE %(pattern)s")
+    if search and not by_status and len(search) >= SUBSTRING_SEARCH_MIN:
+        # The newest matching registrations first, before any job's row is read: a job's
+        # created_at is its registration's recorded_at.
+        after = "AND (e.recorded_at, e.job_id) < (%(created_at)s, %(job_id)s)"
+        where.append(
+            "s.job_id IN (SELECT e.job_id FROM job_events e "
+            f"WHERE e.seq = 1 AND e.job_id LIKE %(pattern)s {after if after_cursor else ''} "
+            "ORDER BY e.recorded_at DESC, e.job_id DESC LIMIT %(limit)s)"
+        )
+    elif search:
+        where.append(matching_ids(search))
     return f"""
         SELECT {LISTED_STATUS_SELECT} FROM job_status s
         WHERE {" AND ".join(where)}
@@ -135,6 +144,18 @@ def jobs_newest_first(*, by_status: bool, after_cursor: bool, search: bool) -> s
 SUBSTRING_SEARCH_MIN = 3
 """A search this long or longer matches ids containing it (the trigram index serves it);
 a shorter one matches ids starting with it (the primary key's index serves that)."""
+
+
+def matching_ids(search: str) -> str:
+    """Job `s`'s id matches `search` (as `search_pattern` of it): three characters or more
+    through the trigram index on the log's registrations (insert-only: updating a job's
+    row costs that index nothing), fewer as a prefix on the primary key."""
+    if len(search) >= SUBSTRING_SEARCH_MIN:
+        return (
+            "s.job_id IN (SELECT e.job_id FROM job_events e "
+            "WHERE e.seq = 1 AND e.job_id LIKE %(pattern)s)"
+        )
+    return "s.job_id LIKE %(pattern)s"
 
 
 def search_pattern(search: str) -> str:
@@ -150,7 +171,7 @@ EXACT_SEARCH_COUNT = 1_000
 """Counts of the jobs a search matches are exact up to this many matches in all."""
 
 
-def bounded_status_counts(*, search: bool) -> str:
+def bounded_status_counts(*, search: str | None) -> str:
     """Per status: how many jobs, counted up to `EXACT_COUNT` + 1 on the status's index:
     a bounded read whatever the ledger's size. With a search, the jobs whose id matches,
     up to `EXACT_SEARCH_COUNT` + 1 in all, read once: past the bound each count is of
@@ -158,7 +179,7 @@ def bounded_status_counts(*, search: bool) -> str:
     if search:
         return f"""
             SELECT matched.status, count(*) FROM (
-                SELECT s.status FROM job_status s WHERE s.job_id LIKE %(pattern)s
+                SELECT s.status FROM job_status s WHERE {matching_ids(search)}
                 LIMIT {EXACT_SEARCH_COUNT + 1}
             ) matched
             GROUP BY matched.status

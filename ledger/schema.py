@@ -83,6 +83,22 @@ job_events = Table(
         "type IN (" + ", ".join(f"'{type_}'" for type_ in EVENT_CLASSES) + ")", name="known_type"
     ),
     Index("ix_job_events_tx_id_position", "tx_id", "position"),
+    # a search of ids for what they contain (pg_trgm): `LIKE '%...%'` without a scan; on
+    # the registrations, which are never updated, so only a new job costs it anything
+    Index(
+        "ix_job_events_registered_job_id_trigrams",
+        "job_id",
+        postgresql_using="gin",
+        postgresql_ops={"job_id": "gin_trgm_ops"},
+        postgresql_where=text("seq = 1"),
+    ),
+    # registrations newest first: a search that matches many ids finds its newest at once
+    Index(
+        "ix_job_events_registered_at",
+        "recorded_at",
+        "job_id",
+        postgresql_where=text("seq = 1"),
+    ),
     Index(
         "uq_job_events_job_id_idempotency_key",
         "job_id",
@@ -190,13 +206,6 @@ job_status = Table(
         "worker_host",
         "started_at",
         postgresql_where=text(f"status IN ({ACTIVE_RUN_IN})"),
-    ),
-    # a search of ids for what they contain (pg_trgm): `LIKE '%...%'` without a scan
-    Index(
-        "ix_job_status_job_id_trigrams",
-        "job_id",
-        postgresql_using="gin",
-        postgresql_ops={"job_id": "gin_trgm_ops"},
     ),
 )
 

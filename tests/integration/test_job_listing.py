@@ -110,8 +110,17 @@ def test_a_search_of_one_or_two_characters_matches_the_start_of_ids(
 
 
 def _many_completed(engine: Engine, count: int) -> None:
-    """`count` completed jobs straight into the projection: what the counts read."""
+    """`count` completed jobs straight into the projection (what the counts read), each
+    with its registration in the log (what a search reads)."""
     with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO job_events (job_id, seq, type, actor, payload) "
+                "SELECT 'done-' || n, 1, 'job_registered', 't', "
+                '\'{"initial_status": "queued"}\' FROM generate_series(1, :count) AS n'
+            ),
+            {"count": count},
+        )
         conn.execute(
             text(
                 "INSERT INTO job_status (job_id, status, version, created_at, updated_at, "
