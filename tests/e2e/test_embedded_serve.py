@@ -71,8 +71,9 @@ def test_serve_on_the_embedded_default_connects_as_a_role_that_cannot_change_the
         poll(lambda: _ready(url), timeout=30)
         assert httpx.post(f"{url}/v1/jobs", json={"job_id": "e-1"}, timeout=5).status_code == 201
 
-        database = get_server(tmp_path / "pgdata", cleanup_mode=None)
-        with psycopg.connect(database.get_uri("jobledger"), autocommit=True) as admin:
+        # Joins the server `serve` started; leaves it to `serve`, which stops it on exit.
+        database = get_server(tmp_path / "pgdata", cleanup_mode="stop")
+        with database, psycopg.connect(database.get_uri("jobledger"), autocommit=True) as admin:
             users = admin.execute(
                 "SELECT DISTINCT u.usename, u.usesuper FROM pg_stat_activity a "
                 "JOIN pg_user u ON u.usename = a.usename "
