@@ -3,8 +3,6 @@
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from api.models import (
     ActionView,
     CheckpointView,
@@ -123,13 +121,13 @@ def unreadable_problem(data: JobEvent | UnreadableEvent) -> str | None:
 
 
 def _without_spec(payload: dict[str, Any], spec_bytes: int | None) -> dict[str, Any]:
-    """A registration's payload with its spec replaced by the spec's size: the feed and
-    the stream carry many events, and a spec can be large (the job's view has it)."""
-    if spec_bytes is None and "spec" not in payload:
+    """A registration's payload (read without its spec, see `EventStore.read_feed`, so its
+    event holds the empty default) with the spec's size in its place: the feed and the
+    stream carry many events, and a spec can be large (the job's view has it)."""
+    if spec_bytes is None:
         return payload
     trimmed = {name: value for name, value in payload.items() if name != "spec"}
-    trimmed["spec_bytes"] = len(orjson.dumps(payload["spec"])) if spec_bytes is None else spec_bytes
-    return trimmed
+    return {**trimmed, "spec_bytes": spec_bytes}
 
 
 def health_view(report: HealthReport) -> HealthView:

@@ -195,16 +195,23 @@ def bounded_status_counts(*, search: str | None) -> str:
     """
 
 
-STATUS_ESTIMATES = """
-    SELECT v.status, (v.share * greatest(c.reltuples, 0))::bigint
+_STATUS_SHARES = """
     FROM pg_stats st
     JOIN pg_class c ON c.oid = 'job_status'::regclass
     CROSS JOIN unnest(st.most_common_vals::text::text[], st.most_common_freqs) AS v(status, share)
     WHERE st.schemaname = current_schema() AND st.tablename = 'job_status'
       AND st.attname = 'status'
 """
+_ESTIMATE = "(v.share * greatest(c.reltuples, 0))::bigint"
+
+STATUS_ESTIMATES = f"SELECT v.status, {_ESTIMATE} {_STATUS_SHARES}"
 """The planner's estimate of the jobs in each status, from the statistics ANALYZE keeps
 (autovacuum refreshes them as the table changes): no scan."""
+
+
+def status_estimate(status: JobStatus) -> str:
+    """`STATUS_ESTIMATES` of one status, as a scalar subquery (NULL without statistics)."""
+    return f"(SELECT {_ESTIMATE} {_STATUS_SHARES} AND v.status = '{status}')"
 
 
 QUEUE_ORDER = "s.priority DESC, s.queued_at, s.job_id"

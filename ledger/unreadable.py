@@ -24,10 +24,6 @@ RECORD = """
     ON CONFLICT (job_id, seq) DO NOTHING
 """
 
-COUNT = "SELECT count(*) FROM unreadable_events"
-
-LISTED = "SELECT job_id, seq, type, problem FROM unreadable_events ORDER BY job_id, seq LIMIT %s"
-
 
 @dataclass(frozen=True, slots=True)
 class Unreadable:
@@ -90,13 +86,3 @@ def note_unreadable(conn: psycopg.Connection[Any], found: list[Unreadable]) -> N
             conn.execute(RECORD, params)
     except psycopg.Error as exc:  # the register is a report: never fail the read for it
         log.warning("could not record unreadable events: %s", exc)
-
-
-def count_unreadable(conn: psycopg.Connection[Any]) -> int:
-    row = conn.execute(COUNT).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-def list_unreadable(conn: psycopg.Connection[Any], limit: int = 1000) -> list[Unreadable]:
-    return [Unreadable(*row) for row in conn.execute(LISTED, (limit,)).fetchall()]

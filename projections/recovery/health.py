@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from ledger.commands import WorkerIdentity
 from ledger.database import driver_connection
 from ledger.host import LocalHost, ProcessFate
-from ledger.queries import EXACT_COUNT, LEASE_PERIOD
+from ledger.queries import EXACT_COUNT, LEASE_PERIOD, status_estimate
 from ledger.schema import ACTIVE_RUN_IN
 from ledger.settings import DEFAULT_LEASE_SECONDS, DEFAULT_STALE_PENDING_MINUTES
 from ledger.state import WORKER_FIELDS, JobState
@@ -108,13 +108,9 @@ def _bounded_count(query: str) -> str:
 def _estimated_count(status: JobStatus) -> str:
     """The jobs in `status`: counted up to the bound, else the statistics' estimate."""
     counted = _bounded_count(f"SELECT 1 FROM job_status s WHERE s.status = '{status}'")
-    return f"""CASE WHEN {counted} <= {EXACT_COUNT} THEN {counted} ELSE greatest({_BOUND},
-        (SELECT (v.share * c.reltuples)::bigint FROM pg_stats st
-         JOIN pg_class c ON c.oid = 'job_status'::regclass
-         CROSS JOIN unnest(st.most_common_vals::text::text[], st.most_common_freqs)
-             AS v(status, share)
-         WHERE st.schemaname = current_schema() AND st.tablename = 'job_status'
-           AND st.attname = 'status' AND v.status = '{status}')) END"""
+    estimate = f"greatest({_BOUND}, coalesce({status_estimate(status)}, 0))"
+    return f"""(SELECT CASE WHEN b.n <= {EXACT_COUNT} THEN b.n ELSE {estimate} END
+        FROM (SELECT {counted} AS n) b)"""
 
 
 _LAPSED_LEASES = f"""
