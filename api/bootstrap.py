@@ -17,6 +17,7 @@ from ledger.queue import JobQueue
 from ledger.service import JobService
 from ledger.settings import Settings
 from ledger.store import EventStore
+from projections.current_status.as_of import PastLedger
 from projections.current_status.catchup import CatchUpReport, catch_up_current_status
 from projections.job_readings import JobReader
 from projections.recovery.force_start import ForceStarter
@@ -35,6 +36,7 @@ class Ledger:
     engine: Engine
     store: EventStore
     listing: JobListing
+    past: PastLedger
     service: JobService
     queue: JobQueue
     health: HealthCheck
@@ -62,6 +64,7 @@ def wire_ledger(
         engine=engine,
         store=store,
         listing=JobListing(store),
+        past=PastLedger(store),
         service=service,
         queue=JobQueue(store, lease_seconds=settings.lease_seconds),
         health=health,

@@ -142,7 +142,9 @@ class CheckpointView(BaseModel):
     step: int | None
 
 
-class JobView(BaseModel):
+class JobFields(BaseModel):
+    """What a job's events say of it: the fields of every view of a job."""
+
     job_id: str
     status: JobStatus
     version: int
@@ -152,6 +154,12 @@ class JobView(BaseModel):
     created_at: str
     updated_at: str
     status_changed_at: str
+    worker: WorkerView | None
+    failure_reason: str | None
+    checkpoint: CheckpointView | None
+
+
+class JobView(JobFields):
     queue_position: int | None = Field(
         description="1 = the next job a claim takes; null when not queued, or when queued "
         "behind the front (`queued_behind_more_than`)"
@@ -161,14 +169,21 @@ class JobView(BaseModel):
         description="set when the job is queued with more than this many jobs ahead of it: "
         "positions are exact up to there",
     )
-    worker: WorkerView | None
     last_heartbeat_at: str | None
-    failure_reason: str | None
-    checkpoint: CheckpointView | None
     health: Literal["ok", "orphaned", "stale_pending"]
     health_reason: OrphanReason | None = Field(
         default=None, description="why an orphaned run is judged dead"
     )
+
+
+AS_OF_DESCRIPTION = (
+    "a past view: the job as its events recorded at or before this moment left it "
+    "(queue positions, leases and health are not in the log: a past view has none)"
+)
+
+
+class PastJobView(JobFields):
+    as_of: str = Field(description=AS_OF_DESCRIPTION)
 
 
 class JobList(BaseModel):
@@ -186,6 +201,14 @@ class JobList(BaseModel):
     )
     total: int
     as_of: str = Field(description="the database clock when the page was read")
+
+
+class PastJobList(BaseModel):
+    jobs: list[PastJobView] = Field(
+        description="the jobs registered by `as_of`, newest first, as they were then"
+    )
+    next_cursor: str | None = Field(description="pass as `cursor` for the next, older page")
+    as_of: str = Field(description=AS_OF_DESCRIPTION)
 
 
 class CallerView(BaseModel):

@@ -17,6 +17,7 @@ from pydantic_core import PydanticUseDefault
 from api.bootstrap import Ledger
 from ledger.job_listing import JobsCursor
 from ledger.store import FeedCursor
+from projections.current_status.as_of import parse_moment
 
 
 async def ledger_of(request: Request) -> Ledger:
@@ -88,3 +89,12 @@ JobsCursorText = Annotated[
     str, StoredText, _parsed_by(JobsCursor.parse, "a next_cursor of this list")
 ]
 FeedAfter = Annotated[str, StoredText, _parsed_by(_feed_cursor, "a cursor like 1234-56, or now")]
+MomentText = Annotated[
+    str,
+    StoredText,
+    _parsed_by(
+        parse_moment,
+        "a moment in ISO 8601 with its time zone, like 2026-11-30T14:00:00Z "
+        "(in a URL, write a + of an offset as %2B)",
+    ),
+]

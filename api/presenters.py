@@ -13,6 +13,8 @@ from api.models import (
     HistoryView,
     JobView,
     OrphanView,
+    PastJobList,
+    PastJobView,
     ReconcileView,
     StalePendingView,
     WorkerView,
@@ -21,7 +23,9 @@ from ledger.commands import WorkerIdentity
 from ledger.events import JobEvent, RecordedEvent, UnreadableEvent, shown_payload
 from ledger.queries import EXACT_QUEUE_POSITIONS
 from ledger.queue import Claim
+from ledger.state import JobState
 from ledger.store import FeedCursor
+from projections.current_status.as_of import PastJobsPage
 from projections.history import Transition
 from projections.job_readings import JobReading
 from projections.recovery.health import HealthReport
@@ -38,29 +42,49 @@ def worker_view(worker: WorkerIdentity) -> WorkerView:
     return WorkerView.model_validate(worker)
 
 
-def job_view(reading: JobReading) -> JobView:
-    """The job as clients see it, with its queue position and health."""
-    state, judged = reading.state, reading.health
-    return JobView(
-        job_id=state.job_id,
-        status=state.status,
-        version=state.version,
-        attempt=state.attempt,
-        priority=state.priority,
-        spec=state.spec,
-        created_at=state.created_at.isoformat(),
-        updated_at=state.updated_at.isoformat(),
-        status_changed_at=state.status_changed_at.isoformat(),
-        queue_position=reading.queue_position,
-        queued_behind_more_than=EXACT_QUEUE_POSITIONS if reading.behind_the_front else None,
-        worker=None if state.worker is None else worker_view(state.worker),
-        last_heartbeat_at=iso(judged.last_heartbeat_at),
-        failure_reason=state.failure_reason,
-        checkpoint=None
+def _job_fields(state: JobState) -> dict[str, Any]:
+    """The fields of `JobFields`, from the job's state."""
+    return {
+        "job_id": state.job_id,
+        "status": state.status,
+        "version": state.version,
+        "attempt": state.attempt,
+        "priority": state.priority,
+        "spec": state.spec,
+        "created_at": state.created_at.isoformat(),
+        "updated_at": state.updated_at.isoformat(),
+        "status_changed_at": state.status_changed_at.isoformat(),
+        "worker": None if state.worker is None else worker_view(state.worker),
+        "failure_reason": state.failure_reason,
+        "checkpoint": None
         if state.checkpoint_path is None
         else CheckpointView(path=state.checkpoint_path, step=state.checkpoint_step),
+    }
+
+
+def job_view(reading: JobReading) -> JobView:
+    """The job as clients see it, with its queue position and health."""
+    judged = reading.health
+    return JobView(
+        **_job_fields(reading.state),
+        queue_position=reading.queue_position,
+        queued_behind_more_than=EXACT_QUEUE_POSITIONS if reading.behind_the_front else None,
+        last_heartbeat_at=iso(judged.last_heartbeat_at),
         health=judged.label,  # type: ignore[arg-type]
         health_reason=judged.reason,
+    )
+
+
+def past_job_view(state: JobState, as_of: datetime) -> PastJobView:
+    """The job as it was at `as_of`."""
+    return PastJobView(**_job_fields(state), as_of=as_of.isoformat())
+
+
+def past_job_list(page: PastJobsPage) -> PastJobList:
+    return PastJobList(
+        jobs=[past_job_view(state, page.as_of) for state in page.jobs],
+        next_cursor=str(page.next_cursor) if page.next_cursor else None,
+        as_of=page.as_of.isoformat(),
     )
 
 

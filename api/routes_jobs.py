@@ -18,6 +18,8 @@ from api.models import (
     JobList,
     JobView,
     MarkFailedBody,
+    PastJobList,
+    PastJobView,
     RequeueBody,
 )
 from api.params import (
@@ -25,20 +27,31 @@ from api.params import (
     IdempotencyKey,
     JobId,
     JobsCursorText,
+    MomentText,
     StoredText,
     Stripped,
     TheLedger,
 )
-from api.presenters import history_view, job_view
+from api.presenters import history_view, job_view, past_job_list, past_job_view
 from api.responses import json_response
 from api.routing import api_router
 from ledger.commands import CancelJob, JobCommand, MarkFailed, RegisterJob, RequeueJob
 from ledger.errors import JobNotFound
 from ledger.job_listing import JobsCursor
 from ledger.statuses import JobStatus
+from projections.current_status.as_of import parse_moment
 from projections.history import transitions
 
 router = api_router(401, 403, 404, 409, 422, 503)
+
+AsOf = Annotated[
+    MomentText | None,
+    Query(
+        description="show the past: as the events recorded at or before this moment left "
+        "the ledger (read-only, without queue positions or health)"
+    ),
+    BlankIsAbsent,
+]
 
 
 @router.post(
@@ -77,7 +90,7 @@ def _new_job_id(caller: str, key: str | None) -> str:
     return "job-" + hashlib.sha256(f"{caller}\0{key}".encode()).hexdigest()[:32]
 
 
-@router.get("/v1/jobs", summary="list jobs", response_model=JobList)
+@router.get("/v1/jobs", summary="list jobs", response_model=JobList | PastJobList)
 def list_jobs(
     *,
     caller: Reader,
@@ -101,8 +114,12 @@ def list_jobs(
         Query(description="the next_cursor of the page before"),
         BlankIsAbsent,
     ] = None,
+    as_of: AsOf = None,
 ) -> Response:
     after = JobsCursor.parse(cursor) if cursor else None
+    if as_of:
+        past = ledger.past.page(parse_moment(as_of), status, search=q, after=after, limit=limit)
+        return json_response(past_job_list(past))
     page = ledger.listing.page(status, search=q, after=after, limit=limit)
     return json_response(
         JobList(
@@ -116,8 +133,11 @@ def list_jobs(
     )
 
 
-@router.get("/v1/jobs/{job_id}", summary="get a job", response_model=JobView)
-def get_job(job_id: JobId, caller: Reader, ledger: TheLedger) -> Response:
+@router.get("/v1/jobs/{job_id}", summary="get a job", response_model=JobView | PastJobView)
+def get_job(job_id: JobId, caller: Reader, ledger: TheLedger, as_of: AsOf = None) -> Response:
+    if as_of:
+        moment = parse_moment(as_of)
+        return json_response(past_job_view(ledger.past.job(job_id, moment), moment))
     return json_response(job_view(ledger.reader.read(job_id)))
 
 

@@ -1,7 +1,9 @@
 """Jobs as an operator browses them: newest first, filtered, counted, keyset-paged."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ledger.queries import (
     EXACT_COUNT,
@@ -42,6 +44,24 @@ class JobsCursor:
             raise ValueError(f"not a jobs cursor: {text!r}") from None
 
 
+def page_params(search: str | None, after: JobsCursor | None, limit: int) -> dict[str, Any]:
+    """The parameters of a page's query: the search's pattern, where the page before
+    ended, and how many rows to read (a page and one more, to know whether one follows)."""
+    return {
+        "pattern": search_pattern(search) if search else None,
+        "created_at": after.created_at if after else None,
+        "job_id": after.job_id if after else None,
+        "limit": limit + 1,
+    }
+
+
+def page_of(rows: Sequence[Sequence[Any]], limit: int) -> tuple[list[JobState], JobsCursor | None]:
+    """The jobs of a page read by `page_params`' limit, and the cursor of the next page."""
+    jobs = [state_from_row(row) for row in rows[:limit]]
+    last = jobs[-1] if len(rows) > limit else None
+    return jobs, JobsCursor(last.created_at, last.job_id) if last else None
+
+
 @dataclass(frozen=True, slots=True)
 class JobsPage:
     jobs: list[JobState]
@@ -74,11 +94,8 @@ class JobListing:
         )
         params = {
             "status": status,
-            "pattern": search_pattern(search) if search else None,
-            "created_at": after.created_at if after else None,
-            "job_id": after.job_id if after else None,
-            "limit": limit + 1,
             "statuses": [str(each) for each in JobStatus],
+            **page_params(search, after, limit),
         }
         with self.store.transaction() as conn:
             rows = conn.execute(query, params).fetchall()
@@ -94,11 +111,10 @@ class JobListing:
                     counts[each] = max(int(guesses.get(str(each), 0)), EXACT_COUNT + 1)
             as_of_row = conn.execute("SELECT now()").fetchone()
         assert as_of_row is not None
-        jobs = [state_from_row(row) for row in rows[:limit]]
-        last = jobs[-1] if len(rows) > limit else None
+        jobs, next_cursor = page_of(rows, limit)
         return JobsPage(
             jobs=jobs,
-            next_cursor=JobsCursor(last.created_at, last.job_id) if last else None,
+            next_cursor=next_cursor,
             counts=counts,
             as_of=as_of_row[0],
             estimated=estimated,

@@ -89,6 +89,13 @@ The unique `(job_id, seq)` makes a concurrent writer of the same version fail.""
 
 JOB_HISTORY = f"SELECT {EVENT_SELECT} FROM job_events e WHERE e.job_id = %(job_id)s ORDER BY e.seq"
 
+JOB_HISTORY_UNTIL = f"""
+    SELECT {EVENT_SELECT} FROM job_events e
+    WHERE e.job_id = %(job_id)s AND e.recorded_at <= %(until)s
+    ORDER BY e.seq
+"""
+"""A job's events recorded at or before a moment."""
+
 _FEED = f"""
     FROM job_events e
     WHERE (e.tx_id, e.position) > (%(tx_id)s::xid8, %(position)s)

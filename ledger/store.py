@@ -31,6 +31,7 @@ from ledger.queries import (
     EVENTS_OF_TRANSACTION,
     FEED_HORIZON,
     JOB_HISTORY,
+    JOB_HISTORY_UNTIL,
     LOAD_STATE,
     LOAD_STATE_AND_KEY,
     READ_FEED,
@@ -171,10 +172,13 @@ class EventStore:
             earlier = [event_from_row(event) for event in found]
             return LoadedJob(state, earlier, key_command_sha256)
 
-    def history(self, job_id: str) -> list[RecordedEvent]:
-        """Every event of the job, in order."""
+    def history(self, job_id: str, until: datetime | None = None) -> list[RecordedEvent]:
+        """Every event of the job, in order; with `until`, those recorded by then."""
+        query, params = JOB_HISTORY, {"job_id": job_id, "until": until}
+        if until is not None:
+            query = JOB_HISTORY_UNTIL
         with self._connection(job_id) as conn:
-            rows = conn.execute(JOB_HISTORY, {"job_id": job_id}).fetchall()
+            rows = conn.execute(query, params).fetchall()
             return self._noting_unreadable(conn, [event_from_row(row) for row in rows])
 
     def feed_head(self) -> FeedCursor:

@@ -143,9 +143,9 @@ assert tuple(_VALUES) == JOB_STATUS_COLUMNS, "one value per job_status column, i
 SUMMARY_TABLE = "job_status_fold_summary"
 
 
-def fold_summary_sql() -> str:
-    """Each job's version and attempts, and the position of each event `_LAST_OF` names:
-    one sequential pass over the log below `%(xmin)s`, aggregated in a hash table.
+def summary_select(where: str) -> str:
+    """Each job's version and attempts, and the position of each event `_LAST_OF` names,
+    over the events `where` admits: one pass over them, aggregated per job.
 
     A job's events are in the log in the order of their seq (each append follows the
     last), so the latest event of a kind is the one at the largest position."""
@@ -154,7 +154,6 @@ def fold_summary_sql() -> str:
         for alias, condition in _LAST_OF.items()
     )
     return f"""
-        CREATE TEMP TABLE {SUMMARY_TABLE} ON COMMIT DROP AS
         SELECT job_id, max(seq) AS version,
                count(*) FILTER (WHERE type = 'job_started') AS attempts,
                min(position) AS first_position, max(position) AS last_position,
@@ -162,27 +161,47 @@ def fold_summary_sql() -> str:
                        IN ({sql_statuses(REGISTERED_STATUSES)})) AS registered,
                {positions}
         FROM job_events
-        WHERE tx_id < %(xmin)s::xid8
+        WHERE {where}
         GROUP BY job_id
     """
 
 
-def fold_log_sql(table: str) -> str:
-    """INSERT into `table` the row of every job in the summary: its events read by
-    position, the jobs taken in the order they began, so the reads move through the log
-    as it was written instead of jumping across it."""
+def fold_summary_sql() -> str:
+    """The summary of the log below `%(xmin)s` into `SUMMARY_TABLE`: one sequential pass
+    over the log, aggregated in a hash table."""
+    return (
+        f"CREATE TEMP TABLE {SUMMARY_TABLE} ON COMMIT DROP AS "
+        f"{summary_select('tx_id < %(xmin)s::xid8')}"
+    )
+
+
+def rows_select(summary: str) -> str:
+    """Every column of the row of each job in `summary` (a table or CTE of `summary_select`):
+    its events read by position, the jobs taken in the order they began, so the reads move
+    through the log as it was written instead of jumping across it."""
     lookups = "\n".join(_lookup(alias) for alias in _LAST_OF)
-    columns = ", ".join(_VALUES)
-    values = ",\n".join(_VALUES.values())
+    values = ",\n".join(f"{value} AS {column}" for column, value in _VALUES.items())
     return f"""
-        INSERT INTO {table} ({columns})
         SELECT {values}
-        FROM (SELECT * FROM {SUMMARY_TABLE} WHERE registered
+        FROM (SELECT * FROM {summary} WHERE registered
               ORDER BY first_position OFFSET 0) m
         JOIN job_events first_event ON first_event.position = m.first_position
         JOIN job_events last_event ON last_event.position = m.last_position
         {lookups}
     """
+
+
+def fold_log_sql(table: str) -> str:
+    """INSERT into `table` the row of every job in `SUMMARY_TABLE`."""
+    return f"INSERT INTO {table} ({', '.join(_VALUES)}) {rows_select(SUMMARY_TABLE)}"
+
+
+def fold_events_sql(where: str) -> str:
+    """The fold of the events `where` admits, as one query of `job_status` rows: the
+    rebuild's summary and lookups, with the summary a CTE of the query's own. A column
+    the caller does not read costs no lookup: the planner drops a join that nothing reads."""
+    summary = summary_select(where)
+    return f"WITH fold_summary AS MATERIALIZED ({summary}) {rows_select('fold_summary')}"
 
 
 SEQUENTIAL_PASS = (
