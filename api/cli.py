@@ -10,7 +10,7 @@ import socket
 import sys
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import psutil
@@ -38,6 +38,7 @@ from ledger.errors import JobNotFound, LedgerError
 from ledger.migrate import upgrade_database
 from ledger.settings import Settings
 from ledger.statuses import JobStatus
+from projections.current_status.as_of import parse_moment
 from projections.current_status.rebuild import rebuild_current_status
 from projections.current_status.verify import verify_current_status
 from projections.history import transitions
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     history = commands.add_parser("history", help="a job's transitions: when, from -> to, who, why")
     history.add_argument("job_id")
     history.add_argument("--json", action="store_true", help="print JSON")
+    history.add_argument("--until", type=_moment, help="only the events recorded by this moment")
     history.set_defaults(handler=run_history)
 
     jobs = commands.add_parser("jobs", help="list jobs, newest first")
@@ -90,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--search", help="only jobs whose id contains this text")
     jobs.add_argument("--limit", type=int, default=100)
     jobs.add_argument("--json", action="store_true", help="print JSON")
+    jobs.add_argument("--as-of", type=_moment, help="the jobs as they were at this moment")
     jobs.set_defaults(handler=run_jobs)
 
     projections = commands.add_parser("projections", help="rebuild or verify the read models")
@@ -159,6 +162,15 @@ def _add_operator_commands(
         operator.set_defaults(handler=run_operator_command, operation=name)
 
 
+def _moment(text: str) -> datetime:
+    try:
+        return parse_moment(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a moment with its time zone, like 2026-11-30T14:00:00Z: {text!r}"
+        ) from None
+
+
 def run_serve(settings: Settings, args: argparse.Namespace) -> int:
     from api.auth import TokenBook, TokenBookError
     from api.serve import serve
@@ -213,7 +225,7 @@ def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_history(settings: Settings, args: argparse.Namespace) -> int:
     with open_ledger(settings, catch_up=False) as ledger:
-        events = ledger.store.history(args.job_id)
+        events = ledger.store.history(args.job_id, until=args.until)
     if not events:
         raise JobNotFound(args.job_id)
     history = transitions(events)
@@ -227,7 +239,11 @@ def run_history(settings: Settings, args: argparse.Namespace) -> int:
 def run_jobs(settings: Settings, args: argparse.Namespace) -> int:
     status = JobStatus(args.status) if args.status else None
     with open_ledger(settings, catch_up=False) as ledger:
-        jobs = ledger.listing.page(status, search=args.search, limit=args.limit).jobs
+        if args.as_of:
+            jobs = ledger.past.page(args.as_of, status, search=args.search, limit=args.limit).jobs
+            print(f"as of {args.as_of.isoformat()} (the past, read-only)", file=sys.stderr)
+        else:
+            jobs = ledger.listing.page(status, search=args.search, limit=args.limit).jobs
 
     if args.json:
         print(json.dumps([state._asdict() for state in jobs], indent=2, default=str))
