@@ -156,6 +156,10 @@ that drifts (the claim statement, the rebuild's fold) fails at once, not in a we
 - a job has a failure reason exactly when it is failed (queueing clears it).
 """
 
+UNCHANGED_SPAN = "tstzrange(created_at, status_changed_at, '[)')"
+"""From a job's registration to the last change of its status: a moment in it is one at
+which the job existed and its status was not yet the one it has now."""
+
 job_status = Table(
     "job_status",
     metadata,
@@ -188,6 +192,8 @@ job_status = Table(
     Index("ix_job_status_status_created_at", "status", "created_at", "job_id"),
     Index("ix_job_status_created_at", "created_at", "job_id"),
     Index("ix_job_status_status_status_changed_at", "status", "status_changed_at"),
+    # the jobs whose status at a past moment is not their status now (the ledger as of then)
+    Index("ix_job_status_unchanged_span", text(UNCHANGED_SPAN), postgresql_using="spgist"),
     Index(
         "ix_job_status_queue",
         text("priority DESC"),

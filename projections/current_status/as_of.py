@@ -24,6 +24,7 @@ from ledger.events import RecordedEvent
 from ledger.evolve import UnreadableRegistration, evolve
 from ledger.job_listing import JobsCursor, page_of, page_params
 from ledger.queries import LISTED_STATUS_SELECT, matching_ids
+from ledger.schema import UNCHANGED_SPAN
 from ledger.state import JobState
 from ledger.statuses import JobStatus
 from ledger.store import EventStore
@@ -63,6 +64,10 @@ class PastJobsPage:
 
 
 _REGISTERED_BY = "s.created_at <= %(as_of)s"
+CHANGED_SINCE = f"{UNCHANGED_SPAN} @> %(as_of)s::timestamptz"
+"""Job `s` was registered by the moment and its status changed after it: the moment falls
+in the span its status has not changed since registering (an index of the spans finds
+them, however many jobs were registered before the moment or changed after it)."""
 _AFTER_CURSOR = "(s.created_at, s.job_id) < (%(created_at)s, %(job_id)s)"
 _NEWEST_FIRST = "ORDER BY created_at DESC, job_id DESC LIMIT %(limit)s"
 
@@ -80,10 +85,7 @@ def _registered_jobs(*conditions: str) -> str:
 def _statuses_changed_since(chosen: str) -> str:
     """Jobs registered by the moment whose status changed after it, beyond the cursor and
     matching the search, whose status at the moment (by the fold) is `%(status)s`."""
-    changed = (
-        "SELECT s.job_id FROM job_status s WHERE s.status = ANY(%(statuses)s::text[]) "
-        f"AND s.status_changed_at > %(as_of)s AND {chosen}"
-    )
+    changed = f"SELECT s.job_id FROM job_status s WHERE {CHANGED_SINCE} AND {chosen}"
     fold = fold_events_sql(f"recorded_at <= %(as_of)s AND job_id IN ({changed})")
     return f"""
         SELECT f.job_id, f.created_at FROM ({fold}) f

@@ -1,0 +1,245 @@
+"""As of a moment: pages of the ledger as it was at T beside the current list, on 1,000,000 jobs.
+
+Setup (not measured): a scratch database filled by the `bench.rebuild` generator (legal
+histories written with COPY, 1,000,000 jobs and 5,000,000 events, then VACUUM ANALYZE),
+its projection rebuilt, then VACUUM ANALYZE of `job_status`, as autovacuum would do.
+
+The generator writes the log in transactions of 100,000 events, each stamped with its own
+clock, 1,000 jobs in flight at once: the moments T are the last clock of the transaction
+at 10%, 50% and 90% of the log, and the last of all. For each T, beside it: how many jobs
+registered by T changed status after T (what a status filter folds besides its page).
+
+Timed, in this process through `PastLedger` and `JobListing` on a pool of connections with
+the server's statement timeout, each call once untimed and then `--calls` times (p50, p90):
+
+- the baseline, in the same run: the current list's first page (`GET /v1/jobs`), and
+  with `status=running`;
+- at each T: the first page as of T (50 jobs), the next page (its cursor), the first page
+  with status running, queued and completed, and the last job of that first page as of T;
+- the incident: every running job then marked failed by the health monitor in one
+  transaction (the projection rebuilt, not measured); the first page as of the moment
+  before, with status running. Every job running then has changed since, so the page folds
+  all of them: the cost of a status filter grows with the jobs that changed after T.
+
+The aims, printed met or not: every as-of page but the incident's has a p50 of at most
+50 ms at 1,000,000 jobs, and at most 5 times the current list's first page. The incident's
+figure is printed with its cost per job folded. `--quick`: 50,000 jobs, 250,000 events
+(transactions of 25,000), 5 calls each. The machine's other load is in every figure.
+
+Run: python -m bench.asof [--calls 15] [--quick]
+"""
+
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from sqlalchemy import Engine
+
+from bench.growth import Size, built_ledger
+from bench.http import percentile
+from bench.scratch import benchmark_parser, scratch_database
+from bench.threads import BenchError
+from ledger.database import create_ledger_engine, libpq_url
+from ledger.errors import LedgerError
+from ledger.events import JobMarkedFailed, event_to_record
+from ledger.job_listing import JobListing
+from ledger.settings import Settings
+from ledger.statuses import JobStatus
+from ledger.store import EventStore
+from projections.current_status.as_of import PastLedger
+from projections.current_status.rebuild import rebuild_current_status
+
+FULL = Size(1_000_000, 5_000_000)
+QUICK = Size(50_000, 250_000)
+SHARES = (0.1, 0.5, 0.9)
+MAX_P50_MS = 50.0
+MAX_RATIO = 5.0
+LIMIT = 50
+
+MOMENTS = "SELECT DISTINCT recorded_at FROM job_events ORDER BY recorded_at"
+CHANGED_SINCE = """
+    SELECT count(*) FROM job_status
+    WHERE created_at <= %(as_of)s AND status_changed_at > %(as_of)s"""
+MARK_RUNNING_FAILED = """
+    INSERT INTO job_events (job_id, seq, type, payload, actor, reason, attempt)
+    SELECT job_id, version + 1, %(type)s, %(payload)s::jsonb, 'health-monitor', %(reason)s,
+           attempt
+    FROM job_status WHERE status = 'running'"""
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    p50_ms: float
+    p90_ms: float
+
+    def __str__(self) -> str:
+        return f"p50 {self.p50_ms:7.1f} ms  p90 {self.p90_ms:7.1f} ms"
+
+
+def timed(call: Callable[[], object], calls: int) -> Timing:
+    call()
+    latencies = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        call()
+        latencies.append((time.perf_counter() - started) * 1000)
+    return Timing(statistics.median(latencies), percentile(latencies, 0.9))
+
+
+def one(conn: psycopg.Connection[Any], query: str, params: dict[str, Any] | None = None) -> Any:
+    row = conn.execute(query, params or {}).fetchone()
+    if row is None:
+        raise BenchError(f"no row: {query}")
+    return row[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    label: str
+    timing: Timing
+    aimed: bool  # an aim applies to it
+
+
+def time_moment(past: PastLedger, at: datetime, calls: int, label: str) -> list[Figure]:
+    first = past.page(at, limit=LIMIT)
+    if first.next_cursor is None:
+        raise BenchError(f"as of {at}: one page only")
+    cursor = first.next_cursor
+    figures = [
+        Figure(f"{label} first page", timed(lambda: past.page(at, limit=LIMIT), calls), True),
+        Figure(
+            f"{label} next page",
+            timed(lambda: past.page(at, after=cursor, limit=LIMIT), calls),
+            True,
+        ),
+    ]
+
+    def page_in(status: JobStatus) -> Callable[[], object]:
+        return lambda: past.page(at, status, limit=LIMIT)
+
+    for status in (JobStatus.RUNNING, JobStatus.QUEUED, JobStatus.COMPLETED):
+        figures.append(Figure(f"{label} status={status}", timed(page_in(status), calls), True))
+    job_id = first.jobs[-1].job_id
+    figures.append(Figure(f"{label} one job", timed(lambda: past.job(job_id, at), calls), True))
+    return figures
+
+
+def run(server_url: str, size: Size, calls: int) -> list[Figure]:
+    with scratch_database(server_url) as url:
+        built_ledger(url, size)
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE job_status")
+            moments = [row[0] for row in conn.execute(MOMENTS).fetchall()]
+        print(f"  {len(moments)} moments in the log (one per transaction)", flush=True)
+        engine = create_ledger_engine(url, Settings())
+        try:
+            return measure(url, engine, moments, calls)
+        finally:
+            engine.dispose()
+
+
+def measure(url: str, engine: Engine, moments: list[datetime], calls: int) -> list[Figure]:
+    store = EventStore(engine)
+    past, listing = PastLedger(store), JobListing(store)
+    figures = [
+        Figure(
+            "now: first page (baseline)", timed(lambda: listing.page(limit=LIMIT), calls), False
+        ),
+        Figure(
+            "now: status=running",
+            timed(lambda: listing.page(JobStatus.RUNNING, limit=LIMIT), calls),
+            False,
+        ),
+    ]
+    chosen = [(f"{share:.0%}", moments[int(share * (len(moments) - 1))]) for share in SHARES]
+    chosen.append(("last", moments[-1]))
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        for name, at in chosen:
+            changed = int(one(conn, CHANGED_SINCE, {"as_of": at}))
+            print(f"  T at {name} of the log ({at}): {changed:,} jobs changed since", flush=True)
+            figures.extend(time_moment(past, at, calls, f"T {name}:"))
+            for figure in figures[-6:]:
+                print(f"    {figure.label:<36} {figure.timing}", flush=True)
+        figures.append(incident(conn, url, past, moments[-1], calls))
+    return figures
+
+
+def incident(
+    conn: psycopg.Connection[Any], url: str, past: PastLedger, before: datetime, calls: int
+) -> Figure:
+    """Every running job marked failed at once, after `before`; then time the page as of
+    `before` with status running, which folds every one of them."""
+    type_, payload, reason = event_to_record(JobMarkedFailed(reason="lease expired"))
+    params = {"type": type_, "payload": json.dumps(payload), "reason": reason}
+    marked = conn.execute(MARK_RUNNING_FAILED, params).rowcount
+    rebuilding = create_ledger_engine(url, Settings().unbounded())
+    try:
+        rebuild_current_status(rebuilding)
+    finally:
+        rebuilding.dispose()
+    conn.execute("VACUUM ANALYZE job_status")
+    changed = int(one(conn, CHANGED_SINCE, {"as_of": before}))
+    print(
+        f"  incident: {marked:,} running jobs marked failed after the last moment; "
+        f"{changed:,} jobs changed since it",
+        flush=True,
+    )
+    label = "incident: status=running"
+    try:
+        timing = timed(lambda: past.page(before, JobStatus.RUNNING, limit=LIMIT), calls)
+    except LedgerError as exc:
+        raise BenchError(f"{label}: {exc}") from exc
+    per_job_us = timing.p50_ms * 1000 / max(changed, 1)
+    print(f"    {label:<36} {timing}  ({per_job_us:.1f} us per job folded)", flush=True)
+    return Figure(label, timing, False)
+
+
+def report(figures: list[Figure], size: Size) -> None:
+    baseline = figures[0].timing.p50_ms
+    print(f"\nas of a moment on {size}; ratio = p50 / the current list's first page")
+    for figure in figures:
+        ratio = figure.timing.p50_ms / baseline
+        print(f"  {figure.label:<36} {figure.timing}  {ratio:6.2f}x")
+    checked = []
+    for figure in (f for f in figures if f.aimed):
+        fast = figure.timing.p50_ms <= MAX_P50_MS
+        close = figure.timing.p50_ms <= MAX_RATIO * baseline
+        checked.append(
+            (
+                fast and close,
+                f"{figure.label}: p50 {figure.timing.p50_ms:.1f} ms "
+                f"{'<=' if fast else '>'} {MAX_P50_MS:g} ms, "
+                f"{figure.timing.p50_ms / baseline:.2f}x {'<=' if close else '>'} {MAX_RATIO:g}x",
+            )
+        )
+    print("\naims:")
+    for met, what in checked:
+        print(f"  {'met    ' if met else 'NOT MET'}  {what}")
+    print(f"{sum(met for met, _ in checked)} of {len(checked)} aims met")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = benchmark_parser(__doc__)
+    parser.add_argument("--calls", type=int, help="timed calls of each kind (default 15)")
+    parser.add_argument("--quick", action="store_true", help="50,000 jobs; 5 calls")
+    args = parser.parse_args(argv)
+    size = QUICK if args.quick else FULL
+    calls = args.calls or (5 if args.quick else 15)
+    print(f"as-of benchmark: {size}, {calls} timed calls of each kind", flush=True)
+    try:
+        figures = run(args.database_url, size, calls)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    report(figures, size)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
