@@ -21,6 +21,12 @@ the server's statement timeout, each call once untimed and then `--calls` times 
   before, with status running. Every job running then has changed since, so the page folds
   all of them: the cost of a status filter grows with the jobs that changed after T.
 
+Last, what the index of unchanged spans (`ix_job_status_unchanged_span`) costs the write
+path: every claim changes a job's status, so writes its row's span into the index. In a
+scratch database, `--claim-jobs` (2,000) queued jobs are registered and then claimed one
+after another through `JobQueue.claim`, timed, with the index and without it (dropped
+and created again), alternating, two rounds each; the ratio is claims/s with / without.
+
 The aims, printed met or not: every as-of page but the incident's has a p50 of at most
 50 ms at 1,000,000 jobs, and at most 5 times the current list's first page. The incident's
 figure is printed with its cost per job folded. `--quick`: 50,000 jobs, 250,000 events
@@ -45,10 +51,13 @@ from bench.growth import Size, built_ledger
 from bench.http import percentile
 from bench.scratch import benchmark_parser, scratch_database
 from bench.threads import BenchError
+from ledger.commands import RegisterJob, WorkerIdentity
 from ledger.database import create_ledger_engine, libpq_url
 from ledger.errors import LedgerError
 from ledger.events import JobMarkedFailed, event_to_record
 from ledger.job_listing import JobListing
+from ledger.queue import JobQueue
+from ledger.service import JobService
 from ledger.settings import Settings
 from ledger.statuses import JobStatus
 from ledger.store import EventStore
@@ -200,6 +209,46 @@ def incident(
     return Figure(label, timing, False)
 
 
+SPAN_INDEX = "ix_job_status_unchanged_span"
+WORKER = WorkerIdentity(worker_id="bench-worker", host="bench-host", pid=4242)
+
+
+def span_index_cost(server_url: str, jobs: int) -> tuple[list[float], list[float]]:
+    """Claims per second with the span index and without it, two rounds each, alternating."""
+    with_index: list[float] = []
+    without: list[float] = []
+    definition = f"SELECT pg_get_indexdef('{SPAN_INDEX}'::regclass)"
+    with scratch_database(server_url) as url, psycopg.connect(libpq_url(url)) as admin:
+        admin.autocommit = True
+        create = str(one(admin, definition))
+        admin.execute(f"DROP INDEX {SPAN_INDEX}")
+        engine = create_ledger_engine(url, Settings())
+        try:
+            for round_ in range(4):
+                indexed = round_ % 2 == 0
+                if indexed:
+                    admin.execute(create)
+                rates = with_index if indexed else without
+                rates.append(claims_per_second(engine, jobs, round_))
+                if indexed:
+                    admin.execute(f"DROP INDEX {SPAN_INDEX}")
+        finally:
+            engine.dispose()
+    return with_index, without
+
+
+def claims_per_second(engine: Engine, jobs: int, round_: int) -> float:
+    store = EventStore(engine)
+    service, queue = JobService(store), JobQueue(store)
+    for n in range(jobs):
+        service.execute(f"claim-{round_}-{n}", RegisterJob(), actor="bench")
+    started = time.perf_counter()
+    for _ in range(jobs):
+        if queue.claim(WORKER, actor="bench") is None:
+            raise BenchError("the queue ran out before every job was claimed")
+    return jobs / (time.perf_counter() - started)
+
+
 def report(figures: list[Figure], size: Size) -> None:
     baseline = figures[0].timing.p50_ms
     print(f"\nas of a moment on {size}; ratio = p50 / the current list's first page")
@@ -228,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = benchmark_parser(__doc__)
     parser.add_argument("--calls", type=int, help="timed calls of each kind (default 15)")
     parser.add_argument("--quick", action="store_true", help="50,000 jobs; 5 calls")
+    parser.add_argument("--claim-jobs", type=int, help="jobs claimed per round (default 2,000)")
     args = parser.parse_args(argv)
     size = QUICK if args.quick else FULL
     calls = args.calls or (5 if args.quick else 15)
@@ -238,6 +288,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     report(figures, size)
+    claim_jobs = args.claim_jobs or (500 if args.quick else 2_000)
+    with_index, without = span_index_cost(args.database_url, claim_jobs)
+    print(f"\nclaims of {claim_jobs:,} queued jobs, one after another (claims/s, each round):")
+    print(f"  with the span index:    {', '.join(f'{rate:,.0f}' for rate in with_index)}")
+    print(f"  without the span index: {', '.join(f'{rate:,.0f}' for rate in without)}")
+    ratio = statistics.median(with_index) / statistics.median(without)
+    print(f"  ratio (median with / median without): {ratio:.2f}")
     return 0
 
 
