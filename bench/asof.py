@@ -47,7 +47,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import Engine
 
-from bench.growth import Size, built_ledger
+from bench.growth import Size, Timing, built_ledger, print_aims
 from bench.http import percentile
 from bench.scratch import benchmark_parser, scratch_database
 from bench.threads import BenchError
@@ -82,13 +82,8 @@ MARK_RUNNING_FAILED = """
     FROM job_status WHERE status = 'running'"""
 
 
-@dataclass(frozen=True, slots=True)
-class Timing:
-    p50_ms: float
-    p90_ms: float
-
-    def __str__(self) -> str:
-        return f"p50 {self.p50_ms:7.1f} ms  p90 {self.p90_ms:7.1f} ms"
+def shown(timing: Timing) -> str:
+    return f"p50 {timing.p50_ms:7.1f} ms  p90 {timing.p90_ms:7.1f} ms"
 
 
 def timed(call: Callable[[], object], calls: int) -> Timing:
@@ -174,7 +169,7 @@ def measure(url: str, engine: Engine, moments: list[datetime], calls: int) -> li
             print(f"  T at {name} of the log ({at}): {changed:,} jobs changed since", flush=True)
             figures.extend(time_moment(past, at, calls, f"T {name}:"))
             for figure in figures[-6:]:
-                print(f"    {figure.label:<36} {figure.timing}", flush=True)
+                print(f"    {figure.label:<36} {shown(figure.timing)}", flush=True)
         figures.append(incident(conn, url, past, moments[-1], calls))
     return figures
 
@@ -205,7 +200,7 @@ def incident(
     except LedgerError as exc:
         raise BenchError(f"{label}: {exc}") from exc
     per_job_us = timing.p50_ms * 1000 / max(changed, 1)
-    print(f"    {label:<36} {timing}  ({per_job_us:.1f} us per job folded)", flush=True)
+    print(f"    {label:<36} {shown(timing)}  ({per_job_us:.1f} us per job folded)", flush=True)
     return Figure(label, timing, False)
 
 
@@ -254,7 +249,7 @@ def report(figures: list[Figure], size: Size) -> None:
     print(f"\nas of a moment on {size}; ratio = p50 / the current list's first page")
     for figure in figures:
         ratio = figure.timing.p50_ms / baseline
-        print(f"  {figure.label:<36} {figure.timing}  {ratio:6.2f}x")
+        print(f"  {figure.label:<36} {shown(figure.timing)}  {ratio:6.2f}x")
     checked = []
     for figure in (f for f in figures if f.aimed):
         fast = figure.timing.p50_ms <= MAX_P50_MS
@@ -267,10 +262,7 @@ def report(figures: list[Figure], size: Size) -> None:
                 f"{figure.timing.p50_ms / baseline:.2f}x {'<=' if close else '>'} {MAX_RATIO:g}x",
             )
         )
-    print("\naims:")
-    for met, what in checked:
-        print(f"  {'met    ' if met else 'NOT MET'}  {what}")
-    print(f"{sum(met for met, _ in checked)} of {len(checked)} aims met")
+    print_aims(checked)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -462,7 +462,11 @@ def report(results: Results, options: Options) -> None:
     print(f"\ncalls over HTTP, {options.calls} timed each; growth = large p50 / small p50")
     for line in table(results, options):
         print(line)
-    checked = aims(results, options)
+    print_aims(aims(results, options))
+
+
+def print_aims(checked: list[tuple[bool, str]]) -> None:
+    """Each aim, met or not, and how many were met."""
     print("\naims:")
     for met, what in checked:
         print(f"  {'met    ' if met else 'NOT MET'}  {what}")
