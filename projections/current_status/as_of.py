@@ -11,9 +11,10 @@ index lists them newest first without reading anyone's events. A status filter a
 which jobs were in that status at T. For a job whose status has not changed since T
 (`status_changed_at <= T`) the projection answers: its status then is its status now.
 Only a job whose status changed after T needs the fold to say what it was, so a page
-with a status filter also folds, up to T, every job registered by T whose status has
-changed since: few for a recent T, or for a past one whose jobs in flight then have
-long finished; all of them after a change of every job at once.
+with a status filter also folds, up to T, the jobs registered by T whose status has
+changed since (all of them, or when the unchanged ones fill the page, those newer than
+its oldest): the jobs in flight at T and any touched since, few when those have long
+finished, all of them after a change of every job at once.
 """
 
 from dataclasses import dataclass
@@ -70,6 +71,12 @@ in the span its status has not changed since registering (an index of the spans 
 them, however many jobs were registered before the moment or changed after it)."""
 _AFTER_CURSOR = "(s.created_at, s.job_id) < (%(created_at)s, %(job_id)s)"
 _NEWEST_FIRST = "ORDER BY created_at DESC, job_id DESC LIMIT %(limit)s"
+_WITHIN_A_FULL_PAGE = (
+    "NOT EXISTS (SELECT 1 FROM full_page_ends e "
+    "WHERE (s.created_at, s.job_id) < (e.created_at, e.job_id))"
+)
+"""When the jobs whose status has not changed fill a page, a job older than all of them
+cannot be on it: only the newer ones of those that changed are folded."""
 
 
 def _registered_jobs(*conditions: str) -> str:
@@ -105,10 +112,16 @@ def past_page_sql(*, by_status: bool, after_cursor: bool, search: str | None) ->
     if by_status:
         unchanged = ["s.status = %(status)s", "s.status_changed_at <= %(as_of)s"]
         page = f"""
+            WITH unchanged AS MATERIALIZED ({_registered_jobs(*chosen, *unchanged)}),
+            full_page_ends AS (
+                SELECT created_at, job_id FROM unchanged
+                WHERE (SELECT count(*) FROM unchanged) = %(limit)s
+                ORDER BY created_at, job_id LIMIT 1
+            )
             SELECT job_id, created_at FROM (
-                ({_registered_jobs(*chosen, *unchanged)})
+                SELECT * FROM unchanged
                 UNION ALL
-                ({_statuses_changed_since(" AND ".join(chosen))})
+                ({_statuses_changed_since(" AND ".join([*chosen, _WITHIN_A_FULL_PAGE]))})
             ) either
             {_NEWEST_FIRST}
         """
