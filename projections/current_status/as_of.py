@@ -166,7 +166,6 @@ class PastLedger:
         params = {
             "as_of": at,
             "status": status,
-            "statuses": [str(each) for each in JobStatus],
             **page_params(search, after, limit),
         }
         with self.store.transaction() as conn:
