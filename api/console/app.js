@@ -23,7 +23,8 @@ function route() {
   const [path, query = ""] = hash.split("?");
   const match = path.match(/^\/jobs\/(.+)$/);
   view = match
-    ? new JobPage(main, decodeURIComponent(match[1]), caller)
+    ? new JobPage(main, decodeURIComponent(match[1]), caller,
+      new URLSearchParams(query).get("as_of") || "")
     : new JobsList(main, new URLSearchParams(query));
   refreshView().then(() => {
     if (match) view.focus();
@@ -93,7 +94,8 @@ async function start() {
   window.addEventListener("hashchange", route);
   followFeed({
     onEvent: (event) => {
-      if (view instanceof JobPage && event.job_id !== view.jobId) refreshBanner();
+      if (view.asOf) refreshBanner(); // the past does not change
+      else if (view instanceof JobPage && event.job_id !== view.jobId) refreshBanner();
       else refreshSoon();
     },
     onConnect: refreshSoon,

@@ -122,3 +122,27 @@ export function when(iso) {
   if (!iso) return "—";
   return h("time", { datetime: iso, title: iso }, new Date(iso).toLocaleString());
 }
+
+/** A `datetime-local` value (the browser's time zone) as an RFC 3339 moment in UTC. */
+export function utcMoment(local) {
+  if (!local) return "";
+  const moment = new Date(local);
+  return Number.isNaN(moment.getTime()) ? "" : moment.toISOString();
+}
+
+/** An RFC 3339 moment as a `datetime-local` value in the browser's time zone. */
+export function localInput(iso) {
+  if (!iso) return "";
+  const moment = new Date(iso);
+  if (Number.isNaN(moment.getTime())) return "";
+  const local = new Date(moment.getTime() - moment.getTimezoneOffset() * 60_000);
+  return local.toISOString().slice(0, 19);
+}
+
+// The banner over a view of the past: what it shows, that it cannot be changed, the way back.
+export function pastBanner(asOf, backHref) {
+  return h("div", { class: "past-banner", role: "note", "data-testid": "past-banner" },
+    "Viewing the past: as the ledger was at ", when(asOf),
+    ". Read-only: nothing can be changed here. ",
+    h("a", { href: backHref }, "Back to now"));
+}

@@ -3,24 +3,28 @@
 import { api, idempotencyKey } from "./http.js";
 import {
   h, replace, keepingFocus, statusPill, healthBadge, when, serverNow, workerText, ORPHAN_WORDS,
+  pastBanner,
 } from "./dom.js";
 import { confirmAction } from "./dialogs.js";
 import { recoveryCard, explain } from "./recovery.js";
 
 export class JobPage {
-  constructor(main, jobId, caller) {
+  constructor(main, jobId, caller, asOf = "") {
     this.main = main;
     this.jobId = jobId;
     this.caller = caller;
+    this.asOf = asOf; // a moment of the past shown read-only, or "" for now
     this.busy = false;
     this.message = null; // { kind: "done" | "error", text } from the last action
     this.heading = h("h1", { tabindex: "-1" }, jobId);
     this.state = h("section", { "aria-labelledby": "state-title" });
     this.card = h("div", {});
     this.timeline = h("section", { "aria-labelledby": "history-title" });
+    const page = `#/jobs/${encodeURIComponent(jobId)}`;
+    const list = asOf ? `#/?as_of=${encodeURIComponent(asOf)}` : "#/";
     replace(main,
-      h("p", {}, h("a", { href: "#/" }, "← All jobs")),
-      this.heading, this.card, this.state, this.timeline);
+      h("p", {}, h("a", { href: list }, "← All jobs")),
+      this.heading, asOf ? pastBanner(asOf, page) : null, this.card, this.state, this.timeline);
   }
 
   focus() {
@@ -33,25 +37,34 @@ export class JobPage {
     // Answers can arrive out of order: only the latest request's answer is drawn.
     const asked = (this.asked = (this.asked || 0) + 1);
     try {
+      const past = this.asOf ? `?as_of=${encodeURIComponent(this.asOf)}` : "";
       [job, history] = await Promise.all([
-        api("GET", `/v1/jobs/${encodeURIComponent(this.jobId)}`),
+        api("GET", `/v1/jobs/${encodeURIComponent(this.jobId)}${past}`),
         api("GET", `/v1/jobs/${encodeURIComponent(this.jobId)}/history`),
       ]);
     } catch (error) {
       if (error.status !== 404) throw error;
-      replace(this.state, h("p", { class: "error" }, `There is no job ${this.jobId}.`));
+      replace(this.state, h("p", { class: "error" }, this.asOf
+        ? `There was no job ${this.jobId} yet at ${new Date(this.asOf).toLocaleString()}.`
+        : `There is no job ${this.jobId}.`));
       return;
     }
     if (asked !== this.asked) return;
     this.job = job;
-    const asOf = serverNow();
     this.renderState(job);
+    if (this.asOf) {
+      const until = Date.parse(this.asOf);
+      const events = history.events.filter((event) => Date.parse(event.recorded_at) <= until);
+      this.renderTimeline({ ...history, events });
+      return; // the past takes no action: no recovery card
+    }
+    const asOf = serverNow();
     if (!this.busy) keepingFocus(this.card, () => this.renderCard(job, asOf));
     this.renderTimeline(history);
   }
 
   renderState(job) {
-    const rows = [
+    const now = [
       ["Status", statusPill(job.status)],
       ["Health", [healthBadge(job), job.health_reason ? ` ${ORPHAN_WORDS[job.health_reason]}` : ""]],
       ["Attempt", String(job.attempt)],
@@ -67,8 +80,11 @@ export class JobPage {
       ["Created", when(job.created_at)],
       ["Version", String(job.version)],
     ];
+    // Queue positions, leases and health are not in the log: a view of the past has none.
+    const notInThePast = new Set(["Health", "Queue position", "Last heartbeat"]);
+    const rows = this.asOf ? now.filter(([name]) => !notInThePast.has(name)) : now;
     replace(this.state,
-      h("h2", { id: "state-title" }, "Current state"),
+      h("h2", { id: "state-title" }, this.asOf ? "State then" : "Current state"),
       h("dl", { class: "facts" }, rows.map(([name, value]) => [h("dt", {}, name), h("dd", {}, value)])),
       h("details", {}, h("summary", {}, "Spec"),
         h("pre", {}, JSON.stringify(job.spec ?? {}, null, 2))));

@@ -5,7 +5,7 @@
 import { api } from "./http.js";
 import {
   h, replace, keepingFocus, statusPill, healthBadge, seconds, duration, noteServerTime, workerText,
-  STATUSES,
+  STATUSES, utcMoment, localInput, pastBanner,
 } from "./dom.js";
 
 const PAGE_SIZE = 50;
@@ -16,6 +16,7 @@ export class JobsList {
     this.main = main;
     this.status = params.get("status") || "";
     this.search = params.get("q") || "";
+    this.asOf = params.get("as_of") || ""; // a moment of the past shown read-only, or "" for now
     this.cursors = [""]; // where each page visited began; "" is the newest page
     this.countLabels = new Map();
     this.filterLinks = new Map();
@@ -49,8 +50,17 @@ export class JobsList {
     this.rows = h("tbody", {});
     this.pager = h("div", { class: "pager" });
     this.summary = h("p", { class: "muted", id: "jobs-summary", "aria-live": "polite" });
+    this.asOfInput = h("input", { id: "as-of", type: "datetime-local", step: "1",
+      value: localInput(this.asOf) });
     replace(this.main,
-      h("h1", { tabindex: "-1" }, "Jobs"),
+      h("h1", { tabindex: "-1" }, this.asOf ? "Jobs in the past" : "Jobs"),
+      this.asOf ? pastBanner(this.asOf, this.href(this.status, this.search, "")) : null,
+      h("form", { class: "search as-of", onsubmit: (event) => {
+        event.preventDefault();
+        this.travel(utcMoment(this.asOfInput.value));
+      } },
+      h("label", { for: "as-of" }, "Show as of (your time)"), this.asOfInput,
+      h("button", { type: "submit" }, "Show the past")),
       h("nav", { "aria-label": "Filter by status" }, h("ul", { class: "filters" }, filters)),
       h("form", { role: "search", class: "search", onsubmit: (event) => {
         event.preventDefault();
@@ -69,16 +79,22 @@ export class JobsList {
       this.pager);
   }
 
-  href(status, search) {
+  href(status, search, asOf = this.asOf) {
     const query = new URLSearchParams();
     if (status) query.set("status", status);
     if (search) query.set("q", search);
+    if (asOf) query.set("as_of", asOf);
     const text = query.toString();
     return text ? `#/?${text}` : "#/";
   }
 
   remember() {
     history.replaceState(null, "", this.href(this.status, this.search));
+  }
+
+  // The list as it was at `asOf` ("" for now): a new page, its address kept.
+  travel(asOf) {
+    location.hash = this.href(this.status, this.search, asOf);
   }
 
   choose(status) {
@@ -109,6 +125,7 @@ export class JobsList {
     if (this.search) query.set("q", this.search);
     const cursor = this.cursors[this.cursors.length - 1];
     if (cursor) query.set("cursor", cursor);
+    if (this.asOf) query.set("as_of", this.asOf);
     // Answers can arrive out of order: only the latest request's answer is drawn.
     const asked = (this.asked = (this.asked || 0) + 1);
     const page = await api("GET", `/v1/jobs?${query}`);
@@ -119,18 +136,20 @@ export class JobsList {
 
   render(page) {
     for (const [status, label] of this.countLabels) {
-      label.textContent = countText(page, status, Boolean(this.search));
+      label.textContent = page.counts ? countText(page, status, Boolean(this.search)) : "";
       const link = this.filterLinks.get(status);
       link.href = this.href(status, this.search);
       if (status === this.status) link.setAttribute("aria-current", "page");
       else link.removeAttribute("aria-current");
     }
     keepingFocus(this.rows, () => replace(this.rows, page.jobs.length
-      ? page.jobs.map((job) => row(job, page.as_of))
+      ? page.jobs.map((job) => row(job, page.as_of, this.asOf))
       : h("tr", {}, h("td", { colspan: "6", class: "empty" }, "No jobs match."))));
     const first = (this.cursors.length - 1) * PAGE_SIZE;
+    const of = page.counts ? ` of ${countText(page, this.status, Boolean(this.search))}` : "";
     this.summary.textContent = page.jobs.length
-      ? `Showing ${first + 1}–${first + page.jobs.length} of ${countText(page, this.status, Boolean(this.search))}, newest first`
+      ? `Showing ${first + 1}–${first + page.jobs.length}${of}, newest first` +
+        (this.asOf ? `, as they were at ${new Date(this.asOf).toLocaleString()}` : "")
       : "";
     keepingFocus(this.pager, () => replace(this.pager,
       h("button", {
@@ -155,15 +174,16 @@ export class JobsList {
   }
 }
 
-function row(job, asOf) {
+function row(job, asOf, past) {
+  const page = `#/jobs/${encodeURIComponent(job.job_id)}`;
   return h("tr", { "data-job-id": job.job_id, "data-status": job.status },
     h("th", { scope: "row", "data-label": "Job" },
-      h("a", { href: `#/jobs/${encodeURIComponent(job.job_id)}` }, job.job_id)),
+      h("a", { href: past ? `${page}?as_of=${encodeURIComponent(past)}` : page }, job.job_id)),
     h("td", { "data-label": "Status" }, statusPill(job.status)),
     h("td", { "data-label": "Attempt" }, String(job.attempt)),
     h("td", { "data-label": "Worker" }, job.worker ? workerText(job.worker) : "—"),
     h("td", { "data-label": "In status for" }, duration(seconds(job.status_changed_at, asOf))),
-    h("td", { "data-label": "Health" }, healthBadge(job)));
+    h("td", { "data-label": "Health" }, past ? h("span", { class: "muted" }, "—") : healthBadge(job)));
 }
 
 /** A count as the page gives it: exact, about (an estimate), or "more than" (a search past
