@@ -19,7 +19,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
-from api import console_page, metrics, routes_jobs, routes_observe, routes_runs, stream
+from api import (
+    console_page,
+    metrics,
+    routes_batch,
+    routes_jobs,
+    routes_observe,
+    routes_runs,
+    stream,
+)
 from api.auth import READ, TokenBook, bearer, handle_invalid_request
 from api.bootstrap import Ledger
 from api.console_page import CONSOLE_DIR
@@ -32,6 +40,7 @@ from api.stream import FeedWatcher
 
 ROUTERS = [
     routes_runs.router,  # first: the training servers' heartbeats and reports are most requests
+    routes_batch.router,  # before /v1/jobs/{job_id}: its path is not a job's
     routes_jobs.router,
     routes_observe.router,
     stream.router,

@@ -66,7 +66,7 @@ def wire_ledger(
         listing=JobListing(store),
         past=PastLedger(store),
         service=service,
-        queue=JobQueue(store, lease_seconds=settings.lease_seconds),
+        queue=JobQueue(store, lease_seconds=settings.lease_seconds, cache=service.cache),
         health=health,
         reconciler=Reconciler(service, health, policy),
         reader=reader,

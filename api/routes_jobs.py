@@ -67,7 +67,7 @@ def create_job(
     body: Annotated[CreateJob, Body(default_factory=CreateJob)],
     key: IdempotencyKey = None,
 ) -> Response:
-    job_id = body.job_id or _new_job_id(caller.name, key)
+    job_id = body.job_id or new_job_id(caller.name, key)
     command = RegisterJob(
         initial_status=JobStatus(body.status),
         spec=body.spec,
@@ -83,7 +83,7 @@ def create_job(
     )
 
 
-def _new_job_id(caller: str, key: str | None) -> str:
+def new_job_id(caller: str, key: str | None) -> str:
     if key is None:
         return f"job-{uuid.uuid4().hex}"
     # A retried request with the same key names the same job.

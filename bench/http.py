@@ -124,10 +124,14 @@ class Server:
 
 
 @contextmanager
-def running_server(database_url: str, port: int, tokens: str = TOKENS) -> Iterator[Server]:
-    """`jobledger serve` on `database_url`, ready; stopped with SIGTERM on the way out."""
+def running_server(
+    database_url: str, port: int, tokens: str = TOKENS, serve_args: Sequence[str] = ()
+) -> Iterator[Server]:
+    """`jobledger serve` on `database_url` (with `serve_args`), ready; stopped with SIGTERM
+    on the way out."""
     env = os.environ | {"JOBLEDGER_DATABASE_URL": database_url, "JOBLEDGER_TOKENS": tokens}
     command = [sys.executable, "-m", "api.cli", "serve", "--host", HOST, "--port", str(port)]
+    command += serve_args
     with tempfile.TemporaryFile("w+") as stderr:
         process = subprocess.Popen(
             command, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True

@@ -34,15 +34,17 @@ def with_database(server_url: str, name: str) -> str:
 
 
 @contextmanager
-def scratch_database(server_url: str) -> Iterator[str]:
-    """Create and migrate a database of a unique name; drop it on the way out, even on error."""
+def scratch_database(server_url: str, *, migrate: bool = True) -> Iterator[str]:
+    """Create (and unless told otherwise, migrate) a database of a unique name; drop it on
+    the way out, even on error."""
     name = f"jobledger_bench_{uuid.uuid4().hex[:12]}"
     admin_url = libpq_url(server_url)
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         url = with_database(server_url, name)
-        upgrade_database(url)
+        if migrate:
+            upgrade_database(url)
         yield url
     finally:
         with psycopg.connect(admin_url, autocommit=True) as admin:

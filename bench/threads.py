@@ -1,10 +1,12 @@
 """Timing client threads: the harness the benchmarks share.
 
 `measure` starts every client, releases them together, lets each run its
-operation in a loop until the deadline, records each operation's latency,
-then has every client check that all its operations landed.
+operation in a loop until the deadline (or until it has done its share of a
+fixed number of operations), records each operation's latency, then has every
+client check that all its operations landed.
 """
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +47,8 @@ class _Run:
 
     clients: int
     seconds: float
+    quota: int | None = None
+    """Operations per client, when the measurement is of a fixed amount of work."""
     deadline: float = 0.0
     started: float = 0.0
     ops: list[int] = field(default_factory=list)
@@ -63,9 +67,16 @@ class _Run:
         self.deadline = self.started + self.seconds
 
 
-def measure(make_client: Callable[[int], Client], clients: int, seconds: float) -> Measurement:
-    """Run `clients` threads for `seconds`, each timing its client's `op` in a loop."""
-    run = _Run(clients, seconds)
+def measure(
+    make_client: Callable[[int], Client],
+    clients: int,
+    seconds: float = math.inf,
+    *,
+    ops_per_client: int | None = None,
+) -> Measurement:
+    """Run `clients` threads for `seconds`, each timing its client's `op` in a loop;
+    with `ops_per_client`, each stops after that many operations."""
+    run = _Run(clients, seconds, ops_per_client)
     barrier = threading.Barrier(clients, action=run.start_clock)
     threads = [
         threading.Thread(target=_client_thread, args=(run, barrier, make_client, index))
@@ -95,7 +106,8 @@ def _client_thread(
         latencies = run.latencies[index]
         ops = 0
         now = time.perf_counter()
-        while now < run.deadline:
+        quota = math.inf if run.quota is None else run.quota
+        while now < run.deadline and ops < quota:
             client.op(ops)
             done = time.perf_counter()
             latencies.append((done - now) * 1000)

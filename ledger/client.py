@@ -16,13 +16,14 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any
 
 import httpx
+import orjson
 
 from ledger.commands import WorkerIdentity
 from ledger.errors import (
@@ -155,6 +156,17 @@ class LedgerClient:
         if job_id is not None:
             body["job_id"] = job_id
         return self._json("POST", "/v1/jobs", body)
+
+    def register_many(self, jobs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Register `jobs` (each as `register` takes it, as a dict) through
+        `POST /v1/jobs/batch`, up to `BATCH_JOBS` a request and `BATCH_BYTES` of JSON; return
+        each job's outcome, in order (`status` 201, 200, 409 or 422, `job_id`, and `kind`
+        and `detail` when refused). Each job without an `idempotency_key` is given one,
+        so a request tried again after a lost answer registers nothing twice."""
+        outcomes: list[dict[str, Any]] = []
+        for batch in _batches(jobs):
+            outcomes += self._json("POST", "/v1/jobs/batch", {"jobs": batch})["results"]
+        return outcomes
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self._json("GET", f"/v1/jobs/{job_id}")
@@ -296,6 +308,30 @@ class LedgerClient:
             return wait if tries <= self.retries else None
         left = deadline - time.monotonic()
         return min(wait, left) if left > 0 else None
+
+
+BATCH_JOBS = 1000
+"""The most jobs `register_many` sends in one request (the server's limit)."""
+BATCH_BYTES = 900 * 1024
+"""The most JSON `register_many` sends in one request: under the server's default body
+limit (1 MiB)."""
+
+
+def _batches(jobs: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """`jobs`, each with an idempotency key, in batches of at most `BATCH_JOBS` jobs and
+    about `BATCH_BYTES` of JSON (a single larger job goes alone)."""
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for job in jobs:
+        keyed = job if job.get("idempotency_key") else {**job, "idempotency_key": uuid.uuid4().hex}
+        job_size = len(orjson.dumps(keyed)) + 1
+        if batch and (len(batch) == BATCH_JOBS or size + job_size > BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(keyed)
+        size += job_size
+    if batch:
+        yield batch
 
 
 def problem_error(response: httpx.Response) -> LedgerError:

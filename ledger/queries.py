@@ -87,6 +87,44 @@ APPEND_EVENTS = (
 
 The unique `(job_id, seq)` makes a concurrent writer of the same version fail."""
 
+REGISTER_MANY = f"""
+    WITH appended AS (
+        INSERT INTO job_events (
+            job_id, seq, type, payload, actor, reason, attempt,
+            idempotency_key, command_sha256, correlation_id, occurred_at
+        )
+        SELECT e.job_id, e.seq, e.type, e.payload, %(actor)s, e.reason, e.attempt,
+               e.idempotency_key, e.command_sha256, %(correlation_id)s,
+               %(occurred_at)s::timestamptz
+        FROM jsonb_to_recordset(%(events)s::jsonb) WITH ORDINALITY AS e(
+            job_id text, seq int, type text, payload jsonb, reason text, attempt int,
+            idempotency_key text, command_sha256 text, ord bigint
+        )
+        ORDER BY e.ord
+        ON CONFLICT DO NOTHING
+        RETURNING job_id, position, seq, recorded_at, tx_id::text AS tx_id
+    ), projected AS (
+        INSERT INTO job_status ({", ".join(JOB_STATUS_COLUMNS)})
+        SELECT {", ".join(_projected_value(column) for column in JOB_STATUS_COLUMNS)}
+        FROM jsonb_populate_recordset(NULL::job_status, %(states)s::jsonb) AS r
+        JOIN appended a ON a.job_id = r.job_id
+    )
+    SELECT job_id, position, seq, recorded_at, tx_id FROM appended
+"""
+"""Register many new jobs in one statement: each job's first event and its row. A job
+whose first event the log refuses (it exists: the unique `(job_id, seq)`) is left out,
+event and row alike; the answer names the jobs registered."""
+
+REGISTRATIONS_FOUND = f"""
+    SELECT {STATUS_SELECT}, i.idempotency_key, k.command_sha256 AS key_command_sha256,
+           k.seq AS key_seq
+    FROM unnest(%(job_ids)s::text[], %(keys)s::text[]) AS i(job_id, idempotency_key)
+    JOIN job_status s ON s.job_id = i.job_id
+    LEFT JOIN job_events k ON k.job_id = i.job_id AND k.idempotency_key = i.idempotency_key
+"""
+"""The jobs a registration of many found already there, with the event each one's
+idempotency key was first used on (its seq and command digest), if any."""
+
 JOB_HISTORY = f"SELECT {EVENT_SELECT} FROM job_events e WHERE e.job_id = %(job_id)s ORDER BY e.seq"
 
 JOB_HISTORY_UNTIL = f"""

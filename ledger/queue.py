@@ -40,6 +40,7 @@ from ledger.queries import (
 from ledger.run_tokens import new_run_token
 from ledger.settings import DEFAULT_LEASE_SECONDS
 from ledger.state import JobState, worker_fields
+from ledger.state_cache import StateCache
 from ledger.statuses import ACTIVE_RUN_STATUSES
 from ledger.store import EventStore, IdempotencyKeyTaken, state_from_row
 
@@ -60,7 +61,9 @@ class Claim:
 
 
 class JobQueue:
-    """Starts queued jobs. `run_tokens` makes the run token of each start."""
+    """Starts queued jobs. `run_tokens` makes the run token of each start; each started
+    job's state goes into `cache` (the `JobService`'s), so the run's next command is
+    decided without a read."""
 
     def __init__(
         self,
@@ -68,10 +71,12 @@ class JobQueue:
         *,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         run_tokens: Callable[[], str] = new_run_token,
+        cache: StateCache | None = None,
     ) -> None:
         self.store = store
         self.lease_seconds = lease_seconds
         self.run_tokens = run_tokens
+        self.cache = cache
 
     def claim(
         self, worker: WorkerIdentity, *, actor: str, idempotency_key: str | None = None
@@ -164,6 +169,8 @@ class JobQueue:
         if row is None:
             return None
         job = state_from_row(row[:-_ROW_TAIL])
+        if self.cache is not None:
+            self.cache.put(job)
         expires_at, kept_token, earlier_attempt, earlier_digest = row[-_ROW_TAIL:]
         if earlier_attempt is None:
             return Claim(job, job.attempt, command.run_token, job.resume_from, expires_at)

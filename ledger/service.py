@@ -2,10 +2,11 @@
 
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from ledger.commands import JobCommand, StartJob, command_digest
+from ledger.commands import JobCommand, RegisterJob, StartJob, command_digest
 from ledger.decide import decide
 from ledger.errors import (
     DuplicateJob,
@@ -15,6 +16,12 @@ from ledger.errors import (
     VersionConflict,
 )
 from ledger.events import JobEvent, RecordedEvent
+from ledger.registrations import (
+    Registered,
+    Registration,
+    RegistrationOutcome,
+    register_many,
+)
 from ledger.state import JobState
 from ledger.state_cache import DEFAULT_SIZE as DEFAULT_CACHE_SIZE
 from ledger.state_cache import StateCache
@@ -87,10 +94,11 @@ class JobService:
         outcome and appends nothing; the same key with another command (another
         kind, or other fields) is refused with `IdempotencyKeyReused`.
 
-        The job's state comes from this process's cache when it holds one, as a
-        guess: an append decided on it is refused by the log if it was stale,
-        and a refusal or a no-op decided on it is not believed. Either way the
-        command is decided again on a fresh read.
+        The job's state comes from this process's cache when it holds one (for a
+        registration it finds none for: no job), as a guess: an append decided on
+        it is refused by the log if it was stale, and a refusal or a no-op decided
+        on it is not believed. Either way the command is decided again on a fresh
+        read.
         """
         if isinstance(command, StartJob):
             raise InvalidCommand("a job is started through the queue, which opens its lease")
@@ -109,10 +117,32 @@ class JobService:
             outcome = self._decide_with_retries(request)
         return outcome
 
+    def register_many(
+        self,
+        registrations: Sequence[Registration],
+        *,
+        actor: str,
+        correlation_id: str | None = None,
+    ) -> list[RegistrationOutcome]:
+        """Register many jobs in one transaction (see `ledger.registrations`)."""
+        outcomes = register_many(
+            self.store, registrations, actor=actor, correlation_id=correlation_id
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, Registered):
+                self.cache.put(outcome.state)
+        return outcomes
+
     def _decide_on_cache(self, request: _Request) -> Outcome | None:
-        """Decide on the cached state and append; None when only a fresh read can tell."""
+        """Decide on the cached state and append; None when only a fresh read can tell.
+
+        A registration of a job the cache does not hold is decided on the guess that
+        there is no such job: the log's unique `(job_id, seq)` refuses its first event
+        when there is one, so a new job costs one round trip, not a read and a write."""
         state = self.cache.get(request.job_id)
-        if state is None or request.expected_version not in (None, state.version):
+        if state is None and not isinstance(request.command, RegisterJob):
+            return None
+        if request.expected_version not in (None, state.version if state else 0):
             return None
         try:
             events = decide(state, request.command, job_id=request.job_id)

@@ -253,6 +253,8 @@ class PreparedAppend:
     reasons: list[str | None]
     state: JobState
     params: dict[str, Any]
+    event_rows: list[dict[str, Any]]
+    """The events as the rows `params["events"]` holds, before they are JSON."""
 
     def recorded(self, rows: Sequence[Sequence[Any]]) -> Appended:
         """The events and state as recorded, from the rows `APPEND_EVENTS` returned."""
@@ -326,7 +328,7 @@ def prepare_append(
     }
     reasons = [reason for _, _, reason in records]
     return PreparedAppend(
-        job_id, state.version if state else 0, pending, reasons, new_state, params
+        job_id, state.version if state else 0, pending, reasons, new_state, params, rows_json
     )
 
 

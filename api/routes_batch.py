@@ -1,0 +1,141 @@
+"""Registering many jobs in one request: a sweep's hundreds of jobs, one transaction.
+
+Each item is a registration as `POST /v1/jobs` takes it, with an `idempotency_key` of
+its own, and gets an outcome of its own: 201 registered, 200 registered before with
+this key (nothing appended), 409 (the job exists; the key was used otherwise is 422,
+as for one job) or 422 (the item is invalid), each with the job's id. One invalid item
+refuses only itself; the rest are registered.
+"""
+
+from typing import Annotated, Any
+
+from fastapi import Body as BodyParam
+from pydantic import BaseModel, Field, ValidationError
+from starlette.responses import Response
+
+from api.auth import Registrar
+from api.models import Body, CreateJob
+from api.params import TheLedger
+from api.responses import json_response
+from api.routes_jobs import new_job_id
+from api.routing import api_router
+from ledger.commands import RegisterJob
+from ledger.errors import LedgerError
+from ledger.registrations import MAX_REGISTRATIONS, Registered, Registration
+from ledger.statuses import JobStatus
+
+router = api_router(401, 403, 422, 503)
+
+
+class BatchItem(CreateJob):
+    idempotency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="a retry of the item with the same key is answered 200 and appends nothing;"
+        " without a job_id, the key names the job",
+    )
+
+
+class CreateJobs(Body):
+    jobs: list[dict[str, Any]] = Field(
+        max_length=MAX_REGISTRATIONS,
+        description=f"up to {MAX_REGISTRATIONS} registrations, each as POST /v1/jobs takes it "
+        "plus its own idempotency_key; each is validated on its own",
+        json_schema_extra={"items": BatchItem.model_json_schema()},
+    )
+
+
+class ItemOutcome(BaseModel):
+    job_id: str | None = Field(description="the job's id (None only for an item without one)")
+    status: int = Field(description="201, 200 (a replay), 409 or 422")
+    job_status: JobStatus | None = None
+    version: int | None = None
+    kind: str | None = Field(default=None, description="why it was refused (a problem kind)")
+    detail: str | None = None
+
+
+class BatchView(BaseModel):
+    results: list[ItemOutcome]
+    created: int
+    replayed: int
+    refused: int
+
+
+@router.post(
+    "/v1/jobs/batch",
+    summary="register many jobs",
+    response_model=BatchView,
+    responses={200: {"description": "an outcome per item, in order"}},
+)
+def create_jobs(
+    caller: Registrar,
+    ledger: TheLedger,
+    body: Annotated[CreateJobs, BodyParam()],
+) -> Response:
+    outcomes: list[ItemOutcome | None] = []
+    registrations: list[Registration] = []
+    for item in body.jobs:
+        try:
+            job = BatchItem.model_validate(item)
+        except ValidationError as invalid:
+            outcomes.append(_invalid(item, invalid))
+            continue
+        outcomes.append(None)
+        registrations.append(_registration(job, caller.name))
+    registered = iter(
+        ledger.service.register_many(registrations, actor=caller.name) if registrations else []
+    )
+    pending = iter(registrations)
+    results = [outcome or _outcome(next(pending), next(registered)) for outcome in outcomes]
+    counts = {code: sum(1 for result in results if result.status == code) for code in (200, 201)}
+    view = BatchView(
+        results=results,
+        created=counts[201],
+        replayed=counts[200],
+        refused=len(results) - counts[200] - counts[201],
+    )
+    return json_response(view)
+
+
+def _registration(job: BatchItem, caller: str) -> Registration:
+    command = RegisterJob(
+        initial_status=JobStatus(job.status),
+        spec=job.spec,
+        priority=job.priority,
+        max_attempts=job.max_attempts,
+        auto_retry=job.auto_retry,
+    )
+    job_id = job.job_id or new_job_id(caller, job.idempotency_key)
+    return Registration(job_id=job_id, command=command, idempotency_key=job.idempotency_key)
+
+
+def _outcome(registration: Registration, outcome: Registered | LedgerError) -> ItemOutcome:
+    if isinstance(outcome, LedgerError):
+        return ItemOutcome(
+            job_id=registration.job_id,
+            status=outcome.status_code,
+            kind=outcome.kind,
+            detail=str(outcome),
+        )
+    state = outcome.state
+    return ItemOutcome(
+        job_id=state.job_id,
+        status=200 if outcome.replayed else 201,
+        job_status=state.status,
+        version=state.version,
+    )
+
+
+def _invalid(item: dict[str, Any], invalid: ValidationError) -> ItemOutcome:
+    job_id = item.get("job_id") if isinstance(item, dict) else None
+    problems = "; ".join(
+        f"{'.'.join(map(str, error['loc'])) or 'item'}: {error['msg']}"
+        for error in invalid.errors(include_url=False)
+    )
+    return ItemOutcome(
+        job_id=job_id if isinstance(job_id, str) else None,
+        status=422,
+        kind="invalid-request",
+        detail=problems,
+    )

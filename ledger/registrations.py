@@ -1,0 +1,164 @@
+"""Registering many jobs in one transaction, each with an outcome of its own.
+
+A sweep submits hundreds of jobs at once. They are registered by one statement
+(`REGISTER_MANY`): every new job's first event and its projected row. The log's unique
+`(job_id, seq)` leaves out a job that already exists, and only those are read back, in
+the same transaction, to say what each one is: a replay of the same registration with
+the same idempotency key (answered as before, nothing appended), or a refusal
+(`DuplicateJob`; `IdempotencyKeyReused` when the key was first used otherwise). A job
+named twice in one call is registered once; its second mention is judged like a replay.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from ledger.commands import RegisterJob, command_digest
+from ledger.decide import decide
+from ledger.errors import IdempotencyKeyReused, InvalidCommand, LedgerError, StorageError
+from ledger.queries import REGISTER_MANY, REGISTRATIONS_FOUND
+from ledger.schema import JOB_STATUS_COLUMNS
+from ledger.state import JobState
+from ledger.store import (
+    APPEND_TIME,
+    Connection,
+    EventStore,
+    PreparedAppend,
+    prepare_append,
+    state_from_row,
+)
+
+MAX_REGISTRATIONS = 1000
+"""The most jobs one call registers: one transaction of a bounded size."""
+
+_STATUS_COLUMN_COUNT = len(JOB_STATUS_COLUMNS)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Registration:
+    """One job to register: its id, the registration, and the caller's idempotency key."""
+
+    job_id: str
+    command: RegisterJob
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """A registration's outcome: the job as it is, and whether this call registered it
+    (`replayed` when an earlier one with the same key and the same registration did)."""
+
+    state: JobState
+    replayed: bool = False
+
+
+RegistrationOutcome = Registered | LedgerError
+"""What became of one registration: registered (or replayed), or refused and why."""
+
+
+def register_many(
+    store: EventStore,
+    registrations: Sequence[Registration],
+    *,
+    actor: str,
+    correlation_id: str | None = None,
+    occurred_at: datetime | None = None,
+) -> list[RegistrationOutcome]:
+    """Register every job of `registrations` that is new, in one transaction; return an
+    outcome for each, in order. `InvalidCommand` when there are more than
+    `MAX_REGISTRATIONS`."""
+    if len(registrations) > MAX_REGISTRATIONS:
+        raise InvalidCommand(
+            f"at most {MAX_REGISTRATIONS} jobs are registered at once, not {len(registrations)}"
+        )
+    digests = [
+        None if item.idempotency_key is None else command_digest(item.command)
+        for item in registrations
+    ]
+    outcomes: list[RegistrationOutcome | None] = [None] * len(registrations)
+    prepared: dict[str, tuple[int, PreparedAppend]] = {}
+    for index, (item, digest) in enumerate(zip(registrations, digests, strict=True)):
+        if item.job_id in prepared:
+            continue  # judged once the first mention is registered
+        try:
+            events = decide(None, item.command, job_id=item.job_id)
+        except LedgerError as refused:
+            outcomes[index] = refused
+            continue
+        prepared[item.job_id] = (
+            index,
+            prepare_append(
+                item.job_id,
+                None,
+                events,
+                actor=actor,
+                idempotency_key=item.idempotency_key,
+                command_sha256=digest,
+                correlation_id=correlation_id,
+                occurred_at=occurred_at,
+            ),
+        )
+    with store.transaction() as conn:
+        if prepared:
+            for job_id, *recorded in conn.execute(REGISTER_MANY, _params(prepared, actor)):
+                index, append = prepared[job_id]
+                outcomes[index] = Registered(append.recorded([recorded]).state)
+        left_out = [(i, item) for i, item in enumerate(registrations) if outcomes[i] is None]
+        found = _found(conn, [item for _, item in left_out]) if left_out else {}
+    for index, item in left_out:
+        there = found.get((item.job_id, item.idempotency_key))
+        outcomes[index] = _judged(item, digests[index], there)
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _params(prepared: dict[str, tuple[int, PreparedAppend]], actor: str) -> dict[str, Any]:
+    """`REGISTER_MANY`'s parameters: every job's events and row, each list as one document."""
+    appends = [append for _, append in prepared.values()]
+    first = appends[0].params
+    return {
+        "actor": actor,
+        "correlation_id": first["correlation_id"],
+        "occurred_at": first["occurred_at"],
+        "append_time": APPEND_TIME,
+        "events": orjson.dumps(
+            [row | {"job_id": a.job_id} for a in appends for row in a.event_rows]
+        ).decode(),
+        "states": orjson.dumps([a.state._asdict() for a in appends]).decode(),
+    }
+
+
+_Found = tuple[JobState, str | None, int | None]
+"""A job that was there: its state, and its key's first event's command digest and seq."""
+
+
+def _found(conn: Connection, items: list[Registration]) -> dict[tuple[str, str | None], _Found]:
+    """The jobs of `items` as they are now, each with the first use of its item's key."""
+    params: dict[str, Any] = {
+        "job_ids": [item.job_id for item in items],
+        "keys": [item.idempotency_key for item in items],
+    }
+    found = {}
+    for row in conn.execute(REGISTRATIONS_FOUND, params):
+        state = state_from_row(row)
+        key, key_digest, key_seq = row[_STATUS_COLUMN_COUNT:]
+        found[(state.job_id, key)] = (state, key_digest, key_seq)
+    return found
+
+
+def _judged(item: Registration, digest: str | None, found: _Found | None) -> RegistrationOutcome:
+    """The outcome of a registration the log left out, given what is there."""
+    if found is None:
+        return StorageError(f"job {item.job_id!r} was neither registered nor found")
+    state, key_digest, key_seq = found
+    if item.idempotency_key is not None and key_seq is not None:
+        if key_seq == 1 and key_digest == digest:
+            return Registered(state, replayed=True)
+        return IdempotencyKeyReused(item.job_id, item.idempotency_key)
+    try:
+        decide(state, item.command, job_id=item.job_id)
+    except LedgerError as refused:
+        return refused
+    return StorageError(f"job {item.job_id!r} exists, yet its registration was not refused")
