@@ -16,6 +16,7 @@ from typing import Any
 import psutil
 
 from api.bootstrap import open_ledger
+from api.cli_submit import add_submit_command
 from api.cli_text import render_health, render_history, render_table, visible
 from api.presenters import health_view, job_view, reconcile_view
 from api.statuses_export import json_schema, typescript_module
@@ -80,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
     migrate.set_defaults(handler=run_migrate)
+
+    add_submit_command(commands)
 
     history = commands.add_parser("history", help="a job's transitions: when, from -> to, who, why")
     history.add_argument("job_id")
@@ -299,7 +302,7 @@ def run_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     stale_after = None if args.max_age_minutes is None else timedelta(minutes=args.max_age_minutes)
     with open_ledger(settings) as ledger:
         report = ledger.reconciler.run_once(
-            dry_run=args.dry_run, stale_pending_after=stale_after, actor=_operator_actor()
+            dry_run=args.dry_run, stale_pending_after=stale_after, actor=operator_actor()
         )
     if args.json:
         print(reconcile_view(report).model_dump_json(indent=2))
@@ -332,13 +335,13 @@ def run_monitor(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _operator_actor() -> str:
+def operator_actor() -> str:
     """Who an operator command is recorded as: `JOBLEDGER_ACTOR`, else `cli:<user>`."""
     return os.environ.get("JOBLEDGER_ACTOR") or f"cli:{getpass.getuser()}"
 
 
 def run_operator_command(settings: Settings, args: argparse.Namespace) -> int:
-    actor = _operator_actor()
+    actor = operator_actor()
     expected = args.expected_version
     with open_ledger(settings, catch_up=False) as ledger:
         if args.operation == "force-start":

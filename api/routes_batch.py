@@ -7,6 +7,7 @@ as for one job) or 422 (the item is invalid), each with the job's id. One invali
 refuses only itself; the rest are registered.
 """
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import Body as BodyParam
@@ -22,6 +23,7 @@ from api.routing import api_router
 from ledger.commands import RegisterJob
 from ledger.errors import LedgerError
 from ledger.registrations import MAX_REGISTRATIONS, Registered, Registration
+from ledger.service import JobService
 from ledger.statuses import JobStatus
 
 router = api_router(401, 403, 422, 503)
@@ -73,21 +75,7 @@ def create_jobs(
     ledger: TheLedger,
     body: Annotated[CreateJobs, BodyParam()],
 ) -> Response:
-    outcomes: list[ItemOutcome | None] = []
-    registrations: list[Registration] = []
-    for item in body.jobs:
-        try:
-            job = BatchItem.model_validate(item)
-        except ValidationError as invalid:
-            outcomes.append(_invalid(item, invalid))
-            continue
-        outcomes.append(None)
-        registrations.append(_registration(job, caller.name))
-    registered = iter(
-        ledger.service.register_many(registrations, actor=caller.name) if registrations else []
-    )
-    pending = iter(registrations)
-    results = [outcome or _outcome(next(pending), next(registered)) for outcome in outcomes]
+    results = register_items(ledger.service, body.jobs, actor=caller.name)
     counts = {code: sum(1 for result in results if result.status == code) for code in (200, 201)}
     view = BatchView(
         results=results,
@@ -96,6 +84,26 @@ def create_jobs(
         refused=len(results) - counts[200] - counts[201],
     )
     return json_response(view)
+
+
+def register_items(
+    service: JobService, items: Sequence[dict[str, Any]], *, actor: str
+) -> list[ItemOutcome]:
+    """Validate each item on its own and register the valid ones in one transaction (at
+    most `MAX_REGISTRATIONS`); each item's outcome, in order."""
+    outcomes: list[ItemOutcome | None] = []
+    registrations: list[Registration] = []
+    for item in items:
+        try:
+            job = BatchItem.model_validate(item)
+        except ValidationError as invalid:
+            outcomes.append(_invalid(item, invalid))
+            continue
+        outcomes.append(None)
+        registrations.append(_registration(job, actor))
+    registered = iter(service.register_many(registrations, actor=actor) if registrations else [])
+    pending = iter(registrations)
+    return [outcome or _outcome(next(pending), next(registered)) for outcome in outcomes]
 
 
 def _registration(job: BatchItem, caller: str) -> Registration:

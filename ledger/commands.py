@@ -168,4 +168,15 @@ def request_digest(name: str, fields: Mapping[str, Any]) -> str:
 
 def command_digest(command: JobCommand) -> str:
     """`request_digest` of `command`: its name and every field it carries."""
-    return request_digest(COMMAND_NAMES[type(command)], dataclasses.asdict(command))
+    fields = {
+        field.name: _plain(getattr(command, field.name)) for field in dataclasses.fields(command)
+    }
+    return request_digest(COMMAND_NAMES[type(command)], fields)
+
+
+def _plain(value: Any) -> Any:
+    """A field's value as `dataclasses.asdict` gives it, without copying what JSON reads
+    alike (a spec's dicts and lists)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value

@@ -96,9 +96,11 @@ REGISTER_MANY = f"""
         SELECT e.job_id, e.seq, e.type, e.payload, %(actor)s, e.reason, e.attempt,
                e.idempotency_key, e.command_sha256, %(correlation_id)s,
                %(occurred_at)s::timestamptz
-        FROM jsonb_to_recordset(%(events)s::jsonb) WITH ORDINALITY AS e(
+        FROM ROWS FROM (jsonb_to_recordset(%(events)s::jsonb) AS (
             job_id text, seq int, type text, payload jsonb, reason text, attempt int,
-            idempotency_key text, command_sha256 text, ord bigint
+            idempotency_key text, command_sha256 text
+        )) WITH ORDINALITY AS e(
+            job_id, seq, type, payload, reason, attempt, idempotency_key, command_sha256, ord
         )
         ORDER BY e.ord
         ON CONFLICT DO NOTHING

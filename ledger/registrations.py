@@ -105,7 +105,7 @@ def register_many(
         if prepared:
             for job_id, *recorded in conn.execute(REGISTER_MANY, _params(prepared, actor)):
                 index, append = prepared[job_id]
-                outcomes[index] = Registered(append.recorded([recorded]).state)
+                outcomes[index] = Registered(append.stamped(recorded[2]))
         left_out = [(i, item) for i, item in enumerate(registrations) if outcomes[i] is None]
         found = _found(conn, [item for _, item in left_out]) if left_out else {}
     for index, item in left_out:

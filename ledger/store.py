@@ -256,6 +256,10 @@ class PreparedAppend:
     event_rows: list[dict[str, Any]]
     """The events as the rows `params["events"]` holds, before they are JSON."""
 
+    def stamped(self, recorded_at: datetime) -> JobState:
+        """The projected state, with the time the database recorded the append."""
+        return _stamp(self.state, recorded_at)
+
     def recorded(self, rows: Sequence[Sequence[Any]]) -> Appended:
         """The events and state as recorded, from the rows `APPEND_EVENTS` returned."""
         recorded_at = rows[0][2]
@@ -275,7 +279,7 @@ class PreparedAppend:
                 zip(self.pending, rows, self.reasons, strict=True)
             )
         ]
-        return Appended(recorded, _stamp(self.state, recorded_at))
+        return Appended(recorded, self.stamped(recorded_at))
 
 
 def prepare_append(

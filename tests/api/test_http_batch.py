@@ -1,0 +1,100 @@
+"""POST /v1/jobs/batch and LedgerClient.register_many: an outcome per job."""
+
+from collections.abc import Callable
+from typing import Any
+
+from starlette.testclient import TestClient
+
+from ledger.client import LedgerClient
+from ledger.registrations import MAX_REGISTRATIONS
+from tests.api.conftest import auth, token_of
+
+
+def batch(client: TestClient, jobs: list[Any], who: str = "trainer") -> Any:
+    return client.post("/v1/jobs/batch", json={"jobs": jobs}, headers=auth(who))
+
+
+def test_each_item_is_answered_201_200_409_or_422_with_its_job_id(client: TestClient) -> None:
+    assert (
+        client.post("/v1/jobs", json={"job_id": "exists"}, headers=auth("trainer")).status_code
+        == 201
+    )
+    first = batch(client, [{"job_id": "sweep-1", "idempotency_key": "k1", "spec": {"lr": 1}}])
+    assert first.status_code == 200
+    assert first.json()["results"] == [
+        {
+            "job_id": "sweep-1",
+            "status": 201,
+            "job_status": "queued",
+            "version": 1,
+            "kind": None,
+            "detail": None,
+        }
+    ]
+
+    answer = batch(
+        client,
+        [
+            {"job_id": "sweep-2", "spec": {"lr": 2}},
+            {"job_id": "sweep-1", "idempotency_key": "k1", "spec": {"lr": 1}},
+            {"job_id": "exists"},
+            {"job_id": "bad-one", "priority": "high"},
+            {"job_id": "sweep-1", "idempotency_key": "k1", "spec": {"lr": 99}},
+        ],
+    )
+
+    body = answer.json()
+    assert [(r["job_id"], r["status"]) for r in body["results"]] == [
+        ("sweep-2", 201),
+        ("sweep-1", 200),
+        ("exists", 409),
+        ("bad-one", 422),
+        ("sweep-1", 422),
+    ]
+    assert body["results"][2]["kind"] == "duplicate-job"
+    assert "priority" in body["results"][3]["detail"]
+    assert body["results"][4]["kind"] == "idempotency-key-reused"
+    assert (body["created"], body["replayed"], body["refused"]) == (1, 1, 3)
+    job = client.get("/v1/jobs/sweep-2", headers=auth("trainer")).json()
+    assert job["spec"] == {"lr": 2} and job["status"] == "queued"
+    assert client.get("/v1/jobs/bad-one", headers=auth("trainer")).status_code == 404
+
+
+def test_an_item_without_a_job_id_is_named_by_its_key(client: TestClient) -> None:
+    once = batch(client, [{"idempotency_key": "only-key"}]).json()["results"][0]
+    again = batch(client, [{"idempotency_key": "only-key"}]).json()["results"][0]
+
+    assert once["status"] == 201 and again["status"] == 200
+    assert once["job_id"] == again["job_id"]
+
+
+def test_more_than_the_most_at_once_is_a_422_and_registers_nothing(client: TestClient) -> None:
+    jobs = [{"job_id": f"many-{i}"} for i in range(MAX_REGISTRATIONS + 1)]
+
+    answer = batch(client, jobs)
+
+    assert answer.status_code == 422
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert client.get("/v1/jobs/many-0", headers=auth("trainer")).status_code == 404
+
+
+def test_an_auditor_may_not_register(client: TestClient) -> None:
+    assert batch(client, [{"job_id": "nope"}], who="audrey").status_code == 403
+
+
+def test_the_client_registers_many_and_a_retry_replays(
+    client_for: Callable[[bool], TestClient],
+) -> None:
+    app = client_for(True)
+    trainer = LedgerClient("http://testserver", token_of("trainer"))
+    trainer.http.close()
+    trainer.http = app
+    app.headers.update(auth("trainer"))
+    jobs = [{"job_id": f"c-{i}", "idempotency_key": f"ck-{i}"} for i in range(1500)]
+
+    first = trainer.register_many(jobs)
+    again = trainer.register_many([*jobs[:3], {"job_id": "c-new"}])
+
+    assert [o["status"] for o in first] == [201] * 1500
+    assert [o["job_id"] for o in first] == [f"c-{i}" for i in range(1500)]
+    assert [o["status"] for o in again] == [200, 200, 200, 201]
