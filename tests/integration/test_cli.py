@@ -176,3 +176,34 @@ def test_operator_commands_record_the_reason_and_print_the_new_status(
     history = json.loads(capsys.readouterr().out)
     assert [h["reason"] for h in history][-3:] == ["bad spec", None, "duplicate"]
     assert history[-1]["actor"].startswith("cli:")
+
+
+def test_submit_registers_every_line_and_names_each_refused_one(
+    configured: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sweep = tmp_path / "sweep.jsonl"
+    lines = [
+        json.dumps({"job_id": f"sweep-{i}", "spec": {"lr": i}, "idempotency_key": f"k-{i}"})
+        for i in range(1200)
+    ]
+    sweep.write_text("\n".join([*lines, "", '{"job_id": "bad", "priority": "high"}', "[1]"]))
+
+    assert main(["submit", "--from", str(sweep)]) == EXIT_FAILURE
+    first = capsys.readouterr()
+    assert main(["submit", "--from", str(sweep), "--json"]) == EXIT_FAILURE
+    again = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+    assert first.out.strip() == "registered 1200, already registered 0, refused 2"
+    assert "line 1202: bad: 422 invalid-request: priority" in first.err
+    assert "line 1203: -: 422 invalid-request: not a JSON object" in first.err
+    assert [o["status"] for o in again] == [200] * 1200 + [422, 422]
+    assert again[5] == {
+        "line": 6,
+        "job_id": "sweep-5",
+        "status": 200,
+        "job_status": "queued",
+        "version": 1,
+        "kind": None,
+        "detail": None,
+    }
+    assert main(["history", "sweep-1199"]) == EXIT_OK
