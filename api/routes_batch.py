@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import Body as BodyParam
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response
 
 from api.auth import Registrar
-from api.models import Body, CreateJob
+from api.models import CreateJob
 from api.params import TheLedger
 from api.responses import json_response
 from api.routes_jobs import new_job_id
@@ -39,7 +39,11 @@ class BatchItem(CreateJob):
     )
 
 
-class CreateJobs(Body):
+class CreateJobs(BaseModel):
+    """The list of registrations. Each is checked (as a `Body`) on its own."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     jobs: list[dict[str, Any]] = Field(
         max_length=MAX_REGISTRATIONS,
         description=f"up to {MAX_REGISTRATIONS} registrations, each as POST /v1/jobs takes it "

@@ -177,6 +177,8 @@ def command_digest(command: JobCommand) -> str:
 def _plain(value: Any) -> Any:
     """A field's value as `dataclasses.asdict` gives it, without copying what JSON reads
     alike (a spec's dicts and lists)."""
+    if isinstance(value, str | int | float | dict | list | None):
+        return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     return value
