@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from api.auth import Role
 from api.limits import MAX_SPEC_BYTES
-from ledger.commands import WorkerIdentity
+from ledger.commands import RegisterJob, WorkerIdentity
 from ledger.statuses import JobStatus
 from projections.recovery.health import OrphanReason
 
@@ -74,6 +74,16 @@ class CreateJob(Body):
         if size > MAX_SPEC_BYTES:
             raise ValueError(f"must be at most {MAX_SPEC_BYTES} bytes as JSON, not {size}")
         return spec
+
+    def command(self) -> RegisterJob:
+        """The registration this body asks for."""
+        return RegisterJob(
+            initial_status=JobStatus(self.status),
+            spec=self.spec,
+            priority=self.priority,
+            max_attempts=self.max_attempts,
+            auto_retry=self.auto_retry,
+        )
 
 
 class Guarded(Body):

@@ -20,7 +20,6 @@ from api.params import TheLedger
 from api.responses import json_response
 from api.routes_jobs import new_job_id
 from api.routing import api_router
-from ledger.commands import RegisterJob
 from ledger.errors import LedgerError
 from ledger.registrations import MAX_REGISTRATIONS, Registered, Registration
 from ledger.service import JobService
@@ -68,12 +67,7 @@ class BatchView(BaseModel):
     refused: int
 
 
-@router.post(
-    "/v1/jobs/batch",
-    summary="register many jobs",
-    response_model=BatchView,
-    responses={200: {"description": "an outcome per item, in order"}},
-)
+@router.post("/v1/jobs/batch", summary="register many jobs", response_model=BatchView)
 def create_jobs(
     caller: Registrar,
     ledger: TheLedger,
@@ -111,15 +105,8 @@ def register_items(
 
 
 def _registration(job: BatchItem, caller: str) -> Registration:
-    command = RegisterJob(
-        initial_status=JobStatus(job.status),
-        spec=job.spec,
-        priority=job.priority,
-        max_attempts=job.max_attempts,
-        auto_retry=job.auto_retry,
-    )
     job_id = job.job_id or new_job_id(caller, job.idempotency_key)
-    return Registration(job_id=job_id, command=command, idempotency_key=job.idempotency_key)
+    return Registration(job_id=job_id, command=job.command(), idempotency_key=job.idempotency_key)
 
 
 def _outcome(registration: Registration, outcome: Registered | LedgerError) -> ItemOutcome:

@@ -35,7 +35,7 @@ from api.params import (
 from api.presenters import history_view, job_view, past_job_list, past_job_view
 from api.responses import json_response
 from api.routing import api_router
-from ledger.commands import CancelJob, JobCommand, MarkFailed, RegisterJob, RequeueJob
+from ledger.commands import CancelJob, JobCommand, MarkFailed, RequeueJob
 from ledger.errors import JobNotFound
 from ledger.job_listing import JobsCursor
 from ledger.statuses import JobStatus
@@ -68,14 +68,7 @@ def create_job(
     key: IdempotencyKey = None,
 ) -> Response:
     job_id = body.job_id or new_job_id(caller.name, key)
-    command = RegisterJob(
-        initial_status=JobStatus(body.status),
-        spec=body.spec,
-        priority=body.priority,
-        max_attempts=body.max_attempts,
-        auto_retry=body.auto_retry,
-    )
-    outcome = ledger.service.execute(job_id, command, actor=caller.name, idempotency_key=key)
+    outcome = ledger.service.execute(job_id, body.command(), actor=caller.name, idempotency_key=key)
     return json_response(
         job_view(ledger.reader.reading_of(outcome.state)),
         200 if outcome.replayed else 201,

@@ -30,8 +30,10 @@ HEARTBEAT_TIMEOUT = timedelta(seconds=30)
 class _LoopClient:
     """A thread's own event loop: `run` awaits one coroutine on it."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str, lifecycle: bool) -> None:
         self.loop = asyncio.new_event_loop()
+        self.prefix = prefix
+        self.lifecycle = lifecycle
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coroutine)
@@ -68,9 +70,7 @@ class ProcrastinateClient(_LoopClient):
         from procrastinate import PsycopgConnector
         from procrastinate.manager import JobManager
 
-        super().__init__()
-        self.prefix = prefix
-        self.lifecycle = lifecycle
+        super().__init__(prefix, lifecycle)
         self.connector = PsycopgConnector(conninfo=url, min_size=1, max_size=1)
         self.run(self.connector.open_async())
         self.manager = JobManager(self.connector)
@@ -127,9 +127,7 @@ class PgQueuerClient(_LoopClient):
         from pgqueuer.queries import EntrypointExecutionParameter, Queries
         from pgqueuer.types import QueueEntrypoint, QueueManagerId
 
-        super().__init__()
-        self.prefix = prefix
-        self.lifecycle = lifecycle
+        super().__init__(prefix, lifecycle)
         self.conn = self.run(psycopg.AsyncConnection.connect(url, autocommit=True))
         self.queries = Queries(PsycopgDriver(self.conn))
         self.entrypoints = {

@@ -101,7 +101,7 @@ def register_many(
                 occurred_at=occurred_at,
             ),
         )
-    with store.transaction() as conn:
+    with store.connection() as conn:  # one statement: one transaction
         if prepared:
             for job_id, *recorded in conn.execute(REGISTER_MANY, _params(prepared, actor)):
                 index, append = prepared[job_id]
