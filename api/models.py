@@ -206,8 +206,8 @@ class JobList(BaseModel):
     estimated: list[JobStatus] = Field(
         default_factory=list,
         description="statuses whose count is not exact: past 10,000, an estimate from the "
-        "database's statistics; with a search matching more than 1,000 jobs, every status, "
-        "counted among the first 1,001 matches ('at least')",
+        "database's statistics; with a search matching more than 100 jobs, every status, "
+        "counted among the first 101 matches ('at least')",
     )
     total: int
     as_of: str = Field(description="the database clock when the page was read")

@@ -88,20 +88,31 @@ class JobListing:
         after: JobsCursor | None = None,
         limit: int = 50,
     ) -> JobsPage:
-        """One page and the counts beside it, read in one transaction so they agree."""
-        query = jobs_newest_first(
-            by_status=status is not None, after_cursor=after is not None, search=search or None
-        )
+        """One page and the counts beside it, read in one transaction so they agree.
+
+        The counts are read first: with a search, whether it matched more than
+        `EXACT_SEARCH_COUNT` ids chooses how its page is read."""
         params = {
             "status": status,
             "statuses": [str(each) for each in JobStatus],
             **page_params(search, after, limit),
         }
+        # A search's best plan depends on its pattern (a few ids or every one): planned
+        # afresh each time, never from a statement prepared for another pattern.
+        prepare = False if search else None
         with self.store.transaction() as conn:
-            rows = conn.execute(query, params).fetchall()
-            counted = conn.execute(bounded_status_counts(search=search or None), params).fetchall()
+            counts_query = bounded_status_counts(search=search or None)
+            counted = conn.execute(counts_query, params, prepare=prepare).fetchall()
             counts = dict.fromkeys(JobStatus, 0) | {JobStatus(s): int(n) for s, n in counted}
-            if search and sum(counts.values()) > EXACT_SEARCH_COUNT:
+            many_matches = bool(search) and sum(counts.values()) > EXACT_SEARCH_COUNT
+            query = jobs_newest_first(
+                by_status=status is not None,
+                after_cursor=after is not None,
+                search=search or None,
+                many_matches=many_matches,
+            )
+            rows = conn.execute(query, params, prepare=prepare).fetchall()
+            if many_matches:
                 estimated = frozenset(JobStatus)  # counts of the first matches only
             else:
                 estimated = frozenset(s for s, n in counts.items() if n > EXACT_COUNT)

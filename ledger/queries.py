@@ -158,11 +158,15 @@ READ_FEED_WITHOUT_SPECS = f"""
 the database leaves it out, so a page of large specs costs no memory here."""
 
 
-def jobs_newest_first(*, by_status: bool, after_cursor: bool, search: str | None) -> str:
+def jobs_newest_first(
+    *, by_status: bool, after_cursor: bool, search: str | None, many_matches: bool = False
+) -> str:
     """A page of jobs, newest first, keyset-paged on (created_at, job_id).
 
     One statement per combination of filters, so each is planned on its own
     index: `(created_at, job_id)` or `(status, created_at, job_id)`, read backwards.
+    `many_matches`: the search matches more than `EXACT_SEARCH_COUNT` ids (its counts
+    said so); see `newest_matching_registrations`.
     """
     where = ["TRUE"]
     if by_status:
@@ -170,14 +174,10 @@ def jobs_newest_first(*, by_status: bool, after_cursor: bool, search: str | None
     if after_cursor:
         where.append("(s.created_at, s.job_id) < (%(created_at)s, %(job_id)s)")
     if search and not by_status and len(search) >= SUBSTRING_SEARCH_MIN:
-        # The newest matching registrations first, before any job's row is read: a job's
-        # created_at is its registration's recorded_at.
-        after = "AND (e.recorded_at, e.job_id) < (%(created_at)s, %(job_id)s)"
-        where.append(
-            "s.job_id IN (SELECT e.job_id FROM job_events e "
-            f"WHERE e.seq = 1 AND e.job_id LIKE %(pattern)s {after if after_cursor else ''} "
-            "ORDER BY e.recorded_at DESC, e.job_id DESC LIMIT %(limit)s)"
+        registrations = newest_matching_registrations(
+            after_cursor=after_cursor, many_matches=many_matches
         )
+        where.append(f"s.job_id IN ({registrations})")
     elif search:
         where.append(matching_ids(search))
     return f"""
@@ -191,6 +191,45 @@ def jobs_newest_first(*, by_status: bool, after_cursor: bool, search: str | None
 SUBSTRING_SEARCH_MIN = 3
 """A search this long or longer matches ids containing it (the trigram index serves it);
 a shorter one matches ids starting with it (the primary key's index serves that)."""
+
+SEARCH_WINDOW = 20_000
+"""How many of the newest registrations a search matching many ids reads in order, before
+(if it found less than a page there) it reads every match through the trigram index."""
+
+
+def newest_matching_registrations(*, after_cursor: bool, many_matches: bool) -> str:
+    """The ids of the newest `%(limit)s` registrations (after the cursor) whose id matches
+    `%(pattern)s`, before any job's row is read: a job's created_at is its registration's
+    recorded_at.
+
+    A search matching few ids reads them all through the trigram index and keeps the
+    newest. One matching many (`many_matches`) would read every match that way, each on
+    a page of its own in the log, to keep a page of them: it reads the newest
+    `SEARCH_WINDOW` registrations in order instead, from `ix_job_events_registered_at`
+    (the index alone, no row), checking each id, and stops at a page. A search matching
+    one id in 400 or more (a few characters most ids have) finds its page there, whatever
+    the ledger's size; only when the window holds less than a page does the trigram index
+    read every match."""
+    after = "AND (e.recorded_at, e.job_id) < (%(created_at)s, %(job_id)s)" if after_cursor else ""
+    newest_first = "ORDER BY e.recorded_at DESC, e.job_id DESC"
+    every_match = f"""
+        SELECT e.job_id FROM job_events e
+        WHERE e.seq = 1 AND e.job_id LIKE %(pattern)s {after}"""
+    if not many_matches:
+        return f"{every_match} {newest_first} LIMIT %(limit)s"
+    return f"""
+        WITH in_window AS MATERIALIZED (
+            SELECT e.job_id FROM (
+                SELECT e.job_id, e.recorded_at FROM job_events e
+                WHERE e.seq = 1 {after} {newest_first} LIMIT {SEARCH_WINDOW}
+            ) e
+            WHERE e.job_id LIKE %(pattern)s {newest_first} LIMIT %(limit)s
+        )
+        SELECT job_id FROM in_window
+        UNION ALL ({every_match}
+            AND (SELECT count(*) FROM in_window) < %(limit)s
+            {newest_first} LIMIT %(limit)s
+        )"""
 
 
 def matching_ids(search: str) -> str:
@@ -214,8 +253,10 @@ def search_pattern(search: str) -> str:
 EXACT_COUNT = 10_000
 """Counts of jobs are exact up to this; a larger one is an estimate."""
 
-EXACT_SEARCH_COUNT = 1_000
-"""Counts of the jobs a search matches are exact up to this many matches in all."""
+EXACT_SEARCH_COUNT = 100
+"""Counts of the jobs a search matches are exact up to this many matches in all. Each match
+counted is a row of the log and one of the projection, wherever they are: a bound near a
+page's size keeps a search's counts as cheap as its page."""
 
 
 def bounded_status_counts(*, search: str | None) -> str:

@@ -187,7 +187,7 @@ function row(job, asOf, past) {
 }
 
 /** A count as the page gives it: exact, about (an estimate), or "more than" (a search past
- * the matches the server counts to: "1,001+"). `status` "" is the total; `searched`: the page
+ * the matches the server counts to: "101+"). `status` "" is the total; `searched`: the page
  * is a search. */
 function countText(page, status, searched) {
   const estimated = page.estimated || [];

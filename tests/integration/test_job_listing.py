@@ -1,10 +1,18 @@
 """Browsing jobs: newest first, by status, by a piece of the id, keyset-paged, counted."""
 
+from typing import Any
+
 import pytest
 from sqlalchemy import Engine, text
 
 from ledger.job_listing import JobListing, JobsCursor
-from ledger.queries import EXACT_COUNT, EXACT_SEARCH_COUNT
+from ledger.queries import (
+    EXACT_COUNT,
+    EXACT_SEARCH_COUNT,
+    SEARCH_WINDOW,
+    jobs_newest_first,
+    search_pattern,
+)
 from ledger.statuses import JobStatus
 from ledger.store import EventStore
 from tests.conftest import JobFactory
@@ -109,27 +117,29 @@ def test_a_search_of_one_or_two_characters_matches_the_start_of_ids(
     assert [job.job_id for job in listing.page(search="-ab").jobs] == ["x-ab"]
 
 
-def _many_completed(engine: Engine, count: int) -> None:
+def _many_completed(engine: Engine, count: int, prefix: str = "done-") -> None:
     """`count` completed jobs straight into the projection (what the counts read), each
-    with its registration in the log (what a search reads)."""
+    with its registration in the log (what a search reads), in one transaction: their ids
+    are `prefix` and a number."""
     with engine.begin() as conn:
         conn.execute(
             text(
                 "INSERT INTO job_events (job_id, seq, type, actor, payload) "
-                "SELECT 'done-' || n, 1, 'job_registered', 't', "
+                "SELECT :prefix || n, 1, 'job_registered', 't', "
                 '\'{"initial_status": "queued"}\' FROM generate_series(1, :count) AS n'
             ),
-            {"count": count},
+            {"count": count, "prefix": prefix},
         )
         conn.execute(
             text(
                 "INSERT INTO job_status (job_id, status, version, created_at, updated_at, "
                 "status_changed_at, priority, max_attempts, auto_retry, spec, attempt, "
                 "finished_at) "
-                "SELECT 'done-' || n, 'completed', 2, now(), now(), now(), 0, 1, false, "
-                "'{}', 0, now() FROM generate_series(1, :count) AS n"
+                "SELECT :prefix || n, 'completed', 2, e.recorded_at, now(), now(), 0, 1, false, "
+                "'{}', 0, now() FROM generate_series(1, :count) AS n "
+                "JOIN job_events e ON e.job_id = :prefix || n AND e.seq = 1"
             ),
-            {"count": count},
+            {"count": count, "prefix": prefix},
         )
         conn.execute(text("ANALYZE job_status"))
 
@@ -150,3 +160,56 @@ def test_counts_are_exact_up_to_the_bound_and_estimated_past_it(
     assert searched.estimated == set(JobStatus), "past the bound no count of a search is exact"
     narrow = listing.page(search="done-1000")  # done-1000 and done-10000 to done-10009
     assert (narrow.counts[JobStatus.COMPLETED], narrow.estimated) == (11, frozenset())
+
+
+def _newest_ids(engine: Engine, prefix: str, count: int) -> list[str]:
+    """The truth a search's page must show: the newest `count` ids starting with `prefix`."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT job_id FROM job_status WHERE starts_with(job_id, :prefix) "
+                "ORDER BY created_at DESC, job_id DESC LIMIT :count"
+            ),
+            {"prefix": prefix, "count": count},
+        )
+        return [row[0] for row in rows]
+
+
+def _plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [plan] + [node for child in plan.get("Plans", []) for node in _plan_nodes(child)]
+
+
+def test_a_search_matching_many_ids_reads_its_page_from_the_newest_registrations_alone(
+    engine: Engine, listing: JobListing
+) -> None:
+    _many_completed(engine, 2 * EXACT_SEARCH_COUNT, prefix="many-")
+
+    first = listing.page(search="any-", limit=50)
+    second = listing.page(search="any-", after=first.next_cursor, limit=50)
+
+    newest = _newest_ids(engine, "many-", 100)
+    assert [job.job_id for job in first.jobs + second.jobs] == newest
+    assert first.estimated == set(JobStatus), "more matches than counted"
+    statement = jobs_newest_first(
+        by_status=False, after_cursor=False, search="any-", many_matches=True
+    )
+    params = {"pattern": search_pattern("any-"), "limit": 51}
+    with engine.connect() as conn:
+        plan = conn.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", params)
+        nodes = _plan_nodes(plan.scalar_one()[0]["Plan"])
+    log_reads = [n for n in nodes if n.get("Relation Name") == "job_events"]
+    done = [(n["Index Name"], n["Actual Rows"]) for n in log_reads if n["Actual Loops"] > 0]
+    assert len(log_reads) == 2, "the newest registrations, and every match if they fall short"
+    assert done == [("ix_job_events_registered_at", 51)], "the newest, up to a page: no more"
+
+
+def test_a_search_matching_many_ids_registered_before_the_newest_finds_them_all_the_same(
+    engine: Engine, listing: JobListing
+) -> None:
+    _many_completed(engine, 2 * EXACT_SEARCH_COUNT, prefix="old-")
+    _many_completed(engine, SEARCH_WINDOW, prefix="new-")
+
+    page = listing.page(search="old-", limit=50)
+
+    assert [job.job_id for job in page.jobs] == _newest_ids(engine, "old-", 50)
+    assert page.counts[JobStatus.COMPLETED] == EXACT_SEARCH_COUNT + 1
