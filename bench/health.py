@@ -216,9 +216,15 @@ def run(options: Options) -> None:
     print(f"health benchmark: {options.events:,} events over {options.jobs:,} jobs")
     with scratch_database(options.server_url) as url:
         generated = generate(url, options.events, options.jobs)
+        # As `jobledger projections rebuild` runs: without statement timeouts (on a loaded
+        # machine the fold of the whole log outlasts the service's 10 s).
+        rebuilding = create_ledger_engine(url, Settings().unbounded())
+        try:
+            rebuilt = rebuild_current_status(rebuilding)
+        finally:
+            rebuilding.dispose()
         engine = create_ledger_engine(url, Settings(pool_size=20))
         try:
-            rebuilt = rebuild_current_status(engine)
             prepare_leases(url, options.running)
             check = HealthCheck(engine)
             # Settle on `running` live runs: the generator leaves more running than that.
