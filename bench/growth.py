@@ -66,13 +66,12 @@ from sqlalchemy.engine import make_url
 
 from bench.health import prepare_leases
 from bench.http import answer, free_port, percentile, running_server
-from bench.rebuild import generate, registered
+from bench.rebuild import HORIZON_POLL_S, HORIZON_WAIT_S, generate, registered, wait_for_horizon
 from bench.scratch import benchmark_parser, scratch_database
 from bench.threads import BenchError
 from ledger.database import create_ledger_engine, libpq_url
 from ledger.queries import QUEUE_ORDER
 from ledger.settings import Settings
-from ledger.store import feed_horizon
 from projections.current_status.rebuild import rebuild_current_status
 
 OPERATOR_TOKEN = "t-op-0123456789abcdef"
@@ -83,8 +82,6 @@ REQUEST_TIMEOUT = 60.0
 MAX_P50_MS = 50.0
 MAX_GROWTH = 3.0
 MIN_REBUILD_RATE_SHARE = 0.8
-HORIZON_WAIT_S = 120.0
-HORIZON_POLL_S = 0.2
 HORIZON_NOTE_S = 0.5
 LEASE_SECONDS = 2.0
 """The served ledger's lease (JOBLEDGER_LEASE_SECONDS). Its runs are timed once they are
@@ -172,21 +169,6 @@ def built_ledger(url: str, size: Size) -> float:
         flush=True,
     )
     return rate
-
-
-def wait_for_horizon(url: str) -> float:
-    """Poll until every transaction older than the log's last has ended (up to
-    `HORIZON_WAIT_S`); return the seconds waited.
-
-    The rebuild folds the events below the server's oldest open transaction and applies
-    the rest, as late events, under its lock: on a shared server someone else's open
-    transaction would otherwise turn the whole log late and time that path instead."""
-    started = time.monotonic()
-    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
-        last = int(one(conn.execute("SELECT max(tx_id)::text FROM job_events").fetchone()))
-        while feed_horizon(conn) <= last and time.monotonic() - started < HORIZON_WAIT_S:
-            time.sleep(HORIZON_POLL_S)
-    return time.monotonic() - started
 
 
 def settle(url: str, size: Size) -> int:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import orjson
 import psycopg
 
-from bench.rebuild import generate
+from bench.rebuild import generate, wait_for_horizon
 from bench.scratch import benchmark_parser, scratch_database
 from ledger.commands import WorkerIdentity
 from ledger.database import create_ledger_engine, libpq_url
@@ -217,7 +217,9 @@ def run(options: Options) -> None:
     with scratch_database(options.server_url) as url:
         generated = generate(url, options.events, options.jobs)
         # As `jobledger projections rebuild` runs: without statement timeouts (on a loaded
-        # machine the fold of the whole log outlasts the service's 10 s).
+        # machine the fold of the whole log outlasts the service's 10 s), once older
+        # transactions on the server have ended (else the whole log is applied as late).
+        wait_for_horizon(url)
         rebuilding = create_ledger_engine(url, Settings().unbounded())
         try:
             rebuilt = rebuild_current_status(rebuilding)

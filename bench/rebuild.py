@@ -58,6 +58,7 @@ from ledger.events import (
 )
 from ledger.settings import Settings
 from ledger.statuses import JobStatus
+from ledger.store import feed_horizon
 from projections.current_status.rebuild import RebuildReport, rebuild_current_status
 from projections.current_status.verify import VerifyReport, verify_current_status
 
@@ -77,6 +78,8 @@ RAW_READ = (
     "FROM job_events ORDER BY job_id, seq"
 )
 FETCH_SIZE = 10_000
+HORIZON_WAIT_S = 120.0
+HORIZON_POLL_S = 0.2
 PROFILE_LINES = 25
 
 Row = tuple[str, int, str, str, str, str | None, int]
@@ -290,6 +293,22 @@ def copy_chunk(conn: psycopg.Connection[Any], rows: Iterable[Row]) -> int:
 
 
 # -- measuring -----------------------------------------------------------------------
+
+
+def wait_for_horizon(url: str) -> float:
+    """Poll until every transaction older than the log's last has ended (up to
+    `HORIZON_WAIT_S`); return the seconds waited.
+
+    The rebuild folds the events below the server's oldest open transaction and applies
+    the rest, as late events, under its lock: on a shared server someone else's open
+    transaction would otherwise turn the whole log late and time that path instead."""
+    started = time.monotonic()
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        row = conn.execute("SELECT coalesce(max(tx_id), '0')::text FROM job_events").fetchone()
+        last = int(row[0]) if row else 0
+        while feed_horizon(conn) <= last and time.monotonic() - started < HORIZON_WAIT_S:
+            time.sleep(HORIZON_POLL_S)
+    return time.monotonic() - started
 
 
 def timed(function: Callable[[], T]) -> tuple[T, float]:
