@@ -156,9 +156,11 @@ that drifts (the claim statement, the rebuild's fold) fails at once, not in a we
 - a job has a failure reason exactly when it is failed (queueing clears it).
 """
 
-UNCHANGED_SPAN = "tstzrange(created_at, status_changed_at, '[)')"
+UNCHANGED_SPAN = "tstzrange(created_at, greatest(created_at, status_changed_at), '[)')"
 """From a job's registration to the last change of its status: a moment in it is one at
-which the job existed and its status was not yet the one it has now."""
+which the job existed and its status was not yet the one it has now. A row whose status
+changed before its registration by the clock (a clock stepped back) has an empty span:
+the expression must never raise, or it would refuse the row and the append writing it."""
 
 job_status = Table(
     "job_status",

@@ -22,7 +22,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.execute(
         "CREATE INDEX ix_job_status_unchanged_span ON job_status "
-        "USING spgist (tstzrange(created_at, status_changed_at, '[)'))"
+        "USING spgist (tstzrange(created_at, greatest(created_at, status_changed_at), '[)'))"
     )
 
 
