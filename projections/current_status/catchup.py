@@ -7,7 +7,7 @@ from sqlalchemy import Engine
 
 from ledger.database import driver_connection
 from ledger.evolve import EventOutOfOrder
-from ledger.store import EventStore
+from ledger.store import EventStore, FeedCursor
 from projections import current_status
 from projections.checkpoints import read_checkpoint, write_checkpoint
 from projections.current_status import bulk
@@ -43,23 +43,53 @@ def catch_up_current_status(engine: Engine) -> CatchUpReport:
         )
         report = rebuild_current_status(engine)
         return CatchUpReport(report.events, report.jobs, rebuilt=True)
+    progress = _Progress()
+    try:
+        _apply_feed(engine, checkpoint.cursor, progress)
+    except EventOutOfOrder as gap:
+        # A row is missing or behind by more than the feed holds: the projection
+        # drifted beyond repair by catching up. Replay everything instead.
+        log.warning("rebuilding %s: %s", current_status.NAME, gap)
+        report = rebuild_current_status(engine)
+        return CatchUpReport(progress.events_read + report.events, report.jobs, rebuilt=True)
+    return CatchUpReport(progress.events_read, progress.repaired, rebuilt=False)
+
+
+def follow_log(engine: Engine) -> CatchUpReport:
+    """While serving: apply what the projection's rows lack of the events after its
+    checkpoint (the inline projection has applied them all, unless the log was written
+    some other way) and move the checkpoint past them, so the lag is read from a few
+    events. It never rebuilds: a projection built by another version of the code is left
+    to that code, and one that drifted beyond repair to `jobledger projections rebuild`
+    (the lag gauge shows it)."""
+    with driver_connection(engine) as conn:
+        checkpoint = read_checkpoint(conn, current_status.NAME)
+    progress = _Progress()
+    if not current_status.built_by_this_code(checkpoint):
+        return CatchUpReport(0, 0, rebuilt=False)
+    try:
+        _apply_feed(engine, checkpoint.cursor, progress)
+    except EventOutOfOrder as gap:
+        log.warning("%s cannot catch up: %s", current_status.NAME, gap)
+    return CatchUpReport(progress.events_read, progress.repaired, rebuilt=False)
+
+
+@dataclass(slots=True)
+class _Progress:
+    events_read: int = 0
+    repaired: int = 0
+
+
+def _apply_feed(engine: Engine, cursor: FeedCursor, progress: _Progress) -> None:
+    """Apply the feed after `cursor` a page at a time, each page with its checkpoint in
+    one transaction; raises `EventOutOfOrder` where a page cannot be applied."""
     store = EventStore(engine)
-    cursor = checkpoint.cursor
-    events_read = repaired = 0
     while True:
         page = store.read_feed(cursor, BATCH_SIZE)
         if not page.events:
-            break
-        events_read += len(page.events)
-        try:
-            with driver_connection(engine) as conn, conn.transaction():
-                repaired += bulk.apply_events(conn, page.events)
-                write_checkpoint(conn, current_status.checkpoint_at(page.next_cursor))
-        except EventOutOfOrder as gap:
-            # A row is missing or behind by more than the feed holds: the projection
-            # drifted beyond repair by catching up. Replay everything instead.
-            log.warning("rebuilding %s: %s", current_status.NAME, gap)
-            report = rebuild_current_status(engine)
-            return CatchUpReport(events_read + report.events, report.jobs, rebuilt=True)
+            return
+        progress.events_read += len(page.events)
+        with driver_connection(engine) as conn, conn.transaction():
+            progress.repaired += bulk.apply_events(conn, page.events)
+            write_checkpoint(conn, current_status.checkpoint_at(page.next_cursor))
         cursor = page.next_cursor
-    return CatchUpReport(events_read, repaired, rebuilt=False)

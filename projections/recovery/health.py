@@ -101,19 +101,26 @@ _ACTIVE = f"s.status IN ({ACTIVE_RUN_IN})"
 _BOUND = EXACT_COUNT + 1
 
 
-def _bounded_count(query: str) -> str:
-    return f"(SELECT count(*) FROM ({query} LIMIT {_BOUND}) bounded)"
+def bounded_count(query: str, exact_up_to: int = EXACT_COUNT) -> str:
+    """How many rows `query` gives, counted up to `exact_up_to` + 1 ("more than")."""
+    return f"(SELECT count(*) FROM ({query} LIMIT {exact_up_to + 1}) bounded)"
 
 
-def _estimated_count(status: JobStatus) -> str:
-    """The jobs in `status`: counted up to the bound, else the statistics' estimate."""
-    counted = _bounded_count(f"SELECT 1 FROM job_status s WHERE s.status = '{status}'")
-    estimate = f"greatest({_BOUND}, coalesce({status_estimate(status)}, 0))"
-    return f"""(SELECT CASE WHEN b.n <= {EXACT_COUNT} THEN b.n ELSE {estimate} END
+def estimated_count(status: JobStatus, exact_up_to: int = EXACT_COUNT) -> str:
+    """The jobs in `status`: counted up to `exact_up_to`, else the statistics' estimate."""
+    counted = bounded_count(f"SELECT 1 FROM job_status s WHERE s.status = '{status}'", exact_up_to)
+    estimate = f"greatest({exact_up_to + 1}, coalesce({status_estimate(status)}, 0))"
+    return f"""(SELECT CASE WHEN b.n <= {exact_up_to} THEN b.n ELSE {estimate} END
         FROM (SELECT {counted} AS n) b)"""
 
 
-_LAPSED_LEASES = f"""
+OLDEST_QUEUED_AGE = f"""EXTRACT(EPOCH FROM now() - (SELECT min(s.status_changed_at)
+    FROM job_status s WHERE s.status = '{JobStatus.QUEUED}'))::float8"""
+"""The seconds the longest-queued job has waited (NULL for an empty queue): one read of
+`ix_job_status_status_status_changed_at`. (A queued job's `status_changed_at` is the time
+it was queued.)"""
+
+LAPSED_LEASES = f"""
     SELECT {_RUN_COLUMNS}, l.heartbeat_at, true AS lease_expired, l.expires_at AS dead_since
     FROM job_leases l
     JOIN job_status s ON s.job_id = l.job_id AND s.attempt = l.attempt AND {_ACTIVE}
@@ -130,17 +137,17 @@ _LOCAL_RUNS = f"""
     ORDER BY s.started_at"""
 """Open runs on this host, whose processes can be looked at: `ix_job_status_active_host`."""
 
-_STALE_PENDING = f"""
+STALE_PENDING = f"""
     SELECT s.job_id, s.status_changed_at, s.version FROM job_status s
     WHERE s.status = '{JobStatus.PENDING}' AND {PENDING_TOO_LONG}
     ORDER BY s.status_changed_at"""
 
 
-def _counted_with_running(query: str) -> str:
-    """`[runs, running]`: `query`'s runs up to the bound, and how many of them are running
-    (not paused), in one read."""
+def counted_with_running(query: str, exact_up_to: int = EXACT_COUNT) -> str:
+    """`[runs, running]`: `query`'s runs up to `exact_up_to` + 1, and how many of them are
+    running (not paused), in one read."""
     return f"""(SELECT ARRAY[count(*), count(*) FILTER (WHERE r.status = '{JobStatus.RUNNING}')]
-        FROM ({query} LIMIT {_BOUND}) r)"""
+        FROM ({query} LIMIT {exact_up_to + 1}) r)"""
 
 
 def _page(query: str, limit: str = str(HEALTH_PAGE)) -> str:
@@ -149,23 +156,21 @@ def _page(query: str, limit: str = str(HEALTH_PAGE)) -> str:
 
 HEALTH_QUERY = f"""
     SELECT now(),
-        {_estimated_count(JobStatus.QUEUED)},
-        EXTRACT(EPOCH FROM now() - (SELECT min(s.status_changed_at) FROM job_status s
-                                    WHERE s.status = '{JobStatus.QUEUED}'))::float8,
-        {_estimated_count(JobStatus.RUNNING)},
-        {_counted_with_running(_LAPSED_LEASES)},
-        {_page(_LAPSED_LEASES)},
+        {estimated_count(JobStatus.QUEUED)},
+        {OLDEST_QUEUED_AGE},
+        {estimated_count(JobStatus.RUNNING)},
+        {counted_with_running(LAPSED_LEASES)},
+        {_page(LAPSED_LEASES)},
         {_page(_LOCAL_RUNS, str(_BOUND))},
-        {_bounded_count(_STALE_PENDING)},
-        {_page(_STALE_PENDING)},
+        {bounded_count(STALE_PENDING)},
+        {_page(STALE_PENDING)},
         (SELECT count(*) FROM unreadable_events)
 """
 """The whole view in one statement: one round trip and one snapshot, so the numbers
 agree with each other. Every part is a bounded read of an index, whatever the size of
 the ledger or of a disaster: counts stop at `EXACT_COUNT` + 1 (queue depth and running
 jobs past it are the statistics' estimates), and only the first `HEALTH_PAGE` of each
-kind of problem is sent in full, the longest-standing first. (A queued job's
-`status_changed_at` is the time it was queued.)"""
+kind of problem is sent in full, the longest-standing first."""
 
 
 class _Run(NamedTuple):

@@ -1,4 +1,5 @@
-"""The health monitor: one reconciler pass at start-up, then one every interval on the leader."""
+"""The health monitor: one reconciler pass at start-up, then one every interval on the leader,
+which also moves the current-status projection's checkpoint along the log every poll."""
 
 import logging
 import threading
@@ -6,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ledger.settings import Settings
+from projections.current_status.catchup import follow_log
 from projections.recovery.leader import LeaderLock
 from projections.recovery.reconciler import Reconciler, ReconcileReport
 
@@ -62,6 +64,8 @@ class HealthMonitor:
                     log.info("health monitor %s", "leads" if leading else "follows")
                     self.on_leadership(leading)
                     next_pass = clock
+                if leading:
+                    self._follow_log()
                 if leading and clock >= next_pass:
                     self._pass()
                     next_pass = clock + self.timing.interval_s
@@ -71,6 +75,12 @@ class HealthMonitor:
                 clock += wait
         finally:
             self.leader.release()
+
+    def _follow_log(self) -> None:
+        try:
+            follow_log(self.reconciler.service.store.engine)
+        except Exception:
+            log.exception("following the log failed; trying again next poll")
 
     def _pass(self) -> None:
         try:

@@ -1,0 +1,76 @@
+"""The ledger's figures a metrics scrape shows, in one bounded statement.
+
+A scrape costs about the same at any size of the ledger: every figure is a bounded read
+of an index, never the health view with its pages of problems and its look at this host's
+processes. A run counts as dead here when its lease lapsed; the reconciler, which also
+asks this host whether a run's process is alive, acts on the health view.
+"""
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from ledger.database import driver_connection
+from ledger.statuses import JobStatus
+from projections.current_status.lag import PROJECTION_LAG
+from projections.recovery.health import (
+    LAPSED_LEASES,
+    OLDEST_QUEUED_AGE,
+    STALE_PENDING,
+    bounded_count,
+    counted_with_running,
+    estimated_count,
+)
+
+EXACT_PROBLEMS = 1_000
+"""Orphaned runs, stale pending jobs and unreadable events are counted up to this; past
+it a figure is this + 1, "more than"."""
+
+EXACT_JOBS = 10_000
+"""Queued and running jobs are counted up to this; past it they are the statistics'
+estimates (as in the health view)."""
+
+LEDGER_FIGURES = f"""
+    SELECT {estimated_count(JobStatus.QUEUED, EXACT_JOBS)},
+        {OLDEST_QUEUED_AGE},
+        {estimated_count(JobStatus.RUNNING, EXACT_JOBS)},
+        {counted_with_running(LAPSED_LEASES, EXACT_PROBLEMS)},
+        {bounded_count(STALE_PENDING, EXACT_PROBLEMS)},
+        {bounded_count("SELECT 1 FROM unreadable_events", EXACT_PROBLEMS)},
+        {PROJECTION_LAG}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerFigures:
+    queued: int
+    oldest_queued_age_s: float | None
+    """None when nothing is queued."""
+    running: int
+    """Running jobs (not paused)."""
+    running_alive: int
+    """Running jobs whose lease holds."""
+    orphaned: int
+    """Open runs (running or paused) whose lease lapsed."""
+    stale_pending: int
+    unreadable_events: int
+    projection_lag: int
+
+
+def read_ledger_figures(engine: Engine, stale_pending_s: float) -> LedgerFigures:
+    """The figures, as one snapshot of the database (blocking); `stale_pending_s` is how
+    long a job may stay pending."""
+    with driver_connection(engine) as conn:
+        row = conn.execute(LEDGER_FIGURES, {"stale_seconds": stale_pending_s}).fetchone()
+    assert row is not None
+    queued, oldest, running, (orphaned, orphaned_running), stale, unreadable, lag = row
+    return LedgerFigures(
+        queued=int(queued),
+        oldest_queued_age_s=oldest,
+        running=int(running),
+        running_alive=max(int(running) - int(orphaned_running), 0),
+        orphaned=int(orphaned),
+        stale_pending=int(stale),
+        unreadable_events=int(unreadable),
+        projection_lag=int(lag),
+    )
