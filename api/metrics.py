@@ -1,4 +1,5 @@
-"""`GET /metrics`: requests by route and outcome, latencies, and the ledger's gauges.
+"""`GET /metrics`: requests by route and outcome, latencies, the ledger's work
+(`api.ledger_metrics`) and the gauges each scrape reads (`api.scrape_gauges`).
 
 Requests are counted by a middleware around every route, labelled by the route's
 template (`GET /v1/jobs/{job_id}`, never the path a client sent, so the labels stay
@@ -6,14 +7,11 @@ few) and by the class of the status the request was answered with.
 """
 
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from importlib.metadata import version
 
 from fastapi import Request
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,17 +19,22 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.auth import Reader
 from api.bootstrap import Ledger
 from api.bounded_read import BoundedRead
+from api.ledger_metrics import LedgerMetrics
 from api.routing import api_router
-from ledger.database import driver_connection
+from api.scrape_gauges import Build, ProcessFigures, ScrapeGauges
+from api.stream import streams_open
+from ledger.database import pool_usage
 from ledger.errors import StorageError
-from projections import current_status
-from projections.checkpoints import read_checkpoint
+from ledger.migrate import head_revision
+from projections.ledger_figures import LedgerFigures, read_ledger_figures
 
 
 class Metrics:
-    """The registry of one app (never the process-global one), and the ledger's figures."""
+    """The registry of one app (never the process-global one): its requests, the ledger's
+    work as it is told of it, and the gauges each scrape reads."""
 
     def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "jobledger_requests",
@@ -46,9 +49,15 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
+        self.work = LedgerMetrics(self.registry)
+        ledger.store.observers.add(self.work)
+        ledger.reconciler.observers.append(self.work.pass_completed)
+        stale_pending_s = ledger.health.stale_pending_after.total_seconds()
         self.figures = BoundedRead(
-            lambda: read_ledger_figures(ledger), ledger.settings.probe_timeout_s
+            lambda: read_ledger_figures(ledger.engine, stale_pending_s),
+            ledger.settings.probe_timeout_s,
         )
+        self.build = Build(version("jobledger"), head_revision(ledger.url) or "none")
 
     def observe(self, route: str, status: int, started: float) -> None:
         """One request to `route`, answered with `status`, `started` by `time.perf_counter`."""
@@ -56,90 +65,19 @@ class Metrics:
         self.requests.labels(route, outcome).inc()
         self.latency.labels(route).observe(time.perf_counter() - started)
 
-    async def exposition(self) -> bytes:
-        """Everything a scrape shows: the requests, then the ledger's figures as read now,
-        or only that the database did not answer within the probe timeout."""
+    async def exposition(self, streams_open: int) -> bytes:
+        """Everything a scrape shows: the requests and the ledger's work, then the gauges
+        as read now (the ledger's figures, or only that the database did not answer within
+        the probe timeout), with the app's `streams_open`."""
         try:
             figures: LedgerFigures | None = await self.figures()
         except (TimeoutError, StorageError):
             figures = None
-        ledger = CollectorRegistry(auto_describe=False)
-        ledger.register(_LedgerGauges(figures))
-        return generate_latest(self.registry) + generate_latest(ledger)
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerFigures:
-    running: int
-    running_alive: int
-    queued: int
-    orphaned: int
-    stale_pending: int
-    unreadable_events: int
-    projection_lag: int
-
-
-def read_ledger_figures(ledger: Ledger) -> LedgerFigures:
-    """The health view and the projection's lag, read from the database (blocking)."""
-    report = ledger.health.check()
-    with driver_connection(ledger.engine) as conn:
-        checkpoint = read_checkpoint(conn, current_status.NAME)
-    lag = 0
-    if checkpoint is not None:
-        lag = len(ledger.store.read_feed(checkpoint.cursor, 10_000).events)
-    return LedgerFigures(
-        running=report.total_running,
-        running_alive=report.total_running_alive,
-        queued=report.queue_depth,
-        orphaned=report.orphaned_count,
-        stale_pending=report.stale_pending_count,
-        unreadable_events=report.unreadable_events,
-        projection_lag=lag,
-    )
-
-
-class _LedgerGauges(Collector):
-    """The figures of one scrape. Without them (the database did not answer) only
-    `jobledger_database_up 0`: the requests are still counted, and no figure is shown
-    that was not read for this scrape (exporters do the same: `pg_up`, `mysql_up`)."""
-
-    def __init__(self, figures: LedgerFigures | None) -> None:
-        self.figures = figures
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        figures = self.figures
-        yield GaugeMetricFamily(
-            "jobledger_database_up",
-            "1 when this scrape read the ledger's figures from the database, else 0",
-            value=0 if figures is None else 1,
-        )
-        if figures is None:
-            return
-        yield GaugeMetricFamily(
-            "jobledger_running_jobs", "Jobs running in the ledger", value=figures.running
-        )
-        yield GaugeMetricFamily(
-            "jobledger_running_alive_jobs",
-            "Running jobs whose run is alive",
-            value=figures.running_alive,
-        )
-        yield GaugeMetricFamily("jobledger_queued_jobs", "Jobs in the queue", value=figures.queued)
-        yield GaugeMetricFamily(
-            "jobledger_orphaned_jobs", "Running jobs whose run is dead", value=figures.orphaned
-        )
-        yield GaugeMetricFamily(
-            "jobledger_stale_pending_jobs", "Jobs pending too long", value=figures.stale_pending
-        )
-        yield GaugeMetricFamily(
-            "jobledger_unreadable_events",
-            "Events of the log this code could not read or apply",
-            value=figures.unreadable_events,
-        )
-        yield GaugeMetricFamily(
-            "jobledger_projection_lag_events",
-            "Events after the current-status checkpoint (up to 10,000)",
-            value=figures.projection_lag,
-        )
+        in_use, waiting = pool_usage(self.ledger.engine)
+        process = ProcessFigures(in_use, waiting, streams_open)
+        gauges = CollectorRegistry(auto_describe=False)
+        gauges.register(ScrapeGauges(figures, process, self.build))
+        return generate_latest(self.registry) + generate_latest(gauges)
 
 
 class RequestMetrics:
@@ -200,4 +138,4 @@ class PrometheusText(Response):
 async def scrape(caller: Reader, request: Request) -> Response:
     """Always answers (within the probe timeout): while the database is away, with the
     request metrics and `jobledger_database_up 0`."""
-    return PrometheusText(await metrics_of(request).exposition())
+    return PrometheusText(await metrics_of(request).exposition(streams_open(request)))

@@ -20,6 +20,7 @@ from api.connection_guard import (
     raise_file_limit,
 )
 from api.log_pacing import pace_caller_driven_logs
+from api.metrics import Metrics
 from api.stream import FeedWatcher
 from ledger.settings import Settings
 from projections.recovery.leader import LeaderLock
@@ -113,15 +114,17 @@ def serve(settings: Settings, host: str, port: int, tokens: TokenBook) -> None:
     if not tokens.enabled:
         log.warning("no tokens configured: serving on loopback only, every caller is trusted")
     with open_ledger(settings) as ledger:
+        app = create_app(ledger, tokens)  # its metrics count the recovery pass too
         print(recover(ledger), flush=True)
+        metrics: Metrics = app.state.metrics
         monitor = HealthMonitor(
             ledger.reconciler,
             LeaderLock(ledger.url),
             MonitorTiming.of(settings),
+            on_leadership=metrics.work.leadership_changed,
         )
         background = threading.Thread(target=monitor.run, name="health-monitor", daemon=True)
         background.start()
-        app = create_app(ledger, tokens)
         watcher: FeedWatcher = app.state.watcher
         config = uvicorn.Config(
             app,

@@ -161,6 +161,12 @@ def stream_slots_of(request: Request, ledger: TheLedger) -> StreamSlots:
     return slots
 
 
+def streams_open(request: Request) -> int:
+    """How many event streams the app serves now."""
+    slots: StreamSlots | None = getattr(request.app.state, "stream_slots", None)
+    return 0 if slots is None else slots.open
+
+
 async def stream_slot(
     caller: Reader, slots: Annotated[StreamSlots, Depends(stream_slots_of)]
 ) -> AsyncIterator[None]:

@@ -2,6 +2,7 @@
 
 import logging
 import math
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ from psycopg.types.json import set_json_dumps, set_json_loads
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from ledger.errors import DatabaseBusy, DatabaseUnavailable, StorageError
 from ledger.settings import Settings
@@ -55,6 +57,7 @@ def create_ledger_engine(url: str, settings: Settings | None = None) -> Engine:
         max_overflow=settings.pool_size,
         pool_timeout=settings.pool_timeout_s,
         pool_reset_on_return=None,
+        poolclass=MeasuredPool,
         connect_args={
             "options": session_options(settings),
             "application_name": "jobledger",
@@ -63,6 +66,38 @@ def create_ledger_engine(url: str, settings: Settings | None = None) -> Engine:
     )
     event.listen(engine, "connect", _use_orjson)
     return engine
+
+
+class MeasuredPool(QueuePool):
+    """SQLAlchemy's pool of connections, which also counts the callers asking it for one:
+    each waits there until a connection is free or the pool's timeout."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._asking = 0
+        self._counting = threading.Lock()
+
+    @property
+    def waiting(self) -> int:
+        """Callers waiting for a connection now (or just being handed one)."""
+        return self._asking
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        with self._counting:
+            self._asking += 1
+        try:
+            return super()._do_get()
+        finally:
+            with self._counting:
+                self._asking -= 1
+
+
+def pool_usage(engine: Engine) -> tuple[int, int]:
+    """(connections in use, callers waiting for one) of the engine's pool, as counted now."""
+    pool = engine.pool
+    if not isinstance(pool, MeasuredPool):
+        return 0, 0
+    return pool.checkedout(), pool.waiting
 
 
 def session_options(settings: Settings) -> str:

@@ -27,14 +27,19 @@ def renew_lease(
     with store.transaction(job_id) as conn:
         row = conn.execute(RENEW_LEASE, params).fetchone()
     if row is not None:
+        store.observers.heartbeat_received(fenced=False)
         expires_at: datetime = row[0]
         return expires_at
     state = store.load(job_id)
     if state is None:
         raise JobNotFound(job_id)
-    check_fence(state, attempt, run_token)
-    # The run is current and open, yet holds no lease: it was never started by the queue.
-    raise StaleAttempt(job_id, attempt, state.attempt, "the attempt holds no lease")
+    try:
+        check_fence(state, attempt, run_token)
+        # The run is current and open, yet holds no lease: it was never started by the queue.
+        raise StaleAttempt(job_id, attempt, state.attempt, "the attempt holds no lease")
+    except StaleAttempt:
+        store.observers.heartbeat_received(fenced=True)
+        raise
 
 
 def lease_unleased_runs(store: EventStore, lease_seconds: float) -> int:

@@ -43,6 +43,7 @@ from ledger.state import JobState, worker_fields
 from ledger.state_cache import StateCache
 from ledger.statuses import ACTIVE_RUN_STATUSES
 from ledger.store import EventStore, IdempotencyKeyTaken, state_from_row
+from ledger.telemetry import telling_refusals
 
 _ROW_TAIL = 1 + len(KEYED_START_COLUMNS)
 """The columns after the job's row in a start's answer: the lease's expiry, then the
@@ -90,9 +91,13 @@ class JobQueue:
             CLAIM_NEXT_QUEUED_JOB if idempotency_key is None else CLAIM_NEXT_QUEUED_JOB_BY_KEY
         )
         request = {"worker": dataclasses.asdict(worker)}
-        return self._start(
-            statement, command, actor=actor, key=idempotency_key, request=("claim", request)
-        )
+        with telling_refusals(self.store.observers):
+            claim = self._start(
+                statement, command, actor=actor, key=idempotency_key, request=("claim", request)
+            )
+        if claim is None:
+            self.store.observers.claim_made(None)
+        return claim
 
     def start(
         self,
@@ -107,22 +112,24 @@ class JobQueue:
         command = StartJob(worker=worker, run_token=self.run_tokens())
         statement = START_QUEUED_JOB if idempotency_key is None else START_QUEUED_JOB_BY_KEY
         request = {"job_id": job_id, "worker": dataclasses.asdict(worker)}
-        claim = self._start(
-            statement,
-            command,
-            actor=actor,
-            key=idempotency_key,
-            request=("start", request),
-            job_id=job_id,
-        )
-        if claim is not None:
-            return claim
-        # Not queued when the statement ran: the rules say why (no such job, or its status).
-        state = self.store.load(job_id)
-        decide(state, command, job_id=job_id)
-        # Queued again by now: it changed under the caller, who may simply retry.
-        assert state is not None
-        raise VersionConflict(job_id, state.version)
+        with telling_refusals(self.store.observers):
+            claim = self._start(
+                statement,
+                command,
+                actor=actor,
+                key=idempotency_key,
+                request=("start", request),
+                job_id=job_id,
+            )
+            if claim is not None:
+                return claim
+            # Not queued when the statement ran: the rules say why (no such job, or its
+            # status).
+            state = self.store.load(job_id)
+            decide(state, command, job_id=job_id)
+            # Queued again by now: it changed under the caller, who may simply retry.
+            assert state is not None
+            raise VersionConflict(job_id, state.version)
 
     def _start(
         self,
@@ -173,6 +180,7 @@ class JobQueue:
             self.cache.put(job)
         expires_at, kept_token, earlier_attempt, earlier_digest = row[-_ROW_TAIL:]
         if earlier_attempt is None:
+            self._tell_started(job)
             return Claim(job, job.attempt, command.run_token, job.resume_from, expires_at)
         assert key is not None
         if earlier_digest != digest:
@@ -186,3 +194,11 @@ class JobQueue:
                 f"the run this idempotency key started has ended (the job is {job.status})",
             )
         return Claim(job, earlier_attempt, kept_token, job.resume_from, expires_at)
+
+    def _tell_started(self, job: JobState) -> None:
+        """Tell the observers of a start: its `job_started`, and how long the job was
+        queued (both times on the database clock)."""
+        observers = self.store.observers
+        observers.events_appended([JobStarted.TYPE])
+        if job.queued_at is not None and job.started_at is not None:
+            observers.claim_made(max((job.started_at - job.queued_at).total_seconds(), 0.0))

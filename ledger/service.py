@@ -26,6 +26,7 @@ from ledger.state import JobState
 from ledger.state_cache import DEFAULT_SIZE as DEFAULT_CACHE_SIZE
 from ledger.state_cache import StateCache
 from ledger.store import EventStore, IdempotencyKeyTaken
+from ledger.telemetry import telling_refusals
 
 CONFLICT_RETRIES = 20
 """How often a command without an expected version is decided again after losing a race."""
@@ -112,9 +113,10 @@ class JobService:
             correlation_id=correlation_id,
             occurred_at=occurred_at,
         )
-        outcome = self._decide_on_cache(request)
-        if outcome is None:
-            outcome = self._decide_with_retries(request)
+        with telling_refusals(self.store.observers):
+            outcome = self._decide_on_cache(request)
+            if outcome is None:
+                outcome = self._decide_with_retries(request)
         return outcome
 
     def register_many(

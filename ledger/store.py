@@ -40,6 +40,7 @@ from ledger.queries import (
 from ledger.schema import JOB_STATUS_COLUMNS
 from ledger.state import TIMESTAMP_FIELDS, JobState
 from ledger.statuses import JobStatus
+from ledger.telemetry import LedgerObservers
 from ledger.unreadable import note_unreadable, unreadable_in
 
 APPEND_TIME = datetime(1, 1, 1, tzinfo=UTC)
@@ -111,6 +112,9 @@ class EventStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.observers = LedgerObservers()
+        """Told of every append, and of the commands, claims and heartbeats of the
+        services built on this store."""
 
     # -- writing -----------------------------------------------------------------
 
@@ -145,7 +149,9 @@ class EventStore:
         )
         with self._connection(job_id, prepared.expected_version) as conn:
             rows = conn.execute(APPEND_EVENTS, prepared.params).fetchall()
-        return prepared.recorded(rows)
+        appended = prepared.recorded(rows)
+        self.observers.events_appended([event.type for event in appended.events])
+        return appended
 
     # -- reading -----------------------------------------------------------------
 

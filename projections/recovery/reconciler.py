@@ -7,6 +7,8 @@ between, the append conflicts and nothing is overwritten.
 """
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
@@ -46,6 +48,8 @@ class ReconcileReport:
     dry_run: bool
     actions: list[Action] = field(default_factory=list)
     health: HealthReport | None = None
+    seconds: float = 0.0
+    """How long the pass took."""
 
     def of(self, action: str, *, applied: bool = True) -> list[str]:
         return [a.job_id for a in self.actions if a.action == action and a.applied == applied]
@@ -72,6 +76,8 @@ class Reconciler:
         self.service = service
         self.health = health
         self.policy = policy or ReconcilerPolicy()
+        self.observers: list[Callable[[ReconcileReport], None]] = []
+        """Told of every pass that acted (not of dry runs), once it is done."""
 
     def run_once(
         self,
@@ -88,6 +94,7 @@ class Reconciler:
         # Liveness data, not the log: a dry run gives them leases too, or it could not
         # see them. Every open run then holds one, and lapsed leases are all the health
         # view reads to find the dead.
+        started = time.perf_counter()
         lease_unleased_runs(self.service.store, self.health.lease_seconds)
         actions: list[Action] = []
         first: HealthReport | None = None
@@ -99,9 +106,13 @@ class Reconciler:
             full = max(len(report.orphaned), len(report.stale_pending)) >= HEALTH_PAGE
             if dry_run or not full or not any(action.applied for action in batch):
                 break  # done, or a dry run's first page, or the next page would be this one
-        if not dry_run:
-            prune_leases(self.service.store)
-        return ReconcileReport(dry_run, actions, first)
+        if dry_run:
+            return ReconcileReport(dry_run, actions, first, time.perf_counter() - started)
+        prune_leases(self.service.store)
+        done = ReconcileReport(dry_run, actions, first, time.perf_counter() - started)
+        for observer in self.observers:
+            observer(done)
+        return done
 
     def _plan(self, report: HealthReport) -> list["_Planned"]:
         plan = [_orphan_plan(orphan) for orphan in report.orphaned]
