@@ -16,6 +16,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_
 from bench.chromium import CHROMIUM_FLAGS, find_chromium
 from tests.browser.seeding import Seeded, seed_every_state
 from tests.e2e.conftest import Server
+from tests.missing_tools import missing_tool
 
 ARTIFACTS = Path(os.environ.get("JOBLEDGER_ARTIFACTS_DIR", "test-artifacts")) / "console"
 
@@ -24,10 +25,10 @@ def chromium_path() -> str:
     found = find_chromium()
     if found:
         return found
-    message = "no Chromium: install Debian's chromium package (or set JOBLEDGER_CHROMIUM)"
-    if os.environ.get("JOBLEDGER_REQUIRE_BROWSER") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
+    missing_tool(
+        "no Chromium: install Debian's chromium package (or set JOBLEDGER_CHROMIUM)",
+        required_by="JOBLEDGER_REQUIRE_BROWSER",
+    )
 
 
 @pytest.fixture(scope="session")
