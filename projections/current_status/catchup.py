@@ -11,6 +11,7 @@ from ledger.store import EventStore, FeedCursor
 from projections import current_status
 from projections.checkpoints import read_checkpoint, write_checkpoint
 from projections.current_status import bulk
+from projections.current_status.lag import LAG_SCAN
 from projections.current_status.rebuild import rebuild_current_status
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def catch_up_current_status(engine: Engine) -> CatchUpReport:
         return CatchUpReport(report.events, report.jobs, rebuilt=True)
     progress = _Progress()
     try:
-        _apply_feed(engine, checkpoint.cursor, progress)
+        _apply_feed(engine, checkpoint.cursor, progress, BATCH_SIZE)
     except EventOutOfOrder as gap:
         # A row is missing or behind by more than the feed holds: the projection
         # drifted beyond repair by catching up. Replay everything instead.
@@ -58,17 +59,17 @@ def catch_up_current_status(engine: Engine) -> CatchUpReport:
 def follow_log(engine: Engine) -> CatchUpReport:
     """While serving: apply what the projection's rows lack of the events after its
     checkpoint (the inline projection has applied them all, unless the log was written
-    some other way) and move the checkpoint past them, so the lag is read from a few
-    events. It never rebuilds: a projection built by another version of the code is left
-    to that code, and one that drifted beyond repair to `jobledger projections rebuild`
-    (the lag gauge shows it)."""
+    some other way) and move the checkpoint past them, a page of `LAG_SCAN` events at a
+    time, so the lag is read from a few events. It never rebuilds: a projection built by
+    another version of the code is left to that code, and one that drifted beyond repair
+    to `jobledger projections rebuild` (the lag gauge shows it)."""
     with driver_connection(engine) as conn:
         checkpoint = read_checkpoint(conn, current_status.NAME)
-    progress = _Progress()
     if not current_status.built_by_this_code(checkpoint):
         return CatchUpReport(0, 0, rebuilt=False)
+    progress = _Progress()
     try:
-        _apply_feed(engine, checkpoint.cursor, progress)
+        _apply_feed(engine, checkpoint.cursor, progress, LAG_SCAN)
     except EventOutOfOrder as gap:
         log.warning("%s cannot catch up: %s", current_status.NAME, gap)
     return CatchUpReport(progress.events_read, progress.repaired, rebuilt=False)
@@ -80,12 +81,12 @@ class _Progress:
     repaired: int = 0
 
 
-def _apply_feed(engine: Engine, cursor: FeedCursor, progress: _Progress) -> None:
+def _apply_feed(engine: Engine, cursor: FeedCursor, progress: _Progress, page_size: int) -> None:
     """Apply the feed after `cursor` a page at a time, each page with its checkpoint in
     one transaction; raises `EventOutOfOrder` where a page cannot be applied."""
     store = EventStore(engine)
     while True:
-        page = store.read_feed(cursor, BATCH_SIZE)
+        page = store.read_feed(cursor, page_size)
         if not page.events:
             return
         progress.events_read += len(page.events)

@@ -10,20 +10,24 @@ a current projection, however long ago the checkpoint moved.
 
 from projections import current_status
 
-LAG_SCAN = 10_000
-"""The events after the checkpoint the lag looks at, oldest first: the monitor's leader
-moves the checkpoint every poll, so on a served ledger there are far fewer."""
+LAG_SCAN = 1_000
+"""The events after the checkpoint the lag looks at, oldest first. The monitor's leader
+moves the checkpoint every poll, a page of this many events at a time, so an event it
+cannot apply stops the checkpoint within this many events of it, and is counted."""
 
 PROJECTION_LAG = f"""(SELECT count(*) FROM (
         SELECT e.job_id, e.seq FROM job_events e
-        WHERE (e.tx_id, e.position) > coalesce(
-            (SELECT (c.tx_id, c.position) FROM projection_checkpoints c
-             WHERE c.name = '{current_status.NAME}'),
-            ('0'::xid8, 0))
+        WHERE (e.tx_id, e.position) > (
+            coalesce((SELECT c.tx_id FROM projection_checkpoints c
+                      WHERE c.name = '{current_status.NAME}'), '0'::xid8),
+            coalesce((SELECT c.position FROM projection_checkpoints c
+                      WHERE c.name = '{current_status.NAME}'), 0))
         ORDER BY e.tx_id, e.position
         LIMIT {LAG_SCAN}
     ) after_checkpoint
-    LEFT JOIN job_status s ON s.job_id = after_checkpoint.job_id
-    WHERE s.version IS NULL OR s.version < after_checkpoint.seq)"""
+    WHERE coalesce((SELECT s.version FROM job_status s
+                    WHERE s.job_id = after_checkpoint.job_id), 0) < after_checkpoint.seq)"""
 """Events among the first `LAG_SCAN` after the checkpoint (all of them, without one) that
-their job's row lacks: a bounded read of the log's feed index and the projection's key."""
+their job's row lacks: a bounded read of the log's feed index, and one look-up of the
+projection's key per event read (never a scan of the projection, whatever the planner
+guesses of the events' number)."""

@@ -110,8 +110,9 @@ def estimated_count(status: JobStatus, exact_up_to: int = EXACT_COUNT) -> str:
     """The jobs in `status`: counted up to `exact_up_to`, else the statistics' estimate."""
     counted = bounded_count(f"SELECT 1 FROM job_status s WHERE s.status = '{status}'", exact_up_to)
     estimate = f"greatest({exact_up_to + 1}, coalesce({status_estimate(status)}, 0))"
+    # OFFSET 0 keeps the count a subquery of its own: inlined, it would be counted twice.
     return f"""(SELECT CASE WHEN b.n <= {exact_up_to} THEN b.n ELSE {estimate} END
-        FROM (SELECT {counted} AS n) b)"""
+        FROM (SELECT {counted} AS n OFFSET 0) b)"""
 
 
 OLDEST_QUEUED_AGE = f"""EXTRACT(EPOCH FROM now() - (SELECT min(s.status_changed_at)
