@@ -98,6 +98,20 @@ def _adapted(state: JobState) -> list[Any]:
     return row
 
 
+def lacking_events(
+    conn: psycopg.Connection[Any], events: list[RecordedEvent], table: str = "job_status"
+) -> list[RecordedEvent]:
+    """The events whose job's row has not reached them, read without locking any row (a
+    row only moves forward): applying only these leaves the rows that are current free
+    for the commands and claims of the moment."""
+    job_ids = list({event.job_id for event in events})
+    rows = conn.execute(
+        f"SELECT job_id, version FROM {table} WHERE job_id = ANY(%s)", (job_ids,)
+    ).fetchall()
+    versions: dict[str, int] = dict(rows)
+    return [event for event in events if event.seq > versions.get(event.job_id, 0)]
+
+
 def apply_events(
     conn: psycopg.Connection[Any], events: Iterable[RecordedEvent], table: str = "job_status"
 ) -> int:

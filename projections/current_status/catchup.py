@@ -83,7 +83,8 @@ class _Progress:
 
 def _apply_feed(engine: Engine, cursor: FeedCursor, progress: _Progress, page_size: int) -> None:
     """Apply the feed after `cursor` a page at a time, each page with its checkpoint in
-    one transaction; raises `EventOutOfOrder` where a page cannot be applied."""
+    one transaction, locking only the rows that lack an event; raises `EventOutOfOrder`
+    where a page cannot be applied."""
     store = EventStore(engine)
     while True:
         page = store.read_feed(cursor, page_size)
@@ -91,6 +92,8 @@ def _apply_feed(engine: Engine, cursor: FeedCursor, progress: _Progress, page_si
             return
         progress.events_read += len(page.events)
         with driver_connection(engine) as conn, conn.transaction():
-            progress.repaired += bulk.apply_events(conn, page.events)
+            lacking = bulk.lacking_events(conn, page.events)
+            if lacking:
+                progress.repaired += bulk.apply_events(conn, lacking)
             write_checkpoint(conn, current_status.checkpoint_at(page.next_cursor))
         cursor = page.next_cursor
