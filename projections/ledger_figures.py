@@ -14,7 +14,7 @@ from ledger.database import driver_connection
 from ledger.statuses import JobStatus
 from projections.current_status.lag import PROJECTION_LAG
 from projections.recovery.health import (
-    LAPSED_LEASES,
+    LAPSED_RUNS,
     OLDEST_QUEUED_AGE,
     STALE_PENDING,
     bounded_count,
@@ -34,7 +34,7 @@ LEDGER_FIGURES = f"""
     SELECT {estimated_count(JobStatus.QUEUED, EXACT_JOBS)},
         {OLDEST_QUEUED_AGE},
         {estimated_count(JobStatus.RUNNING, EXACT_JOBS)},
-        {counted_with_running(LAPSED_LEASES, EXACT_PROBLEMS)},
+        {counted_with_running(LAPSED_RUNS, EXACT_PROBLEMS)},
         {bounded_count(STALE_PENDING, EXACT_PROBLEMS)},
         {bounded_count("SELECT 1 FROM unreadable_events", EXACT_PROBLEMS)},
         {PROJECTION_LAG}

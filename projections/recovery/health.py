@@ -129,6 +129,19 @@ LAPSED_LEASES = f"""
     ORDER BY l.expires_at"""
 """Open runs whose lease lapsed, the longest dead first: `ix_job_leases_expires_at`."""
 
+LAPSED_RUNS = f"""
+    SELECT s.status FROM job_leases l
+    CROSS JOIN LATERAL (
+        SELECT s.status FROM job_status s
+        WHERE s.job_id = l.job_id AND s.attempt = l.attempt AND {_ACTIVE}
+        OFFSET 0
+    ) s
+    WHERE l.expires_at < now()"""
+"""The statuses of the open runs whose lease lapsed, in no order, for counting: each lapsed
+lease looks its run up by the projection's key (OFFSET 0 keeps that look-up from being
+planned as a join of the whole projection), so a bounded count stops at its bound however
+many runs are dead."""
+
 _LOCAL_RUNS = f"""
     SELECT {_RUN_COLUMNS}, l.heartbeat_at, {LEASE_EXPIRED} AS lease_expired,
            s.started_at AS dead_since
