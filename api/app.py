@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 from api import (
     console_page,
     metrics,
+    routes_audit_events,
     routes_batch,
     routes_jobs,
     routes_observe,
@@ -43,6 +44,7 @@ ROUTERS = [
     routes_batch.router,  # before /v1/jobs/{job_id}: its path is not a job's
     routes_jobs.router,
     routes_observe.router,
+    routes_audit_events.router,
     stream.router,
     metrics.router,
     routes_observe.probes,

@@ -16,6 +16,7 @@ from typing import Any
 import psutil
 
 from api.bootstrap import open_ledger
+from api.cli_audit_events import add_audit_events_command
 from api.cli_submit import add_submit_command
 from api.cli_text import render_health, render_history, render_table, visible
 from api.presenters import health_view, job_view, reconcile_view
@@ -129,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.set_defaults(handler=run_monitor)
 
     _add_operator_commands(commands)
+
+    audit = commands.add_parser("audit", help="questions of the log, for auditors")
+    add_audit_events_command(audit.add_subparsers(required=True, metavar="ACTION"))
 
     role = commands.add_parser(
         "create-role", help="create a login role with only SELECT and INSERT on the event log"

@@ -300,6 +300,34 @@ class FeedView(BaseModel):
     next: str
 
 
+class AuditEventView(BaseModel):
+    position: int = Field(description="the event's place in the log")
+    job_id: str
+    seq: int
+    type: str
+    status: JobStatus | None = Field(
+        description="the status the event moved its job to (none for a checkpoint)"
+    )
+    attempt: int
+    actor: str = Field(description="who caused it: a token's name, or health-monitor")
+    reason: str | None
+    payload: dict[str, Any] = Field(
+        description="a registration's spec is replaced by `spec_bytes`; the job's view has it"
+    )
+    unreadable: str | None = Field(
+        default=None, description="why this code cannot read the event (it moved only the version)"
+    )
+    correlation_id: str | None
+    occurred_at: str | None = Field(description="the emitter's clock, when it gave one")
+    recorded_at: str = Field(description="the database's clock when the event was appended")
+
+
+class AuditEventsView(BaseModel):
+    events: list[AuditEventView]
+    next_cursor: str | None = Field(description="the cursor of the next page; none on the last")
+    next: str | None = Field(description="the next page's link; none on the last")
+
+
 class OrphanView(BaseModel):
     job_id: str
     attempt: int

@@ -5,6 +5,7 @@ from typing import Any
 
 from api.models import (
     ActionView,
+    AuditEventView,
     CheckpointView,
     ClaimView,
     FeedEvent,
@@ -19,6 +20,7 @@ from api.models import (
     StalePendingView,
     WorkerView,
 )
+from ledger.audit_events import AuditEvent
 from ledger.commands import WorkerIdentity
 from ledger.events import JobEvent, RecordedEvent, UnreadableEvent, shown_payload
 from ledger.queries import EXACT_QUEUE_POSITIONS
@@ -136,6 +138,27 @@ def feed_event(event: RecordedEvent, spec_bytes: int | None = None) -> FeedEvent
         reason=event.reason,
         payload=_without_spec(shown_payload(event.data), spec_bytes),
         unreadable=unreadable_problem(event.data),
+        recorded_at=event.recorded_at.isoformat(),
+    )
+
+
+def audit_event_view(item: AuditEvent) -> AuditEventView:
+    """An event of the audit log, with the status it moved its job to; a registration's
+    spec is shown as its size."""
+    event = item.event
+    return AuditEventView(
+        position=event.position or 0,
+        job_id=event.job_id,
+        seq=event.seq,
+        type=event.type,
+        status=item.status,
+        attempt=event.attempt,
+        actor=event.actor,
+        reason=event.reason,
+        payload=_without_spec(shown_payload(event.data), item.spec_bytes),
+        unreadable=unreadable_problem(event.data),
+        correlation_id=event.correlation_id,
+        occurred_at=iso(event.occurred_at),
         recorded_at=event.recorded_at.isoformat(),
     )
 

@@ -7,6 +7,7 @@
     │   ├── IllegalTransition       the command is not allowed from this status
     │   └── StaleAttempt            the writer's attempt or run token is not current
     ├── InvalidCommand              the command itself is malformed
+    ├── InvalidAuditFilter          a question of the audit log cannot be asked as given
     ├── IdempotencyKeyReused        the key was first used with another request
     ├── VersionConflict             another writer appended first
     ├── TooManyStreams              the server serves as many event streams as it may
@@ -165,6 +166,25 @@ class InvalidCommand(LedgerError):
 
     status_code = 422
     kind = "invalid-command"
+
+
+class InvalidAuditFilter(LedgerError):
+    """A filter of the audit log cannot be used as given."""
+
+    status_code = 422
+    kind = "invalid-audit-filter"
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {problem}")
+
+    def details(self) -> dict[str, Any]:
+        return {"field": self.field}
+
+    @classmethod
+    def from_details(cls, details: Mapping[str, Any], message: str) -> Self:
+        field = str(details.get("field", ""))
+        return cls(field, message.removeprefix(f"{field}: "))
 
 
 class IdempotencyKeyReused(LedgerError):

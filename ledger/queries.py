@@ -150,10 +150,13 @@ transaction still running, in (transaction, position) order, so an event that
 commits late is never skipped."""
 
 _SPEC_LEFT_OUT = "CASE WHEN e.payload ? 'spec' THEN e.payload - 'spec' ELSE e.payload END"
-READ_FEED_WITHOUT_SPECS = f"""
-    SELECT {EVENT_SELECT.replace("e.payload", _SPEC_LEFT_OUT)},
-           octet_length((e.payload->'spec')::text) {_FEED}
-"""
+EVENT_SELECT_WITHOUT_SPECS = (
+    f"{EVENT_SELECT.replace('e.payload', _SPEC_LEFT_OUT)}, octet_length((e.payload->'spec')::text)"
+)
+"""`EVENT_SELECT` with a registration's spec left out of its payload, and the spec's size
+(NULL for any other event) as one more column."""
+
+READ_FEED_WITHOUT_SPECS = f"SELECT {EVENT_SELECT_WITHOUT_SPECS} {_FEED}"
 """`READ_FEED` for readers who are shown the size of a registration's spec, not the spec:
 the database leaves it out, so a page of large specs costs no memory here."""
 

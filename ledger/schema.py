@@ -99,6 +99,23 @@ job_events = Table(
         "job_id",
         postgresql_where=text("seq = 1"),
     ),
+    # questions across jobs (`ledger.audit_events`): each filter read in time order
+    Index("ix_job_events_recorded_at_position", "recorded_at", "position"),
+    Index("ix_job_events_actor_recorded_at_position", "actor", "recorded_at", "position"),
+    Index("ix_job_events_type_recorded_at_position", "type", "recorded_at", "position"),
+    Index(
+        "ix_job_events_registered_status_recorded_at",
+        text("(payload->>'initial_status')"),
+        "recorded_at",
+        "position",
+        postgresql_where=text("seq = 1"),
+    ),
+    Index(
+        "ix_job_events_occurred_at_position",
+        "occurred_at",
+        "position",
+        postgresql_where=text("occurred_at IS NOT NULL"),
+    ),
     Index(
         "uq_job_events_job_id_idempotency_key",
         "job_id",
