@@ -165,6 +165,8 @@ def _python_types(annotation: Any) -> set[str]:
         return set().union(*(_python_types(arg) for arg in get_args(annotation)))
     if annotation is type(None):
         return {"null"}
+    if get_origin(annotation) is list:  # a repeatable parameter
+        return {f"array of {each}" for each in _python_types(get_args(annotation)[0])}
     if isinstance(annotation, type) and issubclass(annotation, Enum):
         return {"enum: " + ", ".join(member.value for member in annotation)}
     return {{bool: "boolean", int: "integer", float: "number", str: "string"}[annotation]}
@@ -178,4 +180,6 @@ def _schema_types(schema: dict[str, Any], document: dict[str, Any]) -> set[str]:
         return set().union(*(_schema_types(option, document) for option in schema["anyOf"]))
     if "enum" in schema:
         return {"enum: " + ", ".join(schema["enum"])}
+    if schema["type"] == "array":
+        return {f"array of {each}" for each in _schema_types(schema["items"], document)}
     return {schema["type"]}
