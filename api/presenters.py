@@ -143,24 +143,30 @@ def feed_event(event: RecordedEvent, spec_bytes: int | None = None) -> FeedEvent
 
 
 def audit_event_view(item: AuditEvent) -> AuditEventView:
-    """An event of the audit log, with the status it moved its job to; a registration's
-    spec is shown as its size."""
+    """An event of the audit log, as a page shows it (see `audit_event_fields`)."""
+    return AuditEventView(**audit_event_fields(item))
+
+
+def audit_event_fields(item: AuditEvent) -> dict[str, Any]:
+    """The fields of `AuditEventView` for an event of the audit log, ready for JSON: with
+    the status it moved its job to; a registration's spec shown as its size. An export
+    writes these without building a view of each of its events."""
     event = item.event
-    return AuditEventView(
-        position=event.position or 0,
-        job_id=event.job_id,
-        seq=event.seq,
-        type=event.type,
-        status=item.status,
-        attempt=event.attempt,
-        actor=event.actor,
-        reason=event.reason,
-        payload=_without_spec(shown_payload(event.data), item.spec_bytes),
-        unreadable=unreadable_problem(event.data),
-        correlation_id=event.correlation_id,
-        occurred_at=iso(event.occurred_at),
-        recorded_at=event.recorded_at.isoformat(),
-    )
+    return {
+        "position": event.position or 0,
+        "job_id": event.job_id,
+        "seq": event.seq,
+        "type": event.type,
+        "status": item.status,
+        "attempt": event.attempt,
+        "actor": event.actor,
+        "reason": event.reason,
+        "payload": _without_spec(shown_payload(event.data), item.spec_bytes),
+        "unreadable": unreadable_problem(event.data),
+        "correlation_id": event.correlation_id,
+        "occurred_at": iso(event.occurred_at),
+        "recorded_at": event.recorded_at.isoformat(),
+    }
 
 
 def unreadable_problem(data: JobEvent | UnreadableEvent) -> str | None:

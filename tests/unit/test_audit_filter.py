@@ -4,6 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from api.audit_export import CSV_COLUMNS
+from api.models import AuditEventView
 from ledger.audit_events import AuditCursor, AuditFilter, Clock, parse_moment
 from ledger.errors import InvalidAuditFilter
 from ledger.statuses import JobStatus
@@ -83,3 +85,7 @@ def test_text_no_page_returned_is_not_a_cursor(text: str) -> None:
     with pytest.raises(InvalidAuditFilter) as refused:
         AuditCursor.parse(text, Clock.RECORDED)
     assert refused.value.field == "cursor"
+
+
+def test_a_csv_export_has_a_column_for_every_field_of_the_json_view() -> None:
+    assert sorted(CSV_COLUMNS) == sorted(AuditEventView.model_fields)
