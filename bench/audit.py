@@ -22,9 +22,9 @@ baseline, measured the same way on the same ledger: the event feed's first page
 both ledgers, the growth (large p50 / small p50) and the large p50 over the baseline's.
 Aim: every first page's p50 at most 50 ms on the large ledger.
 
-Then the export's memory on the large ledger: every `checkpoint_saved` (about half the
-log) written as CSV and as JSON Lines through the same code as the route's streamed
-answer, the lines thrown away; the process's RSS is printed after the first batch and
+The size of each index the filters read is printed. Then the export's memory on the
+large ledger: every `checkpoint_saved` (about half the log) written as JSON Lines and
+as CSV through the same code as the route's streamed answer, the lines thrown away; the process's RSS is printed after the first batch and
 at the end, with the events per second. The machine's other load is in every figure.
 
 `--quick`: ledgers of 2,000 jobs / 10,000 events and 50,000 / 250,000; 5 calls each.
@@ -199,6 +199,11 @@ def filters(job_id: str) -> dict[str, dict[str, Any]]:
         "status=running": {"status": "running"},
         "job_id_prefix=job-0 (1/16 of jobs)": {"job_id_prefix": "job-0"},
         "job_id_prefix=10 characters of job X": {"job_id_prefix": job_id[:10]},
+        "actor=alice&type=job_marked_failed": {"actor": "alice", "type": "job_marked_failed"},
+        "actor=health-monitor&type=job_completed (none)": {
+            "actor": MONITOR,
+            "type": "job_completed",
+        },
         "one day on recorded_at": {"since": ONE_DAY[0], "until": ONE_DAY[1]},
         "one day on occurred_at": {
             "clock": "occurred_at",
@@ -257,6 +262,22 @@ def line(timing: Timing) -> str:
     return f"p50 {timing.p50_ms:6.1f} ms  p90 {timing.p90_ms:6.1f} ms  ({timing.events} events)"
 
 
+AUDIT_INDEXES = """
+    SELECT c.relname, pg_relation_size(c.oid) FROM pg_class c
+    WHERE c.relname IN (
+        'ix_job_events_recorded_at_position', 'ix_job_events_actor_recorded_at_position',
+        'ix_job_events_type_recorded_at_position', 'ix_job_events_registered_status_recorded_at',
+        'ix_job_events_occurred_at_position', 'uq_job_events_job_id_seq')
+    ORDER BY 2 DESC"""
+
+
+def print_index_sizes(url: str) -> None:
+    """The size of each index the audit questions read (and of the log's unique index)."""
+    with psycopg.connect(libpq_url(url)) as conn:
+        for name, size in conn.execute(AUDIT_INDEXES).fetchall():
+            print(f"  index {name}: {size / 2**20:,.1f} MiB", flush=True)
+
+
 # -- an export's memory ----------------------------------------------------------------
 
 
@@ -302,6 +323,7 @@ def run(options: Options) -> dict[Size, tuple[dict[str, Timing], Timing]]:
             generate(url, size)
             print(f"  setup (not measured): {time.perf_counter() - started:.0f} s", flush=True)
             results[size] = time_filters(url, options.calls)
+            print_index_sizes(url)
             if size == options.large:
                 export_memory(url)
     return results
