@@ -24,8 +24,9 @@ Aim: every first page's p50 at most 50 ms on the large ledger.
 
 The size of each index the filters read is printed. Then the export's memory on the
 large ledger: every `checkpoint_saved` (about half the log) written as JSON Lines and
-as CSV through the same code as the route's streamed answer, the lines thrown away; the process's RSS is printed after the first batch and
-at the end, with the events per second. The machine's other load is in every figure.
+as CSV through the same code as the route's streamed answer, the lines thrown away; the
+process's RSS is printed after the first batch and at the end, with the events per
+second. The machine's other load is in every figure.
 
 `--quick`: ledgers of 2,000 jobs / 10,000 events and 50,000 / 250,000; 5 calls each.
 
@@ -265,8 +266,9 @@ def line(timing: Timing) -> str:
 AUDIT_INDEXES = """
     SELECT c.relname, pg_relation_size(c.oid) FROM pg_class c
     WHERE c.relname IN (
-        'ix_job_events_recorded_at_position', 'ix_job_events_actor_recorded_at_position',
-        'ix_job_events_type_recorded_at_position', 'ix_job_events_registered_status_recorded_at',
+        'ix_job_events_type_recorded_at_position',
+        'ix_job_events_actor_type_recorded_at_position',
+        'ix_job_events_registered_status_recorded_at',
         'ix_job_events_occurred_at_position', 'uq_job_events_job_id_seq')
     ORDER BY 2 DESC"""
 

@@ -1,10 +1,11 @@
 """Questions across jobs: the log's events filtered by who, what, which job, which status
 reached and when, in time order, keyset-paged, or read to the end in batches.
 
-Each filter is served by an index of the log (migration 0012): by actor, by type, by
-job id, on either clock. A page is one statement whatever the log's size; a question
-of several types (or of a status several types reach) reads each type's index in
-order and merges them, so no filter sorts more rows than a page.
+Each filter is served by an index of the log (migration 0012): by type, or by actor and
+type, in time order on the database's clock; by job id; on the emitter's clock. A page
+is one statement whatever the log's size: a question of several types, of a status
+several types reach, or of every type, reads each type's events in order on its index
+and merges them, so no filter sorts more rows than a page.
 """
 
 import base64
@@ -92,8 +93,11 @@ class AuditFilter:
         """What the filter reads, each in time order on an index of its own: (event type,
         registered status), None for any; a registration in a status the filter asks for
         is read on the index of registrations by status."""
-        if not self.types and not self.statuses:
-            return [(None, None)]
+        every_type = not self.types and not self.statuses
+        if every_type and (self.job_id is not None or self.clock is Clock.OCCURRED):
+            return [(None, None)]  # a job's few events; or the emitter's clock's index
+        # Without a type, every type's events, each read in time order on its index, merged:
+        # the log's CHECK (`known_type`) holds every type there is to `EVENT_CLASSES`.
         chosen = dict.fromkeys(self.types or EVENT_CLASSES)
         if not self.statuses:
             return [(type_, None) for type_ in chosen]

@@ -99,10 +99,12 @@ job_events = Table(
         "job_id",
         postgresql_where=text("seq = 1"),
     ),
-    # questions across jobs (`ledger.audit_events`): each filter read in time order
-    Index("ix_job_events_recorded_at_position", "recorded_at", "position"),
-    Index("ix_job_events_actor_recorded_at_position", "actor", "recorded_at", "position"),
+    # questions across jobs (`ledger.audit_events`): each type's events in time order,
+    # of every actor and of one
     Index("ix_job_events_type_recorded_at_position", "type", "recorded_at", "position"),
+    Index(
+        "ix_job_events_actor_type_recorded_at_position", "actor", "type", "recorded_at", "position"
+    ),
     Index(
         "ix_job_events_registered_status_recorded_at",
         text("(payload->>'initial_status')"),

@@ -1,5 +1,7 @@
-"""Indexes for questions across jobs: the log's events by actor, by type, and on either
-clock, each in time order, so the first page of any filter is a short ordered read.
+"""Indexes for questions across jobs: the log's events by type, and by actor and type, in
+time order on the database's clock, so the first page of any filter is a short ordered
+read (a question of every type reads each type's events and merges them: the log's
+CHECK names every type there is); and those that carry the emitter's clock, on it.
 
 Registrations are also found by the status they registered their job in. A job's events
 are found by the unique (job_id, seq) index already there; ids starting with a prefix are
@@ -22,15 +24,12 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.execute(
-        "CREATE INDEX ix_job_events_recorded_at_position ON job_events (recorded_at, position)"
-    )
-    op.execute(
-        "CREATE INDEX ix_job_events_actor_recorded_at_position "
-        "ON job_events (actor, recorded_at, position)"
-    )
-    op.execute(
         "CREATE INDEX ix_job_events_type_recorded_at_position "
         "ON job_events (type, recorded_at, position)"
+    )
+    op.execute(
+        "CREATE INDEX ix_job_events_actor_type_recorded_at_position "
+        "ON job_events (actor, type, recorded_at, position)"
     )
     op.execute(
         "CREATE INDEX ix_job_events_registered_status_recorded_at "
@@ -45,6 +44,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP INDEX ix_job_events_occurred_at_position")
     op.execute("DROP INDEX ix_job_events_registered_status_recorded_at")
+    op.execute("DROP INDEX ix_job_events_actor_type_recorded_at_position")
     op.execute("DROP INDEX ix_job_events_type_recorded_at_position")
-    op.execute("DROP INDEX ix_job_events_actor_recorded_at_position")
-    op.execute("DROP INDEX ix_job_events_recorded_at_position")

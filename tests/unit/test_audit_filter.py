@@ -8,6 +8,7 @@ from api.audit_export import CSV_COLUMNS
 from api.models import AuditEventView
 from ledger.audit_events import AuditCursor, AuditFilter, Clock, parse_moment
 from ledger.errors import InvalidAuditFilter
+from ledger.events import EVENT_CLASSES
 from ledger.statuses import JobStatus
 
 
@@ -26,8 +27,13 @@ def test_types_and_statuses_together_keep_only_the_types_reaching_those_statuses
     assert question.branches() == [("job_marked_failed", None)]
 
 
-def test_no_type_nor_status_reads_every_event_in_one_branch() -> None:
-    assert AuditFilter(actor="alice").branches() == [(None, None)]
+def test_no_type_nor_status_reads_each_type_in_order_and_merges_them() -> None:
+    assert AuditFilter(actor="alice").branches() == [(type_, None) for type_ in EVENT_CLASSES]
+
+
+def test_a_jobs_events_or_the_emitters_clock_are_read_in_one_branch() -> None:
+    assert AuditFilter(job_id="job-1").branches() == [(None, None)]
+    assert AuditFilter(clock=Clock.OCCURRED).branches() == [(None, None)]
 
 
 def test_an_unknown_type_is_refused_naming_the_known_ones() -> None:
