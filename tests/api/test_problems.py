@@ -13,6 +13,7 @@ from ledger.errors import (
     DuplicateJob,
     IdempotencyKeyReused,
     IllegalTransition,
+    InvalidAuditFilter,
     InvalidCommand,
     JobNotFound,
     LedgerError,
@@ -31,6 +32,7 @@ ANSWERED = [
     IllegalTransition("j-1", "queued", "requeue", ["cancel", "start"]),
     StaleAttempt("j-1", 1, 2, "its run token is not current"),
     InvalidCommand("the database cannot store this input"),
+    InvalidAuditFilter("since", "'yesterday' is not an RFC 3339 time"),
     IdempotencyKeyReused("j-1", "key-1"),
     VersionConflict("j-1", 3),
     DatabaseUnavailable("the database cannot be reached"),
@@ -68,6 +70,9 @@ def test_the_details_of_a_refusal_survive_the_trip() -> None:
     assert (fenced.attempt, fenced.current_attempt) == (1, 2)
     conflict = problem_error(answered(VersionConflict("j-1", 3)))
     assert isinstance(conflict, VersionConflict) and conflict.expected == 3
+    bad_filter = problem_error(answered(InvalidAuditFilter("cursor", "not a cursor")))
+    assert isinstance(bad_filter, InvalidAuditFilter)
+    assert (bad_filter.field, str(bad_filter)) == ("cursor", "cursor: not a cursor")
 
 
 def test_every_error_with_a_kind_of_its_own_is_answered_and_known_to_the_client() -> None:
