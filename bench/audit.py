@@ -266,7 +266,7 @@ def line(timing: Timing) -> str:
 AUDIT_INDEXES = """
     SELECT c.relname, pg_relation_size(c.oid) FROM pg_class c
     WHERE c.relname IN (
-        'ix_job_events_type_recorded_at_position',
+        'ix_job_events_recorded_at_position', 'ix_job_events_type_recorded_at_position',
         'ix_job_events_actor_type_recorded_at_position',
         'ix_job_events_registered_status_recorded_at',
         'ix_job_events_occurred_at_position', 'uq_job_events_job_id_seq')

@@ -1,11 +1,11 @@
 """Questions across jobs: the log's events filtered by who, what, which job, which status
 reached and when, in time order, keyset-paged, or read to the end in batches.
 
-Each filter is served by an index of the log (migration 0012): by type, or by actor and
-type, in time order on the database's clock; by job id; on the emitter's clock. A page
-is one statement whatever the log's size: a question of several types, of a status
-several types reach, or of every type, reads each type's events in order on its index
-and merges them, so no filter sorts more rows than a page.
+Each filter is served by an index of the log (migration 0012): in time order on the
+database's clock, all events, by type, and by actor and type; by job id; on the emitter's
+clock. A page is one statement whatever the log's size: a question of several types, of
+a status several types reach, or of one actor's every type, reads each type's events in
+order on its index and merges them, so no filter sorts more rows than a page.
 """
 
 import base64
@@ -93,11 +93,11 @@ class AuditFilter:
         """What the filter reads, each in time order on an index of its own: (event type,
         registered status), None for any; a registration in a status the filter asks for
         is read on the index of registrations by status."""
-        every_type = not self.types and not self.statuses
-        if every_type and (self.job_id is not None or self.clock is Clock.OCCURRED):
-            return [(None, None)]  # a job's few events; or the emitter's clock's index
-        # Without a type, every type's events, each read in time order on its index, merged:
-        # the log's CHECK (`known_type`) holds every type there is to `EVENT_CLASSES`.
+        if not self.types and not self.statuses and not self._one_actors_in_time_order():
+            return [(None, None)]
+        # One actor's events of every type: each type's read in time order on the index by
+        # actor and type, merged (the log's CHECK `known_type` holds every type there is
+        # to `EVENT_CLASSES`).
         chosen = dict.fromkeys(self.types or EVENT_CLASSES)
         if not self.statuses:
             return [(type_, None) for type_ in chosen]
@@ -110,6 +110,16 @@ class AuditFilter:
             elif EVENT_TARGET_STATUS[type_] in wanted:
                 branches.append((type_, None))
         return branches
+
+    def _one_actors_in_time_order(self) -> bool:
+        """One actor's events on the database's clock, not narrowed to jobs: those the
+        index by actor and type holds in order, a type at a time."""
+        return (
+            self.actor is not None
+            and self.clock is Clock.RECORDED
+            and self.job_id is None
+            and self.job_id_prefix is None
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,8 +99,9 @@ job_events = Table(
         "job_id",
         postgresql_where=text("seq = 1"),
     ),
-    # questions across jobs (`ledger.audit_events`): each type's events in time order,
-    # of every actor and of one
+    # questions across jobs (`ledger.audit_events`): events in time order, of every type,
+    # of one type, and of one actor's one type
+    Index("ix_job_events_recorded_at_position", "recorded_at", "position"),
     Index("ix_job_events_type_recorded_at_position", "type", "recorded_at", "position"),
     Index(
         "ix_job_events_actor_type_recorded_at_position", "actor", "type", "recorded_at", "position"

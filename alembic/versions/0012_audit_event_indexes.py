@@ -1,7 +1,7 @@
-"""Indexes for questions across jobs: the log's events by type, and by actor and type, in
-time order on the database's clock, so the first page of any filter is a short ordered
-read (a question of every type reads each type's events and merges them: the log's
-CHECK names every type there is); and those that carry the emitter's clock, on it.
+"""Indexes for questions across jobs: the log's events in time order on the database's
+clock, all of them, by type, and by actor and type (a question of one actor's events reads
+each type's and merges them: the log's CHECK names every type there is); and those that
+carry the emitter's clock, on it. The first page of any filter is a short ordered read.
 
 Registrations are also found by the status they registered their job in. A job's events
 are found by the unique (job_id, seq) index already there; ids starting with a prefix are
@@ -23,6 +23,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.execute(
+        "CREATE INDEX ix_job_events_recorded_at_position ON job_events (recorded_at, position)"
+    )
     op.execute(
         "CREATE INDEX ix_job_events_type_recorded_at_position "
         "ON job_events (type, recorded_at, position)"
@@ -46,3 +49,4 @@ def downgrade() -> None:
     op.execute("DROP INDEX ix_job_events_registered_status_recorded_at")
     op.execute("DROP INDEX ix_job_events_actor_type_recorded_at_position")
     op.execute("DROP INDEX ix_job_events_type_recorded_at_position")
+    op.execute("DROP INDEX ix_job_events_recorded_at_position")

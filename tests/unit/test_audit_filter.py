@@ -27,13 +27,15 @@ def test_types_and_statuses_together_keep_only_the_types_reaching_those_statuses
     assert question.branches() == [("job_marked_failed", None)]
 
 
-def test_no_type_nor_status_reads_each_type_in_order_and_merges_them() -> None:
+def test_one_actors_events_are_read_a_type_at_a_time_and_merged() -> None:
     assert AuditFilter(actor="alice").branches() == [(type_, None) for type_ in EVENT_CLASSES]
 
 
-def test_a_jobs_events_or_the_emitters_clock_are_read_in_one_branch() -> None:
-    assert AuditFilter(job_id="job-1").branches() == [(None, None)]
-    assert AuditFilter(clock=Clock.OCCURRED).branches() == [(None, None)]
+def test_every_actors_events_a_jobs_or_the_emitters_clocks_are_read_in_one_branch() -> None:
+    assert AuditFilter().branches() == [(None, None)]
+    assert AuditFilter(actor="alice", job_id="job-1").branches() == [(None, None)]
+    assert AuditFilter(actor="alice", job_id_prefix="job-").branches() == [(None, None)]
+    assert AuditFilter(actor="alice", clock=Clock.OCCURRED).branches() == [(None, None)]
 
 
 def test_an_unknown_type_is_refused_naming_the_known_ones() -> None:
