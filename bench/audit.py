@@ -52,7 +52,7 @@ from api.app import create_app
 from api.audit_export import ExportFormat, exported_lines
 from api.auth import TokenBook
 from api.bootstrap import wire_ledger
-from bench.growth import wait_for_horizon
+from bench.growth import Size, wait_for_horizon
 from bench.http import percentile
 from bench.rebuild import SEED, Row, all_jobs, interleaved, job_lengths
 from bench.scratch import benchmark_parser, scratch_database
@@ -80,15 +80,6 @@ COPY_AUDITED = (
 CHUNK = 100_000
 INSERT_GUARD = "job_events_guard_insert"
 FEED = "/v1/events?after=0-0&limit=100"
-
-
-@dataclass(frozen=True, slots=True)
-class Size:
-    jobs: int
-    events: int
-
-    def __str__(self) -> str:
-        return f"{self.jobs:,} jobs / {self.events:,} events"
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,28 +59,30 @@ def _registration() -> RegisterJob:
     return RegisterJob(initial_status=JobStatus.QUEUED)
 
 
-def test_every_mark_failed_by_a_person_in_a_month_is_one_call(
-    client: TestClient, job_factory: JobFactory, monitor_failed: str
-) -> None:
-    by_person = job_factory(JobStatus.RUNNING)
+@pytest.fixture
+def person_failed(client: TestClient, job_factory: JobFactory) -> str:
+    """A job an operator (alice) marked failed."""
+    job = job_factory(JobStatus.RUNNING)
     client.post(
-        f"/v1/jobs/{by_person.job_id}/mark-failed", json={"reason": "stuck"}, headers=OPERATOR
+        f"/v1/jobs/{job.job_id}/mark-failed", json={"reason": "stuck"}, headers=OPERATOR
     ).raise_for_status()
+    return job.job_id
+
+
+def test_every_mark_failed_by_a_person_in_a_month_is_one_call(
+    client: TestClient, job_factory: JobFactory, monitor_failed: str, person_failed: str
+) -> None:
     job_factory(JobStatus.FAILED)  # failed by its worker: not a mark-failed
     since, until = this_month()
     events = ask(client, type="job_marked_failed", not_actor=MONITOR, since=since, until=until)
     assert [(e["job_id"], e["actor"], e["reason"]) for e in events] == [
-        (by_person.job_id, "alice", "stuck")
+        (person_failed, "alice", "stuck")
     ]
 
 
 def test_every_job_the_monitor_failed_last_night_and_why_is_one_call(
-    client: TestClient, job_factory: JobFactory, monitor_failed: str
+    client: TestClient, monitor_failed: str, person_failed: str
 ) -> None:
-    by_person = job_factory(JobStatus.RUNNING)
-    client.post(
-        f"/v1/jobs/{by_person.job_id}/mark-failed", json={"reason": "stuck"}, headers=OPERATOR
-    ).raise_for_status()
     now = datetime.now(UTC)
     events = ask(
         client,
