@@ -52,9 +52,9 @@ from api.app import create_app
 from api.audit_export import ExportFormat, exported_lines
 from api.auth import TokenBook
 from api.bootstrap import wire_ledger
-from bench.growth import Size, wait_for_horizon
+from bench.growth import Size
 from bench.http import percentile
-from bench.rebuild import SEED, Row, all_jobs, interleaved, job_lengths
+from bench.rebuild import SEED, Row, all_jobs, interleaved, job_lengths, wait_for_horizon
 from bench.scratch import benchmark_parser, scratch_database
 from bench.threads import BenchError
 from ledger.audit_events import AuditFilter, AuditLog

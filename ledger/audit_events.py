@@ -1,7 +1,7 @@
 """Questions across jobs: the log's events filtered by who, what, which job, which status
 reached and when, in time order, keyset-paged, or read to the end in batches.
 
-Each filter is served by an index of the log (migration 0012): in time order on the
+Each filter is served by an index of the log (migration 0013): in time order on the
 database's clock, all events, by type, and by actor and type; by job id; on the emitter's
 clock. A page is one statement whatever the log's size: a question of several types, of
 a status several types reach, or of one actor's every type, reads each type's events in
