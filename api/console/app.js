@@ -8,6 +8,7 @@ import { askForToken } from "./dialogs.js";
 import { renderBanner, renderBannerError } from "./banner.js";
 import { JobsList } from "./list.js";
 import { JobPage } from "./job.js";
+import { AuditPage } from "./audit.js";
 
 const POLL_MS = 10_000; // leases lapse and processes die without an event
 const SETTLE_MS = 200; // events in a burst cause one refresh
@@ -22,13 +23,22 @@ function route() {
   const hash = location.hash.replace(/^#/, "") || "/";
   const [path, query = ""] = hash.split("?");
   const match = path.match(/^\/jobs\/(.+)$/);
-  view = match
-    ? new JobPage(main, decodeURIComponent(match[1]), caller,
-      new URLSearchParams(query).get("as_of") || "")
-    : new JobsList(main, new URLSearchParams(query));
+  const params = new URLSearchParams(query);
+  if (match) view = new JobPage(main, decodeURIComponent(match[1]), caller, params.get("as_of") || "");
+  else if (path === "/audit") view = new AuditPage(main, params);
+  else view = new JobsList(main, params);
+  markSection(path === "/audit" ? "audit" : "jobs");
   refreshView().then(() => {
-    if (match) view.focus();
+    if (!(view instanceof JobsList)) view.focus();
   });
+}
+
+// The header's link to the section shown is marked as the current page.
+function markSection(section) {
+  for (const link of document.querySelectorAll("nav.sections a")) {
+    if (link.getAttribute("data-section") === section) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
 }
 
 async function refreshView() {
@@ -96,6 +106,7 @@ async function start() {
     onEvent: (event) => {
       if (view.asOf) refreshBanner(); // the past does not change
       else if (view instanceof JobPage && event.job_id !== view.jobId) refreshBanner();
+      else if (view instanceof AuditPage) refreshBanner(); // a page of history stays put
       else refreshSoon();
     },
     onConnect: refreshSoon,

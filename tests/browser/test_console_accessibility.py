@@ -41,3 +41,14 @@ def test_the_list_and_a_job_page_have_no_accessibility_violations(
     page.get_by_test_id("recovery-card").get_by_role("button", name="Mark failed").click()
     expect(page.get_by_role("dialog")).to_be_visible()
     assert violations(page) == []
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_audit_page_has_no_accessibility_violations(
+    console: Console, open_page: OpenPage, width: int
+) -> None:
+    page = open_page(width=width, bypass_csp=True, expected_statuses=(404,))
+    page.goto(f"{console.url}/#/audit")
+    expect(page.locator("table.audit tbody tr[data-position]").first).to_be_visible()
+    expect(page.get_by_role("heading", name="Latest digest")).to_be_visible()
+    assert violations(page) == []
