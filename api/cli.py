@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the HTTP API (and run the health monitor)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes answering on the port (default 1); recovery and the monitor run once",
+    )
     serve.set_defaults(handler=run_serve)
 
     demo = commands.add_parser(
@@ -187,7 +193,7 @@ def run_serve(settings: Settings, args: argparse.Namespace) -> int:
     except TokenBookError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    serve(settings, args.host, args.port, tokens)
+    serve(settings, args.host, args.port, tokens, args.workers)
     return EXIT_OK
 
 

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 import uvicorn
+from fastapi import FastAPI
 
 from api.app import create_app
 from api.auth import TokenBook
@@ -22,6 +23,7 @@ from api.connection_guard import (
 from api.log_pacing import pace_caller_driven_logs
 from api.metrics import Metrics
 from api.stream import FeedWatcher
+from api.workers import WorkerPlan, bind, serve_workers
 from ledger.settings import Settings
 from projections.recovery.leader import LeaderLock
 from projections.recovery.monitor import HealthMonitor, MonitorTiming
@@ -107,7 +109,11 @@ def connection_limits(settings: Settings) -> ConnectionLimits:
         raise SystemExit(f"error: {exc}") from exc
 
 
-def serve(settings: Settings, host: str, port: int, tokens: TokenBook) -> None:
+def serve(settings: Settings, host: str, port: int, tokens: TokenBook, workers: int = 1) -> None:
+    """Recover, then serve on `host`:`port` with the health monitor alongside: in this
+    process, or in `workers` processes sharing one socket (`api.workers`)."""
+    if workers < 1:
+        raise SystemExit(f"error: --workers must be at least 1, not {workers}")
     check_binding(host, tokens)
     limits = connection_limits(settings)
     pace_caller_driven_logs()
@@ -117,28 +123,49 @@ def serve(settings: Settings, host: str, port: int, tokens: TokenBook) -> None:
         app = create_app(ledger, tokens)  # its metrics count the recovery pass too
         print(recover(ledger), flush=True)
         metrics: Metrics = app.state.metrics
-        monitor = HealthMonitor(
-            ledger.reconciler,
-            LeaderLock(ledger.url),
-            MonitorTiming.of(settings),
-            on_leadership=metrics.work.leadership_changed,
-        )
-        background = threading.Thread(target=monitor.run, name="health-monitor", daemon=True)
-        background.start()
-        watcher: FeedWatcher = app.state.watcher
-        config = uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            log_level="warning",
-            timeout_graceful_shutdown=30,
-            http=guarded_protocol(limits),
-            ws="none",  # no route is a WebSocket: an upgrade request is answered as HTTP
-            backlog=limits.backlog,
-        )
-        try:
-            # SIGTERM: stop accepting, end the event streams, finish requests in flight
-            GracefulServer(config, on_stop=watcher.close).run()
-        finally:
-            monitor.stop.set()
-            background.join(timeout=10)
+        with running_monitor(ledger, settings, metrics.work.leadership_changed):
+            if workers == 1:
+                guarded_server(app, limits, host, port).run()
+            else:
+                plan = WorkerPlan(ledger.url, settings, tokens, limits, logging.root.level)
+                with bind(host, port, limits.backlog) as sock:
+                    serve_workers(plan, sock, workers)
+
+
+@contextlib.contextmanager
+def running_monitor(
+    ledger: Ledger, settings: Settings, on_leadership: Callable[[bool], None]
+) -> Iterator[HealthMonitor]:
+    """The health monitor on a thread of its own: it leads when no other process does."""
+    monitor = HealthMonitor(
+        ledger.reconciler,
+        LeaderLock(ledger.url),
+        MonitorTiming.of(settings),
+        on_leadership=on_leadership,
+    )
+    background = threading.Thread(target=monitor.run, name="health-monitor", daemon=True)
+    background.start()
+    try:
+        yield monitor
+    finally:
+        monitor.stop.set()
+        background.join(timeout=10)
+
+
+def guarded_server(
+    app: FastAPI, limits: ConnectionLimits, host: str = "127.0.0.1", port: int = 0
+) -> GracefulServer:
+    """uvicorn serving `app` with the connection guard; a SIGTERM stops accepting, ends
+    the event streams and finishes the requests in flight."""
+    watcher: FeedWatcher = app.state.watcher
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=30,
+        http=guarded_protocol(limits),
+        ws="none",  # no route is a WebSocket: an upgrade request is answered as HTTP
+        backlog=limits.backlog,
+    )
+    return GracefulServer(config, on_stop=watcher.close)

@@ -17,6 +17,9 @@ from projections.current_status.rebuild import rebuild_current_status
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 5_000
+CATCH_UP_LOCK_KEY = 0x4A4C_4341_5443_4855  # "JLCATCHU"
+"""The advisory lock a catch-up holds: replicas starting together catch up one after the
+other, and each after the first finds the projection current."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +33,17 @@ def catch_up_current_status(engine: Engine) -> CatchUpReport:
     """Read the feed from the projection's checkpoint and apply what it lacks.
 
     A projection without a checkpoint, or built by another version of the
-    code, is rebuilt from scratch instead.
+    code, is rebuilt from scratch instead. One process catches up at a time.
     """
+    with driver_connection(engine) as lock:
+        lock.execute("SELECT pg_advisory_lock(%s)", (CATCH_UP_LOCK_KEY,))
+        try:
+            return _catch_up(engine)
+        finally:
+            lock.execute("SELECT pg_advisory_unlock(%s)", (CATCH_UP_LOCK_KEY,))
+
+
+def _catch_up(engine: Engine) -> CatchUpReport:
     with driver_connection(engine) as conn:
         checkpoint = read_checkpoint(conn, current_status.NAME)
     if not current_status.built_by_this_code(checkpoint):

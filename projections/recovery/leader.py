@@ -7,6 +7,7 @@ others try to take it every poll, so one of them leads within one poll.
 
 import contextlib
 import logging
+import os
 from typing import Any
 
 import psycopg
@@ -46,7 +47,8 @@ class LeaderLock:
             conn = psycopg.connect(
                 self.url,
                 autocommit=True,
-                application_name="jobledger-leader",
+                # Which process leads is seen in pg_stat_activity beside the lock.
+                application_name=f"jobledger-leader pid={os.getpid()}",
                 keepalives=1,
                 keepalives_idle=10,
                 keepalives_interval=5,

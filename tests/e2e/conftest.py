@@ -28,7 +28,13 @@ def free_port() -> int:
 class Server:
     """One `jobledger serve` process; `restart` runs a fresh one on the same port."""
 
-    def __init__(self, database_url: str, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        extra_env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
+        self.args = args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -43,7 +49,7 @@ class Server:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port), *self.args],
             env=self.env,
             stdout=subprocess.PIPE,
             text=True,
