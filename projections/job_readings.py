@@ -13,8 +13,10 @@ from ledger.queries import (
     STATUS_SELECT,
 )
 from ledger.state import JobState
+from ledger.statuses import JobStatus
 from ledger.store import state_from_row
 from projections.recovery.health import (
+    JUDGED_BY_A_READ,
     LEASE_EXPIRED,
     PENDING_TOO_LONG,
     HealthCheck,
@@ -41,6 +43,10 @@ one indexed statement, one snapshot, for one job or a page of them."""
 POSITIONS_AND_HEALTH = _READINGS.format(select=LISTED_STATUS_SELECT, **_PARTS)
 """`JOB_READINGS` for jobs whose states the caller holds: without the spec and result,
 which it does not need again."""
+
+
+READ_FOR_THE_VIEW = frozenset({JobStatus.QUEUED, *JUDGED_BY_A_READ})
+"""The statuses in which a job's view needs a read: for its queue position or its health."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +78,11 @@ class JobReader:
 
     def readings(self, states: list[JobState]) -> list[JobReading]:
         """The queue position and health of jobs whose states the caller holds (a page
-        just listed, a command's outcome), in one read; the states are kept as given."""
-        found = self._read([s.job_id for s in states], POSITIONS_AND_HEALTH) if states else {}
+        just listed, a command's outcome), in one read; the states are kept as given.
+        Jobs that are neither queued nor judged by a read (completed, failed, cancelled:
+        no position, always healthy) are not read at all."""
+        unsettled = [s.job_id for s in states if s.status in READ_FOR_THE_VIEW]
+        found = self._read(unsettled, POSITIONS_AND_HEALTH) if unsettled else {}
         return [
             replace(reading, state=state)
             if (reading := found.get(state.job_id))

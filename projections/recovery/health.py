@@ -210,6 +210,10 @@ class JobHealth:
 
 HEALTHY = JobHealth("ok", None)
 
+JUDGED_BY_A_READ = frozenset({JobStatus.PENDING, *ACTIVE_RUN_STATUSES})
+"""The statuses whose health depends on what a read of the job finds (how long it has
+been pending, its lease); a job in any other status is healthy, whatever a read says."""
+
 
 class HealthCheck:
     """Computes the health view, and judges one job's health from a read of it."""
@@ -289,10 +293,10 @@ class HealthCheck:
     ) -> JobHealth:
         """One job's health, from what one read of it said (`LEASE_EXPIRED` and
         `PENDING_TOO_LONG` with `thresholds()`)."""
+        if state.status not in JUDGED_BY_A_READ:
+            return HEALTHY
         if state.status is JobStatus.PENDING:
             return JobHealth("stale_pending" if stale else "ok", None)
-        if state.status not in ACTIVE_RUN_STATUSES:
-            return HEALTHY
         assert state.worker is not None, "a running or paused job has a worker (a CHECK says so)"
         run = _Run(
             state.job_id,

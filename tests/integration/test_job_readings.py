@@ -4,10 +4,12 @@ import pytest
 from sqlalchemy import Engine
 
 from ledger.commands import RegisterJob
-from ledger.errors import JobNotFound
+from ledger.database import create_ledger_engine
+from ledger.errors import DatabaseUnavailable, JobNotFound
 from ledger.queries import EXACT_QUEUE_POSITIONS
 from ledger.queue import JobQueue
 from ledger.service import JobService
+from ledger.settings import Settings
 from ledger.statuses import JobStatus
 from ledger.store import EventStore
 from projections.job_readings import JobReader
@@ -46,6 +48,22 @@ def test_readings_of_many_jobs_come_in_one_answer_keeping_the_states_given(
     assert [reading.state for reading in readings] == [low, high, running]
     assert [reading.queue_position for reading in readings] == [2, 1, None]
     assert reader.readings([]) == []
+
+
+def test_a_settled_jobs_view_is_answered_without_a_read_and_others_are_read(
+    job_factory: JobFactory,
+) -> None:
+    unreachable = create_ledger_engine(
+        "postgresql://nobody@127.0.0.1:1/none", Settings(pool_timeout_s=1)
+    )
+    reader = JobReader(unreachable, HealthCheck(unreachable))
+    done = job_factory(JobStatus.COMPLETED)
+
+    (reading,) = reader.readings([done])
+
+    assert (reading.state, reading.queue_position, reading.health.label) == (done, None, "ok")
+    with pytest.raises(DatabaseUnavailable):
+        reader.readings([done, job_factory(JobStatus.QUEUED)])
 
 
 def test_an_unknown_job_is_not_found(reader: JobReader) -> None:
