@@ -31,6 +31,7 @@ too; only the ratio means much across machines.
 Run: python -m bench.http [--seconds 5] [--rounds 2] [--clients 16] [--quick]
 """
 
+import contextlib
 import os
 import queue
 import signal
@@ -47,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 import httpx
+import psutil
 from sqlalchemy.engine import make_url
 
 from bench.scratch import benchmark_parser, scratch_database
@@ -83,6 +85,7 @@ class Options:
     rounds: int
     clients: int
     port: int
+    workers: int
 
 
 def parse_options(argv: Sequence[str] | None) -> Options:
@@ -94,15 +97,19 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         "--port", type=int, default=0, help="the server's port (default: a free one)"
     )
     parser.add_argument(
+        "--workers", type=int, default=1, help="the server's processes (serve --workers)"
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="1 s per measurement, 1 round, 4 clients"
     )
     args = parser.parse_args(argv)
     seconds = args.seconds or (1.0 if args.quick else 5.0)
     rounds = args.rounds or (1 if args.quick else 2)
     clients = args.clients or (4 if args.quick else 16)
-    if seconds <= 0 or rounds < 1 or clients < 1:
-        parser.error("--seconds, --rounds and --clients must be positive")
-    return Options(args.database_url, seconds, rounds, clients, args.port or free_port())
+    if seconds <= 0 or rounds < 1 or clients < 1 or args.workers < 1:
+        parser.error("--seconds, --rounds, --clients and --workers must be positive")
+    port = args.port or free_port()
+    return Options(args.database_url, seconds, rounds, clients, port, args.workers)
 
 
 def free_port() -> int:
@@ -125,13 +132,12 @@ class Server:
 
 @contextmanager
 def running_server(
-    database_url: str, port: int, tokens: str = TOKENS, serve_args: Sequence[str] = ()
+    database_url: str, port: int, tokens: str = TOKENS, workers: int = 1
 ) -> Iterator[Server]:
-    """`jobledger serve` on `database_url` (with `serve_args`), ready; stopped with SIGTERM
-    on the way out."""
+    """`jobledger serve` on `database_url`, ready; stopped with SIGTERM on the way out."""
     env = os.environ | {"JOBLEDGER_DATABASE_URL": database_url, "JOBLEDGER_TOKENS": tokens}
     command = [sys.executable, "-m", "api.cli", "serve", "--host", HOST, "--port", str(port)]
-    command += serve_args
+    command += ["--workers", str(workers)]
     with tempfile.TemporaryFile("w+") as stderr:
         process = subprocess.Popen(
             command, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
@@ -334,22 +340,37 @@ class Paths:
         )
 
 
+def server_cpu_s(pid: int) -> float:
+    """CPU seconds the server has used so far, its worker processes included."""
+    server = psutil.Process(pid)
+    total = 0.0
+    for process in (server, *server.children(recursive=True)):
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 @dataclass(slots=True)
 class Results:
     http: list[Measurement] = field(default_factory=list)
     in_process: list[Measurement] = field(default_factory=list)
+    server_cpu_ms: list[float] = field(default_factory=list)
+    """The server's CPU time per HTTP command, each measurement: on a shared machine a
+    steadier figure of the HTTP layer's cost than its rate."""
 
     def summary(self, clients: int) -> str:
         http = statistics.median(m.rate for m in self.http)
         in_process = statistics.median(m.rate for m in self.in_process)
         latencies = [latency for m in self.http for latency in m.latencies_ms]
         return (
-            f"clients={clients}  http={http:.0f} cmd/s ({latency_text(latencies)})"
+            f"clients={clients}  http={http:.0f} cmd/s ({latency_text(latencies)}, "
+            f"server CPU {statistics.median(self.server_cpu_ms):.2f} ms/cmd)"
             f"  in-process={in_process:.0f} cmd/s  ratio={http / in_process:.2f}"
         )
 
 
-def bench(paths: Paths, options: Options) -> Results:
+def bench(paths: Paths, options: Options, server_pid: int) -> Results:
     """Alternate HTTP and in-process measurements, printing each."""
     results = Results()
     for round_ in range(1, options.rounds + 1):
@@ -358,12 +379,18 @@ def bench(paths: Paths, options: Options) -> Results:
             ("http", paths.http(label), results.http),
             ("in-process", paths.in_process(label), results.in_process),
         ):
+            cpu_before = server_cpu_s(server_pid)
             result = measure(make_client, options.clients, options.seconds)
             measurements.append(result)
+            cpu = ""
+            if name == "http":
+                cpu_ms = (server_cpu_s(server_pid) - cpu_before) * 1000 / result.ops
+                results.server_cpu_ms.append(cpu_ms)
+                cpu = f", server CPU {cpu_ms:.2f} ms/cmd"
             print(
                 f"  round={round_}  {name:<10} {result.rate:7.0f} cmd/s"
                 f"  ({latency_text(result.latencies_ms)}; "
-                f"{result.ops} commands in {result.seconds:.2f} s)",
+                f"{result.ops} commands in {result.seconds:.2f} s{cpu})",
                 flush=True,
             )
     return results
@@ -373,14 +400,14 @@ def run(options: Options) -> str:
     """Set up, measure and tear down; return the summary line."""
     with (
         scratch_database(options.server_url) as url,
-        running_server(url, options.port) as server,
+        running_server(url, options.port, workers=options.workers) as server,
     ):
         print(f"server {server.base_url}: {server.recovery}", flush=True)
         engine = create_ledger_engine(url, Settings(pool_size=POOL_SIZE))
         try:
             store = EventStore(engine)
             paths = Paths(server.base_url, JobService(store), JobQueue(store))
-            results = bench(paths, options)
+            results = bench(paths, options, server.pid)
         finally:
             engine.dispose()
     return results.summary(options.clients)
@@ -390,7 +417,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
     server = make_url(options.server_url)
     print(
-        f"http benchmark on {server.host}:{server.port or 5432}: {options.clients} clients, "
+        f"http benchmark on {server.host}:{server.port or 5432}: {options.workers} server "
+        f"process(es), {options.clients} clients, "
         f"{options.seconds:g} s per measurement, {options.rounds} round(s) of http then "
         "in-process",
         flush=True,

@@ -7,7 +7,7 @@ Systems, each on a fresh database of its own on one PostgreSQL server:
 - in-process: JobLedger's `JobService` and `JobQueue` in this process: every
   transition an event in the log, with the job's row projected in the same statement.
 - http xN: `LedgerClient` against a real `jobledger serve` on the same kind of
-  database, with N server processes (`--processes 1,2`; N > 1 needs `serve --workers`).
+  database, with N server processes (`--processes 1,2`: `serve --workers N`).
 - procrastinate, pgqueuer: the libraries' own calls (see `bench.peer_libraries`); they
   need the `bench` extra (`pip install -e '.[bench]'`).
 
@@ -31,7 +31,6 @@ Run: python -m bench.peers [--jobs 5000] [--rounds 3] [--processes 1,2] [--quick
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -165,12 +164,6 @@ def wal_lsn(url: str) -> int:
     return int(row[0])
 
 
-def serve_supports_workers() -> bool:
-    command = [sys.executable, "-m", "api.cli", "serve", "--help"]
-    shown = subprocess.run(command, check=False, capture_output=True, text=True)
-    return "--workers" in shown.stdout
-
-
 # -- the systems -------------------------------------------------------------------
 
 
@@ -214,8 +207,7 @@ def in_process_system(url: str, stack: ExitStack) -> System:
 
 
 def http_system(url: str, processes: int, batch: int, stack: ExitStack) -> System:
-    serve_args = ["--workers", str(processes)] if processes > 1 else []
-    server = stack.enter_context(running_server(url, free_port(), serve_args=serve_args))
+    server = stack.enter_context(running_server(url, free_port(), workers=processes))
     base = server.base_url
     return System(
         f"JobLedger over HTTP x{processes}",
@@ -254,9 +246,6 @@ def open_systems(admin_url: str, options: Options, stack: ExitStack) -> list[Sys
         systems.append(in_process_system(fresh(True), stack))
     if "http" in options.systems:
         for processes in options.processes:
-            if processes > 1 and not serve_supports_workers():
-                print(f"http x{processes}: skipped, `serve` has no --workers", flush=True)
-                continue
             systems.append(http_system(fresh(True), processes, options.batch, stack))
     for name in LIBRARIES:
         if name in options.systems:
