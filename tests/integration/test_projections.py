@@ -14,10 +14,15 @@ from ledger.state import JobState
 from ledger.statuses import JobStatus
 from ledger.store import EventStore
 from projections import current_status
-from projections.current_status.catchup import catch_up_current_status
+from projections.current_status.catchup import (
+    CATCH_UP_LOCK_KEY,
+    CatchUpReport,
+    catch_up_current_status,
+)
 from projections.current_status.rebuild import rebuild_current_status
 from projections.current_status.verify import verify_current_status
 from tests.conftest import JobFactory
+from tests.integration.recovery_helpers import poll
 
 
 @pytest.fixture
@@ -104,6 +109,30 @@ def test_catch_up_applies_events_the_projection_has_not_seen(
     assert loaded is not None and loaded.checkpoint_path == "/ck/9"
     assert verify_current_status(engine).clean
     assert catch_up_current_status(engine).events_read == 0
+
+
+def test_a_catch_up_waits_for_one_another_process_holds_and_then_finds_nothing_to_do(
+    engine: Engine, job_factory: JobFactory, database_url: str
+) -> None:
+    job_factory(JobStatus.RUNNING)
+    catch_up_current_status(engine)
+    reports: list[CatchUpReport] = []
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", (CATCH_UP_LOCK_KEY,))
+        waiting = threading.Thread(target=lambda: reports.append(catch_up_current_status(engine)))
+        waiting.start()
+        poll(
+            lambda: (
+                other.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                ).fetchone()
+                == (1,)
+            )
+        )
+        assert not reports
+        other.execute("SELECT pg_advisory_unlock(%s)", (CATCH_UP_LOCK_KEY,))
+        waiting.join(timeout=30)
+    assert [report.events_read for report in reports] == [0]
 
 
 def test_a_projection_built_by_another_version_is_rebuilt_on_catch_up(
