@@ -149,6 +149,10 @@ def run_worker(plan: WorkerPlan, sock: socket.socket) -> None:
         server.run(sockets=[sock])
     finally:
         engine.dispose()
+    # Everything is closed. The interpreter's own teardown (a full collection of the
+    # app's objects: seconds on a busy machine) would only hold up the stop.
+    logging.shutdown()
+    os._exit(0)
 
 
 def stop_when_parent_exits(stop: Callable[[], None]) -> None:
