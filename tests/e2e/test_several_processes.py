@@ -57,6 +57,7 @@ def leader_pid(database_url: str) -> int | None:
             SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)
             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
               AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid
+              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
             """,
             (key >> 32, key & 0xFFFF_FFFF),
         ).fetchall()
