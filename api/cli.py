@@ -105,6 +105,33 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--as-of", type=_moment, help="the jobs as they were at this moment")
     jobs.set_defaults(handler=run_jobs)
 
+    _add_recovery_commands(commands)
+    _add_operator_commands(commands)
+
+    audit = commands.add_parser("audit", help="questions of the log, for auditors")
+    add_audit_events_command(audit.add_subparsers(required=True, metavar="ACTION"))
+
+    role = commands.add_parser(
+        "create-role", help="create a login role with only SELECT and INSERT on the event log"
+    )
+    role.add_argument("name")
+    role.add_argument("--password", help="or set JOBLEDGER_ROLE_PASSWORD")
+    role.set_defaults(handler=run_create_role)
+
+    statuses = commands.add_parser(
+        "statuses", help="print the job statuses for other languages (no database needed)"
+    )
+    statuses.add_argument(
+        "--format", choices=["ts", "json"], default="ts", help="TypeScript module or JSON Schema"
+    )
+    statuses.set_defaults(handler=run_statuses)
+    return parser
+
+
+def _add_recovery_commands(
+    commands: "argparse._SubParsersAction[argparse.ArgumentParser]",
+) -> None:
+    """projections rebuild and verify, health, reconcile and monitor."""
     projections = commands.add_parser("projections", help="rebuild or verify the read models")
     actions = projections.add_subparsers(required=True, metavar="ACTION")
     rebuild = actions.add_parser("rebuild", help="replay the whole log into a fresh projection")
@@ -134,27 +161,6 @@ def build_parser() -> argparse.ArgumentParser:
         "monitor", help="run the health monitor: a pass now, then every interval on the leader"
     )
     monitor.set_defaults(handler=run_monitor)
-
-    _add_operator_commands(commands)
-
-    audit = commands.add_parser("audit", help="questions of the log, for auditors")
-    add_audit_events_command(audit.add_subparsers(required=True, metavar="ACTION"))
-
-    role = commands.add_parser(
-        "create-role", help="create a login role with only SELECT and INSERT on the event log"
-    )
-    role.add_argument("name")
-    role.add_argument("--password", help="or set JOBLEDGER_ROLE_PASSWORD")
-    role.set_defaults(handler=run_create_role)
-
-    statuses = commands.add_parser(
-        "statuses", help="print the job statuses for other languages (no database needed)"
-    )
-    statuses.add_argument(
-        "--format", choices=["ts", "json"], default="ts", help="TypeScript module or JSON Schema"
-    )
-    statuses.set_defaults(handler=run_statuses)
-    return parser
 
 
 def _add_operator_commands(

@@ -105,6 +105,12 @@ def _ledger_gauges(figures: LedgerFigures) -> Iterator[GaugeMetricFamily]:
             figures.unreadable_events,
         ),
         (
+            "jobledger_monitor_leaders",
+            "Processes holding the health monitor's leadership on this ledger (0 or 1), "
+            "read from the database's locks",
+            figures.monitor_leaders,
+        ),
+        (
             "jobledger_projection_lag_events",
             "Events of the log the current-status projection has not applied (among the "
             f"first {LAG_SCAN:,} after its checkpoint)",

@@ -21,6 +21,7 @@ from projections.recovery.health import (
     counted_with_running,
     estimated_count,
 )
+from projections.recovery.leader import RECONCILER_LOCK_KEY
 
 EXACT_PROBLEMS = 100
 """Orphaned runs, stale pending jobs and unreadable events are counted up to this (the
@@ -32,6 +33,16 @@ EXACT_JOBS = 10_000
 """Queued and running jobs are counted up to this; past it they are the statistics'
 estimates (as in the health view)."""
 
+MONITOR_LEADERS = f"""(SELECT count(*) FROM pg_locks
+    WHERE locktype = 'advisory' AND granted AND objsubid = 1
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND classid = {(RECONCILER_LOCK_KEY >> 32) & 0xFFFF_FFFF}
+      AND objid = {RECONCILER_LOCK_KEY & 0xFFFF_FFFF})"""
+"""Sessions holding the monitor's leader lock on this database (0 or 1), whichever process
+they belong to: a bigint advisory lock shows its high half as `classid`, its low half as
+`objid`. Every process can say whether the ledger has a leader, the workers of
+`serve --workers` too, which never lead themselves."""
+
 LEDGER_FIGURES = f"""
     SELECT {estimated_count(JobStatus.QUEUED, EXACT_JOBS)},
         {OLDEST_QUEUED_AGE},
@@ -39,7 +50,8 @@ LEDGER_FIGURES = f"""
         {counted_with_running(LAPSED_RUNS, EXACT_PROBLEMS)},
         {bounded_count(STALE_PENDING, EXACT_PROBLEMS)},
         {bounded_count("SELECT 1 FROM unreadable_events", EXACT_PROBLEMS)},
-        {PROJECTION_LAG}
+        {PROJECTION_LAG},
+        {MONITOR_LEADERS}
 """
 
 
@@ -57,6 +69,8 @@ class LedgerFigures:
     stale_pending: int
     unreadable_events: int
     projection_lag: int
+    monitor_leaders: int
+    """Processes holding the health monitor's leadership on this ledger (0 or 1)."""
 
 
 def read_ledger_figures(engine: Engine, stale_pending_s: float) -> LedgerFigures:
@@ -65,7 +79,7 @@ def read_ledger_figures(engine: Engine, stale_pending_s: float) -> LedgerFigures
     with driver_connection(engine) as conn:
         row = conn.execute(LEDGER_FIGURES, {"stale_seconds": stale_pending_s}).fetchone()
     assert row is not None
-    queued, oldest, running, (orphaned, orphaned_running), stale, unreadable, lag = row
+    queued, oldest, running, (orphaned, orphaned_running), stale, unreadable, lag, leaders = row
     return LedgerFigures(
         queued=int(queued),
         oldest_queued_age_s=oldest,
@@ -75,4 +89,5 @@ def read_ledger_figures(engine: Engine, stale_pending_s: float) -> LedgerFigures
         stale_pending=int(stale),
         unreadable_events=int(unreadable),
         projection_lag=int(lag),
+        monitor_leaders=int(leaders),
     )

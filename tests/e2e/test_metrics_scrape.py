@@ -37,3 +37,12 @@ def test_the_serving_process_reports_that_it_leads_the_monitor(server: Server) -
     while "jobledger_monitor_leader 1.0" not in scrape(server):
         assert time.monotonic() < deadline, "the monitor's leadership was never reported"
         time.sleep(0.2)
+
+
+def test_the_ledger_has_one_monitor_leader_and_none_once_its_process_stops(
+    server: Server,
+) -> None:
+    deadline = time.monotonic() + LEADER_WAIT_S
+    while "jobledger_monitor_leaders 1.0" not in scrape(server):
+        assert time.monotonic() < deadline, "the ledger's monitor leader was never seen"
+        time.sleep(0.2)

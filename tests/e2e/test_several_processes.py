@@ -193,3 +193,14 @@ def test_a_sigterm_stops_every_worker_cleanly(workers: Server) -> None:
     pids = poll(lambda: both_workers(workers))
     assert workers.kill(signal.SIGTERM) == 0
     assert not any(psutil.pid_exists(pid) for pid in pids)
+
+
+def test_a_scrape_answered_by_a_worker_shows_the_ledger_has_a_monitor_leader(
+    workers: Server,
+) -> None:
+    def scraped_with_a_leader() -> str | None:
+        text = httpx.get(f"{workers.url}/metrics", headers=AUDITOR, timeout=10).text
+        return text if "jobledger_monitor_leaders 1.0" in text else None
+
+    scraped = poll(scraped_with_a_leader, timeout=30)
+    assert "jobledger_monitor_leader 0.0" in scraped  # the worker answering does not lead
