@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 from api import (
     console_page,
     metrics,
+    routes_audit_chain,
     routes_audit_events,
     routes_batch,
     routes_jobs,
@@ -45,6 +46,7 @@ ROUTERS = [
     routes_jobs.router,
     routes_observe.router,
     routes_audit_events.router,
+    routes_audit_chain.router,
     stream.router,
     metrics.router,
     routes_observe.probes,

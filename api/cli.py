@@ -16,6 +16,7 @@ from typing import Any
 import psutil
 
 from api.bootstrap import open_ledger
+from api.cli_audit_chain import add_chain_commands, chain_keeping
 from api.cli_audit_events import add_audit_events_command
 from api.cli_submit import add_submit_command
 from api.cli_text import render_health, render_history, render_table, visible
@@ -108,8 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recovery_commands(commands)
     _add_operator_commands(commands)
 
-    audit = commands.add_parser("audit", help="questions of the log, for auditors")
-    add_audit_events_command(audit.add_subparsers(required=True, metavar="ACTION"))
+    _add_audit_commands(commands)
 
     role = commands.add_parser(
         "create-role", help="create a login role with only SELECT and INSERT on the event log"
@@ -161,6 +161,16 @@ def _add_recovery_commands(
         "monitor", help="run the health monitor: a pass now, then every interval on the leader"
     )
     monitor.set_defaults(handler=run_monitor)
+
+
+def _add_audit_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """`jobledger audit events`, `digest` and `verify`."""
+    audit = commands.add_parser(
+        "audit", help="questions of the log, and proof its history was not rewritten"
+    )
+    actions = audit.add_subparsers(required=True, metavar="ACTION")
+    add_audit_events_command(actions)
+    add_chain_commands(actions)
 
 
 def _add_operator_commands(
@@ -343,6 +353,7 @@ def run_monitor(settings: Settings, args: argparse.Namespace) -> int:
                 flush=True,
             ),
             on_leadership=lambda leading: print("leader" if leading else "follower", flush=True),
+            chain=chain_keeping(ledger),
         )
         monitor.recover()
         for signum in (signal.SIGTERM, signal.SIGINT):

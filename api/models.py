@@ -278,6 +278,17 @@ class HistoryView(BaseModel):
     events: list[HistoryEvent]
 
 
+class AuditDigestView(BaseModel):
+    """The log's hash chain at a feed cursor: keep it off the database, and
+    `jobledger audit verify --digest FILE` proves nothing before the cursor changed since."""
+
+    chain: str = Field(description="the rules the chain is computed by")
+    cursor: str = Field(description="the feed cursor of the last event chained")
+    events: int = Field(description="events chained up to the cursor, in feed order")
+    head: str = Field(description="the chain's last link: SHA-256, 64 hex digits")
+    taken_at: str
+
+
 class FeedEvent(BaseModel):
     cursor: str
     job_id: str

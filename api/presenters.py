@@ -5,6 +5,7 @@ from typing import Any
 
 from api.models import (
     ActionView,
+    AuditDigestView,
     AuditEventView,
     CheckpointView,
     ClaimView,
@@ -27,6 +28,7 @@ from ledger.queries import EXACT_QUEUE_POSITIONS
 from ledger.queue import Claim
 from ledger.state import JobState
 from ledger.store import FeedCursor
+from projections.audit_chain.digest import Digest
 from projections.current_status.as_of import PastJobsPage
 from projections.history import Transition
 from projections.job_readings import JobReading
@@ -36,6 +38,11 @@ from projections.recovery.reconciler import ReconcileReport
 
 def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
+
+
+def audit_digest_view(digest: Digest) -> AuditDigestView:
+    """A digest as `jobledger audit digest` prints it and `verify` reads it."""
+    return AuditDigestView.model_validate(digest.document())
 
 
 def worker_view(worker: WorkerIdentity) -> WorkerView:

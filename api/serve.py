@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from api.app import create_app
 from api.auth import TokenBook
 from api.bootstrap import Ledger, open_ledger
+from api.cli_audit_chain import chain_keeping
 from api.connection_guard import (
     ConnectionLimits,
     fit_to_file_limit,
@@ -142,6 +143,7 @@ def running_monitor(
         LeaderLock(ledger.url),
         MonitorTiming.of(settings),
         on_leadership=on_leadership,
+        chain=chain_keeping(ledger),
     )
     background = threading.Thread(target=monitor.run, name="health-monitor", daemon=True)
     background.start()

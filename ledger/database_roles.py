@@ -12,12 +12,15 @@ DERIVED_TABLES = ("job_status", "projection_checkpoints", "job_leases", "unreada
 """Projections, leases and the register of unreadable events: derived or liveness
 data the service rewrites freely."""
 
+APPEND_ONLY_TABLES = ("audit_chain",)
+"""The log's hash chain: the service adds blocks to it, never changes one."""
+
 
 def create_service_role(engine: Engine, name: str, password: str | None = None) -> None:
     """Create (or re-grant) a login role that can read and append to the log, never change it.
 
-    On `job_events` it gets SELECT and INSERT only. The projection tables are
-    derived data it rebuilds, and leases are updated in place, so it may
+    On `job_events` and the hash chain it gets SELECT and INSERT only. The projection
+    tables are derived data it rebuilds, and leases are updated in place, so it may
     write those.
     """
     role = sql.Identifier(name)
@@ -40,6 +43,10 @@ def create_service_role(engine: Engine, name: str, password: str | None = None) 
                 sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON {} TO {}").format(
                     sql.Identifier(table), role
                 )
+            )
+        for table in APPEND_ONLY_TABLES:
+            statements.append(
+                sql.SQL("GRANT SELECT, INSERT ON {} TO {}").format(sql.Identifier(table), role)
             )
         for statement in statements:
             conn.execute(statement)

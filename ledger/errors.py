@@ -8,6 +8,7 @@
     │   └── StaleAttempt            the writer's attempt or run token is not current
     ├── InvalidCommand              the command itself is malformed
     ├── InvalidAuditFilter          a question of the audit log cannot be asked as given
+    ├── InvalidDigest               a digest of the log's chain cannot be read
     ├── IdempotencyKeyReused        the key was first used with another request
     ├── VersionConflict             another writer appended first
     ├── TooManyStreams              the server serves as many event streams as it may
@@ -185,6 +186,13 @@ class InvalidAuditFilter(LedgerError):
     def from_details(cls, details: Mapping[str, Any], message: str) -> Self:
         field = str(details.get("field", ""))
         return cls(field, message.removeprefix(f"{field}: "))
+
+
+class InvalidDigest(LedgerError):
+    """The digest is not one of this ledger's hash chain: it cannot be checked."""
+
+    status_code = 422
+    kind = "invalid-digest"
 
 
 class IdempotencyKeyReused(LedgerError):

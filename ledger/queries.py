@@ -14,6 +14,9 @@ SNAPSHOT_XMIN = "pg_snapshot_xmin(pg_current_snapshot())"
 
 FEED_HORIZON = f"SELECT {SNAPSHOT_XMIN}::text"
 
+FEED_HORIZON_CONDITION = f"e.tx_id < {SNAPSHOT_XMIN}"
+"""Event `e` is in the feed: its transaction ended, and so did every earlier one."""
+
 LEASE_PERIOD = "make_interval(secs => %(lease_seconds)s)"
 """How long a run stays alive without a heartbeat, as a SQL interval."""
 
@@ -139,7 +142,7 @@ JOB_HISTORY_UNTIL = f"""
 _FEED = f"""
     FROM job_events e
     WHERE (e.tx_id, e.position) > (%(tx_id)s::xid8, %(position)s)
-      AND e.tx_id < {SNAPSHOT_XMIN}
+      AND {FEED_HORIZON_CONDITION}
     ORDER BY e.tx_id, e.position
     LIMIT %(limit)s
 """

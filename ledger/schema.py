@@ -19,13 +19,15 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     Table,
     Text,
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.types import UserDefinedType
 
 from ledger.events import EVENT_CLASSES, JobStarted
@@ -295,5 +297,30 @@ unreadable_events = Table(
 reader met it: the feed, a history, catch-up, a rebuild or verify. The event
 itself stays in the log and in the feed; this register is what the health view
 and `/metrics` count and what an operator looks up."""
+
+audit_chain = Table(
+    "audit_chain",
+    metadata,
+    Column("after_tx_id", Xid8, nullable=False),
+    Column("after_position", BigInteger, nullable=False),
+    Column("tx_id", Xid8, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("events", BigInteger, nullable=False),
+    Column("positions", ARRAY(BigInteger), nullable=False),
+    Column("links", LargeBinary, nullable=False),
+    Column("chained_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("tx_id", "position"),
+    # one block continues each place of the feed: two writers cannot fork the chain
+    UniqueConstraint("after_tx_id", "after_position"),
+    CheckConstraint(
+        "cardinality(positions) >= 1 AND octet_length(links) = 32 * cardinality(positions)"
+        " AND events >= cardinality(positions)",
+        name="one_link_per_event",
+    ),
+)
+"""The log's hash chain (`projections.audit_chain`), a block per stretch of the feed read at
+once: the feed cursor the block continues from (`after_*`) and the one after its last event,
+how many events are chained up to its end, and each event's position and link (32 bytes of
+SHA-256 each, in feed order). The service may add blocks, never change one."""
 
 JOB_STATUS_COLUMNS: tuple[str, ...] = tuple(str(column.name) for column in job_status.columns)

@@ -40,6 +40,10 @@ class Settings:
     stale_pending_minutes: float = DEFAULT_STALE_PENDING_MINUTES
     reconcile_interval_s: float = 300.0
     auto_start_pending: bool = False
+    audit_digest_minutes: float = 60.0
+    """How often the leading monitor writes a digest of the log's hash chain (0: never)."""
+    audit_digest_file: Path | None = None
+    """Where those digests go, one JSON line each; without a file, to standard output."""
     # Slow and many clients (api.connection_guard, api.stream):
     header_timeout_s: float = 10.0
     """A request's line and headers arrive whole within this of the connection opening
@@ -85,6 +89,10 @@ class Settings:
             ),
             auto_start_pending=(read("AUTO_START_PENDING") or "false").lower()
             in ("1", "true", "yes", "on"),
+            audit_digest_minutes=float(
+                read("AUDIT_DIGEST_MINUTES") or defaults.audit_digest_minutes
+            ),
+            audit_digest_file=_path(read("AUDIT_DIGEST_FILE")),
             header_timeout_s=float(read("HEADER_TIMEOUT_S") or defaults.header_timeout_s),
             body_timeout_s=float(read("BODY_TIMEOUT_S") or defaults.body_timeout_s),
             send_timeout_s=float(read("SEND_TIMEOUT_S") or defaults.send_timeout_s),
@@ -99,3 +107,7 @@ class Settings:
         """These settings without statement and lock timeouts: for work whose length grows
         with the log (a rebuild of the projection, a verify), not for requests."""
         return replace(self, statement_timeout_ms=0, lock_timeout_ms=0)
+
+
+def _path(value: str | None) -> Path | None:
+    return None if value is None else Path(value).expanduser()

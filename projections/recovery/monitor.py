@@ -1,5 +1,6 @@
 """The health monitor: one reconciler pass at start-up, then one every interval on the leader,
-which also moves the current-status projection's checkpoint along the log every poll."""
+which also moves the current-status projection's checkpoint along the log every poll and
+keeps the log's hash chain (chained every poll, a digest every interval)."""
 
 import logging
 import threading
@@ -7,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ledger.settings import Settings
+from projections.audit_chain.keeping import ChainKeeping
 from projections.current_status.catchup import follow_log
 from projections.recovery.leader import LeaderLock
 from projections.recovery.reconciler import Reconciler, ReconcileReport
@@ -37,12 +39,15 @@ class HealthMonitor:
         timing: MonitorTiming | None = None,
         on_pass: Callable[[ReconcileReport], None] | None = None,
         on_leadership: Callable[[bool], None] | None = None,
+        *,
+        chain: ChainKeeping | None = None,
     ) -> None:
         self.reconciler = reconciler
         self.leader = leader
         self.timing = timing or MonitorTiming()
         self.on_pass = on_pass or (lambda report: None)
         self.on_leadership = on_leadership or (lambda leading: None)
+        self.chain = chain
         self.stop = threading.Event()
 
     def recover(self) -> ReconcileReport:
@@ -69,6 +74,8 @@ class HealthMonitor:
                 if leading and clock >= next_pass:
                     self._pass()
                     next_pass = clock + self.timing.interval_s
+                if leading and self.chain is not None:
+                    self._keep_chain(clock)
                 wait = min(self.timing.poll_s, self.timing.interval_s)
                 if self.stop.wait(wait):
                     break
@@ -81,6 +88,13 @@ class HealthMonitor:
             follow_log(self.reconciler.service.store.engine)
         except Exception:
             log.exception("following the log failed; trying again next poll")
+
+    def _keep_chain(self, clock: float) -> None:
+        assert self.chain is not None
+        try:
+            self.chain.tick(clock)
+        except Exception:
+            log.exception("keeping the audit chain failed; trying again next poll")
 
     def _pass(self) -> None:
         try:

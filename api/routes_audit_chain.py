@@ -1,0 +1,24 @@
+"""The log's hash chain: a digest of its head, for auditors to keep off the database."""
+
+from starlette.responses import Response
+
+from api.auth import Reader
+from api.models import AuditDigestView
+from api.params import TheLedger
+from api.presenters import audit_digest_view
+from api.responses import json_response
+from api.routing import api_router
+from projections.audit_chain.digest import take_digest
+
+router = api_router(401, 403, 503)
+
+
+@router.get(
+    "/v1/audit/digest",
+    summary="the hash chain's head now: a digest to keep off the database",
+    response_model=AuditDigestView,
+)
+def audit_digest(caller: Reader, ledger: TheLedger) -> Response:
+    """Chains what the feed shows now, then answers the feed cursor, the number of events
+    and the chain's head there. `jobledger audit verify --digest FILE` checks it later."""
+    return json_response(audit_digest_view(take_digest(ledger.engine)))

@@ -1,0 +1,26 @@
+"""Digests of everything appended so far: the feed shows an event once every older
+transaction on the server has ended, which another session can hold back for a moment."""
+
+from sqlalchemy import Engine
+
+from ledger.database import driver_connection
+from projections.audit_chain.digest import Digest, take_digest
+from tests.integration.recovery_helpers import poll
+
+
+def events_in_log(engine: Engine) -> int:
+    with driver_connection(engine) as conn:
+        row = conn.execute("SELECT count(*) FROM job_events").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def digest_of_all(engine: Engine) -> Digest:
+    """A digest of every event the log holds now, once the feed shows them all."""
+    appended = events_in_log(engine)
+
+    def covering() -> Digest | None:
+        digest = take_digest(engine)
+        return digest if digest.events >= appended else None
+
+    return poll(covering, timeout=600)
