@@ -5,7 +5,9 @@
 - `history.py`: a job's transitions as auditors read them.
 - `checkpoints.py`: how far each projection has read the log.
 - `recovery/`: the health view, the reconciler, its monitor and leader lock, force start.
+- `audit_chain/`: the log's hash chain, its digests and their verification.
 
 Every projection here can be thrown away and rebuilt by replaying the log:
-restart recovery is a replay, never a guess.
+restart recovery is a replay, never a guess. The hash chain alone is evidence, not
+only a view: rebuilt, it would chain the log as it is now, so it is only ever added to.
 """

@@ -4,6 +4,7 @@ transaction on the server has ended, which another session can hold back for a m
 from sqlalchemy import Engine
 
 from ledger.database import driver_connection
+from ledger.queries import FEED_HORIZON_CONDITION
 from projections.audit_chain.digest import Digest, take_digest
 from tests.integration.recovery_helpers import poll
 
@@ -24,3 +25,16 @@ def digest_of_all(engine: Engine) -> Digest:
         return digest if digest.events >= appended else None
 
     return poll(covering, timeout=600)
+
+
+def feed_shows_all(engine: Engine) -> None:
+    """Return once the feed shows every event the log holds now."""
+    appended = events_in_log(engine)
+
+    def shown() -> bool:
+        with driver_connection(engine) as conn:
+            query = f"SELECT count(*) FROM job_events e WHERE {FEED_HORIZON_CONDITION}"
+            row = conn.execute(query).fetchone()
+        return row is not None and row[0] >= appended
+
+    poll(shown, timeout=600)

@@ -88,19 +88,9 @@ def _add_block(conn: psycopg.Connection[Any], head: ChainHead) -> ChainHead | No
         return None
     links = bytearray()
     last = chain_lines(head.head, lines, links)
-    cursors = [cursor_of(line) for line in lines]
-    end = cursors[-1]
+    end = cursor_of(lines[-1])
     events = head.events + len(lines)
-    conn.execute(
-        ADD_BLOCK,
-        (
-            str(cursor.tx_id),
-            cursor.position,
-            str(end.tx_id),
-            end.position,
-            events,
-            [c.position for c in cursors],
-            bytes(links),
-        ),
-    )
+    positions = [int(line[: line.index(b"\t")]) for line in lines]
+    after, ending = (str(cursor.tx_id), cursor.position), (str(end.tx_id), end.position)
+    conn.execute(ADD_BLOCK, (*after, *ending, events, positions, links))
     return ChainHead(end, events, last)
