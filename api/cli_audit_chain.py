@@ -78,7 +78,7 @@ def render_chain_report(report: ChainReport) -> str:
         f"{report.cursor}; the stored chain holds {report.chained:,}"
     ]
     if report.first_break is not None:
-        lines.append(visible(f"BROKEN at {report.first_break.describe()}"))
+        lines.append(visible(f"BROKEN: {report.first_break.describe()}"))
     lines.extend(_digest_line(check) for check in report.digests)
     failed = [check for check in report.digests if not check.holds]
     if failed and report.first_break is None:

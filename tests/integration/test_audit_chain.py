@@ -158,6 +158,7 @@ def test_the_leading_monitor_keeps_the_chain_and_writes_digests(
     engine: Engine, database_url: str, job_factory: JobFactory, tmp_path: Path
 ) -> None:
     job_factory(JobStatus.COMPLETED)
+    feed_shows_all(engine)
     path = tmp_path / "digests.jsonl"
     written = threading.Event()
 
