@@ -4,7 +4,6 @@ the place, a digest taken before the tampering catches it, and a digest of the c
 history before it still holds."""
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
@@ -15,13 +14,10 @@ from ledger.database import libpq_url
 from ledger.statuses import JobStatus
 from projections.audit_chain.digest import Digest, KeptDigest
 from projections.audit_chain.verify import ChainReport, verify_chain
-from tests.chain_helpers import digest_of_all
+from tests.chain_helpers import digest_of_all, triggers_disabled
 from tests.conftest import JobFactory
 
 Connection = psycopg.Connection[tuple[object, ...]]
-
-LOG_GUARDS = ("job_events_no_update_or_delete", "job_events_no_truncate", "job_events_guard_insert")
-"""The log's triggers (migrations 0001 and 0007): a superuser can switch them off."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,17 +34,6 @@ class History:
 def superuser(database_url: str) -> Iterator[Connection]:
     with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
         yield conn
-
-
-@contextmanager
-def triggers_disabled(conn: Connection) -> Iterator[None]:
-    for trigger in LOG_GUARDS:
-        conn.execute(f"ALTER TABLE job_events DISABLE TRIGGER {trigger}")
-    try:
-        yield
-    finally:
-        for trigger in LOG_GUARDS:
-            conn.execute(f"ALTER TABLE job_events ENABLE ALWAYS TRIGGER {trigger}")
 
 
 @pytest.fixture

@@ -11,9 +11,8 @@ from api.cli import main
 from api.cli_audit_chain import EXIT_BROKEN, EXIT_INTACT, EXIT_USAGE
 from ledger.database import libpq_url
 from ledger.statuses import JobStatus
-from tests.chain_helpers import digest_of_all, events_in_log
+from tests.chain_helpers import digest_of_all, events_in_log, triggers_disabled
 from tests.conftest import JobFactory
-from tests.hostile.test_audit_tampering import triggers_disabled
 
 
 @pytest.fixture
