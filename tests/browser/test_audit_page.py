@@ -33,7 +33,7 @@ def events(page: Page):  # type: ignore[no-untyped-def]
 
 
 def open_audit(open_page: OpenPage) -> Page:
-    page = open_page(token=AUDITOR, expected_statuses=(404,))
+    page = open_page(token=AUDITOR)
     page.get_by_role("navigation", name="Sections").get_by_role("link", name="Audit").click()
     expect(page.get_by_role("heading", name="Audit", exact=True)).to_be_visible()
     return page
@@ -71,7 +71,7 @@ def test_an_auditor_filters_events_across_jobs_and_follows_one_to_its_job(
 def test_a_filter_kept_in_the_address_survives_a_reload_and_an_empty_answer_says_so(
     console: Console, open_page: OpenPage
 ) -> None:
-    page = open_page(token=AUDITOR, expected_statuses=(404,))
+    page = open_page(token=AUDITOR)
     page.goto(f"{console.url}/#/audit?type=job_cancelled")
     page.reload()  # the token stays with the tab; the filter with the address
     expect(page.get_by_label("Event type")).to_have_value("job_cancelled")
