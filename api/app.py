@@ -33,6 +33,7 @@ from api import (
 from api.auth import READ, TokenBook, bearer, handle_invalid_request
 from api.bootstrap import Ledger
 from api.console_page import CONSOLE_DIR
+from api.correlation import RequestCorrelation
 from api.limits import BodyLimit, max_body_bytes
 from api.metrics import Metrics, RequestMetrics
 from api.problems import EXCEPTION_HANDLERS, PROBLEM_SCHEMA
@@ -68,6 +69,7 @@ def create_app(ledger: Ledger, tokens: TokenBook) -> FastAPI:
     app = declare_api(
         lifespan=lifespan,
         middleware=[
+            Middleware(RequestCorrelation),
             Middleware(SecurityHeaders),
             Middleware(HeadAsGet),
             Middleware(RequestMetrics, metrics=request_metrics),

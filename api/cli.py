@@ -426,6 +426,7 @@ def _transition_json(item: Any) -> dict[str, Any]:
         "actor": event.actor,
         "reason": event.reason,
         "recorded_at": event.recorded_at.isoformat(),
+        "correlation_id": event.correlation_id,
     }
 
 

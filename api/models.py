@@ -257,6 +257,12 @@ class HeartbeatView(BaseModel):
     lease_seconds: float = Field(description=LEASE_SECONDS_DESCRIPTION)
 
 
+CORRELATION_ID_DESCRIPTION = (
+    "the correlation id of the request that appended the event: its traceparent's trace id,"
+    " else its X-Request-ID, else one the server made (none on events appended otherwise)"
+)
+
+
 class HistoryEvent(BaseModel):
     seq: int
     type: str
@@ -271,6 +277,7 @@ class HistoryEvent(BaseModel):
     )
     occurred_at: str | None
     recorded_at: str
+    correlation_id: str | None = Field(default=None, description=CORRELATION_ID_DESCRIPTION)
 
 
 class HistoryView(BaseModel):
@@ -304,6 +311,7 @@ class FeedEvent(BaseModel):
         default=None, description="why this code cannot read the event (it moved only the version)"
     )
     recorded_at: str
+    correlation_id: str | None = Field(default=None, description=CORRELATION_ID_DESCRIPTION)
 
 
 class FeedView(BaseModel):

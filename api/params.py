@@ -8,6 +8,7 @@ not given.
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Path, Request
@@ -15,6 +16,7 @@ from pydantic import AfterValidator, BeforeValidator
 from pydantic_core import PydanticUseDefault
 
 from api.bootstrap import Ledger
+from api.correlation import CorrelationId
 from ledger.job_listing import JobsCursor
 from ledger.store import FeedCursor
 from projections.current_status.as_of import parse_moment
@@ -85,6 +87,23 @@ IdempotencyKey = Annotated[
     ),
     StoredText,
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestIds:
+    """What a command's request is known by besides its body and its caller."""
+
+    key: str | None
+    """The idempotency key it was sent with."""
+    correlation: str | None
+    """Its correlation id (`api.correlation`)."""
+
+
+async def request_ids_of(correlation: CorrelationId, key: IdempotencyKey = None) -> RequestIds:
+    return RequestIds(key, correlation)
+
+
+TheRequestIds = Annotated[RequestIds, Depends(request_ids_of)]
 JobsCursorText = Annotated[
     str, StoredText, _parsed_by(JobsCursor.parse, "a next_cursor of this list")
 ]

@@ -126,6 +126,7 @@ def history_view(job_id: str, history: list[Transition]) -> HistoryView:
                 unreadable=unreadable_problem(item.event.data),
                 occurred_at=iso(item.event.occurred_at),
                 recorded_at=item.event.recorded_at.isoformat(),
+                correlation_id=item.event.correlation_id,
             )
             for item in history
         ],
@@ -146,6 +147,7 @@ def feed_event(event: RecordedEvent, spec_bytes: int | None = None) -> FeedEvent
         payload=_without_spec(shown_payload(event.data), spec_bytes),
         unreadable=unreadable_problem(event.data),
         recorded_at=event.recorded_at.isoformat(),
+        correlation_id=event.correlation_id,
     )
 
 

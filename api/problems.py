@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from api.correlation import correlation_of
 from ledger.errors import (
     LedgerError,
 )
@@ -91,9 +92,22 @@ async def handle_http(request: Request, exc: HTTPException) -> Response:
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
-    # Never a stack trace in a response: the log has it.
-    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-    return problem_response(500, "internal-error", "the server failed; see its log")
+    # Never a stack trace in a response: the log has it, under the request's correlation id,
+    # which the answer names (it is made outside the middleware that names it otherwise).
+    correlation = correlation_of(request)
+    correlation_id = None if correlation is None else correlation.correlation_id
+    log.error(
+        "unexpected error on %s %s, correlation %s",
+        request.method,
+        request.url.path,
+        correlation_id,
+        exc_info=exc,
+        extra={"correlation_id": correlation_id},
+    )
+    response = problem_response(500, "internal-error", "the server failed; see its log")
+    if correlation is not None:
+        correlation.answer(response.headers)
+    return response
 
 
 EXCEPTION_HANDLERS: dict[

@@ -7,8 +7,9 @@ import orjson
 from pydantic import BaseModel
 from starlette.datastructures import MutableHeaders
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.answer_headers import with_headers
 from api.console_page import SECURITY_HEADERS
 
 
@@ -44,11 +45,8 @@ class SecurityHeaders:
         path: str = scope["path"]
         wanted = SECURITY_HEADERS if path == "/" or path.startswith("/console/") else API_ANSWER
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in wanted.items():
-                    headers.setdefault(name, value)
-            await send(message)
+        def add(headers: MutableHeaders) -> None:
+            for name, value in wanted.items():
+                headers.setdefault(name, value)
 
-        await self.app(scope, receive, send_with_headers)
+        await self.app(scope, receive, with_headers(send, add))

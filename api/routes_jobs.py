@@ -14,6 +14,7 @@ from api.models import (
     CreateJob,
     ForceStartBody,
     ForceStartView,
+    Guarded,
     HistoryView,
     JobList,
     JobView,
@@ -24,13 +25,14 @@ from api.models import (
 )
 from api.params import (
     BlankIsAbsent,
-    IdempotencyKey,
     JobId,
     JobsCursorText,
     MomentText,
+    RequestIds,
     StoredText,
     Stripped,
     TheLedger,
+    TheRequestIds,
 )
 from api.presenters import history_view, job_view, past_job_list, past_job_view
 from api.responses import json_response
@@ -65,10 +67,16 @@ def create_job(
     caller: Registrar,
     ledger: TheLedger,
     body: Annotated[CreateJob, Body(default_factory=CreateJob)],
-    key: IdempotencyKey = None,
+    ids: TheRequestIds,
 ) -> Response:
-    job_id = body.job_id or new_job_id(caller.name, key)
-    outcome = ledger.service.execute(job_id, body.command(), actor=caller.name, idempotency_key=key)
+    job_id = body.job_id or new_job_id(caller.name, ids.key)
+    outcome = ledger.service.execute(
+        job_id,
+        body.command(),
+        actor=caller.name,
+        idempotency_key=ids.key,
+        correlation_id=ids.correlation,
+    )
     return json_response(
         job_view(ledger.reader.reading_of(outcome.state)),
         200 if outcome.replayed else 201,
@@ -148,14 +156,15 @@ def force_start(
     caller: Operator,
     ledger: TheLedger,
     body: Annotated[ForceStartBody, Body(default_factory=ForceStartBody)],
-    key: IdempotencyKey = None,
+    ids: TheRequestIds,
 ) -> Response:
     started = ledger.force_starter.force_start(
         job_id,
         actor=caller.name,
         reason=body.reason,
         expected_version=body.expected_version,
-        idempotency_key=key,
+        idempotency_key=ids.key,
+        correlation_id=ids.correlation,
     )
     return json_response(
         ForceStartView(job=job_view(started), queue_position=started.queue_position)
@@ -168,12 +177,10 @@ def mark_failed(
     caller: Operator,
     ledger: TheLedger,
     body: MarkFailedBody,
-    key: IdempotencyKey = None,
+    ids: TheRequestIds,
 ) -> Response:
     command = MarkFailed(reason=body.reason)
-    return _operate(
-        ledger, caller, job_id, command, expected_version=body.expected_version, key=key
-    )
+    return _operate(ledger, caller, job_id, command, body=body, ids=ids)
 
 
 @router.post("/v1/jobs/{job_id}/cancel", summary="cancel", response_model=JobView)
@@ -182,12 +189,10 @@ def cancel(
     caller: Operator,
     ledger: TheLedger,
     body: Annotated[CancelBody, Body(default_factory=CancelBody)],
-    key: IdempotencyKey = None,
+    ids: TheRequestIds,
 ) -> Response:
     command = CancelJob(reason=body.reason)
-    return _operate(
-        ledger, caller, job_id, command, expected_version=body.expected_version, key=key
-    )
+    return _operate(ledger, caller, job_id, command, body=body, ids=ids)
 
 
 @router.post("/v1/jobs/{job_id}/requeue", summary="requeue", response_model=JobView)
@@ -196,12 +201,10 @@ def requeue(
     caller: Operator,
     ledger: TheLedger,
     body: Annotated[RequeueBody, Body(default_factory=RequeueBody)],
-    key: IdempotencyKey = None,
+    ids: TheRequestIds,
 ) -> Response:
     command = RequeueJob(reason=body.reason, resume_from=body.resume_from)
-    return _operate(
-        ledger, caller, job_id, command, expected_version=body.expected_version, key=key
-    )
+    return _operate(ledger, caller, job_id, command, body=body, ids=ids)
 
 
 def _operate(
@@ -210,15 +213,17 @@ def _operate(
     job_id: str,
     command: JobCommand,
     *,
-    expected_version: int | None,
-    key: str | None,
+    body: Guarded,
+    ids: RequestIds,
 ) -> Response:
-    """An operator's command, guarded by the version the operator saw; answer with the job."""
+    """An operator's command, guarded by the version the operator saw (`body`'s); answer
+    with the job."""
     outcome = ledger.service.execute(
         job_id,
         command,
         actor=caller.name,
-        expected_version=expected_version,
-        idempotency_key=key,
+        expected_version=body.expected_version,
+        idempotency_key=ids.key,
+        correlation_id=ids.correlation,
     )
     return json_response(job_view(ledger.reader.reading_of(outcome.state)))

@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from api.auth import OPERATE, Caller, Operator, Reader, Visitor
 from api.bootstrap import Ledger
+from api.correlation import CorrelationId
 from api.models import (
     CallerView,
     FeedView,
@@ -63,20 +64,28 @@ def health(caller: Reader, ledger: TheLedger) -> Response:
 def reconcile(
     caller: Operator,
     ledger: TheLedger,
+    correlation: CorrelationId,
     dry_run: Annotated[bool, Query(description="plan only: change nothing"), BlankIsAbsent] = False,
     max_age_minutes: Annotated[int | None, STALE_AFTER, BlankIsAbsent] = None,
 ) -> Response:
-    report = _reconcile(ledger, caller, dry_run, max_age_minutes)
+    report = _reconcile(ledger, caller, correlation, dry_run, max_age_minutes)
     return json_response(reconcile_view(report))
 
 
 def _reconcile(
-    ledger: Ledger, caller: Caller, dry_run: bool, max_age_minutes: int | None
+    ledger: Ledger,
+    caller: Caller,
+    correlation: str | None,
+    dry_run: bool,
+    max_age_minutes: int | None,
 ) -> ReconcileReport:
-    """A pass the caller asked for: its events are the caller's."""
+    """A pass the caller asked for: its events are the caller's, and the request's."""
     stale_after = None if max_age_minutes is None else timedelta(minutes=max_age_minutes)
     return ledger.reconciler.run_once(
-        dry_run=dry_run, stale_pending_after=stale_after, actor=caller.name
+        dry_run=dry_run,
+        stale_pending_after=stale_after,
+        actor=caller.name,
+        correlation_id=correlation,
     )
 
 
@@ -118,8 +127,12 @@ def legacy_health(caller: Reader, ledger: TheLedger) -> Response:
     summary="old frontend: force start",
     response_model=LegacyForceStartView,
 )
-def legacy_force_start(job_id: JobId, caller: Operator, ledger: TheLedger) -> Response:
-    started = ledger.force_starter.force_start(job_id, actor=caller.name)
+def legacy_force_start(
+    job_id: JobId, caller: Operator, ledger: TheLedger, correlation: CorrelationId
+) -> Response:
+    started = ledger.force_starter.force_start(
+        job_id, actor=caller.name, correlation_id=correlation
+    )
     view = LegacyForceStartView(success=True, job_id=job_id, queue_position=started.queue_position)
     return json_response(view)
 
@@ -132,9 +145,10 @@ def legacy_force_start(job_id: JobId, caller: Operator, ledger: TheLedger) -> Re
 def legacy_cleanup(
     caller: Operator,
     ledger: TheLedger,
+    correlation: CorrelationId,
     max_age_minutes: Annotated[int, STALE_AFTER, BlankIsAbsent] = 30,
 ) -> Response:
-    report = _reconcile(ledger, caller, False, max_age_minutes)
+    report = _reconcile(ledger, caller, correlation, False, max_age_minutes)
     stale_pending = set(report.about("stale_pending"))
     failed = report.of("mark_failed")
     view = LegacyCleanupView(

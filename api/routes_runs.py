@@ -14,7 +14,7 @@ from api.models import (
     RunBody,
     WorkerBody,
 )
-from api.params import IdempotencyKey, JobId, TheLedger
+from api.params import JobId, RequestIds, TheLedger, TheRequestIds
 from api.presenters import claim_view, job_view
 from api.responses import json_response
 from api.routing import api_router
@@ -39,9 +39,14 @@ router = api_router(401, 403, 404, 409, 422, 503)
     responses={204: {"description": "the queue is empty"}},
 )
 def claim_next(
-    caller: Emitter, ledger: TheLedger, body: WorkerBody, key: IdempotencyKey = None
+    caller: Emitter,
+    ledger: TheLedger,
+    body: WorkerBody,
+    ids: TheRequestIds,
 ) -> Response:
-    claim = ledger.queue.claim(body.identity(), actor=caller.name, idempotency_key=key)
+    claim = ledger.queue.claim(
+        body.identity(), actor=caller.name, idempotency_key=ids.key, correlation_id=ids.correlation
+    )
     if claim is None:
         return Response(status_code=204)
     return _claimed(ledger, claim)
@@ -49,9 +54,19 @@ def claim_next(
 
 @router.post("/v1/jobs/{job_id}/start", summary="start a queued job", response_model=ClaimView)
 def start_job(
-    job_id: JobId, caller: Emitter, ledger: TheLedger, body: WorkerBody, key: IdempotencyKey = None
+    job_id: JobId,
+    caller: Emitter,
+    ledger: TheLedger,
+    body: WorkerBody,
+    ids: TheRequestIds,
 ) -> Response:
-    claim = ledger.queue.start(job_id, body.identity(), actor=caller.name, idempotency_key=key)
+    claim = ledger.queue.start(
+        job_id,
+        body.identity(),
+        actor=caller.name,
+        idempotency_key=ids.key,
+        correlation_id=ids.correlation,
+    )
     return _claimed(ledger, claim)
 
 
@@ -75,18 +90,26 @@ def heartbeat(job_id: JobId, caller: Emitter, ledger: TheLedger, body: RunBody) 
 
 @router.post("/v1/jobs/{job_id}/pause", summary="pause", response_model=JobView)
 def pause(
-    job_id: JobId, caller: Emitter, ledger: TheLedger, body: RunBody, key: IdempotencyKey = None
+    job_id: JobId,
+    caller: Emitter,
+    ledger: TheLedger,
+    body: RunBody,
+    ids: TheRequestIds,
 ) -> Response:
     command = PauseJob(attempt=body.attempt, run_token=body.run_token)
-    return _report(ledger, caller, job_id, command, key)
+    return _report(ledger, caller, job_id, command, ids)
 
 
 @router.post("/v1/jobs/{job_id}/resume", summary="resume", response_model=JobView)
 def resume(
-    job_id: JobId, caller: Emitter, ledger: TheLedger, body: RunBody, key: IdempotencyKey = None
+    job_id: JobId,
+    caller: Emitter,
+    ledger: TheLedger,
+    body: RunBody,
+    ids: TheRequestIds,
 ) -> Response:
     command = ResumeJob(attempt=body.attempt, run_token=body.run_token)
-    return _report(ledger, caller, job_id, command, key)
+    return _report(ledger, caller, job_id, command, ids)
 
 
 @router.post("/v1/jobs/{job_id}/checkpoint", summary="checkpoint", response_model=JobView)
@@ -95,12 +118,12 @@ def checkpoint(
     caller: Emitter,
     ledger: TheLedger,
     body: CheckpointBody,
-    key: IdempotencyKey = None,
+    ids: TheRequestIds,
 ) -> Response:
     command = SaveCheckpoint(
         attempt=body.attempt, run_token=body.run_token, path=body.path, step=body.step
     )
-    return _report(ledger, caller, job_id, command, key)
+    return _report(ledger, caller, job_id, command, ids)
 
 
 @router.post("/v1/jobs/{job_id}/complete", summary="complete", response_model=JobView)
@@ -109,23 +132,33 @@ def complete(
     caller: Emitter,
     ledger: TheLedger,
     body: CompleteBody,
-    key: IdempotencyKey = None,
+    ids: TheRequestIds,
 ) -> Response:
     command = CompleteJob(attempt=body.attempt, run_token=body.run_token, result=body.result)
-    return _report(ledger, caller, job_id, command, key)
+    return _report(ledger, caller, job_id, command, ids)
 
 
 @router.post("/v1/jobs/{job_id}/fail", summary="fail", response_model=JobView)
 def fail(
-    job_id: JobId, caller: Emitter, ledger: TheLedger, body: FailBody, key: IdempotencyKey = None
+    job_id: JobId,
+    caller: Emitter,
+    ledger: TheLedger,
+    body: FailBody,
+    ids: TheRequestIds,
 ) -> Response:
     command = FailJob(attempt=body.attempt, run_token=body.run_token, reason=body.reason)
-    return _report(ledger, caller, job_id, command, key)
+    return _report(ledger, caller, job_id, command, ids)
 
 
 def _report(
-    ledger: Ledger, caller: Caller, job_id: str, command: JobCommand, key: str | None
+    ledger: Ledger,
+    caller: Caller,
+    job_id: str,
+    command: JobCommand,
+    ids: RequestIds,
 ) -> Response:
     """Decide a report on the run's attempt and token; answer with the job."""
-    outcome = ledger.service.execute(job_id, command, actor=caller.name, idempotency_key=key)
+    outcome = ledger.service.execute(
+        job_id, command, actor=caller.name, idempotency_key=ids.key, correlation_id=ids.correlation
+    )
     return json_response(job_view(ledger.reader.reading_of(outcome.state)))

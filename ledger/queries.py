@@ -390,11 +390,13 @@ def _start_queued_job(choose: str, *, keyed: bool) -> str:
     chosen AS ({choose.format(unless_earlier=unless_earlier)}),
     appended AS (
         INSERT INTO job_events (
-            job_id, seq, type, payload, actor, attempt, idempotency_key, command_sha256
+            job_id, seq, type, payload, actor, attempt, idempotency_key, command_sha256,
+            correlation_id
         )
         SELECT c.job_id, c.version + 1, '{JobStarted.TYPE}',
                %(payload)s::jsonb || jsonb_build_object('resume_from', c.resume_from),
-               %(actor)s, c.attempt + 1, %(idempotency_key)s, %(command_sha256)s
+               %(actor)s, c.attempt + 1, %(idempotency_key)s, %(command_sha256)s,
+               %(correlation_id)s
         FROM chosen c
         RETURNING job_id, seq, recorded_at
     ), started AS (

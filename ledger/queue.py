@@ -21,11 +21,12 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
-from ledger.commands import StartJob, WorkerIdentity, request_digest
+from ledger.command_log import EMPTY, logged_command
+from ledger.commands import COMMAND_NAMES, StartJob, WorkerIdentity, request_digest
 from ledger.decide import decide
 from ledger.errors import IdempotencyKeyReused, StaleAttempt, VersionConflict
 from ledger.events import JobStarted, event_to_record
@@ -48,6 +49,14 @@ from ledger.telemetry import telling_refusals
 _ROW_TAIL = 1 + len(KEYED_START_COLUMNS)
 """The columns after the job's row in a start's answer: the lease's expiry, then the
 `KEYED_START_COLUMNS`."""
+
+
+class _Sender(NamedTuple):
+    """Who asked for a start, with which idempotency key, in which request."""
+
+    actor: str
+    idempotency_key: str | None
+    correlation_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +89,12 @@ class JobQueue:
         self.cache = cache
 
     def claim(
-        self, worker: WorkerIdentity, *, actor: str, idempotency_key: str | None = None
+        self,
+        worker: WorkerIdentity,
+        *,
+        actor: str,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
     ) -> Claim | None:
         """Start the next queued job for `worker`; None at once when the queue is empty.
 
@@ -90,11 +104,19 @@ class JobQueue:
         statement = (
             CLAIM_NEXT_QUEUED_JOB if idempotency_key is None else CLAIM_NEXT_QUEUED_JOB_BY_KEY
         )
-        request = {"worker": dataclasses.asdict(worker)}
-        with telling_refusals(self.store.observers):
-            claim = self._start(
-                statement, command, actor=actor, key=idempotency_key, request=("claim", request)
-            )
+        request = ("claim", {"worker": dataclasses.asdict(worker)})
+        sender = _Sender(actor, idempotency_key, correlation_id)
+        with (
+            logged_command(
+                "claim", job_id=None, actor=actor, correlation_id=correlation_id
+            ) as line,
+            telling_refusals(self.store.observers),
+        ):
+            claim = self._start(statement, command, sender, request=request)
+            if claim is None:
+                line.outcome = EMPTY
+            else:
+                line.job_id = claim.job.job_id
         if claim is None:
             self.store.observers.claim_made(None)
         return claim
@@ -106,21 +128,20 @@ class JobQueue:
         *,
         actor: str,
         idempotency_key: str | None = None,
+        correlation_id: str | None = None,
     ) -> Claim:
         """Start this queued job for `worker` (the caller chose it): the same path as a
         claim, idempotent by key in the same way."""
         command = StartJob(worker=worker, run_token=self.run_tokens())
         statement = START_QUEUED_JOB if idempotency_key is None else START_QUEUED_JOB_BY_KEY
-        request = {"job_id": job_id, "worker": dataclasses.asdict(worker)}
-        with telling_refusals(self.store.observers):
-            claim = self._start(
-                statement,
-                command,
-                actor=actor,
-                key=idempotency_key,
-                request=("start", request),
-                job_id=job_id,
-            )
+        request = ("start", {"job_id": job_id, "worker": dataclasses.asdict(worker)})
+        sender = _Sender(actor, idempotency_key, correlation_id)
+        name = COMMAND_NAMES[StartJob]
+        with (
+            logged_command(name, job_id=job_id, actor=actor, correlation_id=correlation_id),
+            telling_refusals(self.store.observers),
+        ):
+            claim = self._start(statement, command, sender, request=request, job_id=job_id)
             if claim is not None:
                 return claim
             # Not queued when the statement ran: the rules say why (no such job, or its
@@ -135,9 +156,8 @@ class JobQueue:
         self,
         statement: str,
         command: StartJob,
+        sender: _Sender,
         *,
-        actor: str,
-        key: str | None,
         request: tuple[str, dict[str, Any]],
         job_id: str = "",
     ) -> Claim | None:
@@ -147,6 +167,7 @@ class JobQueue:
         # from the row it locks.
         started = JobStarted.of(command.worker, run_token=command.run_token, resume_from=None)
         _, payload, _ = event_to_record(started)
+        key = sender.idempotency_key
         digest = None if key is None else request_digest(*request)
         values = (
             ({"job_id": job_id} if job_id else {})
@@ -157,7 +178,8 @@ class JobQueue:
                 "idempotency_key": key,
                 "command_sha256": digest,
                 "payload": orjson.dumps(payload).decode(),
-                "actor": actor,
+                "actor": sender.actor,
+                "correlation_id": sender.correlation_id,
                 "lease_seconds": self.lease_seconds,
             }
         )

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from ledger.commands import JobCommand, RegisterJob, StartJob, command_digest
+from ledger.command_log import REPLAYED, logged_command
+from ledger.commands import COMMAND_NAMES, JobCommand, RegisterJob, StartJob, command_digest
 from ledger.decide import decide
 from ledger.errors import (
     DuplicateJob,
@@ -100,19 +101,33 @@ class JobService:
         it is refused by the log if it was stale, and a refusal or a no-op decided
         on it is not believed. Either way the command is decided again on a fresh
         read.
+
+        The events record `correlation_id`, and the command's outcome is logged with it
+        (`ledger.command_log`).
         """
-        if isinstance(command, StartJob):
+        name = COMMAND_NAMES[type(command)]
+        with logged_command(
+            name, job_id=job_id, actor=actor, correlation_id=correlation_id
+        ) as line:
+            outcome = self._execute(
+                _Request(
+                    job_id=job_id,
+                    command=command,
+                    actor=actor,
+                    expected_version=expected_version,
+                    idempotency_key=idempotency_key,
+                    command_sha256=None if idempotency_key is None else command_digest(command),
+                    correlation_id=correlation_id,
+                    occurred_at=occurred_at,
+                )
+            )
+            if outcome.replayed:
+                line.outcome = REPLAYED
+        return outcome
+
+    def _execute(self, request: _Request) -> Outcome:
+        if isinstance(request.command, StartJob):
             raise InvalidCommand("a job is started through the queue, which opens its lease")
-        request = _Request(
-            job_id=job_id,
-            command=command,
-            actor=actor,
-            expected_version=expected_version,
-            idempotency_key=idempotency_key,
-            command_sha256=None if idempotency_key is None else command_digest(command),
-            correlation_id=correlation_id,
-            occurred_at=occurred_at,
-        )
         with telling_refusals(self.store.observers):
             outcome = self._decide_on_cache(request)
             if outcome is None:

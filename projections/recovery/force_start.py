@@ -20,6 +20,7 @@ class ForceStarter:
         reason: str | None = None,
         expected_version: int | None = None,
         idempotency_key: str | None = None,
+        correlation_id: str | None = None,
     ) -> JobReading:
         """Queue a stuck job, and read it back with its queue position.
 
@@ -46,5 +47,6 @@ class ForceStarter:
             actor=actor,
             expected_version=expected_version,
             idempotency_key=idempotency_key,
+            correlation_id=correlation_id,
         )
         return self.reader.readings([outcome.state])[0]

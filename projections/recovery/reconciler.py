@@ -17,6 +17,7 @@ from ledger.decide import DEAD_RUN_REASON
 from ledger.errors import CommandRefused, VersionConflict
 from ledger.leases import lease_unleased_runs, prune_leases
 from ledger.service import JobService
+from ledger.trace_context import new_trace_id
 from projections.recovery.health import HEALTH_PAGE, HealthCheck, HealthReport, OrphanedRun
 
 log = logging.getLogger(__name__)
@@ -86,11 +87,14 @@ class Reconciler:
         stale_pending_after: timedelta | None = None,
         actor: str = ACTOR,
         max_batches: int = MAX_BATCHES,
+        correlation_id: str | None = None,
     ) -> ReconcileReport:
         """One pass: fail (or retry) orphaned runs, fail (or admit) stale pending jobs.
 
         `actor` is recorded on every event the pass writes: the monitor's name for its
-        own passes, the caller's for a pass an operator asked for."""
+        own passes, the caller's for a pass an operator asked for; and `correlation_id`,
+        the request's that asked for it, or a new trace id that names this pass."""
+        correlation_id = correlation_id or new_trace_id()
         # Liveness data, not the log: a dry run gives them leases too, or it could not
         # see them. Every open run then holds one, and lapsed leases are all the health
         # view reads to find the dead.
@@ -101,7 +105,9 @@ class Reconciler:
         for _ in range(max_batches):
             report = self.health.check(stale_pending_after=stale_pending_after)
             first = first or report
-            batch = [self._act(planned, dry_run, actor) for planned in self._plan(report)]
+            batch = [
+                self._act(planned, dry_run, actor, correlation_id) for planned in self._plan(report)
+            ]
             actions += batch
             full = max(len(report.orphaned), len(report.stale_pending)) >= HEALTH_PAGE
             if dry_run or not full or not any(action.applied for action in batch):
@@ -127,14 +133,18 @@ class Reconciler:
             plan.append(replace(planned, about="stale_pending"))
         return plan
 
-    def _act(self, planned: "_Planned", dry_run: bool, actor: str) -> Action:
+    def _act(self, planned: "_Planned", dry_run: bool, actor: str, correlation_id: str) -> Action:
         job_id, action, reason = planned.job_id, planned.action, planned.reason
         about = planned.about
         if dry_run:
             return Action(job_id, action, reason, applied=False, about=about)
         try:
             self.service.execute(
-                job_id, planned.command, actor=actor, expected_version=planned.version
+                job_id,
+                planned.command,
+                actor=actor,
+                expected_version=planned.version,
+                correlation_id=correlation_id,
             )
         except (VersionConflict, CommandRefused) as exc:
             log.info("reconciler left %s alone: %s", job_id, exc)

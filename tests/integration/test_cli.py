@@ -10,7 +10,9 @@ import pytest
 from sqlalchemy import Engine, text
 
 from api.cli import EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_OK, main
+from ledger.commands import RegisterJob
 from ledger.database import create_ledger_engine
+from ledger.service import JobService
 from ledger.statuses import JobStatus
 from tests.conftest import JobFactory
 
@@ -43,6 +45,14 @@ def test_history_as_json_lists_the_transitions_in_order(
         ("queued", "running"),
         ("running", "cancelled"),
     ]
+
+
+def test_history_as_json_names_each_events_correlation_id(
+    configured: str, service: JobService, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service.execute("traced", RegisterJob(), actor="alice", correlation_id="step-7")
+    assert main(["history", "traced", "--json"]) == EXIT_OK
+    assert [row["correlation_id"] for row in json.loads(capsys.readouterr().out)] == ["step-7"]
 
 
 def test_history_of_an_unknown_job_exits_not_found(

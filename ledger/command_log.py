@@ -1,0 +1,84 @@
+"""One log line per command, at INFO on `jobledger.commands`: the command, its job, its
+actor, how it ended and the correlation id of the request that sent it.
+
+    register 'job-7' by 'trainer': accepted, correlation 4bf92f3577b34da6a3ce929d0e0e4736
+    cancel 'job-7' by 'alice': refused illegal-transition, correlation 4bf92f35…
+
+The outcome is `accepted`, `replayed` (a repeat of an idempotency key: nothing new was
+appended), `refused` or `failed` (a refusal by the rules or the input, a 4xx; a failure
+of the ledger, a 5xx), each of these two with the error's kind. The fields are also the
+record's attributes (`job_id`, `actor`, `command`, `outcome`, `kind`, `correlation_id`),
+which a JSON log shows as keys. A claim that finds the queue empty starts nothing: it is
+logged at DEBUG.
+"""
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from ledger.errors import LedgerError
+
+LOGGER = "jobledger.commands"
+log = logging.getLogger(LOGGER)
+
+ACCEPTED = "accepted"
+REPLAYED = "replayed"
+EMPTY = "empty"
+"""A claim of an empty queue."""
+
+
+@dataclass(slots=True, kw_only=True)
+class CommandLine:
+    """What the line of a command in progress says; its outcome may be set before it ends."""
+
+    command: str
+    job_id: str | None
+    actor: str
+    correlation_id: str | None
+    outcome: str = ACCEPTED
+
+
+@contextmanager
+def logged_command(
+    command: str, *, job_id: str | None, actor: str, correlation_id: str | None
+) -> Iterator[CommandLine]:
+    """Log the command's line when the block ends: its `outcome` when it ends normally,
+    or the refusal or failure it raised (which propagates)."""
+    line = CommandLine(command=command, job_id=job_id, actor=actor, correlation_id=correlation_id)
+    try:
+        yield line
+    except LedgerError as error:
+        _log(line, "refused" if error.status_code < 500 else "failed", error.kind)
+        raise
+    except Exception:
+        _log(line, "failed", LedgerError.kind)
+        raise
+    _log(line, line.outcome)
+
+
+def _log(line: CommandLine, outcome: str, kind: str | None = None) -> None:
+    level = logging.DEBUG if outcome == EMPTY else logging.INFO
+    if not log.isEnabledFor(level):
+        return
+    fields = {
+        "command": line.command,
+        "job_id": line.job_id,
+        "actor": line.actor,
+        "outcome": outcome,
+        "correlation_id": line.correlation_id,
+    }
+    if kind is not None:
+        fields["kind"] = kind
+    job = "" if line.job_id is None else f" {line.job_id!r}"
+    ended = outcome if kind is None else f"{outcome} {kind}"
+    log.log(
+        level,
+        "%s%s by %r: %s, correlation %s",
+        line.command,
+        job,
+        line.actor,
+        ended,
+        line.correlation_id or "none",
+        extra=fields,
+    )
