@@ -8,6 +8,10 @@ The lease is the server's: a claim's answer and every heartbeat's say how long i
 is, and a `JobRun` heartbeats at a third of it. A run's final report is retried
 until it is acknowledged or its deadline passes, before the worker can take
 another job: a worker never runs on while the ledger still shows its last run.
+
+Every call sends a W3C `traceparent`: a trace of its own, or within `trace_calls` a span
+of the trace it names (a training step's, say). The ledger records the trace id as the
+correlation id of the events the call appends, so the job's history names the step.
 """
 
 import dataclasses
@@ -17,6 +21,8 @@ import time
 import traceback
 import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -28,12 +34,14 @@ import orjson
 from ledger.commands import WorkerIdentity
 from ledger.errors import (
     DatabaseUnavailable,
+    InvalidTraceparent,
     LedgerError,
     StaleAttempt,
     StorageError,
 )
 from ledger.host import current_process
 from ledger.settings import DEFAULT_LEASE_SECONDS
+from ledger.trace_context import TraceParent
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +77,42 @@ class ReportUndelivered(LedgerError):
             f"job {job_id!r} attempt {attempt}: the {action} report was not acknowledged"
             f" within {within:g} s; the ledger will judge the run by its lease"
         )
+
+
+_calls_trace: ContextVar[TraceParent | None] = ContextVar("jobledger_calls_trace", default=None)
+"""The trace that calls made in this thread (or task) belong to, set by `trace_calls`."""
+
+
+@contextmanager
+def trace_calls(traceparent: str | TraceParent | None = None) -> Iterator[TraceParent]:
+    """Send the calls made in this thread (or task) inside the block as spans of one
+    trace: the one `traceparent` names (the span of a training step, from the caller's
+    tracer), or a new one. The ledger records its trace id on every event these calls
+    append (`correlation_id` in the job's history and the feed) and in their log lines.
+
+        with trace_calls(step_traceparent) as trace:
+            run.checkpoint(path, step)
+        log.info("step %d: trace %s", step, trace.trace_id)
+
+    A malformed `traceparent` raises `InvalidTraceparent`. A `JobRun`'s heartbeats are
+    sent from a thread of their own, each in a trace of its own."""
+    if isinstance(traceparent, str):
+        parsed = TraceParent.parse(traceparent)
+        if parsed is None:
+            raise InvalidTraceparent(traceparent)
+        traceparent = parsed
+    trace = traceparent or TraceParent.start()
+    token = _calls_trace.set(trace)
+    try:
+        yield trace
+    finally:
+        _calls_trace.reset(token)
+
+
+def _call_traceparent() -> str:
+    """The `traceparent` of one call: a new span of the calls' trace, or a new trace."""
+    trace = _calls_trace.get()
+    return str(TraceParent.start() if trace is None else trace.child())
 
 
 MAX_BACKOFF_S = 2.0
@@ -274,10 +318,13 @@ class LedgerClient:
         *,
         within: float | None = None,
     ) -> httpx.Response:
-        """One logical request: one idempotency key, however many tries. A failed
-        connection or a 503 is tried again `retries` times or, given `within`, until that
-        many seconds have passed; the waits grow from `backoff` to `MAX_BACKOFF_S`."""
-        headers = {"Idempotency-Key": uuid.uuid4().hex} if method == "POST" else {}
+        """One logical request: one idempotency key and one `traceparent`, however many
+        tries. A failed connection or a 503 is tried again `retries` times or, given
+        `within`, until that many seconds have passed; the waits grow from `backoff` to
+        `MAX_BACKOFF_S`."""
+        headers = {"traceparent": _call_traceparent()}
+        if method == "POST":
+            headers["Idempotency-Key"] = uuid.uuid4().hex
         deadline = None if within is None else time.monotonic() + within
         tries = 0
         while True:

@@ -13,6 +13,7 @@
     ├── VersionConflict             another writer appended first
     ├── TooManyStreams              the server serves as many event streams as it may
     ├── TooManyStreamsOfCaller      the caller holds as many event streams as it may
+    ├── InvalidTraceparent          a trace context given to the client is malformed
     └── StorageError
         ├── DatabaseUnavailable     the database cannot be reached
         ├── DatabaseBusy            a statement or lock wait outlasted its timeout
@@ -304,3 +305,11 @@ class TooManyStreamsOfCaller(LedgerError):
     @classmethod
     def from_details(cls, details: Mapping[str, Any], message: str) -> Self:
         return cls(str(details.get("caller", "")), int(details.get("max_streams_per_caller", 0)))
+
+
+class InvalidTraceparent(LedgerError):
+    """A `traceparent` given to the client is not a valid W3C trace context."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+        super().__init__(f"not a valid W3C traceparent: {value!r}")
