@@ -20,6 +20,7 @@ from api.cli_audit_chain import add_chain_commands, chain_keeping
 from api.cli_audit_events import add_audit_events_command
 from api.cli_submit import add_submit_command
 from api.cli_text import render_health, render_history, render_table, visible
+from api.log_format import configure_logging
 from api.presenters import health_view, job_view, reconcile_view
 from api.statuses_export import json_schema, typescript_module
 from ledger.commands import (
@@ -37,7 +38,7 @@ from ledger.commands import (
 )
 from ledger.database import create_ledger_engine, database_url
 from ledger.database_roles import create_service_role
-from ledger.errors import JobNotFound, LedgerError
+from ledger.errors import InvalidSetting, JobNotFound, LedgerError
 from ledger.migrate import upgrade_database
 from ledger.settings import Settings
 from ledger.statuses import JobStatus
@@ -53,8 +54,12 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 3
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except InvalidSetting as exc:
+        print(f"error: {visible(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(settings.log_format, logging.INFO if args.verbose else logging.WARNING)
     try:
         result: int = args.handler(settings, args)
     except JobNotFound as exc:

@@ -21,10 +21,12 @@ from api.connection_guard import (
     guarded_protocol,
     raise_file_limit,
 )
+from api.log_format import written_line
 from api.log_pacing import pace_caller_driven_logs
 from api.metrics import Metrics
 from api.stream import FeedWatcher
 from api.workers import WorkerPlan, bind, serve_workers
+from ledger.command_log import LOGGER as COMMAND_LOG
 from ledger.settings import Settings
 from projections.recovery.leader import LeaderLock
 from projections.recovery.monitor import HealthMonitor, MonitorTiming
@@ -120,9 +122,11 @@ def serve(settings: Settings, host: str, port: int, tokens: TokenBook, workers: 
     pace_caller_driven_logs()
     if not tokens.enabled:
         log.warning("no tokens configured: serving on loopback only, every caller is trusted")
+    # Every command's line, whatever else the log leaves out (`ledger.command_log`).
+    logging.getLogger(COMMAND_LOG).setLevel(logging.INFO)
     with open_ledger(settings) as ledger:
         app = create_app(ledger, tokens)  # its metrics count the recovery pass too
-        print(recover(ledger), flush=True)
+        print(written_line(settings.log_format, log.name, recover(ledger)), flush=True)
         metrics: Metrics = app.state.metrics
         with running_monitor(ledger, settings, metrics.work.leadership_changed):
             if workers == 1:
@@ -165,6 +169,7 @@ def guarded_server(
         host=host,
         port=port,
         log_level="warning",
+        log_config=None,  # uvicorn's lines go to the process's log, written as it is
         timeout_graceful_shutdown=30,
         http=guarded_protocol(limits),
         ws="none",  # no route is a WebSocket: an upgrade request is answered as HTTP

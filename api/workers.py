@@ -135,11 +135,14 @@ def run_worker(plan: WorkerPlan, sock: socket.socket) -> None:
     # Imported here: the first process needs none of the serving stack to supervise.
     from api.app import create_app
     from api.bootstrap import wire_ledger
+    from api.log_format import configure_logging
     from api.log_pacing import pace_caller_driven_logs
     from api.serve import guarded_server
+    from ledger.command_log import LOGGER as COMMAND_LOG
     from ledger.database import create_ledger_engine
 
-    logging.basicConfig(level=plan.log_level)
+    configure_logging(plan.settings.log_format, plan.log_level)
+    logging.getLogger(COMMAND_LOG).setLevel(logging.INFO)  # the commands this worker serves
     pace_caller_driven_logs()
     engine = create_ledger_engine(plan.url, plan.settings)
     try:

@@ -13,6 +13,7 @@
     ├── VersionConflict             another writer appended first
     ├── TooManyStreams              the server serves as many event streams as it may
     ├── TooManyStreamsOfCaller      the caller holds as many event streams as it may
+    ├── InvalidSetting              a setting's value is not one it can take
     ├── InvalidTraceparent          a trace context given to the client is malformed
     └── StorageError
         ├── DatabaseUnavailable     the database cannot be reached
@@ -305,6 +306,10 @@ class TooManyStreamsOfCaller(LedgerError):
     @classmethod
     def from_details(cls, details: Mapping[str, Any], message: str) -> Self:
         return cls(str(details.get("caller", "")), int(details.get("max_streams_per_caller", 0)))
+
+
+class InvalidSetting(LedgerError):
+    """A setting's value is not one it can take."""
 
 
 class InvalidTraceparent(LedgerError):

@@ -19,6 +19,9 @@ def alembic_config(url: str) -> Config:
     config = Config(str(PROJECT_ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(PROJECT_ROOT / "alembic"))
     config.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
+    # The process's log stays as its entry point set it up (text or JSON lines): the
+    # logging section of alembic.ini is for the `alembic` command alone.
+    config.attributes["configure_logger"] = False
     return config
 
 

@@ -4,8 +4,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
+
+from ledger.errors import InvalidSetting
 
 ENV_PREFIX = "JOBLEDGER_"
 
@@ -14,6 +17,8 @@ DEFAULT_LEASE_SECONDS = 90.0
 
 DEFAULT_STALE_PENDING_MINUTES = 10.0
 """A job pending longer than this is stale."""
+
+LogFormat = Literal["text", "json"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,6 +64,9 @@ class Settings:
     """Open event streams at most, per process."""
     max_streams_per_caller: int = 10
     """Open event streams at most, per token."""
+    log_format: LogFormat = "text"
+    """How every log line is written: `text`, or `json`, one JSON object per line for log
+    pipelines (`api.log_format`)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -101,6 +109,7 @@ class Settings:
             max_streams_per_caller=int(
                 read("MAX_STREAMS_PER_CALLER") or defaults.max_streams_per_caller
             ),
+            log_format=_log_format(read("LOG_FORMAT") or defaults.log_format),
         )
 
     def unbounded(self) -> "Settings":
@@ -111,3 +120,12 @@ class Settings:
 
 def _path(value: str | None) -> Path | None:
     return None if value is None else Path(value).expanduser()
+
+
+def _log_format(value: str) -> LogFormat:
+    match value.lower():
+        case "text":
+            return "text"
+        case "json":
+            return "json"
+    raise InvalidSetting(f"{ENV_PREFIX}LOG_FORMAT must be text or json, not {value!r}")

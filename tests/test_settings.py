@@ -1,5 +1,8 @@
 from pathlib import Path
 
+import pytest
+
+from ledger.errors import InvalidSetting
 from ledger.settings import Settings
 
 
@@ -17,6 +20,7 @@ def test_every_setting_is_read_from_its_environment_variable() -> None:
             "JOBLEDGER_STALE_PENDING_MINUTES": "2",
             "JOBLEDGER_RECONCILE_INTERVAL_S": "7",
             "JOBLEDGER_AUTO_START_PENDING": "true",
+            "JOBLEDGER_LOG_FORMAT": "JSON",
         }
     )
     assert settings == Settings(
@@ -31,6 +35,7 @@ def test_every_setting_is_read_from_its_environment_variable() -> None:
         stale_pending_minutes=2.0,
         reconcile_interval_s=7.0,
         auto_start_pending=True,
+        log_format="json",
     )
 
 
@@ -43,3 +48,8 @@ def test_zero_turns_a_timeout_off() -> None:
         {"JOBLEDGER_STATEMENT_TIMEOUT_MS": "0", "JOBLEDGER_LOCK_TIMEOUT_MS": "0"}
     )
     assert (settings.statement_timeout_ms, settings.lock_timeout_ms) == (0, 0)
+
+
+def test_a_log_format_other_than_text_or_json_is_refused_by_name() -> None:
+    with pytest.raises(InvalidSetting, match="JOBLEDGER_LOG_FORMAT must be text or json"):
+        Settings.from_env({"JOBLEDGER_LOG_FORMAT": "xml"})
