@@ -210,3 +210,18 @@ def test_an_unexpected_failure_is_answered_and_logged_with_the_requests_correlat
     assert answer.headers["x-request-id"] == TRACE
     (logged,) = [record for record in caplog.records if record.levelno == logging.ERROR]
     assert getattr(logged, "correlation_id", None) == TRACE
+
+
+def test_a_reconciler_pass_an_operator_asks_for_records_the_requests_correlation_id(
+    client: TestClient,
+) -> None:
+    answer = client.post(
+        "/v1/jobs", json={"job_id": "stuck", "status": "pending"}, headers=auth("trainer")
+    )
+    assert answer.status_code == 201
+    passed = client.post(
+        "/v1/admin/reconcile?max_age_minutes=0",
+        headers=auth("alice") | {"traceparent": TRACEPARENT},
+    )
+    assert passed.json()["actions"][0]["job_id"] == "stuck"
+    assert history(client, "stuck")[-1]["correlation_id"] == TRACE

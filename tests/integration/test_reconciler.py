@@ -99,6 +99,22 @@ def test_stale_pending_jobs_are_failed_with_the_plans_reason(
     assert (last.reason, last.actor) == ("stuck in pending state", "health-monitor")
 
 
+def test_a_pass_records_one_correlation_id_on_all_it_writes_the_callers_when_given(
+    job_factory: JobFactory, engine: Engine, service: JobService, store: EventStore
+) -> None:
+    stale = timedelta(seconds=0.2)
+    pending = [job_factory(JobStatus.PENDING).job_id for _ in range(2)]
+    poll(lambda: len(checker(engine).check(stale_pending_after=stale).stale_pending) == 2)
+    Reconciler(service, checker(engine)).run_once(stale_pending_after=stale)
+    passes = {store.history(job_id)[-1].correlation_id for job_id in pending}
+    assert len(passes) == 1 and len(passes.pop() or "") == 32  # a trace id of the pass's own
+
+    again = job_factory(JobStatus.PENDING).job_id
+    poll(lambda: checker(engine).check(stale_pending_after=stale).stale_pending)
+    Reconciler(service, checker(engine)).run_once(stale_pending_after=stale, correlation_id="op-1")
+    assert store.history(again)[-1].correlation_id == "op-1"
+
+
 def test_stale_pending_jobs_are_admitted_only_when_that_is_switched_on(
     engine: Engine, service: JobService, store: EventStore, job_factory: JobFactory
 ) -> None:
