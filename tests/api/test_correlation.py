@@ -225,3 +225,15 @@ def test_a_reconciler_pass_an_operator_asks_for_records_the_requests_correlation
     )
     assert passed.json()["actions"][0]["job_id"] == "stuck"
     assert history(client, "stuck")[-1]["correlation_id"] == TRACE
+
+
+def test_a_repeated_idempotency_key_is_logged_as_replayed(
+    client: TestClient, command_log: pytest.LogCaptureFixture
+) -> None:
+    headers = auth("trainer") | {"Idempotency-Key": "once", "traceparent": TRACEPARENT}
+    for _ in range(2):
+        client.post("/v1/jobs", json={"job_id": "keyed"}, headers=headers)
+    assert [line["outcome"] for line in lines_of(command_log, "keyed")] == [
+        "accepted",
+        "replayed",
+    ]
