@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response
 
 from api.auth import Registrar
+from api.correlation import CorrelationId
 from api.models import CreateJob
 from api.params import TheLedger
 from api.responses import json_response
@@ -72,8 +73,11 @@ def create_jobs(
     caller: Registrar,
     ledger: TheLedger,
     body: Annotated[CreateJobs, BodyParam()],
+    correlation: CorrelationId,
 ) -> Response:
-    results = register_items(ledger.service, body.jobs, actor=caller.name)
+    results = register_items(
+        ledger.service, body.jobs, actor=caller.name, correlation_id=correlation
+    )
     counts = {code: sum(1 for result in results if result.status == code) for code in (200, 201)}
     view = BatchView(
         results=results,
@@ -85,7 +89,11 @@ def create_jobs(
 
 
 def register_items(
-    service: JobService, items: Sequence[dict[str, Any]], *, actor: str
+    service: JobService,
+    items: Sequence[dict[str, Any]],
+    *,
+    actor: str,
+    correlation_id: str | None = None,
 ) -> list[ItemOutcome]:
     """Validate each item on its own and register the valid ones in one transaction (at
     most `MAX_REGISTRATIONS`); each item's outcome, in order."""
@@ -99,7 +107,11 @@ def register_items(
             continue
         outcomes.append(None)
         registrations.append(_registration(job, actor))
-    registered = iter(service.register_many(registrations, actor=actor) if registrations else [])
+    registered = iter(
+        service.register_many(registrations, actor=actor, correlation_id=correlation_id)
+        if registrations
+        else []
+    )
     pending = iter(registrations)
     return [outcome or _outcome(next(pending), next(registered)) for outcome in outcomes]
 

@@ -48,16 +48,22 @@ def logged_command(
     line = CommandLine(command=command, job_id=job_id, actor=actor, correlation_id=correlation_id)
     try:
         yield line
-    except LedgerError as error:
-        _log(line, "refused" if error.status_code < 500 else "failed", error.kind)
+    except Exception as error:
+        log_refusal(line, error)
         raise
-    except Exception:
-        _log(line, "failed", LedgerError.kind)
-        raise
-    _log(line, line.outcome)
+    log_line(line, line.outcome)
 
 
-def _log(line: CommandLine, outcome: str, kind: str | None = None) -> None:
+def log_refusal(line: CommandLine, error: Exception) -> None:
+    """Log the command's line as refused (a 4xx) or failed, with the error's kind."""
+    if isinstance(error, LedgerError):
+        log_line(line, "refused" if error.status_code < 500 else "failed", error.kind)
+    else:
+        log_line(line, "failed", LedgerError.kind)
+
+
+def log_line(line: CommandLine, outcome: str, kind: str | None = None) -> None:
+    """Log the command's line with this outcome."""
     level = logging.DEBUG if outcome == EMPTY else logging.INFO
     if not log.isEnabledFor(level):
         return

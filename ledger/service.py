@@ -6,7 +6,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from ledger.command_log import REPLAYED, logged_command
+from ledger.command_log import (
+    ACCEPTED,
+    REPLAYED,
+    CommandLine,
+    log_line,
+    log_refusal,
+    logged_command,
+)
 from ledger.commands import COMMAND_NAMES, JobCommand, RegisterJob, StartJob, command_digest
 from ledger.decide import decide
 from ledger.errors import (
@@ -145,9 +152,18 @@ class JobService:
         outcomes = register_many(
             self.store, registrations, actor=actor, correlation_id=correlation_id
         )
-        for outcome in outcomes:
+        for registration, outcome in zip(registrations, outcomes, strict=True):
+            line = CommandLine(
+                command=COMMAND_NAMES[RegisterJob],
+                job_id=registration.job_id,
+                actor=actor,
+                correlation_id=correlation_id,
+            )
             if isinstance(outcome, Registered):
                 self.cache.put(outcome.state)
+                log_line(line, REPLAYED if outcome.replayed else ACCEPTED)
+            else:
+                log_refusal(line, outcome)
         return outcomes
 
     def _decide_on_cache(self, request: _Request) -> Outcome | None:

@@ -237,3 +237,21 @@ def test_a_repeated_idempotency_key_is_logged_as_replayed(
         "accepted",
         "replayed",
     ]
+
+
+def test_each_job_of_a_batch_records_and_logs_the_requests_correlation_id(
+    client: TestClient, command_log: pytest.LogCaptureFixture
+) -> None:
+    jobs = [{"job_id": "sweep-1"}, {"job_id": "sweep-2"}, {"job_id": "sweep-1"}]
+    answer = client.post(
+        "/v1/jobs/batch",
+        json={"jobs": jobs},
+        headers=auth("trainer") | {"traceparent": TRACEPARENT},
+    )
+    assert answer.status_code == 200, answer.text
+    for job_id in ("sweep-1", "sweep-2"):
+        assert [event["correlation_id"] for event in history(client, job_id)] == [TRACE]
+    assert [
+        (line["outcome"], line["correlation_id"]) for line in lines_of(command_log, "sweep-2")
+    ] == [("accepted", TRACE)]
+    assert len(lines_of(command_log, "sweep-1")) == 2
