@@ -69,13 +69,9 @@ def create_job(
     body: Annotated[CreateJob, Body(default_factory=CreateJob)],
     ids: TheRequestIds,
 ) -> Response:
-    job_id = body.job_id or new_job_id(caller.name, ids.key)
+    job_id, command = body.job_id or new_job_id(caller.name, ids.key), body.command()
     outcome = ledger.service.execute(
-        job_id,
-        body.command(),
-        actor=caller.name,
-        idempotency_key=ids.key,
-        correlation_id=ids.correlation,
+        job_id, command, actor=caller.name, idempotency_key=ids.key, correlation_id=ids.correlation
     )
     return json_response(
         job_view(ledger.reader.reading_of(outcome.state)),
