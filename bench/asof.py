@@ -48,8 +48,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import Engine
 
-from bench.growth import Size, Timing, built_ledger, print_aims
-from bench.http import percentile
+from bench.growth import Size, Timing, built_ledger, print_aims, timed
 from bench.scratch import benchmark_parser, scratch_database
 from bench.threads import BenchError
 from ledger.commands import RegisterJob, WorkerIdentity
@@ -85,16 +84,6 @@ MARK_RUNNING_FAILED = """
 
 def shown(timing: Timing) -> str:
     return f"p50 {timing.p50_ms:7.1f} ms  p90 {timing.p90_ms:7.1f} ms"
-
-
-def timed(call: Callable[[], object], calls: int) -> Timing:
-    call()
-    latencies = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        call()
-        latencies.append((time.perf_counter() - started) * 1000)
-    return Timing(statistics.median(latencies), percentile(latencies, 0.9))
 
 
 def one(conn: psycopg.Connection[Any], query: str, params: dict[str, Any] | None = None) -> Any:

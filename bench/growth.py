@@ -241,6 +241,20 @@ class Timing:
     p50_ms: float
     p90_ms: float
 
+    def __str__(self) -> str:
+        return f"p50 {self.p50_ms:7.1f} ms  p90 {self.p90_ms:7.1f} ms"
+
+
+def timed(call: Callable[[], object], calls: int) -> Timing:
+    """`call` once untimed, then `calls` times: the p50 and p90 of those, in ms."""
+    call()
+    latencies = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        call()
+        latencies.append((time.perf_counter() - started) * 1000)
+    return Timing(statistics.median(latencies), percentile(latencies, 0.9))
+
 
 def fresh_ids(prefix: str) -> Iterator[str]:
     run = uuid.uuid4().hex[:8]

@@ -30,7 +30,6 @@ Run: python -m bench.scrape [--calls 25] [--quick]
 """
 
 import re
-import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -44,12 +43,14 @@ from bench.growth import (
     OPERATOR_TOKEN,
     TOKENS,
     Size,
+    Timing,
     answer_any,
     built_ledger,
     client,
     environment,
+    timed,
 )
-from bench.http import free_port, percentile, running_server
+from bench.http import free_port, running_server
 from bench.scratch import benchmark_parser, scratch_database
 from bench.threads import BenchError
 from ledger.database import create_ledger_engine, driver_connection, libpq_url
@@ -82,15 +83,6 @@ class Options:
     calls: int
 
 
-@dataclass(frozen=True, slots=True)
-class Timing:
-    p50_ms: float
-    p90_ms: float
-
-    def __str__(self) -> str:
-        return f"p50 {self.p50_ms:7.1f} ms  p90 {self.p90_ms:7.1f} ms"
-
-
 def parse_options(argv: Sequence[str] | None) -> Options:
     parser = benchmark_parser(__doc__)
     parser.add_argument("--calls", type=int, help="timed calls of each kind (default 25)")
@@ -104,16 +96,6 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     return Options(
         args.database_url, Size(10_000, 50_000), Size(1_000_000, 5_000_000), 50_000, calls
     )
-
-
-def timed(call: Callable[[], object], calls: int) -> Timing:
-    call()
-    latencies = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        call()
-        latencies.append((time.perf_counter() - started) * 1000)
-    return Timing(statistics.median(latencies), percentile(latencies, 0.9))
 
 
 def live_leases(url: str) -> int:

@@ -4,7 +4,7 @@
 
 import { api, authHeaders, ApiError } from "./http.js";
 import {
-  h, replace, keepingFocus, statusPill, when, STATUSES, utcMoment, localInput,
+  h, replace, keepingFocus, statusPill, when, STATUSES, utcMoment, localInput, keysetPager,
 } from "./dom.js";
 
 const PAGE_SIZE = 50;
@@ -155,23 +155,8 @@ export class AuditPage {
     this.summary.textContent = page.events.length
       ? `Showing events ${first + 1}–${first + page.events.length}${page.next_cursor ? ", more after" : ""}, oldest first`
       : "";
-    keepingFocus(this.pager, () => replace(this.pager,
-      h("button", {
-        type: "button",
-        disabled: this.cursors.length === 1,
-        onclick: () => {
-          this.cursors.pop();
-          this.refresh();
-        },
-      }, "← Earlier"),
-      h("button", {
-        type: "button",
-        disabled: !page.next_cursor,
-        onclick: () => {
-          this.cursors.push(page.next_cursor);
-          this.refresh();
-        },
-      }, "Later →")));
+    keysetPager(this.pager, this.cursors, page.next_cursor, () => this.refresh(),
+      ["← Earlier", "Later →"]);
   }
 
   renderDigest(digest) {

@@ -146,3 +146,25 @@ export function pastBanner(asOf, backHref) {
     ". Read-only: nothing can be changed here. ",
     h("a", { href: backHref }, "Back to now"));
 }
+
+// The two buttons of keyset pages: back to the page before (`cursors` holds where each
+// page visited began), on to `nextCursor`; `show` draws the page the cursors now name.
+export function keysetPager(pager, cursors, nextCursor, show, [backLabel, onLabel]) {
+  keepingFocus(pager, () => replace(pager,
+    h("button", {
+      type: "button",
+      disabled: cursors.length === 1,
+      onclick: () => {
+        cursors.pop();
+        show();
+      },
+    }, backLabel),
+    h("button", {
+      type: "button",
+      disabled: !nextCursor,
+      onclick: () => {
+        cursors.push(nextCursor);
+        show();
+      },
+    }, onLabel)));
+}

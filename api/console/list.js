@@ -5,7 +5,7 @@
 import { api } from "./http.js";
 import {
   h, replace, keepingFocus, statusPill, healthBadge, seconds, duration, noteServerTime, workerText,
-  STATUSES, utcMoment, localInput, pastBanner,
+  STATUSES, utcMoment, localInput, pastBanner, keysetPager,
 } from "./dom.js";
 
 const PAGE_SIZE = 50;
@@ -151,23 +151,8 @@ export class JobsList {
       ? `Showing ${first + 1}–${first + page.jobs.length}${of}, newest first` +
         (this.asOf ? `, as they were at ${new Date(this.asOf).toLocaleString()}` : "")
       : "";
-    keepingFocus(this.pager, () => replace(this.pager,
-      h("button", {
-        type: "button",
-        disabled: this.cursors.length === 1,
-        onclick: () => {
-          this.cursors.pop();
-          this.refresh();
-        },
-      }, "← Newer"),
-      h("button", {
-        type: "button",
-        disabled: !page.next_cursor,
-        onclick: () => {
-          this.cursors.push(page.next_cursor);
-          this.refresh();
-        },
-      }, "Older →")));
+    keysetPager(this.pager, this.cursors, page.next_cursor, () => this.refresh(),
+      ["← Newer", "Older →"]);
     if (!performance.getEntriesByName("jobs-list-painted").length) {
       requestAnimationFrame(() => performance.mark("jobs-list-painted"));
     }
