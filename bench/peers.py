@@ -21,7 +21,12 @@ Systems alternate within every workload, in an order rotated round by round, so 
 on a noisy machine hits all of them. The table gives each system's median over the
 rounds and the ratio to raw SQL's median, and WAL bytes per job: the difference of
 `pg_current_wal_lsn()` across the lifecycle measurements (on a shared server, the
-WAL of anything else it runs meanwhile counts too).
+WAL of anything else it runs meanwhile counts too). And the CPU one lifecycle costs at
+the most workers, by part (`bench.cpu_share`): this process (the clients, and for the
+in-process system the ledger itself), the server's processes, and the PostgreSQL
+backends of the system's database; with the ceiling it sets: the machine's cores
+divided by that cost, the most lifecycles per second the machine could do if nothing
+waited.
 
 By default an embedded PostgreSQL 18 is started in a temporary directory (fsync on)
 and deleted afterwards; `--database-url` runs on an existing server instead.
@@ -30,6 +35,7 @@ Run: python -m bench.peers [--jobs 5000] [--rounds 3] [--processes 1,2] [--quick
 """
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -38,9 +44,11 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import psycopg
 from sqlalchemy.engine import make_url
 
+from bench.cpu_share import CLIENT, POSTGRES, SERVER, CpuMeter, local_postmaster
 from bench.http import TOKEN, free_port, latency_text, percentile, running_server
 from bench.peer_clients import (
     HttpBatchClient,
@@ -175,6 +183,11 @@ class System:
     enqueue: Callable[[str], MakeClient]
     lifecycle: Callable[[str], MakeClient]
     batch: Callable[[str], MakeClient] | None = None
+    server_pid: int | None = None
+    """The server process of a system served over HTTP (its workers are its children)."""
+
+    def cpu_meter(self, postmaster: psutil.Process | None) -> CpuMeter:
+        return CpuMeter(postmaster, self.server_pid)
 
     def clients(self, workload: str, label: str) -> MakeClient:
         if workload == BATCH:
@@ -214,6 +227,7 @@ def http_system(url: str, processes: int, batch: int, stack: ExitStack) -> Syste
         lambda label: lambda i: HttpClient(base, TOKEN, f"{label}-{i}", lifecycle=False),
         lambda label: lambda i: HttpClient(base, TOKEN, f"{label}-{i}", lifecycle=True),
         lambda label: lambda i: HttpBatchClient(base, TOKEN, f"{label}-{i}", batch),
+        server_pid=server.pid,
     )
 
 
@@ -266,6 +280,8 @@ class Figures:
     rates: dict[tuple[str, int], list[float]] = field(default_factory=dict)
     latencies: dict[tuple[str, int], list[float]] = field(default_factory=dict)
     wal_per_job: list[float] = field(default_factory=list)
+    cpu_per_lifecycle: list[dict[str, float]] = field(default_factory=list)
+    """CPU µs per lifecycle by part (`bench.cpu_share`), at the most workers."""
 
     def add(self, key: tuple[str, int], result: Measurement) -> None:
         self.rates.setdefault(key, []).append(result.rate)
@@ -289,25 +305,32 @@ def run(options: Options) -> list[str]:
         print(f"server: {server_version(admin_url)}", flush=True)
         systems = open_systems(admin_url, options, stack)
         figures = {system.name: Figures() for system in systems}
+        postmaster = local_postmaster(libpq_url(admin_url))
         for round_ in range(options.rounds):
             order = systems[round_ % len(systems) :] + systems[: round_ % len(systems)]
             for workload, clients in workloads(options):
                 for system in order:
                     label = f"r{round_}-{workload}{clients}"
+                    meter = system.cpu_meter(postmaster)
                     wal_before = wal_lsn(admin_url)
+                    cpu_before = meter.start()
                     result = measure(
                         system.clients(workload, label),
                         clients,
                         ops_per_client=options.jobs // clients,
                     )
+                    cpu = meter.spent_since(cpu_before).per_op_us(result.ops)
                     wal = (wal_lsn(admin_url) - wal_before) / result.ops
                     figures[system.name].add((workload, clients), result)
                     if workload == LIFECYCLE:
                         figures[system.name].wal_per_job.append(wal)
+                        if clients == max(options.clients):
+                            figures[system.name].cpu_per_lifecycle.append(cpu)
                     print(
                         f"  round {round_ + 1} {workload:<9} clients={clients:<2} "
                         f"{system.name:<28} {result.rate:7.0f}/s  "
-                        f"({latency_text(result.latencies_ms)}; WAL {wal:,.0f} B/job)",
+                        f"({latency_text(result.latencies_ms)}; WAL {wal:,.0f} B/job; "
+                        f"CPU {cpu_text(cpu)})",
                         flush=True,
                     )
             for system in order:
@@ -328,6 +351,25 @@ def run(options: Options) -> list[str]:
         return table(systems, figures, options)
 
 
+def cpu_text(cpu: dict[str, float]) -> str:
+    """CPU µs per operation by part: client / server / PostgreSQL ("-" without a server)."""
+    server = f"{cpu[SERVER]:,.0f}" if SERVER in cpu else "-"
+    postgres = f"{cpu[POSTGRES]:,.0f}" if POSTGRES in cpu else "?"
+    return f"{cpu[CLIENT]:,.0f} / {server} / {postgres} µs"
+
+
+def _median_cpu(measured: list[dict[str, float]]) -> dict[str, float]:
+    return {part: statistics.median(cpu[part] for cpu in measured) for part in measured[0]}
+
+
+def _cpu_cell(measured: list[dict[str, float]]) -> str:
+    if not measured:
+        return "-"
+    cpu = _median_cpu(measured)
+    ceiling = (os.cpu_count() or 1) * 1e6 / sum(cpu.values())
+    return f"{cpu_text(cpu)} (ceiling {ceiling:,.0f}/s)"
+
+
 def _cell(rate: float | None, raw: float | None) -> str:
     if rate is None:
         return "-"
@@ -343,6 +385,7 @@ def table(systems: list[System], figures: dict[str, Figures], options: Options) 
         *(f"Lifecycle, {c} worker{'s' if c > 1 else ''}" for c in options.clients),
         f"Command p50 / p99 at {LATENCY_CLIENTS} clients",
         "WAL per lifecycle",
+        f"CPU per lifecycle at {max(options.clients)} (client / server / PostgreSQL server)",
         f"Batches of {options.batch}, 1 client",
     ]
     lines = [
@@ -363,6 +406,7 @@ def table(systems: list[System], figures: dict[str, Figures], options: Options) 
             else "-"
         )
         cells.append(f"{statistics.median(mine.wal_per_job):,.0f} B" if mine.wal_per_job else "-")
+        cells.append(_cpu_cell(mine.cpu_per_lifecycle))
         cells.append(_cell(mine.median((BATCH, 1)), raw.median((BATCH, 1))))
         lines.append(f"| {system.name} | " + " | ".join(cells) + " |")
     return lines
