@@ -89,6 +89,36 @@ IdempotencyKey = Annotated[
 ]
 
 
+RETURN_MINIMAL = "return=minimal"
+
+
+def prefers_minimal(prefer: str | None) -> bool:
+    """Whether a `Prefer` header (RFC 7240) asks for `return=minimal`: an answer of what
+    the command recorded, without what only a read would add."""
+    if not prefer:
+        return False
+    preferences = (part.split(";", 1)[0].strip().lower() for part in prefer.split(","))
+    return RETURN_MINIMAL in {preference.replace(" ", "") for preference in preferences}
+
+
+async def minimal_answer_of(
+    prefer: Annotated[
+        str | None,
+        Header(
+            alias="Prefer",
+            max_length=255,
+            description="`return=minimal`: answer the job as recorded, without its queue "
+            "position and health (which take a read); the answer then carries "
+            "`Preference-Applied: return=minimal`",
+        ),
+    ] = None,
+) -> bool:
+    return prefers_minimal(prefer)
+
+
+MinimalAnswer = Annotated[bool, Depends(minimal_answer_of)]
+
+
 @dataclass(frozen=True, slots=True)
 class RequestIds:
     """What a command's request is known by besides its body and its caller."""

@@ -13,6 +13,7 @@ from api.models import (
     HealthView,
     HistoryEvent,
     HistoryView,
+    JobFields,
     JobView,
     OrphanView,
     PastJobList,
@@ -82,6 +83,11 @@ def job_view(reading: JobReading) -> JobView:
         health=judged.label,  # type: ignore[arg-type]
         health_reason=judged.reason,
     )
+
+
+def recorded_job_view(state: JobState) -> JobFields:
+    """The job as a command recorded it, without what a read adds (queue position, health)."""
+    return JobFields(**_job_fields(state))
 
 
 def past_job_view(state: JobState, as_of: datetime) -> PastJobView:

@@ -24,9 +24,11 @@ from api.models import (
     RequeueBody,
 )
 from api.params import (
+    RETURN_MINIMAL,
     BlankIsAbsent,
     JobId,
     JobsCursorText,
+    MinimalAnswer,
     MomentText,
     RequestIds,
     StoredText,
@@ -34,7 +36,13 @@ from api.params import (
     TheLedger,
     TheRequestIds,
 )
-from api.presenters import history_view, job_view, past_job_list, past_job_view
+from api.presenters import (
+    history_view,
+    job_view,
+    past_job_list,
+    past_job_view,
+    recorded_job_view,
+)
 from api.responses import json_response
 from api.routing import api_router
 from ledger.commands import CancelJob, JobCommand, MarkFailed, RequeueJob
@@ -61,23 +69,30 @@ AsOf = Annotated[
     summary="register a job",
     status_code=201,
     response_model=JobView,
-    responses={200: {"model": JobView, "description": "registered before with this key"}},
+    responses={
+        200: {"model": JobView, "description": "registered before with this key"},
+        201: {
+            "description": "registered; with `Prefer: return=minimal`, the job as recorded "
+            "(`JobFields`: no queue position or health, which take a read)"
+        },
+    },
 )
 def create_job(
     caller: Registrar,
     ledger: TheLedger,
     body: Annotated[CreateJob, Body(default_factory=CreateJob)],
     ids: TheRequestIds,
+    minimal: MinimalAnswer,
 ) -> Response:
     job_id, command = body.job_id or new_job_id(caller.name, ids.key), body.command()
     outcome = ledger.service.execute(
         job_id, command, actor=caller.name, idempotency_key=ids.key, correlation_id=ids.correlation
     )
-    return json_response(
-        job_view(ledger.reader.reading_of(outcome.state)),
-        200 if outcome.replayed else 201,
-        {"Location": f"/v1/jobs/{job_id}"},
-    )
+    code, location = 200 if outcome.replayed else 201, {"Location": f"/v1/jobs/{job_id}"}
+    if minimal:
+        applied = {"Preference-Applied": RETURN_MINIMAL}
+        return json_response(recorded_job_view(outcome.state), code, location | applied)
+    return json_response(job_view(ledger.reader.reading_of(outcome.state)), code, location)
 
 
 def new_job_id(caller: str, key: str | None) -> str:

@@ -71,7 +71,8 @@ def start_job(
 
 
 def _claimed(ledger: Ledger, claim: Claim) -> Response:
-    reading = ledger.reader.reading_of(claim.job)
+    reader = ledger.reader
+    reading = reader.reading_of(claim.job) if claim.replayed else reader.just_started(claim.job)
     return json_response(claim_view(claim, reading, ledger.queue.lease_seconds))
 
 

@@ -176,7 +176,8 @@ class InProcessClient:
 
 
 class HttpClient:
-    """`LedgerClient` against a running `jobledger serve`."""
+    """`LedgerClient` against a running `jobledger serve`: registrations ask for the minimal
+    answer (the caller does not need the queue position, as no other system reports one)."""
 
     def __init__(self, base_url: str, token: str, prefix: str, *, lifecycle: bool) -> None:
         self.client = LedgerClient(base_url, token, timeout=30.0)
@@ -186,7 +187,7 @@ class HttpClient:
 
     def op(self, n: int) -> None:
         job_id = f"{self.prefix}-{n}"
-        self.client.register(job_id, spec=job_spec(job_id))
+        self.client.register(job_id, spec=job_spec(job_id), minimal=True)
         if not self.lifecycle:
             return
         claim = claimed_or_fail(lambda: self.client.claim(self.worker))

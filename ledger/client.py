@@ -189,7 +189,11 @@ class LedgerClient:
         spec: dict[str, Any] | None = None,
         max_attempts: int = 1,
         auto_retry: bool = False,
+        minimal: bool = False,
     ) -> dict[str, Any]:
+        """Register a job; its view with its queue position and health, or with `minimal`
+        the job as recorded without them (`Prefer: return=minimal`: the server skips the
+        read they take)."""
         body: dict[str, Any] = {
             "status": status,
             "priority": priority,
@@ -199,7 +203,8 @@ class LedgerClient:
         }
         if job_id is not None:
             body["job_id"] = job_id
-        return self._json("POST", "/v1/jobs", body)
+        headers = {"Prefer": "return=minimal"} if minimal else None
+        return self._json("POST", "/v1/jobs", body, headers=headers)
 
     def register_many(self, jobs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         """Register `jobs` (each as `register` takes it, as a dict) through
@@ -305,8 +310,10 @@ class LedgerClient:
         params: dict[str, Any] | None = None,
         *,
         within: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        result: dict[str, Any] = self._send(method, path, body, params, within=within).json()
+        sent = self._send(method, path, body, params, within=within, headers=headers)
+        result: dict[str, Any] = sent.json()
         return result
 
     def _send(
@@ -317,12 +324,13 @@ class LedgerClient:
         params: dict[str, Any] | None = None,
         *,
         within: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         """One logical request: one idempotency key and one `traceparent`, however many
         tries. A failed connection or a 503 is tried again `retries` times or, given
         `within`, until that many seconds have passed; the waits grow from `backoff` to
         `MAX_BACKOFF_S`."""
-        headers = {"traceparent": _call_traceparent()}
+        headers = {**(headers or {}), "traceparent": _call_traceparent()}
         if method == "POST":
             headers["Idempotency-Key"] = uuid.uuid4().hex
         deadline = None if within is None else time.monotonic() + within

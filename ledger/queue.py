@@ -68,6 +68,9 @@ class Claim:
     run_token: str
     resume_from: str | None
     lease_expires_at: datetime
+    replayed: bool = False
+    """An earlier start by the same idempotency key, answered again; False when this call
+    started the run (its lease was just written and has had no heartbeat)."""
 
 
 class JobQueue:
@@ -215,7 +218,7 @@ class JobQueue:
                 job.attempt,
                 f"the run this idempotency key started has ended (the job is {job.status})",
             )
-        return Claim(job, earlier_attempt, kept_token, job.resume_from, expires_at)
+        return Claim(job, earlier_attempt, kept_token, job.resume_from, expires_at, replayed=True)
 
     def _tell_started(self, job: JobState) -> None:
         """Tell the observers of a start: its `job_started`, and how long the job was

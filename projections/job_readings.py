@@ -76,6 +76,12 @@ class JobReader:
         """`readings` of one job."""
         return self.readings([state])[0]
 
+    def just_started(self, state: JobState) -> JobReading:
+        """The view of a run the caller has just started: not queued, its lease written a
+        moment ago and not yet heartbeated, so nothing a read would find is unknown. Judged
+        without a read (a run on this host whose process is gone is still orphaned)."""
+        return JobReading(state, None, self.health.judge_job(state, None, False, False))
+
     def readings(self, states: list[JobState]) -> list[JobReading]:
         """The queue position and health of jobs whose states the caller holds (a page
         just listed, a command's outcome), in one read; the states are kept as given.

@@ -3,7 +3,8 @@
 import pytest
 from starlette.testclient import TestClient
 
-from tests.api.conftest import auth
+from ledger.client import LedgerClient
+from tests.api.conftest import auth, token_of
 
 WORKER = {"worker_id": "w1", "host": "gpu-node-7", "pid": 4242}
 
@@ -35,6 +36,38 @@ def test_a_repeated_registration_with_its_key_returns_200_and_the_same_job(
     )
     assert conflict.status_code == 409
     assert conflict.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("prefer", ["return=minimal", "respond-async, return=minimal; x=1"])
+def test_a_registration_preferring_a_minimal_answer_gets_the_job_as_recorded(
+    client: TestClient, prefer: str
+) -> None:
+    headers = {**auth("trainer"), "Prefer": prefer, "Idempotency-Key": "lean-1"}
+    first = client.post("/v1/jobs", json={"job_id": "lean", "spec": {"lr": 1}}, headers=headers)
+    again = client.post("/v1/jobs", json={"job_id": "lean", "spec": {"lr": 1}}, headers=headers)
+
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.headers["preference-applied"] == "return=minimal"
+    assert first.headers["location"] == "/v1/jobs/lean"
+    job = first.json()
+    assert (job["job_id"], job["status"], job["version"], job["spec"]) == (
+        "lean",
+        "queued",
+        1,
+        {"lr": 1},
+    )
+    assert not {"queue_position", "health", "last_heartbeat_at"} & job.keys()
+    assert again.json() == job
+
+
+def test_a_registration_preferring_a_representation_gets_the_whole_view(
+    client: TestClient,
+) -> None:
+    headers = {**auth("trainer"), "Prefer": "return=representation"}
+    answer = client.post("/v1/jobs", json={"job_id": "full"}, headers=headers)
+
+    assert answer.status_code == 201 and "preference-applied" not in answer.headers
+    assert (answer.json()["queue_position"], answer.json()["health"]) == (1, "ok")
 
 
 def test_a_training_run_from_claim_to_completion(client: TestClient) -> None:
@@ -181,3 +214,17 @@ def test_readyz_is_503_until_the_projections_are_built(
     assert response.status_code == 503
     assert response.json() == {"status": "unavailable"}, "why not is for the log only"
     assert "the projections are not built yet" in caplog.text
+
+
+def test_the_client_registers_with_a_minimal_answer_when_asked(client: TestClient) -> None:
+    trainer = LedgerClient("http://testserver", token_of("trainer"))
+    trainer.http.close()
+    trainer.http = client
+    client.headers.update(auth("trainer"))
+
+    lean = trainer.register("lean-client", minimal=True)
+    full = trainer.register("full-client")
+
+    assert (lean["job_id"], lean["status"]) == ("lean-client", "queued")
+    assert "queue_position" not in lean
+    assert full["queue_position"] == 2

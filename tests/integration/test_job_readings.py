@@ -96,3 +96,30 @@ def test_positions_are_exact_at_the_front_and_more_than_the_bound_behind_it(
 
     assert [r.queue_position for r in readings] == [1, EXACT_QUEUE_POSITIONS, None, None]
     assert [r.behind_the_front for r in readings] == [False, False, True, True]
+
+
+def test_a_run_just_started_is_viewed_without_a_read_and_a_replayed_start_is_read(
+    engine: Engine, store: EventStore, job_factory: JobFactory
+) -> None:
+    queue = JobQueue(store)
+    job_factory(JobStatus.QUEUED)
+    job_factory(JobStatus.QUEUED)
+    started = queue.claim(WORKER, actor="w")
+    first = queue.claim(WORKER, actor="w", idempotency_key="claim-1")
+    replayed = queue.claim(WORKER, actor="w", idempotency_key="claim-1")
+    assert started is not None and first is not None and replayed is not None
+    assert (started.replayed, first.replayed, replayed.replayed) == (False, False, True)
+    unreachable = create_ledger_engine(
+        "postgresql://nobody@127.0.0.1:1/none", Settings(pool_timeout_s=1)
+    )
+    offline = JobReader(unreachable, HealthCheck(unreachable))
+
+    reading = offline.just_started(started.job)
+
+    read = JobReader(engine, HealthCheck(engine)).read(started.job.job_id)
+    assert (reading.state, reading.queue_position, reading.health) == (
+        started.job,
+        None,
+        read.health,
+    )
+    assert reading.health.label == "ok"
