@@ -11,7 +11,7 @@ from datetime import datetime
 
 from ledger.queries import EXACT_COUNT
 from projections.history import Transition
-from projections.recovery.health import HealthReport
+from projections.recovery.health import EXACT_PROBLEM_COUNT, HealthReport
 
 HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 """Controls, format characters (bidi overrides, zero-width), line and paragraph
@@ -104,7 +104,11 @@ def render_health(report: HealthReport) -> str:
         lines += ["", render_table(["stale pending job", "pending since"], rows)]
         lines += _more(report.stale_pending_count, len(report.stale_pending), "stale pending jobs")
     if not report.counts_exact:
-        lines += ["", "counts past 10,000 are estimates (or 'more than 10,000')"]
+        lines += [
+            "",
+            f"counts of problems stop at {EXACT_PROBLEM_COUNT:,} ('more than'); "
+            f"queued and running jobs past {EXACT_COUNT:,} are estimates",
+        ]
     return "\n".join(lines)
 
 
@@ -112,5 +116,5 @@ def _more(count: int, shown: int, what: str) -> list[str]:
     """A line saying how many a table leaves out, when it does."""
     if count <= shown:
         return []
-    total = "more than 10,000" if count > EXACT_COUNT else f"{count:,}"
+    total = f"more than {EXACT_PROBLEM_COUNT:,}" if count > EXACT_PROBLEM_COUNT else f"{count:,}"
     return [f"({shown} shown of {total} {what}, longest first)"]

@@ -363,19 +363,20 @@ class StalePendingView(BaseModel):
 class HealthView(BaseModel):
     healthy: bool
     orphaned_jobs: list[OrphanView] = Field(description="the first 100, dead longest first")
-    orphaned_count: int = Field(description="all of them: exact up to 10,000, then 10,001")
+    orphaned_count: int = Field(description="all of them: exact up to 1,000, then 1,001")
     stale_pending_jobs: list[StalePendingView] = Field(
         description="the first 100, pending longest first"
     )
-    stale_pending_count: int = Field(description="all of them: exact up to 10,000, then 10,001")
+    stale_pending_count: int = Field(description="all of them: exact up to 1,000, then 1,001")
     oldest_stale_pending_age_s: float | None
     queue_depth: int
     oldest_queued_age_s: float | None
     total_running: int
     total_running_alive: int
     counts_exact: bool = Field(
-        description="false when a count passed 10,000: the counts of problems are then "
-        "10,001 ('more than 10,000'), and queue depth and running jobs are estimates"
+        description="false when a count passed its bound: a count of problems past 1,000 "
+        "is 1,001 ('more than 1,000'); queue depth and running jobs past 10,000 are "
+        "estimates, and so is the running jobs alive while orphans are past their bound"
     )
     checked_at: str
     unreadable_events: int = Field(

@@ -28,6 +28,7 @@ from api.stream import FeedWatcher
 from api.workers import WorkerPlan, bind, serve_workers
 from ledger.command_log import LOGGER as COMMAND_LOG
 from ledger.settings import Settings
+from projections.recovery.health import EXACT_PROBLEM_COUNT
 from projections.recovery.leader import LeaderLock
 from projections.recovery.monitor import HealthMonitor, MonitorTiming
 
@@ -91,6 +92,7 @@ def recover(ledger: Ledger) -> str:
     stale = set(report.about("stale_pending"))
     failed = report.of("mark_failed")
     left = health.orphaned_count + health.stale_pending_count - len(report.actions)
+    counted = max(health.orphaned_count, health.stale_pending_count) <= EXACT_PROBLEM_COUNT
     return (
         f"recovered: {replayed} events replayed, "
         f"{health.total_running_alive} running jobs confirmed alive, "
@@ -98,7 +100,7 @@ def recover(ledger: Ledger) -> str:
         f"{len(report.of('requeue'))} orphans re-queued, "
         f"{health.queue_depth} queued jobs intact, "
         f"{len(stale)} stale pending handled"
-        + (f", {left} more left to the monitor" if left > 0 else "")
+        + (f", {'' if counted else 'at least '}{left} more left to the monitor" if left > 0 else "")
     )
 
 

@@ -25,16 +25,17 @@ export function renderBanner(banner, health) {
 }
 
 const SHOWN = 5;
+const PROBLEMS_COUNTED = 1000; // the health view's EXACT_PROBLEM_COUNT
 
-/** A count of problems: exact, or past the 10,000 the server counts to. */
+/** A count of problems: exact, or past the 1,000 the server counts to. */
 function many(count) {
-  return count > 10000 ? "more than 10,000" : count.toLocaleString();
+  return count > PROBLEMS_COUNTED ? "more than 1,000" : count.toLocaleString();
 }
 
 function jobLinks(label, jobIds, count) {
   if (!jobIds.length) return null;
   const links = jobIds.slice(0, SHOWN).map((id) => h("a", { href: `#/jobs/${encodeURIComponent(id)}` }, id));
-  const more = count > SHOWN ? ` and ${count > 10000 ? "more than 10,000" : (count - SHOWN).toLocaleString()} more` : "";
+  const more = count > SHOWN ? ` and ${count > PROBLEMS_COUNTED ? "more than 1,000" : (count - SHOWN).toLocaleString()} more` : "";
   return h("span", { class: "banner-jobs" }, label, " ", links.flatMap((link, i) => (i ? [", ", link] : [link])), more);
 }
 

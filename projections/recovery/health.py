@@ -57,9 +57,10 @@ class HealthReport:
     """A summary of the ledger's health, with the first page of each problem.
 
     `orphaned` and `stale_pending` are the oldest `HEALTH_PAGE` of each, and their
-    `_count`s how many there are: exact up to `EXACT_COUNT`; past it (`counts_exact`
-    false) `orphaned_count` and `stale_pending_count` are `EXACT_COUNT` + 1, "more than",
-    and `queue_depth` and `total_running` are estimates.
+    `_count`s how many there are: exact up to `EXACT_PROBLEM_COUNT`, past it
+    `EXACT_PROBLEM_COUNT` + 1, "more than"; `queue_depth` and `total_running` are exact up
+    to `EXACT_COUNT`, past it estimates. `counts_exact` is false when any count passed its
+    bound.
     """
 
     orphaned: list[OrphanedRun]
@@ -85,6 +86,12 @@ HEALTH_PAGE = 100
 """How many orphaned runs and stale pending jobs a health view lists (oldest first); the
 reconciler acts on them a page at a time."""
 
+EXACT_PROBLEM_COUNT = 1_000
+"""Orphaned runs and stale pending jobs are counted up to this; past it a count is this + 1,
+"more than". Each dead run counted is a look-up of the projection (some 10 µs), so the bound
+is what counting costs in a disaster; an operator needs the first page and to know there
+are more than a thousand, not how many thousands."""
+
 LEASE_EXPIRED = f"COALESCE(l.expires_at, s.started_at + {LEASE_PERIOD}) < now()"
 """The run of job `s` has outlived its lease `l` (or, before its first heartbeat opened one,
 its start by a lease period)."""
@@ -98,7 +105,7 @@ _RUN_COLUMNS = (
     + ", ".join(f"s.{column}" for column in _WORKER_COLUMNS)
 )
 _ACTIVE = f"s.status IN ({ACTIVE_RUN_IN})"
-_BOUND = EXACT_COUNT + 1
+_PROBLEMS_BOUND = EXACT_PROBLEM_COUNT + 1
 
 
 def bounded_count(query: str, exact_up_to: int = EXACT_COUNT) -> str:
@@ -121,26 +128,39 @@ OLDEST_QUEUED_AGE = f"""EXTRACT(EPOCH FROM now() - (SELECT min(s.status_changed_
 `ix_job_status_status_status_changed_at`. (A queued job's `status_changed_at` is the time
 it was queued.)"""
 
-LAPSED_LEASES = f"""
-    SELECT {_RUN_COLUMNS}, l.heartbeat_at, true AS lease_expired, l.expires_at AS dead_since
-    FROM job_leases l
-    JOIN job_status s ON s.job_id = l.job_id AND s.attempt = l.attempt AND {_ACTIVE}
-    WHERE l.expires_at < now()
-    ORDER BY l.expires_at"""
-"""Open runs whose lease lapsed, the longest dead first: `ix_job_leases_expires_at`."""
-
-LAPSED_RUNS = f"""
-    SELECT s.status FROM job_leases l
+_OPEN_RUN_OF_LEASE = f"""
     CROSS JOIN LATERAL (
-        SELECT s.status FROM job_status s
+        SELECT {_RUN_COLUMNS} FROM job_status s
         WHERE s.job_id = l.job_id AND s.attempt = l.attempt AND {_ACTIVE}
         OFFSET 0
-    ) s
-    WHERE l.expires_at < now()"""
-"""The statuses of the open runs whose lease lapsed, in no order, for counting: each lapsed
-lease looks its run up by the projection's key (OFFSET 0 keeps that look-up from being
-planned as a join of the whole projection), so a bounded count stops at its bound however
-many runs are dead."""
+    ) s"""
+"""The open run a lease `l` is of, if it is still open: one look-up of the projection's key
+per lease (OFFSET 0 keeps it from being planned as a join of every open run, which would
+read and sort every dead one), so a read of lapsed leases costs what it returns."""
+
+LAPSED_LEASES = f"""
+    SELECT {_RUN_COLUMNS}, l.heartbeat_at, true AS lease_expired, l.expires_at AS dead_since
+    FROM job_leases l {_OPEN_RUN_OF_LEASE}
+    WHERE l.expires_at < now()
+    ORDER BY l.expires_at"""
+"""Open runs whose lease lapsed, the longest dead first: `ix_job_leases_expires_at` read in
+its order, so a page of them reads a page of leases (and the leases of closed runs among
+them, until a reconciler pass prunes those)."""
+
+LAPSED_RUNS = f"""
+    SELECT s.status FROM job_leases l {_OPEN_RUN_OF_LEASE}
+    WHERE l.expires_at < now()
+    ORDER BY l.expires_at"""
+"""The statuses of the open runs whose lease lapsed, for counting: a bounded count stops at
+its bound however many runs are dead. The order is the index's, so the count reads only
+the leases it counts: unordered, a scan of the whole table may look cheaper to the planner,
+and it reads every live lease before the lapsed ones, which an update put last."""
+
+LOCAL_CHECKS = HEALTH_PAGE
+"""How many open runs on this host whose lease holds (or who never had one) a health view
+asks the host about, those started longest ago first: each is a look at a process. A
+process that died without closing its run stops heartbeating, so the runs past these are
+found all the same, by their lease, within a lease period."""
 
 _LOCAL_RUNS = f"""
     SELECT {_RUN_COLUMNS}, l.heartbeat_at, {LEASE_EXPIRED} AS lease_expired,
@@ -148,8 +168,10 @@ _LOCAL_RUNS = f"""
     FROM job_status s
     LEFT JOIN job_leases l ON l.job_id = s.job_id AND l.attempt = s.attempt
     WHERE {_ACTIVE} AND s.worker_host = %(local_host)s
+      AND (l.expires_at IS NULL OR l.expires_at >= now())
     ORDER BY s.started_at"""
-"""Open runs on this host, whose processes can be looked at: `ix_job_status_active_host`."""
+"""Open runs on this host, whose processes can be looked at, but for those whose lease
+lapsed (`LAPSED_LEASES` has them): `ix_job_status_active_host`."""
 
 STALE_PENDING = f"""
     SELECT s.job_id, s.status_changed_at, s.version FROM job_status s
@@ -173,18 +195,20 @@ HEALTH_QUERY = f"""
         {estimated_count(JobStatus.QUEUED)},
         {OLDEST_QUEUED_AGE},
         {estimated_count(JobStatus.RUNNING)},
-        {counted_with_running(LAPSED_LEASES)},
+        {counted_with_running(LAPSED_RUNS, EXACT_PROBLEM_COUNT)},
         {_page(LAPSED_LEASES)},
-        {_page(_LOCAL_RUNS, str(_BOUND))},
-        {bounded_count(STALE_PENDING)},
+        {_page(_LOCAL_RUNS, str(LOCAL_CHECKS))},
+        {bounded_count(STALE_PENDING, EXACT_PROBLEM_COUNT)},
         {_page(STALE_PENDING)},
         (SELECT count(*) FROM unreadable_events)
 """
 """The whole view in one statement: one round trip and one snapshot, so the numbers
 agree with each other. Every part is a bounded read of an index, whatever the size of
-the ledger or of a disaster: counts stop at `EXACT_COUNT` + 1 (queue depth and running
-jobs past it are the statistics' estimates), and only the first `HEALTH_PAGE` of each
-kind of problem is sent in full, the longest-standing first."""
+the ledger or of a disaster: counts of problems stop at `EXACT_PROBLEM_COUNT` + 1, of
+queued and running jobs at `EXACT_COUNT` + 1 (past it they are the statistics' estimates);
+only the first `HEALTH_PAGE` of each kind of problem is sent in full, the longest-standing
+first (read in an index's order, never sorted), and only `LOCAL_CHECKS` runs on this host,
+besides that page, have their processes looked at."""
 
 
 class _Run(NamedTuple):
@@ -255,7 +279,7 @@ class HealthCheck:
         judged.sort(key=lambda pair: pair[0].dead_since or checked_at)
         gone = [run for run, _ in judged if run.job_id not in seen]
         gone_running = sum(1 for run in gone if run.status == JobStatus.RUNNING)
-        orphaned_count = min(lapsed + len(gone), _BOUND)
+        orphaned_count = min(lapsed + len(gone), _PROBLEMS_BOUND)
         dead_running = lapsed_running + gone_running
         pending = [
             StalePending(
@@ -263,7 +287,10 @@ class HealthCheck:
             )
             for job in orjson.loads(pending_json)
         ]
-        exact = max(int(depth), int(running), orphaned_count, int(stale_count)) <= EXACT_COUNT
+        exact = (
+            max(int(depth), int(running)) <= EXACT_COUNT
+            and max(orphaned_count, int(stale_count)) <= EXACT_PROBLEM_COUNT
+        )
         return HealthReport(
             orphaned=[orphan for _, orphan in judged[:HEALTH_PAGE]],
             stale_pending=pending,
