@@ -1,13 +1,27 @@
 """The health view stays a bounded read in a disaster: a summary with the first page of
 each problem, and a reconciler that recovers them a page at a time."""
 
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
 from sqlalchemy import Engine, text
 
+from ledger.host import LocalHost, ProcessFate, boot_id, hostname
+from ledger.schema import job_status
 from ledger.service import JobService
+from ledger.state import JobState
 from ledger.statuses import JobStatus
 from ledger.store import EventStore
-from projections.recovery.health import HEALTH_PAGE, HealthCheck, OrphanReason
-from projections.recovery.reconciler import Reconciler
+from projections.recovery.health import (
+    EXACT_PROBLEM_COUNT,
+    HEALTH_PAGE,
+    HEALTH_QUERY,
+    LOCAL_CHECKS,
+    HealthCheck,
+    OrphanReason,
+)
+from projections.recovery.reconciler import ACTOR, Reconciler
 from tests.conftest import JobFactory
 
 
@@ -132,3 +146,114 @@ def test_the_start_up_pass_takes_one_page_and_leaves_the_rest_to_the_monitor(
     assert f"{HEALTH_PAGE} orphans failed" in summary
     assert summary.endswith(", 30 more left to the monitor")
     assert ledger.health.check().orphaned_count == 30
+
+
+def copies_of_a_run(
+    engine: Engine, run: JobState, count: int, *, host: str | None = None, live: bool = False
+) -> None:
+    """`count` open runs like `run` in the projection and the leases (not in the log: the
+    health view reads neither), under ids `<run>-<n>`; with `host`, running there, each
+    as a process that cannot exist (pids stop short of 2**22); their leases lapsed one
+    millisecond apart, the first longest ago, or `live` for an hour."""
+    columns = [column.name for column in job_status.columns]
+    copied = {
+        "job_id": "s.job_id || '-' || n",
+        **({"worker_host": ":host", "worker_pid": "4194304 + n"} if host else {}),
+    }
+    expiry = (
+        "now() + interval '1 hour'" if live else "now() - interval '1 hour' + n * interval '1 ms'"
+    )
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                f"INSERT INTO job_status ({', '.join(columns)}) "
+                f"SELECT {', '.join(copied.get(column, 's.' + column) for column in columns)} "
+                "FROM job_status s, generate_series(1, :count) AS n WHERE s.job_id = :job_id"
+            ),
+            {"count": count, "job_id": run.job_id, "host": host},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO job_leases (job_id, attempt, run_token_sha256, worker_id, host, "
+                "started_at, heartbeat_at, expires_at) "
+                "SELECT s.job_id, s.attempt, s.run_token_sha256, s.worker_id, s.worker_host, "
+                f"s.started_at, NULL, {expiry} "
+                "FROM job_status s, generate_series(1, :count) AS n "
+                "WHERE s.job_id = :job_id || '-' || n"
+            ),
+            {"count": count, "job_id": run.job_id},
+        )
+        conn.execute(text("ANALYZE job_status"))
+        conn.execute(text("ANALYZE job_leases"))
+
+
+def plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("Plans", []):
+        yield from plan_nodes(child)
+
+
+def test_the_health_view_reads_a_page_and_a_bounded_count_of_many_dead_runs(
+    engine: Engine, job_factory: JobFactory
+) -> None:
+    run = job_factory(JobStatus.RUNNING)
+    copies_of_a_run(engine, run, 3 * EXACT_PROBLEM_COUNT)
+    check = HealthCheck(engine)
+    params = {**check.thresholds(), "local_host": check.local.name}
+
+    with engine.connect() as conn:
+        plan = conn.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {HEALTH_QUERY}", params)
+        nodes = list(plan_nodes(plan.scalar_one()[0]["Plan"]))
+    report = check.check()
+
+    lease_reads = [n for n in nodes if n.get("Relation Name") == "job_leases"]
+    assert max(n["Actual Rows"] * n["Actual Loops"] for n in lease_reads) == EXACT_PROBLEM_COUNT + 1
+    assert not [n for n in nodes if n["Node Type"] == "Sort"], "dead runs are never sorted"
+    assert not [n for n in lease_reads if n.get("Rows Removed by Filter")], "no live lease read"
+    assert report.orphaned_count == EXACT_PROBLEM_COUNT + 1 and not report.counts_exact
+    expected = [f"{run.job_id}-{n}" for n in range(1, HEALTH_PAGE + 1)]
+    assert [orphan.job_id for orphan in report.orphaned] == expected, "the longest dead first"
+
+
+@dataclass(frozen=True)
+class WatchedHost(LocalHost):
+    """This host, noting every process a health view asks it about."""
+
+    asked: list[int | None] = field(default_factory=list)
+
+    def fate(self, pid: int | None, started_at: float | None, run_boot: str | None) -> ProcessFate:
+        self.asked.append(pid)
+        return super().fate(pid, started_at, run_boot)
+
+
+def test_only_the_oldest_runs_on_this_host_have_their_processes_looked_at(
+    engine: Engine, job_factory: JobFactory
+) -> None:
+    here = WatchedHost(hostname(), boot_id())
+    copies_of_a_run(
+        engine, job_factory(JobStatus.RUNNING), 3 * LOCAL_CHECKS, host=here.name, live=True
+    )
+
+    report = HealthCheck(engine, local=here).check()
+
+    assert len(here.asked) == LOCAL_CHECKS
+    assert report.orphaned_count == LOCAL_CHECKS
+    assert {orphan.reason for orphan in report.orphaned} == {OrphanReason.PROCESS_GONE}
+
+
+def test_each_recovery_of_a_disaster_commits_on_its_own(
+    engine: Engine, service: JobService, job_factory: JobFactory
+) -> None:
+    runs = [job_factory(JobStatus.RUNNING).job_id for _ in range(HEALTH_PAGE + 30)]
+    lapse_every_lease(engine)
+
+    Reconciler(service, HealthCheck(engine)).run_once()
+
+    with engine.connect() as conn:
+        written = conn.execute(
+            text(
+                "SELECT count(*), count(DISTINCT tx_id::text) FROM job_events WHERE actor = :actor"
+            ),
+            {"actor": ACTOR},
+        ).one()
+    assert tuple(written) == (len(runs), len(runs)), "one transaction per recovered run"
