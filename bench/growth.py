@@ -39,12 +39,20 @@ p90, on the small and on the large ledger, and the growth factor (large p50 / sm
 - a metrics scrape (`GET /metrics`); how many said `jobledger_database_up 0` (their read
   of the ledger's figures outlasted the probe timeout) is printed beside it.
 
+Then, on the same server, the leases of 5% of the ledger's jobs lapse at once (open runs,
+the first by id: 500 on the small ledger, 50,000 on the large one, as after an outage of a
+cluster; not measured, then VACUUM ANALYZE of `job_leases`), and the two health views are
+timed again, as rows of their own ("... (5% of jobs dead)"), with the orphans the last
+answer counted. The monitor's next pass is `reconcile_interval_s` (300 s) after its first,
+so the dead runs are still there while they are timed.
+
 Any answer but a 2xx stops the benchmark with an error naming the call. The aims checked
 and printed, met or not (either way the exit code is 0): every call's p50 on the large
 ledger at most 50 ms, and at most 3 times its p50 on the small one; the rebuild's rate on
 the large ledger at least 0.8 of its rate on the reference one. `--quick` makes the ledgers
-2,000 jobs / 10,000 events, 10,000 / 50,000 and 50,000 / 250,000, and times 5 calls each;
-its aims are checked at those sizes. The machine's other load is in every figure.
+2,000 jobs / 10,000 events, 10,000 / 50,000 and 50,000 / 250,000 (100 and 2,500 dead runs),
+and times 5 calls each; its aims are checked at those sizes. The machine's other load is in
+every figure.
 
 Run: python -m bench.growth [--calls 15] [--quick]
 """
@@ -91,7 +99,20 @@ OPEN_RUNS = """
     SELECT count(*), coalesce(bool_and(started_at < now() - make_interval(secs => %s)), true)
     FROM job_status WHERE status IN ('running', 'paused')"""
 """How many runs are open, and whether all of them started more than a lease ago."""
+DEAD_SHARE = 20
+"""One job in this many has its run's lease lapse for the health views' second timing."""
+DEAD = "(5% of jobs dead)"
+HEALTH_VIEWS = ("/v1/health", "/api/training/health")
+LAPSE_LEASES = """
+    UPDATE job_leases SET expires_at = now() - interval '1 minute'
+    WHERE job_id IN (
+        SELECT l.job_id FROM job_leases l JOIN job_status s USING (job_id, attempt)
+        WHERE s.status IN ('running', 'paused') AND l.expires_at > now()
+        ORDER BY l.job_id LIMIT %s
+    )"""
+"""Let the leases of `n` open runs lapse, as if their workers had stopped heartbeating."""
 NO_ID_PREFIX = "zq"
+LABEL_WIDTH = 44
 METRICS = "GET /metrics"
 DATABASE_DOWN = "jobledger_database_up 0"
 """Two characters no job id starts with: a search that matches nothing."""
@@ -353,8 +374,21 @@ def environment(**values: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def time_calls(url: str, calls: int) -> dict[str, Timing]:
-    """Serve the ledger at `url` and time every call on it, printing each."""
+def lapse_leases(url: str, count: int) -> int:
+    """The leases of `count` open runs lapsed, then VACUUM ANALYZE; return how many."""
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        lapsed = conn.execute(LAPSE_LEASES, (count,)).rowcount
+        conn.execute("VACUUM ANALYZE job_leases")
+    return lapsed
+
+
+def print_timing(label: str, timing: Timing, note: str = "") -> None:
+    print(f"    {label:<{LABEL_WIDTH}} {timing}" + (f"  ({note})" if note else ""), flush=True)
+
+
+def time_calls(url: str, calls: int, dead_runs: int) -> dict[str, Timing]:
+    """Serve the ledger at `url` and time every call on it, printing each; then let
+    `dead_runs` open runs' leases lapse and time the health views again."""
     picked = pick_jobs(url)
     print(
         f"  {picked.queue_depth:,} queued; history of {picked.longest} "
@@ -375,13 +409,28 @@ def time_calls(url: str, calls: int) -> dict[str, Timing]:
             except BenchError as exc:
                 raise BenchError(f"{label}: {exc}") from exc
             timings[label] = timing
-            note = scrapes_without_figures(responses) if label == METRICS else ""
-            print(
-                f"    {label:<38} p50 {timing.p50_ms:7.1f} ms  p90 {timing.p90_ms:7.1f} ms"
-                + (f"  ({note})" if note else ""),
-                flush=True,
+            print_timing(
+                label, timing, scrapes_without_figures(responses) if label == METRICS else ""
             )
+        print(f"  {lapse_leases(url, dead_runs):,} open runs' leases lapsed", flush=True)
+        for path in HEALTH_VIEWS:
+            label = f"GET {path} {DEAD}"
+            timing, responses = time_call(getter(operator, path), calls)
+            timings[label] = timing
+            print_timing(label, timing, orphans_seen(responses[-1]))
     return timings
+
+
+def getter(operator: httpx.Client, path: str) -> Request:
+    return lambda: operator.get(path)
+
+
+def orphans_seen(response: httpx.Response) -> str:
+    """How many orphans a health view's answer counted (the old frontend's lists a page)."""
+    body = response.json()
+    if "orphaned_count" in body:
+        return f"orphaned_count {body['orphaned_count']:,}"
+    return f"{len(body['orphaned_jobs'])} orphaned_jobs listed"
 
 
 # -- the benchmark -------------------------------------------------------------------
@@ -405,7 +454,7 @@ def run(options: Options) -> Results:
             if size != options.reference:
                 open_runs = settle(url, size)
                 print(f"  {open_runs:,} open runs, each with a live lease", flush=True)
-                timings[size] = time_calls(url, options.calls)
+                timings[size] = time_calls(url, options.calls, size.jobs // DEAD_SHARE)
     return Results(rates, timings[options.small], timings[options.large])
 
 
@@ -416,11 +465,11 @@ def table(results: Results, options: Options) -> list[str]:
     def cell(timing: Timing) -> str:
         return f"{timing.p50_ms:.1f} / {timing.p90_ms:.1f}".rjust(width)
 
-    lines = [f"{'call':<38}  {heads[0]:>{width}}  {heads[1]:>{width}}  growth"]
+    lines = [f"{'call':<{LABEL_WIDTH}}  {heads[0]:>{width}}  {heads[1]:>{width}}  growth"]
     for label, at_large in results.large.items():
         at_small = results.small[label]
         growth = at_large.p50_ms / at_small.p50_ms
-        lines.append(f"{label:<38}  {cell(at_small)}  {cell(at_large)}  {growth:5.2f}x")
+        lines.append(f"{label:<{LABEL_WIDTH}}  {cell(at_small)}  {cell(at_large)}  {growth:5.2f}x")
     return lines
 
 
