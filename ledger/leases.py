@@ -42,13 +42,34 @@ def renew_lease(
         raise
 
 
-def lease_unleased_runs(store: EventStore, lease_seconds: float) -> int:
-    """Give each open run that holds no lease one from its start; return how many."""
-    with store.transaction() as conn:
-        return conn.execute(LEASE_UNLEASED_RUNS, {"lease_seconds": lease_seconds}).rowcount
+LEASE_BATCH = 1_000
+"""How many open runs (or leases) one transaction of `lease_unleased_runs` (or
+`prune_leases`) looks at: after a disaster, tens of thousands are done in transactions of
+this size, so the heartbeats and claims that touch the same leases never wait long."""
 
 
-def prune_leases(store: EventStore) -> int:
-    """Delete the leases of attempts that are no longer open; return how many."""
-    with store.transaction() as conn:
-        return conn.execute(PRUNE_LEASES).rowcount
+def lease_unleased_runs(store: EventStore, lease_seconds: float, batch: int = LEASE_BATCH) -> int:
+    """Give each open run that holds no lease one from its start, `batch` open runs a
+    transaction; return how many."""
+    return _in_batches(store, LEASE_UNLEASED_RUNS, {"lease_seconds": lease_seconds}, batch)
+
+
+def prune_leases(store: EventStore, batch: int = LEASE_BATCH) -> int:
+    """Delete the leases of attempts that are no longer open, `batch` leases a
+    transaction; return how many."""
+    return _in_batches(store, PRUNE_LEASES, {}, batch)
+
+
+def _in_batches(store: EventStore, statement: str, params: dict[str, object], batch: int) -> int:
+    """Run `statement` (which says how many rows it changed and the last job id it looked
+    at) over the jobs in id order, one transaction per `batch`; return the rows changed."""
+    changed, after = 0, ""
+    while True:
+        with store.transaction() as conn:
+            row = conn.execute(statement, {**params, "after": after, "batch": batch}).fetchone()
+        assert row is not None, "the statement always answers one row"
+        count, last = row
+        changed += int(count)
+        if last is None:
+            return changed
+        after = last

@@ -467,32 +467,58 @@ RENEW_LEASE = f"""
 digest: the lease keeps no token it could be read from)."""
 
 LEASE_UNLEASED_RUNS = f"""
-    INSERT INTO job_leases (
-        job_id, attempt, run_token_sha256, {", ".join(WORKER_FIELDS)},
-        started_at, heartbeat_at, expires_at
+    WITH scanned AS (
+        SELECT s.job_id, s.attempt, s.run_token_sha256, s.started_at,
+               {", ".join(f"s.{column}" for column in WORKER_FIELDS.values())}
+        FROM job_status s
+        WHERE s.status IN ({ACTIVE_RUN_IN}) AND s.job_id > %(after)s
+        ORDER BY s.job_id
+        LIMIT %(batch)s
+    ), leased AS (
+        INSERT INTO job_leases (
+            job_id, attempt, run_token_sha256, {", ".join(WORKER_FIELDS)},
+            started_at, heartbeat_at, expires_at
+        )
+        SELECT s.job_id, s.attempt, s.run_token_sha256,
+               {", ".join(f"s.{column}" for column in WORKER_FIELDS.values())},
+               s.started_at, NULL, s.started_at + {LEASE_PERIOD}
+        FROM scanned s
+        WHERE NOT EXISTS (SELECT 1 FROM job_leases l
+                          WHERE l.job_id = s.job_id AND l.attempt = s.attempt)
+        ON CONFLICT (job_id) DO UPDATE SET
+            attempt = EXCLUDED.attempt, run_token_sha256 = EXCLUDED.run_token_sha256,
+            run_token = NULL,
+            {", ".join(f"{name} = EXCLUDED.{name}" for name in WORKER_FIELDS)},
+            started_at = EXCLUDED.started_at, heartbeat_at = NULL,
+            expires_at = EXCLUDED.expires_at
+        RETURNING 1
     )
-    SELECT s.job_id, s.attempt, s.run_token_sha256,
-           {", ".join(f"s.{column}" for column in WORKER_FIELDS.values())},
-           s.started_at, NULL, s.started_at + {LEASE_PERIOD}
-    FROM job_status s
-    WHERE s.status IN ({ACTIVE_RUN_IN})
-      AND NOT EXISTS (SELECT 1 FROM job_leases l
-                      WHERE l.job_id = s.job_id AND l.attempt = s.attempt)
-    ON CONFLICT (job_id) DO UPDATE SET
-        attempt = EXCLUDED.attempt, run_token_sha256 = EXCLUDED.run_token_sha256,
-        run_token = NULL,
-        {", ".join(f"{name} = EXCLUDED.{name}" for name in WORKER_FIELDS)},
-        started_at = EXCLUDED.started_at, heartbeat_at = NULL, expires_at = EXCLUDED.expires_at
+    SELECT (SELECT count(*) FROM leased), (SELECT max(job_id) FROM scanned)
 """
-"""Give every open run without a lease (its projection rebuilt from a log written before
-leases, or by hand) the lease a claim gives, counted from its start: then every open
-run's liveness is in `job_leases`, and the health view reads only leases that lapsed."""
+"""Give each of the next `batch` open runs after job `after` that holds no lease (its
+projection rebuilt from a log written before leases, or by hand) the lease a claim gives,
+counted from its start; say how many, and the last job looked at (NULL: none was left).
+Batch after batch, every open run's liveness is then in `job_leases`, and the health view
+reads only leases that lapsed: `ix_job_status_active_job_id`."""
 
 PRUNE_LEASES = f"""
-    DELETE FROM job_leases l
-    WHERE NOT EXISTS (
-        SELECT 1 FROM job_status s
-        WHERE s.job_id = l.job_id AND s.attempt = l.attempt AND s.status IN ({ACTIVE_RUN_IN})
+    WITH scanned AS (
+        SELECT l.job_id, l.attempt FROM job_leases l
+        WHERE l.job_id > %(after)s
+        ORDER BY l.job_id
+        LIMIT %(batch)s
+    ), pruned AS (
+        DELETE FROM job_leases l
+        USING scanned c
+        WHERE l.job_id = c.job_id AND NOT EXISTS (
+            SELECT 1 FROM job_status s
+            WHERE s.job_id = c.job_id AND s.attempt = c.attempt
+              AND s.status IN ({ACTIVE_RUN_IN})
+        )
+        RETURNING 1
     )
+    SELECT (SELECT count(*) FROM pruned), (SELECT max(job_id) FROM scanned)
 """
-"""Forget the leases of closed attempts: liveness of runs that no longer run."""
+"""Forget the leases of closed attempts among the next `batch` leases after job `after`:
+liveness of runs that no longer run. Says how many, and the last job looked at (NULL:
+none was left)."""

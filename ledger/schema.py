@@ -231,6 +231,12 @@ job_status = Table(
         "started_at",
         postgresql_where=text(f"status IN ({ACTIVE_RUN_IN})"),
     ),
+    # the reconciler's batches of open runs, by id
+    Index(
+        "ix_job_status_active_job_id",
+        "job_id",
+        postgresql_where=text(f"status IN ({ACTIVE_RUN_IN})"),
+    ),
     Index(
         "ix_job_status_active_host",
         "worker_host",

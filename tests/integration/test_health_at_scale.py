@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from ledger.host import LocalHost, ProcessFate, boot_id, hostname
+from ledger.leases import lease_unleased_runs, prune_leases
 from ledger.schema import job_status
 from ledger.service import JobService
 from ledger.state import JobState
@@ -257,3 +258,36 @@ def test_each_recovery_of_a_disaster_commits_on_its_own(
             {"actor": ACTOR},
         ).one()
     assert tuple(written) == (len(runs), len(runs)), "one transaction per recovered run"
+
+
+def test_runs_without_a_lease_get_one_a_batch_per_transaction(
+    engine: Engine, store: EventStore, job_factory: JobFactory
+) -> None:
+    copies_of_a_run(engine, job_factory(JobStatus.RUNNING), 34)
+    with engine.begin() as conn:  # as after a restore of the log alone: no lease at all
+        conn.execute(text("DELETE FROM job_leases"))
+
+    leased = lease_unleased_runs(store, 60, batch=10)
+
+    with engine.connect() as conn:
+        rows, transactions = conn.execute(
+            text("SELECT count(*), count(DISTINCT xmin::text) FROM job_leases")
+        ).one()
+    assert (leased, rows, transactions) == (35, 35, 4)
+
+
+def test_the_leases_of_closed_runs_are_pruned_a_batch_per_transaction(
+    engine: Engine, store: EventStore, job_factory: JobFactory
+) -> None:
+    live = job_factory(JobStatus.RUNNING)
+    copies_of_a_run(engine, job_factory(JobStatus.RUNNING), 24)
+    with engine.begin() as conn:  # every run but `live` closed: its lease names an old attempt
+        conn.execute(
+            text("UPDATE job_leases SET attempt = 0 WHERE job_id <> :live"), {"live": live.job_id}
+        )
+
+    pruned = prune_leases(store, batch=10)
+
+    with engine.connect() as conn:
+        left = conn.execute(text("SELECT job_id FROM job_leases")).scalars().all()
+    assert (pruned, left) == (25, [live.job_id])
