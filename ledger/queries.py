@@ -468,12 +468,14 @@ digest: the lease keeps no token it could be read from)."""
 
 LEASE_UNLEASED_RUNS = f"""
     WITH scanned AS (
-        SELECT s.job_id, s.attempt, s.run_token_sha256, s.started_at,
-               {", ".join(f"s.{column}" for column in WORKER_FIELDS.values())}
-        FROM job_status s
+        SELECT s.job_id, s.attempt FROM job_status s
         WHERE s.status IN ({ACTIVE_RUN_IN}) AND s.job_id > %(after)s
         ORDER BY s.job_id
         LIMIT %(batch)s
+    ), unleased AS (
+        SELECT c.job_id FROM scanned c
+        WHERE NOT EXISTS (SELECT 1 FROM job_leases l
+                          WHERE l.job_id = c.job_id AND l.attempt = c.attempt OFFSET 0)
     ), leased AS (
         INSERT INTO job_leases (
             job_id, attempt, run_token_sha256, {", ".join(WORKER_FIELDS)},
@@ -482,9 +484,9 @@ LEASE_UNLEASED_RUNS = f"""
         SELECT s.job_id, s.attempt, s.run_token_sha256,
                {", ".join(f"s.{column}" for column in WORKER_FIELDS.values())},
                s.started_at, NULL, s.started_at + {LEASE_PERIOD}
-        FROM scanned s
-        WHERE NOT EXISTS (SELECT 1 FROM job_leases l
-                          WHERE l.job_id = s.job_id AND l.attempt = s.attempt)
+        FROM job_status s
+        WHERE s.job_id = ANY (ARRAY(SELECT job_id FROM unleased))
+          AND s.status IN ({ACTIVE_RUN_IN})
         ON CONFLICT (job_id) DO UPDATE SET
             attempt = EXCLUDED.attempt, run_token_sha256 = EXCLUDED.run_token_sha256,
             run_token = NULL,
@@ -499,26 +501,29 @@ LEASE_UNLEASED_RUNS = f"""
 projection rebuilt from a log written before leases, or by hand) the lease a claim gives,
 counted from its start; say how many, and the last job looked at (NULL: none was left).
 Batch after batch, every open run's liveness is then in `job_leases`, and the health view
-reads only leases that lapsed: `ix_job_status_active_job_id`."""
+reads only leases that lapsed. The open runs are read from `ix_job_status_active_job_id`
+alone, each looked up in the leases (OFFSET 0 keeps the look-ups from being planned as a
+join of every lease); only the runs without a lease are read in full."""
 
 PRUNE_LEASES = f"""
     WITH scanned AS (
-        SELECT l.job_id, l.attempt FROM job_leases l
+        SELECT l.job_id FROM job_leases l
         WHERE l.job_id > %(after)s
         ORDER BY l.job_id
         LIMIT %(batch)s
     ), pruned AS (
         DELETE FROM job_leases l
-        USING scanned c
-        WHERE l.job_id = c.job_id AND NOT EXISTS (
+        WHERE l.job_id = ANY (ARRAY(SELECT job_id FROM scanned))
+          AND NOT EXISTS (
             SELECT 1 FROM job_status s
-            WHERE s.job_id = c.job_id AND s.attempt = c.attempt
+            WHERE s.job_id = l.job_id AND s.attempt = l.attempt
               AND s.status IN ({ACTIVE_RUN_IN})
-        )
+            OFFSET 0
+          )
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM pruned), (SELECT max(job_id) FROM scanned)
 """
 """Forget the leases of closed attempts among the next `batch` leases after job `after`:
 liveness of runs that no longer run. Says how many, and the last job looked at (NULL:
-none was left)."""
+none was left). Each lease looks its run up by the projection's key."""

@@ -235,6 +235,7 @@ job_status = Table(
     Index(
         "ix_job_status_active_job_id",
         "job_id",
+        "attempt",
         postgresql_where=text(f"status IN ({ACTIVE_RUN_IN})"),
     ),
     Index(

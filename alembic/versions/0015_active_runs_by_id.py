@@ -1,7 +1,8 @@
 """Open runs by job id: the reconciler gives unleased runs a lease a batch at a time.
 
 A partial index (only open runs are in it), so each batch reads the next open runs after
-the last one it saw, never the whole projection and never the runs before it again.
+the last one it saw, never the whole projection and never the runs before it again; with
+each run's attempt, so finding the runs without a lease reads the index alone.
 
 Revision ID: 0015
 Revises: 0014
@@ -21,7 +22,9 @@ ACTIVE = "status IN ('running', 'paused')"
 
 
 def upgrade() -> None:
-    op.execute(f"CREATE INDEX ix_job_status_active_job_id ON job_status (job_id) WHERE {ACTIVE}")
+    op.execute(
+        f"CREATE INDEX ix_job_status_active_job_id ON job_status (job_id, attempt) WHERE {ACTIVE}"
+    )
 
 
 def downgrade() -> None:
