@@ -38,10 +38,13 @@ def _among(types: tuple[str, ...]) -> str:
     return "type IN (" + ", ".join(f"'{type_}'" for type_ in types) + ")"
 
 
+SETS_STATUS = _among(("job_registered", *STATUS_AFTER))
+"""The events that set a job's status: its status is the one the latest of them reached."""
+
 _LAST_OF = {
     # alias: the events whose latest one sets the fields read from that alias
     # an event of a type this code does not know moves the version only, as in `evolve`
-    "status_event": _among(("job_registered", *STATUS_AFTER)),
+    "status_event": SETS_STATUS,
     "start_event": "type = 'job_started'",
     "queue_event": f"{_among(QUEUEING)} OR (type = 'job_registered' "
     "AND payload->>'initial_status' = 'queued')",
@@ -91,13 +94,21 @@ def _lookup(alias: str) -> str:
 _WORKER_CASTS = {"pid": "::int", "pid_started_at": "::float8"}
 """The worker's fields that are not text, as the start's payload holds them."""
 
-_STATUS_CASE = " ".join(
-    [
-        "CASE {e}.type WHEN 'job_registered' THEN first_event.payload->>'initial_status'",
-        *(f"WHEN '{type_}' THEN '{status}'" for type_, status in STATUS_AFTER.items()),
-        "END",
-    ]
-)
+
+def status_reached_sql(registration: str) -> str:
+    """The status the event `{e}` (one that `SETS_STATUS`) left its job in, with the
+    status a registration names read from the event `registration`."""
+    return " ".join(
+        [
+            f"CASE {{e}}.type WHEN 'job_registered' THEN {registration}.payload->>'initial_status'",
+            *(f"WHEN '{type_}' THEN '{status}'" for type_, status in STATUS_AFTER.items()),
+            "END",
+        ]
+    )
+
+
+# a registration is the job's first event, which the fold reads anyway
+_STATUS_CASE = status_reached_sql("first_event")
 
 _VALUES = {
     "job_id": "m.job_id",
