@@ -10,11 +10,18 @@ registered by then (their `created_at`), and the projection's `(created_at, job_
 index lists them newest first without reading anyone's events. A status filter asks
 which jobs were in that status at T. For a job whose status has not changed since T
 (`status_changed_at <= T`) the projection answers: its status then is its status now.
-Only a job whose status changed after T needs the fold to say what it was, so a page
-with a status filter also folds, up to T, the jobs registered by T whose status has
-changed since (all of them, or when the unchanged ones fill the page, those newer than
-its oldest): the jobs in flight at T and any touched since, few when those have long
-finished, all of them after a change of every job at once.
+For a job whose status changed after T, its status then is the one its last event
+setting a status recorded by T reached (`SETS_STATUS`, `status_reached_sql`: the fold's
+own rule), one short read of its events.
+
+So a page with a status filter first reads the newest jobs (`NEWEST_READ` of them) one
+by one, newest first, and stops when it has a page: a status common at T costs about a
+page, however many jobs changed since. Only when they hold less than a page does it look
+further back: the unchanged jobs in that status by the projection's index, and the jobs
+that changed since T (found by the index of their unchanged spans; those newer than the
+oldest unchanged one when these fill the page), newest first, each one's status then
+read until the page is full. A status rare at T among very many jobs that changed since
+(after a change of every job at once) reads the status then of every one of them.
 """
 
 from dataclasses import dataclass
@@ -29,7 +36,11 @@ from ledger.schema import UNCHANGED_SPAN
 from ledger.state import JobState
 from ledger.statuses import JobStatus
 from ledger.store import EventStore
-from projections.current_status.fold_in_database import fold_events_sql
+from projections.current_status.fold_in_database import (
+    SETS_STATUS,
+    fold_events_sql,
+    status_reached_sql,
+)
 
 
 def parse_moment(text: str) -> datetime:
@@ -76,29 +87,101 @@ _WITHIN_A_FULL_PAGE = (
     "WHERE (s.created_at, s.job_id) < (e.created_at, e.job_id))"
 )
 """When the jobs whose status has not changed fill a page, a job older than all of them
-cannot be on it: only the newer ones of those that changed are folded."""
+cannot be on it: only the newer ones of those that changed are read."""
+
+NEWEST_READ = 1_000
+"""The newest jobs (registered by the moment, beyond the cursor, matching the search) whose
+status then is read one by one, newest first, until a page is found among them: enough
+for a status one job in twenty had, few enough that reading them all costs little."""
+_BEYOND_THE_NEWEST = (
+    "EXISTS (SELECT 1 FROM beyond) AND (s.created_at, s.job_id) < "
+    "((SELECT created_at FROM beyond), (SELECT job_id FROM beyond))"
+)
+"""Job `s` is older than the newest read, which found less than a page (and nothing at
+all when they found a page: the statement reads no further)."""
+
+_STATUS_THEN = f"""
+    SELECT {status_reached_sql("e").format(e="e")} FROM job_events e
+    WHERE e.job_id = c.job_id AND e.recorded_at <= %(as_of)s AND e.{SETS_STATUS}
+    ORDER BY e.seq DESC LIMIT 1
+"""
+"""The status job `c` had at the moment: the one its last event setting a status recorded
+by then reached, as the fold has it; one short read of the job's events, newest first."""
 
 
-def _registered_jobs(*conditions: str) -> str:
+def _registered_jobs(*conditions: str, limit: str = "%(limit)s") -> str:
     """Jobs registered by the moment, beyond the cursor, matching the search and
-    `conditions`: (job_id, created_at), newest first, a page and one more."""
+    `conditions`: (job_id, created_at, status, status_changed_at), newest first, `limit`
+    of them (a page and one more)."""
     return f"""
-        SELECT s.job_id, s.created_at FROM job_status s
+        SELECT s.job_id, s.created_at, s.status, s.status_changed_at FROM job_status s
         WHERE {" AND ".join(conditions)}
+        ORDER BY created_at DESC, job_id DESC LIMIT {limit}
+    """
+
+
+def _newest_in_status(chosen: list[str]) -> str:
+    """The newest `%(newest_read)s` jobs chosen, in `%(status)s` at the moment, newest first, up
+    to a page: the status of one whose status has not changed since is its status now, any
+    other's is read from its events, and reading ends with the page."""
+    status_then = f"""CASE WHEN c.status_changed_at <= %(as_of)s THEN c.status
+                      ELSE ({_STATUS_THEN}) END"""
+    return f"""
+        SELECT c.job_id, c.created_at FROM ({_registered_jobs(*chosen, limit="%(newest_read)s")}) c
+        WHERE {status_then} = %(status)s
         {_NEWEST_FIRST}
     """
 
 
 def _statuses_changed_since(chosen: str) -> str:
     """Jobs registered by the moment whose status changed after it, beyond the cursor and
-    matching the search, whose status at the moment (by the fold) is `%(status)s`."""
-    changed = f"SELECT s.job_id FROM job_status s WHERE {CHANGED_SINCE} AND {chosen}"
-    fold = fold_events_sql(f"recorded_at <= %(as_of)s AND job_id IN ({changed})")
+    matching the search, whose status at the moment was `%(status)s`, newest first: each
+    one's status then read from its events."""
     return f"""
-        SELECT f.job_id, f.created_at FROM ({fold}) f
-        WHERE f.status = %(status)s
+        SELECT c.job_id, c.created_at FROM (
+            SELECT s.job_id, s.created_at FROM job_status s
+            WHERE {CHANGED_SINCE} AND {chosen}
+            ORDER BY s.created_at DESC, s.job_id DESC
+        ) c
+        WHERE ({_STATUS_THEN}) = %(status)s
         {_NEWEST_FIRST}
     """
+
+
+def _in_status_sql(chosen: list[str]) -> str:
+    """The page's jobs with a status filter: those of the newest jobs found in that status
+    then; if they are less than a page, the older jobs in it too: those whose status has
+    not changed since (by the projection's index of statuses), and of those that changed
+    (by the index of spans), each one's status then read from its events."""
+    older = [*chosen, _BEYOND_THE_NEWEST]
+    unchanged = ["s.status = %(status)s", "s.status_changed_at <= %(as_of)s"]
+    return f"""
+        WITH newest AS MATERIALIZED ({_newest_in_status(chosen)}),
+        beyond AS (
+            SELECT created_at, job_id FROM job_status s
+            WHERE (SELECT count(*) FROM newest) < %(limit)s AND {" AND ".join(chosen)}
+            ORDER BY created_at DESC, job_id DESC OFFSET %(newest_read)s - 1 LIMIT 1
+        ),
+        unchanged AS MATERIALIZED ({_registered_jobs(*older, *unchanged)}),
+        full_page_ends AS (
+            SELECT created_at, job_id FROM unchanged
+            WHERE (SELECT count(*) FROM unchanged) = %(limit)s
+            ORDER BY created_at, job_id LIMIT 1
+        )
+        SELECT job_id, created_at FROM (
+            SELECT * FROM newest
+            UNION ALL
+            SELECT job_id, created_at FROM unchanged
+            UNION ALL
+            ({_statuses_changed_since(" AND ".join([*older, _WITHIN_A_FULL_PAGE]))})
+        ) either
+        {_NEWEST_FIRST}
+    """
+
+
+NO_JIT = "SET LOCAL jit = off"
+"""A page reads a page, but its plan is costed as if it read every branch that its first
+branch makes needless: compiling it took longer (about 100 ms) than running it."""
 
 
 def past_page_sql(*, by_status: bool, after_cursor: bool, search: str | None) -> str:
@@ -109,24 +192,7 @@ def past_page_sql(*, by_status: bool, after_cursor: bool, search: str | None) ->
         chosen.append(_AFTER_CURSOR)
     if search:
         chosen.append(matching_ids(search))
-    if by_status:
-        unchanged = ["s.status = %(status)s", "s.status_changed_at <= %(as_of)s"]
-        page = f"""
-            WITH unchanged AS MATERIALIZED ({_registered_jobs(*chosen, *unchanged)}),
-            full_page_ends AS (
-                SELECT created_at, job_id FROM unchanged
-                WHERE (SELECT count(*) FROM unchanged) = %(limit)s
-                ORDER BY created_at, job_id LIMIT 1
-            )
-            SELECT job_id, created_at FROM (
-                SELECT * FROM unchanged
-                UNION ALL
-                ({_statuses_changed_since(" AND ".join([*chosen, _WITHIN_A_FULL_PAGE]))})
-            ) either
-            {_NEWEST_FIRST}
-        """
-    else:
-        page = _registered_jobs(*chosen)
+    page = _in_status_sql(chosen) if by_status else _registered_jobs(*chosen)
     fold = fold_events_sql("recorded_at <= %(as_of)s AND job_id IN (SELECT job_id FROM page)")
     return f"""
         WITH page AS MATERIALIZED ({page})
@@ -139,8 +205,9 @@ class PastLedger:
     """Reads the ledger as it was at a moment, from the log alone (and, to choose the jobs
     of a page, the current projection's index of them)."""
 
-    def __init__(self, store: EventStore) -> None:
+    def __init__(self, store: EventStore, *, newest_read: int = NEWEST_READ) -> None:
         self.store = store
+        self.newest_read = newest_read
 
     def job(self, job_id: str, at: datetime) -> JobState:
         """The job as it was at `at`; `JobNotFound` when it was not registered by then."""
@@ -166,9 +233,11 @@ class PastLedger:
         params = {
             "as_of": at,
             "status": status,
+            "newest_read": self.newest_read,
             **page_params(search, after, limit),
         }
         with self.store.transaction() as conn:
+            conn.execute(NO_JIT)
             rows = conn.execute(query, params).fetchall()
         jobs, next_cursor = page_of(rows, limit)
         return PastJobsPage(jobs=jobs, next_cursor=next_cursor, as_of=at)
