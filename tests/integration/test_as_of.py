@@ -135,7 +135,7 @@ def test_a_past_page_pages_newest_first_with_its_cursor(
 def test_the_ledger_as_of_any_moment_equals_the_fold_of_the_events_recorded_by_then(
     steps: list[tuple[int, str, bool]], service: JobService, store: EventStore, engine: Engine
 ) -> None:
-    past = PastLedger(store)
+    past, reading_one = PastLedger(store), PastLedger(store, newest_read=1)
     played = play(steps, service, store)
     with engine.connect() as conn:  # with the jobs of the examples before, on this database
         job_ids = conn.execute(text("SELECT DISTINCT job_id FROM job_events")).scalars().all()
@@ -156,6 +156,8 @@ def test_the_ledger_as_of_any_moment_equals_the_fold_of_the_events_recorded_by_t
         for status in JobStatus:
             in_status = [listed(s) for s in newest_first if s.status is status]
             assert every_page(past, moment, status, limit=1) == in_status, (moment, status)
+            # reading the newest jobs one at a time, then past them
+            assert every_page(reading_one, moment, status, limit=1) == in_status, status
     for job_id in played:  # the last moment shows the ledger as it is
         now = moments[-1] if moments else datetime.now(UTC)
         assert folded(histories.get(job_id, []), now) == replay(store, job_id)
