@@ -44,11 +44,9 @@ def _cpu_seconds(processes: Iterable[psutil.Process]) -> dict[int, float]:
     return spent
 
 
-def _server_cpu_seconds(postmaster: psutil.Process | None) -> dict[int, float]:
+def _server_cpu_seconds(postmaster: psutil.Process) -> dict[int, float]:
     """The PostgreSQL server's CPU seconds so far, by process; the postmaster's entry
     holds its own and its ended children's."""
-    if postmaster is None:
-        return {}
     try:
         own = postmaster.cpu_times()
         children = postmaster.children()
@@ -81,17 +79,18 @@ class CpuMeter:
         self.server_pid = server_pid
 
     def _server(self) -> list[psutil.Process]:
-        if self.server_pid is None:
-            return []
+        assert self.server_pid is not None
         server = psutil.Process(self.server_pid)
         return [server, *server.children(recursive=True)]
 
     def _reading(self) -> dict[str, dict[int, float]]:
-        return {
-            CLIENT: _cpu_seconds([psutil.Process(os.getpid())]),
-            SERVER: _cpu_seconds(self._server()),
-            POSTGRES: _server_cpu_seconds(self.postmaster),
-        }
+        """CPU seconds so far by part and process; a part this meter cannot see is left out."""
+        reading = {CLIENT: _cpu_seconds([psutil.Process(os.getpid())])}
+        if self.server_pid is not None:
+            reading[SERVER] = _cpu_seconds(self._server())
+        if self.postmaster is not None:
+            reading[POSTGRES] = _server_cpu_seconds(self.postmaster)
+        return reading
 
     def start(self) -> dict[str, dict[int, float]]:
         return self._reading()
@@ -102,7 +101,5 @@ class CpuMeter:
             {
                 part: sum(now - before[part].get(pid, 0.0) for pid, now in after[part].items())
                 for part in after
-                if (part != SERVER or self.server_pid is not None)
-                and (part != POSTGRES or self.postmaster is not None)
             }
         )

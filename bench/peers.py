@@ -23,8 +23,8 @@ rounds and the ratio to raw SQL's median, and WAL bytes per job: the difference 
 `pg_current_wal_lsn()` across the lifecycle measurements (on a shared server, the
 WAL of anything else it runs meanwhile counts too). And the CPU one lifecycle costs at
 the most workers, by part (`bench.cpu_share`): this process (the clients, and for the
-in-process system the ledger itself), the server's processes, and the PostgreSQL
-backends of the system's database; with the ceiling it sets: the machine's cores
+in-process system the ledger itself), the server's processes, and the whole PostgreSQL
+server (measure on a quiet one); with the ceiling it sets: the machine's cores
 divided by that cost, the most lifecycles per second the machine could do if nothing
 waited.
 

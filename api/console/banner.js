@@ -29,13 +29,13 @@ const PROBLEMS_COUNTED = 1000; // the health view's EXACT_PROBLEM_COUNT
 
 /** A count of problems: exact, or past the 1,000 the server counts to. */
 function many(count) {
-  return count > PROBLEMS_COUNTED ? "more than 1,000" : count.toLocaleString();
+  return count > PROBLEMS_COUNTED ? `more than ${PROBLEMS_COUNTED.toLocaleString("en")}` : count.toLocaleString();
 }
 
 function jobLinks(label, jobIds, count) {
   if (!jobIds.length) return null;
   const links = jobIds.slice(0, SHOWN).map((id) => h("a", { href: `#/jobs/${encodeURIComponent(id)}` }, id));
-  const more = count > SHOWN ? ` and ${count > PROBLEMS_COUNTED ? "more than 1,000" : (count - SHOWN).toLocaleString()} more` : "";
+  const more = count > SHOWN ? ` and ${count > PROBLEMS_COUNTED ? many(count) : (count - SHOWN).toLocaleString()} more` : "";
   return h("span", { class: "banner-jobs" }, label, " ", links.flatMap((link, i) => (i ? [", ", link] : [link])), more);
 }
 
