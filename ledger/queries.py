@@ -4,6 +4,8 @@ Statements are plain psycopg SQL (`%(name)s` placeholders): the store runs
 them on the driver connection, where they are prepared after a few uses.
 """
 
+import functools
+
 from ledger.events import JobStarted
 from ledger.schema import ACTIVE_RUN_IN, JOB_STATUS_COLUMNS
 from ledger.state import TIMESTAMP_FIELDS, WORKER_FIELDS
@@ -60,7 +62,7 @@ EVENTS_OF_TRANSACTION = f"""
     ORDER BY e.seq
 """
 
-_APPEND_CTES = f"""
+_APPENDED = """
     WITH appended AS (
         INSERT INTO job_events (
             job_id, seq, type, payload, actor, reason, attempt,
@@ -74,21 +76,52 @@ _APPEND_CTES = f"""
             idempotency_key text, command_sha256 text
         )
         RETURNING position, seq, recorded_at, tx_id::text AS tx_id
-    ), projected AS (
+    )"""
+"""The job's new events, from one JSON document (`events`): the first part of an append."""
+
+_ROW_WRITTEN_WHOLE = f"""
         INSERT INTO job_status ({", ".join(JOB_STATUS_COLUMNS)})
         SELECT {", ".join(_projected_value(column) for column in JOB_STATUS_COLUMNS)}
         FROM jsonb_populate_record(NULL::job_status, %(state)s::jsonb) AS r
         ON CONFLICT (job_id) DO UPDATE SET {
     ", ".join(f"{column} = EXCLUDED.{column}" for column in JOB_STATUS_COLUMNS[1:])
-}
-    )"""
+}"""
+"""The job's projected row written whole from one JSON document (`state`)."""
 
-APPEND_EVENTS = (
-    _APPEND_CTES + " SELECT position, seq, recorded_at, tx_id FROM appended ORDER BY seq"
-)
+_APPENDED_ROWS = " SELECT position, seq, recorded_at, tx_id FROM appended ORDER BY seq"
+
+APPEND_EVENTS = f"{_APPENDED}, projected AS ({_ROW_WRITTEN_WHOLE}) {_APPENDED_ROWS}"
 """Append a job's new events and write its projected state: one statement, one transaction.
 
 The unique `(job_id, seq)` makes a concurrent writer of the same version fail."""
+
+
+@functools.cache
+def append_to_row(set_columns: tuple[str, ...], now_columns: tuple[str, ...]) -> str:
+    """`APPEND_EVENTS` for a job whose row exists: the row is updated in place, in the
+    columns the append changes only — `set_columns` to parameters named `new_<column>`,
+    `now_columns` to the append's time. No document of the whole state is sent or
+    parsed, so the cost does not grow with the job's spec, and an update that touches no
+    indexed column stays on its page (a HOT update).
+
+    The row must hold the version the append was decided on (`expected_version`); when
+    it does not (a projection being repaired), `job_status_not_at_version` refuses the
+    whole statement (`ROW_NOT_AT_VERSION`) and nothing is written."""
+    changes = [f"{column} = %(new_{column})s" for column in set_columns]
+    changes += [f"{column} = now()" for column in now_columns]
+    return f"""{_APPENDED}, updated AS (
+        UPDATE job_status SET {", ".join(changes)}
+        WHERE job_id = %(job_id)s AND version = %(expected_version)s
+        RETURNING 1
+    )
+    SELECT position, seq, recorded_at, tx_id FROM appended
+    WHERE CASE WHEN EXISTS (SELECT FROM updated) THEN true
+               ELSE job_status_not_at_version(%(job_id)s, %(expected_version)s) END
+    ORDER BY seq"""
+
+
+ROW_NOT_AT_VERSION = "job_status_at_decided_version"
+"""The constraint named when an in-place append finds the job's row at another version."""
 
 REGISTER_MANY = f"""
     WITH appended AS (

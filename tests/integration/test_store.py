@@ -141,6 +141,46 @@ def test_appending_on_an_outdated_state_raises_version_conflict(
     assert [e.actor for e in store.history(job.job_id)] == ["test", "first"]
 
 
+def test_an_append_updates_the_row_in_the_columns_it_changes_and_no_other(
+    job_factory: JobFactory, service: JobService, store: EventStore, engine: Engine
+) -> None:
+    job = job_factory(JobStatus.PENDING)
+    with engine.begin() as conn:  # a column no submission changes, altered behind its back
+        conn.execute(
+            text("UPDATE job_status SET priority = 99 WHERE job_id = :j"), {"j": job.job_id}
+        )
+
+    submitted = service.execute(job.job_id, SubmitJob(), actor="a")
+
+    loaded = store.load(job.job_id)
+    assert loaded is not None
+    assert loaded.priority == 99
+    assert loaded._replace(priority=0) == submitted.state
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "DELETE FROM job_status WHERE job_id = :j",
+        "UPDATE job_status SET version = 7, priority = 42 WHERE job_id = :j",
+    ],
+    ids=["row gone", "row at another version"],
+)
+def test_an_append_writes_the_row_whole_when_it_is_not_at_the_decided_version(
+    damage: str, job_factory: JobFactory, store: EventStore, engine: Engine
+) -> None:
+    job = job_factory(JobStatus.PENDING)
+    from ledger.events import JobSubmitted
+
+    with engine.begin() as conn:  # as while a projection is repaired
+        conn.execute(text(damage), {"j": job.job_id})
+    appended = store.append(job.job_id, job, [JobSubmitted()], actor="a")
+
+    assert store.load(job.job_id) == appended.state
+    assert (appended.state.status, appended.state.version) == (JobStatus.QUEUED, 2)
+    assert count_events(engine, job.job_id) == 2
+
+
 def test_a_command_repeated_with_its_idempotency_key_returns_the_first_outcome(
     job_factory: JobFactory, service: JobService, engine: Engine
 ) -> None:
