@@ -88,12 +88,21 @@ _ROW_WRITTEN_WHOLE = f"""
 }"""
 """The job's projected row written whole from one JSON document (`state`)."""
 
-_APPENDED_ROWS = " SELECT position, seq, recorded_at, tx_id FROM appended ORDER BY seq"
 
-APPEND_EVENTS = f"{_APPENDED}, projected AS ({_ROW_WRITTEN_WHOLE}) {_APPENDED_ROWS}"
+def _appended_rows(where: str = "true") -> str:
+    """The appended events' positions and times, in order: what an append answers."""
+    return f" SELECT position, seq, recorded_at, tx_id FROM appended WHERE {where} ORDER BY seq"
+
+
+APPEND_EVENTS = f"{_APPENDED}, projected AS ({_ROW_WRITTEN_WHOLE}) {_appended_rows()}"
 """Append a job's new events and write its projected state: one statement, one transaction.
 
 The unique `(job_id, seq)` makes a concurrent writer of the same version fail."""
+
+
+_ROW_UPDATED_OR_REFUSED = """CASE WHEN EXISTS (SELECT FROM updated) THEN true
+    ELSE job_status_not_at_version(%(job_id)s, %(expected_version)s) END"""
+"""True once `updated` changed the row; otherwise the whole statement is refused."""
 
 
 @functools.cache
@@ -113,11 +122,7 @@ def append_to_row(set_columns: tuple[str, ...], now_columns: tuple[str, ...]) ->
         UPDATE job_status SET {", ".join(changes)}
         WHERE job_id = %(job_id)s AND version = %(expected_version)s
         RETURNING 1
-    )
-    SELECT position, seq, recorded_at, tx_id FROM appended
-    WHERE CASE WHEN EXISTS (SELECT FROM updated) THEN true
-               ELSE job_status_not_at_version(%(job_id)s, %(expected_version)s) END
-    ORDER BY seq"""
+    ) {_appended_rows(_ROW_UPDATED_OR_REFUSED)}"""
 
 
 ROW_NOT_AT_VERSION = "job_status_at_decided_version"

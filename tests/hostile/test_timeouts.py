@@ -90,26 +90,31 @@ def served(database_url: str) -> Iterator[Server]:
         yield server
 
 
-CLIENT = httpx.Client(timeout=30, limits=httpx.Limits(max_connections=100))
-"""One client for every timed request, made once: a client made per request spends
-its own time (its TLS context) inside the measured time, seconds on a busy machine.
-Its timeout only keeps a hanging server from hanging the test."""
+@pytest.fixture(scope="module")
+def http() -> Iterator[httpx.Client]:
+    """One client for every timed request, made before any timing starts: a client made
+    per request spends its own time (its TLS context) inside the measured time, seconds
+    on a busy machine. Its timeout only keeps a hanging server from hanging the test."""
+    with httpx.Client(timeout=30, limits=httpx.Limits(max_connections=100)) as client:
+        yield client
 
 
-def timed_get(url: str, headers: dict[str, str]) -> tuple[httpx.Response, float]:
+def timed_get(
+    http: httpx.Client, url: str, headers: dict[str, str]
+) -> tuple[httpx.Response, float]:
     started = time.monotonic()
-    response = CLIENT.get(url, headers=headers)
+    response = http.get(url, headers=headers)
     return response, time.monotonic() - started
 
 
 @pytest.mark.slow
 def test_sixty_reads_behind_a_held_lock_all_answer_503_in_bounded_time(
-    served: Server, database_url: str
+    served: Server, database_url: str, http: httpx.Client
 ) -> None:
     urls = [served.url + READS[n % len(READS)] for n in range(60)]
     with tables_locked(database_url), ThreadPoolExecutor(60) as pool:
         started = time.monotonic()
-        answers = list(pool.map(lambda url: timed_get(url, AUDITOR), urls))
+        answers = list(pool.map(lambda url: timed_get(http, url, AUDITOR), urls))
         elapsed = time.monotonic() - started
     print(f"60 reads behind a lock: all answered in {elapsed:.2f} s")
     statuses = sorted({response.status_code for response, _ in answers})
@@ -156,7 +161,7 @@ def test_commands_and_the_reconciler_behind_a_held_lock_answer_503(
 
 @pytest.mark.slow
 def test_livez_and_me_answer_at_once_while_every_worker_thread_waits_on_the_database(
-    database_url: str,
+    database_url: str, http: httpx.Client
 ) -> None:
     # Every request keeps its worker thread for 3 s at least: the lock timeout, and the
     # wait for a connection that one of them frees (within the pool's 5 s).
@@ -165,18 +170,19 @@ def test_livez_and_me_answer_at_once_while_every_worker_thread_waits_on_the_data
         tables_locked(database_url),
         ThreadPoolExecutor(60) as pool,
     ):
-        waiting = [pool.submit(timed_get, served.url + "/v1/jobs/held", AUDITOR) for _ in range(60)]
+        held = served.url + "/v1/jobs/held"
+        waiting = [pool.submit(timed_get, http, held, AUDITOR) for _ in range(60)]
         # Every connection of the pool (10 + 10 overflow) waits on the lock, and the
         # other requests hold the remaining worker threads (40) waiting for a connection.
         poll(lambda: sessions_waiting_on_a_lock(database_url) >= 20, timeout=10)
         for path, headers in (("/livez", {}), ("/v1/me", AUDITOR), ("/v1/me", {})):
-            response, seconds = timed_get(served.url + path, headers)
+            response, seconds = timed_get(http, served.url + path, headers)
             assert response.status_code == 200, response.text
             assert seconds < 1.0, f"{path} took {seconds:.2f} s"
-        readyz, seconds = timed_get(served.url + "/readyz", {})
+        readyz, seconds = timed_get(http, served.url + "/readyz", {})
         assert seconds < Settings().probe_timeout_s + 1.0, "readyz waits its own timeout at most"
         assert readyz.json() in ({"status": "ready"}, {"status": "unavailable"})
-        scraped, seconds = timed_get(served.url + "/metrics", AUDITOR)
+        scraped, seconds = timed_get(http, served.url + "/metrics", AUDITOR)
         assert scraped.status_code == 200
         assert seconds < Settings().probe_timeout_s + 1.0, "a scrape waits the probe timeout"
         assert "jobledger_database_up" in scraped.text
