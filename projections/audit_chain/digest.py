@@ -69,9 +69,10 @@ class Digest:
         return cls(FeedCursor.parse(cursor), events, bytes.fromhex(head), taken_at)
 
 
-def take_digest(engine: Engine) -> Digest:
-    """Chain what the feed shows now, then the digest of the chain's end."""
-    head: ChainHead = advance_chain(engine)
+def take_digest(engine: Engine, *, most_blocks: int | None = None, rest: float = 0.0) -> Digest:
+    """Chain what the feed shows now (at most `most_blocks` blocks, resting `rest` between
+    them: `advance_chain`), then the digest of the chain's end."""
+    head: ChainHead = advance_chain(engine, most_blocks=most_blocks, rest=rest)
     with driver_connection(engine) as conn:
         row = conn.execute("SELECT now()").fetchone()
     assert row is not None

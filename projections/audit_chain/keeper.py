@@ -6,6 +6,7 @@ so two processes can never fork the chain.
 Appending to the log pays nothing for the chain: it is built after the fact, from the feed.
 """
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,7 @@ READ_HEAD = """
 ADD_BLOCK = """
     INSERT INTO audit_chain (
         after_tx_id, after_position, tx_id, position, events, positions, links
-    ) VALUES (%s::xid8, %s, %s::xid8, %s, %s, %s, %s)
+    ) VALUES (%s::xid8, %s, %s::xid8, %s, %s, %s::bigint[], %s)
 """
 
 
@@ -57,9 +58,18 @@ def read_head(conn: psycopg.Connection[Any]) -> ChainHead:
     return ChainHead(FeedCursor(int(tx_id), position), events, bytes(head))
 
 
-def advance_chain(engine: Engine) -> ChainHead:
-    """Chain every event the feed shows now, a block per transaction; return the new end."""
+def advance_chain(
+    engine: Engine, *, most_blocks: int | None = None, rest: float = 0.0
+) -> ChainHead:
+    """Chain every event the feed shows now, a block per transaction; return the new end.
+
+    With `most_blocks`, add at most that many blocks (the rest is chained by a later
+    call). With `rest`, wait after each block that may not be the last `rest` times as
+    long as it took: a process that serves requests keeps most of its CPU for them while
+    a long log is chained."""
+    blocks = 0
     while True:
+        started = time.monotonic()
         with driver_connection(engine) as conn:
             try:
                 with conn.transaction():
@@ -73,8 +83,11 @@ def advance_chain(engine: Engine) -> ChainHead:
                 ) from exc
         if added is None:
             return head
-        if added.events - head.events < PAGE_EVENTS:
+        blocks += 1
+        if added.events - head.events < PAGE_EVENTS or blocks == most_blocks:
             return added
+        if rest > 0:
+            time.sleep(rest * (time.monotonic() - started))
 
 
 def _add_block(conn: psycopg.Connection[Any], head: ChainHead) -> ChainHead | None:
@@ -90,7 +103,8 @@ def _add_block(conn: psycopg.Connection[Any], head: ChainHead) -> ChainHead | No
     last = chain_lines(head.head, lines, links)
     end = cursor_of(lines[-1])
     events = head.events + len(lines)
-    positions = [int(line[: line.index(b"\t")]) for line in lines]
+    # The positions as an array literal: their text is the line's first field already.
+    positions = b"{%s}" % b",".join(line[: line.index(b"\t")] for line in lines)
     after, ending = (str(cursor.tx_id), cursor.position), (str(end.tx_id), end.position)
-    conn.execute(ADD_BLOCK, (*after, *ending, events, positions, links))
+    conn.execute(ADD_BLOCK, (*after, *ending, events, positions.decode(), links))
     return ChainHead(end, events, last)

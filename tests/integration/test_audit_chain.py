@@ -14,6 +14,7 @@ from ledger.database import libpq_url
 from ledger.errors import InvalidDigest
 from ledger.settings import Settings
 from ledger.statuses import JobStatus
+from projections.audit_chain import keeper
 from projections.audit_chain.digest import Digest, append_digest, read_digests
 from projections.audit_chain.keeper import advance_chain
 from projections.audit_chain.keeping import ChainKeeping
@@ -104,6 +105,32 @@ def test_writers_at_once_never_fork_the_chain(
     assert [(after_tx, after) for after_tx, after, _, _, _ in blocks] == continued
     assert blocks[-1][4] == events_in_log(engine)
     assert verify_chain(engine).intact
+
+
+def test_a_poll_chains_a_bounded_number_of_blocks_and_its_digest_holds(
+    engine: Engine,
+    database_url: str,
+    job_factory: JobFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(keeper, "PAGE_EVENTS", 2)
+    for status in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED) * 2:
+        job_factory(status)
+    feed_shows_all(engine)
+    total = events_in_log(engine)
+    assert total > 12
+    path = tmp_path / "digests.jsonl"
+    keeping = ChainKeeping(
+        engine, 3600, lambda digest: append_digest(path, digest), blocks_per_poll=3, rest=0.5
+    )
+    keeping.tick(0.0)  # a digest is due at the first poll: of the three blocks it chained
+    assert [kept.digest.events for kept in read_digests(path)] == [6]
+    assert len(chain_blocks(database_url)) == 3
+    keeping.tick(1.0)  # no digest due: three more blocks
+    assert [blocks[4] for blocks in chain_blocks(database_url)] == [2, 4, 6, 8, 10, 12]
+    report = verify_chain(engine, read_digests(path))
+    assert report.intact and report.digests[0].holds
 
 
 def test_the_table_refuses_a_second_block_continuing_the_same_place(
