@@ -1,8 +1,9 @@
 """The operator console's first paint of the jobs list, in headless Chromium, on a big ledger.
 
 Setup (not measured): a scratch database filled by the `bench.rebuild`
-generator (10,000 jobs by default, about 4 events each), its projection rebuilt
-and every open run given a live lease (a healthy ledger), a real
+generator (10,000 jobs by default, about 4 events each), its projection rebuilt,
+every open run given a live lease and the log's hash chain kept to its end (a
+healthy ledger: its monitor keeps the chain as the log grows), a real
 `jobledger serve` on it, Debian's Chromium driven by Playwright.
 
 Measured, each in a fresh browser context (no cache, no session), rounds
@@ -32,7 +33,7 @@ import psycopg
 from playwright.sync_api import Browser, sync_playwright
 
 from bench.chromium import CHROMIUM_FLAGS, find_chromium
-from bench.health import prepare_leases
+from bench.health import chain_the_log, prepare_leases
 from bench.http import TOKEN, free_port, running_server
 from bench.rebuild import generate
 from bench.scratch import benchmark_parser, scratch_database
@@ -166,6 +167,7 @@ def built_projection(url: str, jobs: int) -> None:
     finally:
         engine.dispose()
     prepare_leases(url, running=jobs)  # a healthy ledger: every open run's lease live
+    chain_the_log(url)  # and its chain kept
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE job_status")
         conn.execute("VACUUM ANALYZE job_leases")

@@ -15,7 +15,8 @@ late-event path, which is not the path meant to be timed).
 
 Then, on the small and large ledgers (not measured): every open run gets a live lease, as
 its worker's heartbeats would keep it, so the health view sees a healthy ledger and the
-reconciler has nothing to do while calls are timed; VACUUM ANALYZE of `job_status` and
+reconciler has nothing to do while calls are timed; the log's hash chain kept to its end,
+as the monitor keeps it on a ledger that grew to this size; VACUUM ANALYZE of `job_status` and
 `job_leases`, as autovacuum would do after the rebuild; and a real `jobledger serve` on
 the ledger, with an operator and an emitter token and a lease of 2 s
 (JOBLEDGER_LEASE_SECONDS), started once every open run is older than that: on a live
@@ -72,7 +73,7 @@ import httpx
 import psycopg
 from sqlalchemy.engine import make_url
 
-from bench.health import prepare_leases
+from bench.health import chain_the_log, prepare_leases
 from bench.http import answer, free_port, percentile, running_server
 from bench.rebuild import HORIZON_POLL_S, HORIZON_WAIT_S, generate, registered, wait_for_horizon
 from bench.scratch import benchmark_parser, scratch_database
@@ -196,6 +197,7 @@ def settle(url: str, size: Size) -> int:
     """Live leases for every open run, then VACUUM ANALYZE, as on a running ledger; wait
     until every open run started more than `LEASE_SECONDS` ago; return how many are open."""
     prepare_leases(url, running=size.jobs)  # every open run's lease live
+    chain_the_log(url)  # the chain kept to the end of the log
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE job_status")
         conn.execute("VACUUM ANALYZE job_leases")

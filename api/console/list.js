@@ -126,10 +126,14 @@ export class JobsList {
     const cursor = this.cursors[this.cursors.length - 1];
     if (cursor) query.set("cursor", cursor);
     if (this.asOf) query.set("as_of", this.asOf);
-    // Answers can arrive out of order: only the latest request's answer is drawn.
+    // Answers can arrive out of order: an answer is drawn unless the list now asks for
+    // another page, or a later answer to the same one was drawn already. So a refresh
+    // while the first answer is on its way does not hold back the first paint.
     const asked = (this.asked = (this.asked || 0) + 1);
+    const wanted = (this.wanted = query.toString());
     const page = await api("GET", `/v1/jobs?${query}`);
-    if (asked !== this.asked) return;
+    if (wanted !== this.wanted || asked < (this.drawn || 0)) return;
+    this.drawn = asked;
     noteServerTime(page.as_of);
     this.render(page);
   }
