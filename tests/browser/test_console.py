@@ -1,6 +1,7 @@
 """The operator console in headless Chromium against a real `jobledger serve`."""
 
 import re
+import time
 
 from playwright.sync_api import Page, Route, expect
 
@@ -277,6 +278,25 @@ def test_the_list_pages_through_its_jobs(console: Console, open_page: OpenPage) 
     expect(page.get_by_role("button", name="Older")).to_be_disabled()
     page.get_by_role("button", name="Newer").click()
     expect(page.locator("tbody tr").first).to_have_attribute("data-job-id", "bulk-054")
+
+
+def test_the_first_answer_is_drawn_though_a_refresh_asked_again_meanwhile(
+    console: Console, open_page: OpenPage
+) -> None:
+    page = open_page()
+    page.goto("about:blank")  # the tab keeps its token; the console's reads have stopped
+    held: list[Route] = []
+    # Playwright calls a handler with its own arguments: a bound builtin will not do.
+    page.route(lambda url: "/v1/jobs?" in url, lambda route: held.append(route))  # noqa: PLW0108
+    page.goto(console.url + "/")
+    deadline = time.monotonic() + 10
+    while len(held) < 2:  # the first read, and the refresh the feed asks for once connected
+        assert time.monotonic() < deadline, f"{len(held)} read(s) of the list in 10 s"
+        page.wait_for_timeout(50)
+    held[0].continue_()
+    expect(row(page, console.jobs.queued)).to_contain_text("Queued")  # the refresh still held
+    held[1].continue_()
+    page.unroute_all()  # lets any later read through
 
 
 def test_an_action_shows_its_progress_and_a_403_in_words(
