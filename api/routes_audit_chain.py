@@ -9,6 +9,7 @@ from api.presenters import audit_digest_view
 from api.responses import json_response
 from api.routing import api_router
 from projections.audit_chain.digest import take_digest
+from projections.audit_chain.keeping import BLOCKS_PER_POLL
 
 router = api_router(401, 403, 503)
 
@@ -19,6 +20,9 @@ router = api_router(401, 403, 503)
     response_model=AuditDigestView,
 )
 def audit_digest(caller: Reader, ledger: TheLedger) -> Response:
-    """Chains what the feed shows now, then answers the feed cursor, the number of events
-    and the chain's head there. `jobledger audit verify --digest FILE` checks it later."""
-    return json_response(audit_digest_view(take_digest(ledger.engine)))
+    """Chains what the feed shows now, at most as much as one of the monitor's polls does
+    (a long unchained log is chained by the monitor over several polls, not by a reader's
+    request), then answers the feed cursor, the number of events and the chain's head
+    there. `jobledger audit verify --digest FILE` checks it later."""
+    digest = take_digest(ledger.engine, most_blocks=BLOCKS_PER_POLL)
+    return json_response(audit_digest_view(digest))

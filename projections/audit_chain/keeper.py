@@ -6,6 +6,7 @@ so two processes can never fork the chain.
 Appending to the log pays nothing for the chain: it is built after the fact, from the feed.
 """
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -59,14 +60,21 @@ def read_head(conn: psycopg.Connection[Any]) -> ChainHead:
 
 
 def advance_chain(
-    engine: Engine, *, most_blocks: int | None = None, rest: float = 0.0
+    engine: Engine,
+    *,
+    most_blocks: int | None = None,
+    rest: float = 0.0,
+    stop: threading.Event | None = None,
 ) -> ChainHead:
     """Chain every event the feed shows now, a block per transaction; return the new end.
 
     With `most_blocks`, add at most that many blocks (the rest is chained by a later
     call). With `rest`, wait after each block that may not be the last `rest` times as
     long as it took: a process that serves requests keeps most of its CPU for them while
-    a long log is chained."""
+    a long log is chained. The wait is on `stop` when given: once it is set, chaining
+    ends after the block it is on."""
+    if most_blocks is not None and most_blocks < 1:
+        raise ValueError(f"most_blocks must be at least 1, not {most_blocks}")
     blocks = 0
     while True:
         started = time.monotonic()
@@ -86,8 +94,17 @@ def advance_chain(
         blocks += 1
         if added.events - head.events < PAGE_EVENTS or blocks == most_blocks:
             return added
-        if rest > 0:
-            time.sleep(rest * (time.monotonic() - started))
+        if _rested_until_stopped(rest * (time.monotonic() - started), stop):
+            return added
+
+
+def _rested_until_stopped(seconds: float, stop: threading.Event | None) -> bool:
+    """Wait `seconds` (on `stop` when given); whether `stop` is set."""
+    if stop is not None:
+        return stop.wait(seconds)
+    if seconds > 0:
+        time.sleep(seconds)
+    return False
 
 
 def _add_block(conn: psycopg.Connection[Any], head: ChainHead) -> ChainHead | None:

@@ -92,7 +92,7 @@ class HealthMonitor:
     def _keep_chain(self, clock: float) -> None:
         assert self.chain is not None
         try:
-            self.chain.tick(clock)
+            self.chain.tick(clock, self.stop)
         except Exception:
             log.exception("keeping the audit chain failed; trying again next poll")
 

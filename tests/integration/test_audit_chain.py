@@ -107,7 +107,19 @@ def test_writers_at_once_never_fork_the_chain(
     assert verify_chain(engine).intact
 
 
-def test_a_poll_chains_a_bounded_number_of_blocks_and_its_digest_holds(
+class RecordedStop(threading.Event):
+    """A stop that records every rest taken on it and rests no time at all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rests: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.rests.append(0.0 if timeout is None else timeout)
+        return self.is_set()
+
+
+def test_a_poll_chains_a_bounded_number_of_blocks_resting_between_them(
     engine: Engine,
     database_url: str,
     job_factory: JobFactory,
@@ -119,18 +131,29 @@ def test_a_poll_chains_a_bounded_number_of_blocks_and_its_digest_holds(
         job_factory(status)
     feed_shows_all(engine)
     total = events_in_log(engine)
-    assert total > 12
+    assert total > 14
     path = tmp_path / "digests.jsonl"
     keeping = ChainKeeping(
         engine, 3600, lambda digest: append_digest(path, digest), blocks_per_poll=3, rest=0.5
     )
-    keeping.tick(0.0)  # a digest is due at the first poll: of the three blocks it chained
+    stop = RecordedStop()
+    keeping.tick(0.0, stop)  # a digest is due at the first poll: of the three blocks it chained
     assert [kept.digest.events for kept in read_digests(path)] == [6]
     assert len(chain_blocks(database_url)) == 3
-    keeping.tick(1.0)  # no digest due: three more blocks
-    assert [blocks[4] for blocks in chain_blocks(database_url)] == [2, 4, 6, 8, 10, 12]
+    assert len(stop.rests) == 2  # after the first block and the second, not after the last
+    keeping.tick(1.0, stop)  # no digest due: three more blocks
+    assert [block[4] for block in chain_blocks(database_url)] == [2, 4, 6, 8, 10, 12]
+    assert len(stop.rests) == 4
+    stop.set()
+    keeping.tick(2.0, stop)  # the monitor is stopping: the poll ends after its first block
+    assert [block[4] for block in chain_blocks(database_url)][-1] == 14
     report = verify_chain(engine, read_digests(path))
     assert report.intact and report.digests[0].holds
+
+
+def test_a_poll_chains_at_least_one_block() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        ChainKeeping(None, 0, print, blocks_per_poll=0)  # type: ignore[arg-type]
 
 
 def test_the_table_refuses_a_second_block_continuing_the_same_place(
