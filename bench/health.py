@@ -87,13 +87,13 @@ def prepare_leases(url: str, running: int) -> None:
         )
 
 
-def chain_the_log(url: str) -> int:
+def chain_the_log(url: str) -> None:
     """The log's hash chain kept to its end, as the leading monitor of a ledger that grew
-    to this size keeps it; return the events chained. A server started on an unchained
-    log would spend its first minutes chaining it while it is timed."""
+    to this size keeps it. A server started on an unchained log would spend its first
+    minutes chaining it while it is timed."""
     engine = create_ledger_engine(url, Settings().unbounded())
     try:
-        return advance_chain(engine).events
+        advance_chain(engine)
     finally:
         engine.dispose()
 

@@ -20,6 +20,9 @@ export class JobsList {
     this.cursors = [""]; // where each page visited began; "" is the newest page
     this.countLabels = new Map();
     this.filterLinks = new Map();
+    this.asked = 0; // reads of the list asked for so far
+    this.wanted = ""; // the query of the latest
+    this.drawn = 0; // the read whose answer is shown
     this.build();
   }
 
@@ -129,10 +132,10 @@ export class JobsList {
     // Answers can arrive out of order: an answer is drawn unless the list now asks for
     // another page, or a later answer to the same one was drawn already. So a refresh
     // while the first answer is on its way does not hold back the first paint.
-    const asked = (this.asked = (this.asked || 0) + 1);
+    const asked = ++this.asked;
     const wanted = (this.wanted = query.toString());
     const page = await api("GET", `/v1/jobs?${query}`);
-    if (wanted !== this.wanted || asked < (this.drawn || 0)) return;
+    if (wanted !== this.wanted || asked < this.drawn) return;
     this.drawn = asked;
     noteServerTime(page.as_of);
     this.render(page);
