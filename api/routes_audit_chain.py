@@ -8,7 +8,8 @@ from api.params import TheLedger
 from api.presenters import audit_digest_view
 from api.responses import json_response
 from api.routing import api_router
-from projections.audit_chain.digest import take_digest
+from projections.audit_chain.digest import digest_at
+from projections.audit_chain.keeper import advance_chain
 from projections.audit_chain.keeping import BLOCKS_PER_POLL
 
 router = api_router(401, 403, 503)
@@ -24,5 +25,5 @@ def audit_digest(caller: Reader, ledger: TheLedger) -> Response:
     (a long unchained log is chained by the monitor over several polls, not by a reader's
     request), then answers the feed cursor, the number of events and the chain's head
     there. `jobledger audit verify --digest FILE` checks it later."""
-    digest = take_digest(ledger.engine, most_blocks=BLOCKS_PER_POLL)
-    return json_response(audit_digest_view(digest))
+    head = advance_chain(ledger.engine, most_blocks=BLOCKS_PER_POLL)
+    return json_response(audit_digest_view(digest_at(ledger.engine, head)))

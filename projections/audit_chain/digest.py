@@ -8,7 +8,6 @@ A file of digests holds one document, or one per line (JSON Lines) as the monito
 
 import json
 import re
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -70,16 +69,13 @@ class Digest:
         return cls(FeedCursor.parse(cursor), events, bytes.fromhex(head), taken_at)
 
 
-def take_digest(
-    engine: Engine,
-    *,
-    most_blocks: int | None = None,
-    rest: float = 0.0,
-    stop: threading.Event | None = None,
-) -> Digest:
-    """Chain what the feed shows now (at most `most_blocks` blocks, resting `rest` between
-    them until `stop`: `advance_chain`), then the digest of the chain's end."""
-    head: ChainHead = advance_chain(engine, most_blocks=most_blocks, rest=rest, stop=stop)
+def take_digest(engine: Engine) -> Digest:
+    """Chain what the feed shows now, then the digest of the chain's end."""
+    return digest_at(engine, advance_chain(engine))
+
+
+def digest_at(engine: Engine, head: ChainHead) -> Digest:
+    """The digest of the chain ending at `head`, taken now."""
     with driver_connection(engine) as conn:
         row = conn.execute("SELECT now()").fetchone()
     assert row is not None

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
-from projections.audit_chain.digest import Digest, take_digest
+from projections.audit_chain.digest import Digest, digest_at
 from projections.audit_chain.keeper import advance_chain
 
 BLOCKS_PER_POLL = 60
@@ -41,10 +41,10 @@ class ChainKeeping:
         `blocks_per_poll` blocks chained, resting on `stop` between them (once it is set,
         the poll ends after the block it is on), then the digest of the chain's end if
         one is due."""
-        most, rest = self.blocks_per_poll, self.rest
+        head = advance_chain(
+            self.engine, most_blocks=self.blocks_per_poll, rest=self.rest, stop=stop
+        )
         due = self.next_digest_at is None or clock >= self.next_digest_at
         if self.digest_every_s > 0 and due:
-            self.on_digest(take_digest(self.engine, most_blocks=most, rest=rest, stop=stop))
+            self.on_digest(digest_at(self.engine, head))
             self.next_digest_at = clock + self.digest_every_s
-        else:
-            advance_chain(self.engine, most_blocks=most, rest=rest, stop=stop)
