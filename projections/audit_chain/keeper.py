@@ -23,6 +23,9 @@ from projections.audit_chain.encoding import GENESIS, chain_lines, copy_lines, c
 CHAIN_LOCK_KEY = 0x4A4C_4155_4449_5443  # "JLAUDITC"
 """The advisory lock key of the chain's writer (a signed bigint)."""
 
+NEVER = threading.Event()
+"""A stop that is never set: `advance_chain` then rests its whole time."""
+
 PAGE_EVENTS = 10_000
 """Events chained per block (and per transaction) at most."""
 
@@ -64,15 +67,15 @@ def advance_chain(
     *,
     most_blocks: int | None = None,
     rest: float = 0.0,
-    stop: threading.Event | None = None,
+    stop: threading.Event = NEVER,
 ) -> ChainHead:
     """Chain every event the feed shows now, a block per transaction; return the new end.
 
     With `most_blocks`, add at most that many blocks (the rest is chained by a later
     call). With `rest`, wait after each block that may not be the last `rest` times as
     long as it took: a process that serves requests keeps most of its CPU for them while
-    a long log is chained. The wait is on `stop` when given: once it is set, chaining
-    ends after the block it is on."""
+    a long log is chained. The wait is on `stop`: once it is set, chaining ends after the
+    block it is on."""
     if most_blocks is not None and most_blocks < 1:
         raise ValueError(f"most_blocks must be at least 1, not {most_blocks}")
     blocks = 0
@@ -94,17 +97,8 @@ def advance_chain(
         blocks += 1
         if added.events - head.events < PAGE_EVENTS or blocks == most_blocks:
             return added
-        if _rested_until_stopped(rest * (time.monotonic() - started), stop):
+        if stop.wait(rest * (time.monotonic() - started)):
             return added
-
-
-def _rested_until_stopped(seconds: float, stop: threading.Event | None) -> bool:
-    """Wait `seconds` (on `stop` when given); whether `stop` is set."""
-    if stop is not None:
-        return stop.wait(seconds)
-    if seconds > 0:
-        time.sleep(seconds)
-    return False
 
 
 def _add_block(conn: psycopg.Connection[Any], head: ChainHead) -> ChainHead | None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from projections.audit_chain.digest import Digest, digest_at
-from projections.audit_chain.keeper import advance_chain
+from projections.audit_chain.keeper import NEVER, advance_chain
 
 BLOCKS_PER_POLL = 60
 """The most blocks one poll (or one digest request) chains: a long unchained log (a ledger
@@ -30,20 +30,13 @@ class ChainKeeping:
     on_digest: Callable[[Digest], None]
     next_digest_at: float | None = field(default=None)
     blocks_per_poll: int = BLOCKS_PER_POLL
-    rest: float = REST
 
-    def __post_init__(self) -> None:
-        if self.blocks_per_poll < 1:
-            raise ValueError(f"blocks_per_poll must be at least 1, not {self.blocks_per_poll}")
-
-    def tick(self, clock: float, stop: threading.Event | None = None) -> None:
+    def tick(self, clock: float, stop: threading.Event = NEVER) -> None:
         """One poll at `clock` (seconds of the monitor's own clock): at most
         `blocks_per_poll` blocks chained, resting on `stop` between them (once it is set,
         the poll ends after the block it is on), then the digest of the chain's end if
         one is due."""
-        head = advance_chain(
-            self.engine, most_blocks=self.blocks_per_poll, rest=self.rest, stop=stop
-        )
+        head = advance_chain(self.engine, most_blocks=self.blocks_per_poll, rest=REST, stop=stop)
         due = self.next_digest_at is None or clock >= self.next_digest_at
         if self.digest_every_s > 0 and due:
             self.on_digest(digest_at(self.engine, head))

@@ -134,7 +134,7 @@ def test_a_poll_chains_a_bounded_number_of_blocks_resting_between_them(
     assert total > 14
     path = tmp_path / "digests.jsonl"
     keeping = ChainKeeping(
-        engine, 3600, lambda digest: append_digest(path, digest), blocks_per_poll=3, rest=0.5
+        engine, 3600, lambda digest: append_digest(path, digest), blocks_per_poll=3
     )
     stop = RecordedStop()
     keeping.tick(0.0, stop)  # a digest is due at the first poll: of the three blocks it chained
@@ -151,9 +151,9 @@ def test_a_poll_chains_a_bounded_number_of_blocks_resting_between_them(
     assert report.intact and report.digests[0].holds
 
 
-def test_a_poll_chains_at_least_one_block() -> None:
+def test_chaining_at_most_no_block_is_refused(engine: Engine) -> None:
     with pytest.raises(ValueError, match="at least 1"):
-        ChainKeeping(None, 0, print, blocks_per_poll=0)  # type: ignore[arg-type]
+        advance_chain(engine, most_blocks=0)
 
 
 def test_the_table_refuses_a_second_block_continuing_the_same_place(
