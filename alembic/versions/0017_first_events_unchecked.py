@@ -21,44 +21,38 @@ down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_REFUSAL = """
-        RAISE EXCEPTION 'job % has no event % for event % to follow',
+_REFUSAL = """RAISE EXCEPTION 'job % has no event % for event % to follow',
             NEW.job_id, NEW.seq - 1, NEW.seq
             USING ERRCODE = 'check_violation',
                   CONSTRAINT = 'job_events_seq_continues',
                   HINT = 'A job''s events are numbered 1, 2, 3... without a gap.';"""
 
-GUARD_IN_TWO_STEPS = f"""
+_PREDECESSOR_MISSING = (
+    "NOT EXISTS (SELECT 1 FROM job_events WHERE job_id = NEW.job_id AND seq = NEW.seq - 1)"
+)
+
+
+def _guard(refusal: str) -> str:
+    """The guard's function: the database's time and transaction, then `refusal`."""
+    return f"""
 CREATE OR REPLACE FUNCTION job_events_guard_insert() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     NEW.recorded_at := now();
     NEW.tx_id := pg_current_xact_id();
-    IF NEW.seq > 1 THEN
-        IF NOT EXISTS (
-            SELECT 1 FROM job_events WHERE job_id = NEW.job_id AND seq = NEW.seq - 1
-        ) THEN{_REFUSAL}
-        END IF;
-    END IF;
+    {refusal}
     RETURN NEW;
 END;
 $$;
 """
 
-GUARD_IN_ONE_CONDITION = f"""
-CREATE OR REPLACE FUNCTION job_events_guard_insert() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    NEW.recorded_at := now();
-    NEW.tx_id := pg_current_xact_id();
-    IF NEW.seq > 1 AND NOT EXISTS (
-        SELECT 1 FROM job_events WHERE job_id = NEW.job_id AND seq = NEW.seq - 1
-    ) THEN{_REFUSAL}
-    END IF;
-    RETURN NEW;
-END;
-$$;
-"""
+
+GUARD_IN_TWO_STEPS = _guard(
+    f"IF NEW.seq > 1 THEN IF {_PREDECESSOR_MISSING} THEN {_REFUSAL} END IF; END IF;"
+)
+GUARD_IN_ONE_CONDITION = _guard(
+    f"IF NEW.seq > 1 AND {_PREDECESSOR_MISSING} THEN {_REFUSAL} END IF;"
+)
 
 
 def upgrade() -> None:
