@@ -24,7 +24,7 @@ def renew_lease(
         "run_token_sha256": run_token_digest(run_token),
         "lease_seconds": lease_seconds,
     }
-    with store.transaction(job_id) as conn:
+    with store.connection(job_id) as conn:  # one statement: its own transaction
         row = conn.execute(RENEW_LEASE, params).fetchone()
     if row is not None:
         store.observers.heartbeat_received(fenced=False)
