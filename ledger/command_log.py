@@ -13,9 +13,8 @@ logged at DEBUG.
 """
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
+from types import TracebackType
 
 from ledger.errors import LedgerError
 
@@ -39,19 +38,37 @@ class CommandLine:
     outcome: str = ACCEPTED
 
 
-@contextmanager
 def logged_command(
     command: str, *, job_id: str | None, actor: str, correlation_id: str | None
-) -> Iterator[CommandLine]:
+) -> "LoggedCommand":
     """Log the command's line when the block ends: its `outcome` when it ends normally,
     or the refusal or failure it raised (which propagates)."""
     line = CommandLine(command=command, job_id=job_id, actor=actor, correlation_id=correlation_id)
-    try:
-        yield line
-    except Exception as error:
-        log_refusal(line, error)
-        raise
-    log_line(line, line.outcome)
+    return LoggedCommand(line)
+
+
+class LoggedCommand:
+    """What `logged_command` returns: a class rather than a generator, which would cost
+    several times more on every command."""
+
+    __slots__ = ("line",)
+
+    def __init__(self, line: CommandLine) -> None:
+        self.line = line
+
+    def __enter__(self) -> CommandLine:
+        return self.line
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if error is None:
+            log_line(self.line, self.line.outcome)
+        elif isinstance(error, Exception):
+            log_refusal(self.line, error)
 
 
 def log_refusal(line: CommandLine, error: Exception) -> None:

@@ -5,6 +5,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from ledger.command_log import (
     ACCEPTED,
@@ -53,9 +54,9 @@ class Outcome:
     """True when an earlier command with the same idempotency key already did this."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Request:
-    """One call of `JobService.execute`."""
+class _Request(NamedTuple):
+    """One call of `JobService.execute` (a named tuple: the cheapest to build, once per
+    command)."""
 
     job_id: str
     command: JobCommand

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 
 import orjson
@@ -150,13 +151,15 @@ class EventStore:
             correlation_id=correlation_id,
             occurred_at=occurred_at,
         )
-        with self._connection(job_id, prepared.expected_version) as conn:
+        connection = self._connection(job_id, prepared.expected_version)
+        with connection:
+            cursor = connection.cursor()
             try:
-                rows = conn.execute(prepared.statement, prepared.params).fetchall()
+                rows = cursor.execute(prepared.statement, prepared.params).fetchall()
             except psycopg.errors.CheckViolation as refused:
                 if refused.diag.constraint_name != ROW_NOT_AT_VERSION:
                     raise
-                rows = conn.execute(APPEND_EVENTS, prepared.whole_row_params()).fetchall()
+                rows = cursor.execute(APPEND_EVENTS, prepared.whole_row_params()).fetchall()
         appended = prepared.recorded(rows)
         self.observers.events_appended([event.type for event in appended.events])
         return appended
@@ -244,17 +247,38 @@ class EventStore:
         with self._connection(job_id) as conn, conn.transaction():
             yield conn
 
-    @contextmanager
-    def _connection(self, job_id: str = "", expected_version: int = 0) -> Iterator[Connection]:
-        with self._translated(job_id, expected_version), driver_connection(self.engine) as conn:
-            yield conn
+    def _connection(self, job_id: str = "", expected_version: int = 0) -> "_StoreConnection":
+        return _StoreConnection(self.engine, job_id, expected_version)
 
-    @contextmanager
-    def _translated(self, job_id: str = "", expected_version: int = 0) -> Iterator[None]:
-        try:
-            yield
-        except psycopg.Error as exc:
-            raise translate_error(exc, job_id, expected_version) from exc
+
+class _StoreConnection:
+    """A connection from the pool whose driver errors leave as ledger errors: those about
+    the database as `driver_connection` translates them, the rest as `translate_error`
+    does for this job. A class rather than a generator, as `driver_connection` is."""
+
+    __slots__ = ("_expected_version", "_job_id", "_pooled")
+
+    def __init__(self, engine: Engine, job_id: str, expected_version: int) -> None:
+        self._pooled = driver_connection(engine)
+        self._job_id = job_id
+        self._expected_version = expected_version
+
+    def __enter__(self) -> Connection:
+        return self._pooled.__enter__()
+
+    def cursor(self) -> psycopg.Cursor[tuple[Any, ...]]:
+        """The connection's own cursor (`PooledConnection.cursor`)."""
+        return self._pooled.cursor()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._pooled.__exit__(exc_type, exc, traceback)  # raises what the database's trouble is
+        if isinstance(exc, psycopg.Error):
+            raise translate_error(exc, self._job_id, self._expected_version) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +296,8 @@ class PreparedAppend:
     statement: str = APPEND_EVENTS
     """`APPEND_EVENTS` for a new job; for one that exists, the statement that updates its
     row in place, in the columns the append changes (`append_to_row`)."""
+    stamp_fields: tuple[int, ...] = ()
+    """The fields of `state` that hold `APPEND_TIME`, by index: the append's own time."""
 
     def whole_row_params(self) -> dict[str, Any]:
         """`params` for `APPEND_EVENTS`, which writes the job's row whole."""
@@ -279,22 +305,35 @@ class PreparedAppend:
 
     def stamped(self, recorded_at: datetime) -> JobState:
         """The projected state, with the time the database recorded the append."""
-        return _stamp(self.state, recorded_at)
+        if not self.stamp_fields:
+            return self.state
+        values = list(self.state)
+        for index in self.stamp_fields:
+            values[index] = recorded_at
+        return JobState._make(values)
 
     def recorded(self, rows: Sequence[Sequence[Any]]) -> Appended:
         """The events and state as recorded, from the rows `APPEND_EVENTS` returned."""
         recorded_at = rows[0][2]
         params = self.params
+        actor = params["actor"]
+        key = params["idempotency_key"]
+        correlation_id = params["correlation_id"]
+        occurred_at = params["occurred_at"]
         recorded = [
-            event._replace(
-                recorded_at=recorded_at,
-                position=row[0],
-                tx_id=int(row[3]),
-                actor=params["actor"],
-                reason=reason,
-                idempotency_key=params["idempotency_key"] if index == 0 else None,
-                correlation_id=params["correlation_id"],
-                occurred_at=params["occurred_at"],
+            RecordedEvent(
+                event.job_id,
+                event.seq,
+                event.data,
+                recorded_at,
+                event.attempt,
+                actor,
+                reason,
+                row[0],
+                int(row[3]),
+                key if index == 0 else None,
+                correlation_id,
+                occurred_at,
             )
             for index, (event, row, reason) in enumerate(
                 zip(self.pending, rows, self.reasons, strict=True)
@@ -319,11 +358,11 @@ def prepare_append(
         raise ValueError("nothing to append")
     pending: list[RecordedEvent] = []
     new_state = state
+    seq = state.version if state else 0
     for data in events:
-        seq = (new_state.version if new_state else 0) + 1
-        event = RecordedEvent(job_id=job_id, seq=seq, data=data, recorded_at=APPEND_TIME)
-        new_state = evolve(new_state, event)
-        pending.append(event._replace(attempt=new_state.attempt))
+        seq += 1
+        new_state = evolve(new_state, RecordedEvent(job_id, seq, data, APPEND_TIME))
+        pending.append(RecordedEvent(job_id, seq, data, APPEND_TIME, new_state.attempt))
     assert new_state is not None
     records = [event_to_record(data) for data in events]
     rows_json = [
@@ -352,11 +391,30 @@ def prepare_append(
     reasons = [reason for _, _, reason in records]
     if state is None:
         params |= _whole_row(new_state)
-        return PreparedAppend(job_id, 0, pending, reasons, new_state, params, rows_json)
-    statement = _row_changes(state, new_state, params)
+        stamp_fields = _stamp_fields(new_state)
+        return PreparedAppend(
+            job_id, 0, pending, reasons, new_state, params, rows_json, stamp_fields=stamp_fields
+        )
+    statement, stamp_fields = _row_changes(state, new_state, params)
     return PreparedAppend(
-        job_id, state.version, pending, reasons, new_state, params, rows_json, statement
+        job_id,
+        state.version,
+        pending,
+        reasons,
+        new_state,
+        params,
+        rows_json,
+        statement,
+        stamp_fields,
     )
+
+
+_TIMESTAMP_INDEXES = tuple(JobState._fields.index(name) for name in TIMESTAMP_FIELDS)
+
+
+def _stamp_fields(state: JobState) -> tuple[int, ...]:
+    """The indexes of the fields of `state` that hold the APPEND_TIME marker."""
+    return tuple(index for index in _TIMESTAMP_INDEXES if state[index] == APPEND_TIME)
 
 
 def _whole_row(state: JobState) -> dict[str, Any]:
@@ -364,21 +422,28 @@ def _whole_row(state: JobState) -> dict[str, Any]:
     return {"append_time": APPEND_TIME, "state": orjson.dumps(state._asdict()).decode()}
 
 
-def _row_changes(state: JobState, new_state: JobState, params: dict[str, Any]) -> str:
+def _row_changes(
+    state: JobState, new_state: JobState, params: dict[str, Any]
+) -> tuple[str, tuple[int, ...]]:
     """The statement that appends and updates the job's row from `state` to `new_state`
-    in the columns that differ; their values are added to `params`."""
+    in the columns that differ, whose values are added to `params`; and the indexes of
+    the fields set to the append's time (`APPEND_TIME`)."""
     set_columns: list[str] = []
     now_columns: list[str] = []
-    for column, old, new in zip(JOB_STATUS_COLUMNS, state, new_state, strict=True):
+    now_fields: list[int] = []
+    for index, (column, old, new) in enumerate(
+        zip(JOB_STATUS_COLUMNS, state, new_state, strict=True)
+    ):
         if new is old or new == old:
             continue
         if isinstance(new, datetime) and new == APPEND_TIME:
             now_columns.append(column)
+            now_fields.append(index)
             continue
         set_columns.append(column)
         params[f"new_{column}"] = _column_value(new)
     params["expected_version"] = state.version
-    return append_to_row(tuple(set_columns), tuple(now_columns))
+    return append_to_row(tuple(set_columns), tuple(now_columns)), tuple(now_fields)
 
 
 def _column_value(value: Any) -> Any:
@@ -457,11 +522,3 @@ def event_from_row(row: Sequence[Any]) -> RecordedEvent:
         correlation_id=correlation_id,
         occurred_at=occurred_at,
     )
-
-
-def _stamp(state: JobState, recorded_at: datetime) -> JobState:
-    """Replace the APPEND_TIME marker with the time the database recorded."""
-    changes: dict[str, Any] = {
-        name: recorded_at for name in TIMESTAMP_FIELDS if getattr(state, name) == APPEND_TIME
-    }
-    return state._replace(**changes)
