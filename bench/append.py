@@ -30,9 +30,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
 
-from bench.scratch import benchmark_parser, scratch_database
+from bench.scratch import benchmark_parser, scratch_database, server_address
 from bench.threads import BenchError, Client, measure
 from ledger.commands import RegisterJob, SaveCheckpoint, WorkerIdentity
 from ledger.database import create_ledger_engine, libpq_url
@@ -219,9 +218,8 @@ def run(options: Options) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
-    server = make_url(options.server_url)
     print(
-        f"append benchmark on {server.host}:{server.port or 5432}: clients "
+        f"append benchmark on {server_address(options.server_url)}: clients "
         f"{','.join(map(str, options.clients))}, {options.seconds:g} s per measurement, "
         f"{options.rounds} round(s) of raw then ledger",
         flush=True,

@@ -45,7 +45,6 @@ from typing import Any
 
 import psutil
 import psycopg
-from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
 from api.app import create_app
@@ -55,7 +54,7 @@ from api.bootstrap import wire_ledger
 from bench.growth import Size
 from bench.http import percentile
 from bench.rebuild import SEED, Row, all_jobs, interleaved, job_lengths, wait_for_horizon
-from bench.scratch import benchmark_parser, scratch_database
+from bench.scratch import benchmark_parser, scratch_database, server_address
 from bench.threads import BenchError
 from ledger.audit_events import AuditFilter, AuditLog
 from ledger.database import create_ledger_engine, libpq_url
@@ -348,9 +347,8 @@ def report(results: dict[Size, tuple[dict[str, Timing], Timing]], options: Optio
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
-    server = make_url(options.server_url)
     print(
-        f"audit benchmark on {server.host}:{server.port or 5432}: {options.small} and "
+        f"audit benchmark on {server_address(options.server_url)}: {options.small} and "
         f"{options.large}; {options.calls} timed calls of each filter",
         flush=True,
     )

@@ -71,12 +71,11 @@ from typing import Any
 
 import httpx
 import psycopg
-from sqlalchemy.engine import make_url
 
 from bench.health import chain_the_log, prepare_leases
 from bench.http import answer, free_port, percentile, running_server
 from bench.rebuild import HORIZON_POLL_S, HORIZON_WAIT_S, generate, registered, wait_for_horizon
-from bench.scratch import benchmark_parser, scratch_database
+from bench.scratch import benchmark_parser, scratch_database, server_address
 from bench.threads import BenchError
 from ledger.database import create_ledger_engine, libpq_url
 from ledger.queries import QUEUE_ORDER
@@ -522,9 +521,8 @@ def print_aims(checked: list[tuple[bool, str]]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
-    server = make_url(options.server_url)
     print(
-        f"growth benchmark on {server.host}:{server.port or 5432}: small ledger {options.small}, "
+        f"growth benchmark on {server_address(options.server_url)}: small ledger {options.small}, "
         f"reference {options.reference} (rebuild only), large {options.large}; "
         f"{options.calls} timed calls of each kind",
         flush=True,

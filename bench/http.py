@@ -49,9 +49,8 @@ from typing import IO, Any
 
 import httpx
 import psutil
-from sqlalchemy.engine import make_url
 
-from bench.scratch import benchmark_parser, scratch_database
+from bench.scratch import benchmark_parser, scratch_database, server_address
 from bench.threads import BenchError, Client, Measurement, measure
 from ledger.commands import RegisterJob, SaveCheckpoint, WorkerIdentity
 from ledger.database import create_ledger_engine
@@ -415,9 +414,8 @@ def run(options: Options) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
-    server = make_url(options.server_url)
     print(
-        f"http benchmark on {server.host}:{server.port or 5432}: {options.workers} server "
+        f"http benchmark on {server_address(options.server_url)}: {options.workers} server "
         f"process(es), {options.clients} clients, "
         f"{options.seconds:g} s per measurement, {options.rounds} round(s) of http then "
         "in-process",

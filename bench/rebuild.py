@@ -44,9 +44,8 @@ from typing import Any, TypeVar
 
 import psycopg
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
 
-from bench.scratch import benchmark_parser, scratch_database
+from bench.scratch import benchmark_parser, scratch_database, server_address
 from ledger.database import create_ledger_engine, libpq_url
 from ledger.events import (
     CheckpointSaved,
@@ -428,9 +427,8 @@ def run(options: Options) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
-    server = make_url(options.server_url)
     print(
-        f"rebuild benchmark on {server.host}:{server.port or 5432}: "
+        f"rebuild benchmark on {server_address(options.server_url)}: "
         f"{options.events:,} events over {options.jobs:,} jobs",
         flush=True,
     )

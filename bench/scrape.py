@@ -37,7 +37,6 @@ from dataclasses import dataclass
 
 import httpx
 import psycopg
-from sqlalchemy.engine import make_url
 
 from bench.growth import (
     OPERATOR_TOKEN,
@@ -51,7 +50,7 @@ from bench.growth import (
     timed,
 )
 from bench.http import free_port, running_server
-from bench.scratch import benchmark_parser, scratch_database
+from bench.scratch import benchmark_parser, scratch_database, server_address
 from bench.threads import BenchError
 from ledger.database import create_ledger_engine, driver_connection, libpq_url
 from ledger.settings import Settings
@@ -233,9 +232,8 @@ def report(options: Options, small: dict[str, Timing], large: dict[str, Timing])
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
-    server = make_url(options.server_url)
     print(
-        f"scrape benchmark on {server.host}:{server.port or 5432}: ledgers of {options.small} "
+        f"scrape benchmark on {server_address(options.server_url)}: ledgers of {options.small} "
         f"and {options.large}; up to {options.dead:,} dead runs; {options.calls} timed calls",
         flush=True,
     )

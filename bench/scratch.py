@@ -28,6 +28,19 @@ def benchmark_parser(doc: str) -> argparse.ArgumentParser:
     return parser
 
 
+def server_address(server_url: str) -> str:
+    """Where the server of `server_url` listens, for a benchmark's first line: host and
+    port, or the directory of its Unix socket (a `host` in the query, as the embedded
+    server's URL has)."""
+    url = make_url(server_url)
+    if url.host:
+        return f"{url.host}:{url.port or 5432}"
+    socket_dir = url.query.get("host")
+    if isinstance(socket_dir, tuple):
+        socket_dir = socket_dir[0]
+    return f"the socket in {socket_dir}" if socket_dir else "the default socket"
+
+
 def with_database(server_url: str, name: str) -> str:
     """The URL of database `name` on the server of `server_url`."""
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
