@@ -16,7 +16,7 @@ import psycopg.errors
 from psycopg.types.json import Jsonb
 from sqlalchemy import Engine
 
-from ledger.database import driver_connection
+from ledger.database import PooledConnection
 from ledger.errors import (
     DatabaseUnavailable,
     DuplicateJob,
@@ -251,24 +251,17 @@ class EventStore:
         return _StoreConnection(self.engine, job_id, expected_version)
 
 
-class _StoreConnection:
+class _StoreConnection(PooledConnection):
     """A connection from the pool whose driver errors leave as ledger errors: those about
     the database as `driver_connection` translates them, the rest as `translate_error`
-    does for this job. A class rather than a generator, as `driver_connection` is."""
+    does for this job."""
 
-    __slots__ = ("_expected_version", "_job_id", "_pooled")
+    __slots__ = ("_expected_version", "_job_id")
 
     def __init__(self, engine: Engine, job_id: str, expected_version: int) -> None:
-        self._pooled = driver_connection(engine)
+        super().__init__(engine)
         self._job_id = job_id
         self._expected_version = expected_version
-
-    def __enter__(self) -> Connection:
-        return self._pooled.__enter__()
-
-    def cursor(self) -> psycopg.Cursor[tuple[Any, ...]]:
-        """The connection's own cursor (`PooledConnection.cursor`)."""
-        return self._pooled.cursor()
 
     def __exit__(
         self,
@@ -276,7 +269,7 @@ class _StoreConnection:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._pooled.__exit__(exc_type, exc, traceback)  # raises what the database's trouble is
+        super().__exit__(exc_type, exc, traceback)  # raises what the database's trouble is
         if isinstance(exc, psycopg.Error):
             raise translate_error(exc, self._job_id, self._expected_version) from exc
 
@@ -296,8 +289,6 @@ class PreparedAppend:
     statement: str = APPEND_EVENTS
     """`APPEND_EVENTS` for a new job; for one that exists, the statement that updates its
     row in place, in the columns the append changes (`append_to_row`)."""
-    stamp_fields: tuple[int, ...] = ()
-    """The fields of `state` that hold `APPEND_TIME`, by index: the append's own time."""
 
     def whole_row_params(self) -> dict[str, Any]:
         """`params` for `APPEND_EVENTS`, which writes the job's row whole."""
@@ -305,11 +296,10 @@ class PreparedAppend:
 
     def stamped(self, recorded_at: datetime) -> JobState:
         """The projected state, with the time the database recorded the append."""
-        if not self.stamp_fields:
-            return self.state
         values = list(self.state)
-        for index in self.stamp_fields:
-            values[index] = recorded_at
+        for index in _TIMESTAMP_INDEXES:
+            if values[index] is APPEND_TIME:
+                values[index] = recorded_at
         return JobState._make(values)
 
     def recorded(self, rows: Sequence[Sequence[Any]]) -> Appended:
@@ -322,18 +312,18 @@ class PreparedAppend:
         occurred_at = params["occurred_at"]
         recorded = [
             RecordedEvent(
-                event.job_id,
-                event.seq,
-                event.data,
-                recorded_at,
-                event.attempt,
-                actor,
-                reason,
-                row[0],
-                int(row[3]),
-                key if index == 0 else None,
-                correlation_id,
-                occurred_at,
+                job_id=event.job_id,
+                seq=event.seq,
+                data=event.data,
+                recorded_at=recorded_at,
+                attempt=event.attempt,
+                actor=actor,
+                reason=reason,
+                position=row[0],
+                tx_id=int(row[3]),
+                idempotency_key=key if index == 0 else None,
+                correlation_id=correlation_id,
+                occurred_at=occurred_at,
             )
             for index, (event, row, reason) in enumerate(
                 zip(self.pending, rows, self.reasons, strict=True)
@@ -361,8 +351,9 @@ def prepare_append(
     seq = state.version if state else 0
     for data in events:
         seq += 1
-        new_state = evolve(new_state, RecordedEvent(job_id, seq, data, APPEND_TIME))
-        pending.append(RecordedEvent(job_id, seq, data, APPEND_TIME, new_state.attempt))
+        event = RecordedEvent(job_id=job_id, seq=seq, data=data, recorded_at=APPEND_TIME)
+        new_state = evolve(new_state, event)
+        pending.append(event._replace(attempt=new_state.attempt))
     assert new_state is not None
     records = [event_to_record(data) for data in events]
     rows_json = [
@@ -391,30 +382,16 @@ def prepare_append(
     reasons = [reason for _, _, reason in records]
     if state is None:
         params |= _whole_row(new_state)
-        stamp_fields = _stamp_fields(new_state)
-        return PreparedAppend(
-            job_id, 0, pending, reasons, new_state, params, rows_json, stamp_fields=stamp_fields
-        )
-    statement, stamp_fields = _row_changes(state, new_state, params)
+        return PreparedAppend(job_id, 0, pending, reasons, new_state, params, rows_json)
+    statement = _row_changes(state, new_state, params)
     return PreparedAppend(
-        job_id,
-        state.version,
-        pending,
-        reasons,
-        new_state,
-        params,
-        rows_json,
-        statement,
-        stamp_fields,
+        job_id, state.version, pending, reasons, new_state, params, rows_json, statement
     )
 
 
 _TIMESTAMP_INDEXES = tuple(JobState._fields.index(name) for name in TIMESTAMP_FIELDS)
-
-
-def _stamp_fields(state: JobState) -> tuple[int, ...]:
-    """The indexes of the fields of `state` that hold the APPEND_TIME marker."""
-    return tuple(index for index in _TIMESTAMP_INDEXES if state[index] == APPEND_TIME)
+"""Where `JobState` holds its timestamps: an append's own time is the `APPEND_TIME` marker
+there (the very object: `evolve` copies an event's `recorded_at`) until it is stamped."""
 
 
 def _whole_row(state: JobState) -> dict[str, Any]:
@@ -422,28 +399,21 @@ def _whole_row(state: JobState) -> dict[str, Any]:
     return {"append_time": APPEND_TIME, "state": orjson.dumps(state._asdict()).decode()}
 
 
-def _row_changes(
-    state: JobState, new_state: JobState, params: dict[str, Any]
-) -> tuple[str, tuple[int, ...]]:
+def _row_changes(state: JobState, new_state: JobState, params: dict[str, Any]) -> str:
     """The statement that appends and updates the job's row from `state` to `new_state`
-    in the columns that differ, whose values are added to `params`; and the indexes of
-    the fields set to the append's time (`APPEND_TIME`)."""
+    in the columns that differ; their values are added to `params`."""
     set_columns: list[str] = []
     now_columns: list[str] = []
-    now_fields: list[int] = []
-    for index, (column, old, new) in enumerate(
-        zip(JOB_STATUS_COLUMNS, state, new_state, strict=True)
-    ):
+    for column, old, new in zip(JOB_STATUS_COLUMNS, state, new_state, strict=True):
         if new is old or new == old:
             continue
-        if isinstance(new, datetime) and new == APPEND_TIME:
+        if new is APPEND_TIME:
             now_columns.append(column)
-            now_fields.append(index)
             continue
         set_columns.append(column)
         params[f"new_{column}"] = _column_value(new)
     params["expected_version"] = state.version
-    return append_to_row(tuple(set_columns), tuple(now_columns)), tuple(now_fields)
+    return append_to_row(tuple(set_columns), tuple(now_columns))
 
 
 def _column_value(value: Any) -> Any:

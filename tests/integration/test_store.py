@@ -12,6 +12,7 @@ from ledger.commands import (
     StartJob,
     SubmitJob,
 )
+from ledger.database import create_ledger_engine, driver_connection
 from ledger.errors import (
     DatabaseUnavailable,
     DuplicateJob,
@@ -24,6 +25,7 @@ from ledger.errors import (
 from ledger.events import JobRegistered
 from ledger.queue import JobQueue
 from ledger.service import JobService
+from ledger.settings import Settings
 from ledger.statuses import JobStatus
 from ledger.store import EventStore
 from tests.conftest import WORKER, JobFactory
@@ -236,3 +238,34 @@ def test_an_unreachable_database_is_a_typed_error() -> None:
     with pytest.raises(DatabaseUnavailable):
         EventStore(engine).load("job")
     engine.dispose()
+
+
+def test_an_append_reuses_its_connections_cursor_and_a_lost_connection_takes_it_along(
+    database_url: str, engine: Engine
+) -> None:
+    """Appends on one pooled connection share its cursor; when the server ends that
+    connection, the append on it is `DatabaseUnavailable` and the next one lands on a new
+    connection with a cursor of its own, not the dead connection's."""
+    one_connection = create_ledger_engine(database_url, Settings(pool_size=1))
+    try:
+        service = JobService(EventStore(one_connection), cache_size=0)
+
+        def connection_and_cursor() -> tuple[int, object]:
+            pooled = driver_connection(one_connection)
+            with pooled as conn:
+                return conn.info.backend_pid, pooled.cursor()
+
+        service.execute("reused-1", RegisterJob(), actor="alice")
+        backend, cursor = connection_and_cursor()
+        service.execute("reused-2", RegisterJob(), actor="alice")
+        assert connection_and_cursor() == (backend, cursor)
+
+        with engine.connect() as admin:
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        with pytest.raises(DatabaseUnavailable):
+            service.execute("reused-3", RegisterJob(), actor="alice")
+        assert service.execute("reused-3", RegisterJob(), actor="alice").state.version == 1
+        new_backend, new_cursor = connection_and_cursor()
+        assert new_backend != backend and new_cursor is not cursor
+    finally:
+        one_connection.dispose()
