@@ -347,29 +347,32 @@ def prepare_append(
     if not events:
         raise ValueError("nothing to append")
     pending: list[RecordedEvent] = []
+    reasons: list[str | None] = []
+    rows_json: list[dict[str, Any]] = []
     new_state = state
     seq = state.version if state else 0
+    key, digest = idempotency_key, command_sha256  # on the first event only
     for data in events:
         seq += 1
-        event = RecordedEvent(job_id=job_id, seq=seq, data=data, recorded_at=APPEND_TIME)
-        new_state = evolve(new_state, event)
-        pending.append(event._replace(attempt=new_state.attempt))
-    assert new_state is not None
-    records = [event_to_record(data) for data in events]
-    rows_json = [
-        {
-            "seq": event.seq,
-            "type": type_,
-            "payload": payload,
-            "reason": reason,
-            "attempt": event.attempt,
-            "idempotency_key": idempotency_key if index == 0 else None,
-            "command_sha256": command_sha256 if index == 0 else None,
-        }
-        for index, (event, (type_, payload, reason)) in enumerate(
-            zip(pending, records, strict=True)
+        # Events are built positionally: (job_id, seq, data, recorded_at, attempt).
+        new_state = evolve(new_state, RecordedEvent(job_id, seq, data, APPEND_TIME))
+        attempt = new_state.attempt
+        pending.append(RecordedEvent(job_id, seq, data, APPEND_TIME, attempt))
+        type_, payload, reason = event_to_record(data)
+        reasons.append(reason)
+        rows_json.append(
+            {
+                "seq": seq,
+                "type": type_,
+                "payload": payload,
+                "reason": reason,
+                "attempt": attempt,
+                "idempotency_key": key,
+                "command_sha256": digest,
+            }
         )
-    ]
+        key = digest = None
+    assert new_state is not None
     params = {
         "job_id": job_id,
         "actor": actor,
@@ -379,7 +382,6 @@ def prepare_append(
         # One JSON document instead of dozens of parameters: far less to adapt.
         "events": orjson.dumps(rows_json).decode(),
     }
-    reasons = [reason for _, _, reason in records]
     if state is None:
         params |= _whole_row(new_state)
         return PreparedAppend(job_id, 0, pending, reasons, new_state, params, rows_json)
