@@ -313,7 +313,7 @@ class LedgerClient:
         headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         sent = self._send(method, path, body, params, within=within, headers=headers)
-        result: dict[str, Any] = sent.json()
+        result: dict[str, Any] = orjson.loads(sent.content)
         return result
 
     def _send(
@@ -331,6 +331,10 @@ class LedgerClient:
         `within`, until that many seconds have passed; the waits grow from `backoff` to
         `MAX_BACKOFF_S`."""
         headers = {**(headers or {}), "traceparent": _call_traceparent()}
+        content = None
+        if body is not None:  # orjson: several times faster than the json httpx would use
+            content = orjson.dumps(body)
+            headers["Content-Type"] = "application/json"
         if method == "POST":
             headers["Idempotency-Key"] = uuid.uuid4().hex
         deadline = None if within is None else time.monotonic() + within
@@ -339,7 +343,7 @@ class LedgerClient:
             tries += 1
             try:
                 response = self.http.request(
-                    method, path, json=body, params=params, headers=headers
+                    method, path, content=content, params=params, headers=headers
                 )
             except httpx.TransportError as exc:
                 wait = self._wait_before_next_try(tries, deadline)
