@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 import traceback
+import urllib.request
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -40,6 +41,7 @@ from ledger.errors import (
     StorageError,
 )
 from ledger.host import current_process
+from ledger.http_transport import KeptAliveTransport
 from ledger.settings import DEFAULT_LEASE_SECONDS
 from ledger.trace_context import TraceParent
 
@@ -149,6 +151,12 @@ class Claim:
         )
 
 
+def _default_transport() -> httpx.BaseTransport | None:
+    """The lean transport (`ledger.http_transport`); None, for httpx's own, which goes
+    through the proxy the environment names, when it names one."""
+    return None if urllib.request.getproxies() else KeptAliveTransport()
+
+
 class LedgerClient:
     """Typed methods for the JobLedger HTTP API."""
 
@@ -164,7 +172,10 @@ class LedgerClient:
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(
-            base_url=base_url, headers=headers, timeout=timeout, transport=transport
+            base_url=base_url,
+            headers=headers,
+            timeout=timeout,
+            transport=transport or _default_transport(),
         )
         self.retries = retries
         self.backoff = backoff
