@@ -128,9 +128,7 @@ def test_a_request_arrives_whole_and_its_answer_comes_back(
     assert answer.headers["content-type"] == "application/json"
 
 
-def test_calls_from_one_thread_share_one_connection(
-    server: EchoServer, http: httpx.Client
-) -> None:
+def test_calls_from_one_thread_share_one_connection(server: EchoServer, http: httpx.Client) -> None:
     ports = {http.get(f"/n/{n}").json()["port"] for n in range(3)}
     assert len(ports) == 1
     assert len(server.connections) == 1
