@@ -167,15 +167,15 @@ class PooledConnection:
             ) from exc
         except psycopg.Error as exc:  # a new connection's failure
             raise DatabaseUnavailable(f"the database cannot be reached: {exc}") from exc
-        try:
+        try:  # until the caller's with block holds it, nothing else gives the entry back
             conn = entry.get_connection()  # connects again when it was invalidated
+            assert isinstance(conn, psycopg.Connection)
+            self._pooled = entry
         except BaseException as exc:
             entry._checkin_failed(exc, _fairy_was_created=False)
             if isinstance(exc, psycopg.Error):
                 raise DatabaseUnavailable(f"the database cannot be reached: {exc}") from exc
             raise
-        self._pooled = entry
-        assert isinstance(conn, psycopg.Connection)
         return conn
 
     def cursor(self) -> psycopg.Cursor[Any]:
@@ -200,8 +200,8 @@ class PooledConnection:
     ) -> None:
         entry = self._pooled
         assert entry is not None
-        self._pooled = None
         try:
+            self._pooled = None
             if isinstance(exc, psycopg.Error):
                 error = storage_error(exc)
                 if error is not None:

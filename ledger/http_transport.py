@@ -1,5 +1,5 @@
-"""The client's transport for plain HTTP: a kept-alive `http.client` connection per thread
-and server, under httpx's client.
+"""The client's transport for plain HTTP: kept-alive `http.client` connections, under
+httpx's client.
 
 httpx's own transport (httpcore over h11) costs about a million instructions a call on
 top of httpx's client: a quarter of what a registration costs its caller. The standard
@@ -9,6 +9,7 @@ transport, with its certificate handling.
 """
 
 import http.client
+import select
 import socket
 import threading
 
@@ -16,22 +17,23 @@ import httpx
 
 _Server = tuple[str, int]
 
-_DROPPED_WHILE_IDLE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
-"""What a kept-alive connection that the server closed while it was idle fails with when
-it is used again."""
+MAX_IDLE = 20
+"""The most connections kept open, idle, to one server (httpx keeps as many)."""
 
 
 class KeptAliveTransport(httpx.BaseTransport):
-    """`httpx.BaseTransport` over `http.client`. Each thread keeps its own connection to
-    each server, so one client serves many threads. A request on a kept-alive connection
-    that the server dropped while it was idle is sent once more, on a new connection:
-    the answer to it was never begun (every POST this client sends carries an idempotency
-    key besides)."""
+    """`httpx.BaseTransport` over `http.client`, keeping idle connections for the next
+    request (of any thread).
+
+    As httpcore does, a kept connection is checked before it is used again: one the
+    server closed while it was idle is thrown away, and the request goes on a new one. A
+    request is never sent twice: when a connection fails once the request is on it, the
+    caller gets httpx's error, as from httpx's own transport."""
 
     def __init__(self) -> None:
-        self._local = threading.local()
         self._lock = threading.Lock()
-        self._open: set[http.client.HTTPConnection] = set()
+        self._idle: dict[_Server, list[http.client.HTTPConnection]] = {}
+        self._closed = False
         self._secure: httpx.HTTPTransport | None = None
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -39,71 +41,77 @@ class KeptAliveTransport(httpx.BaseTransport):
         if url.scheme != "http":
             return self._secure_transport().handle_request(request)
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
-        server = (url.host, url.port or 80)
+        server = (url.raw_host.decode("ascii"), url.port or 80)
         body = request.read()
-        conn, reused = self._connection(server, timeouts.get("connect"), request)
+        conn = self._idle_connection(server) or self._new_connection(
+            server, timeouts.get("connect"), request
+        )
+        read_timeout = timeouts.get("read")
         try:
-            return self._exchange(conn, request, body, timeouts.get("read"))
-        except _DROPPED_WHILE_IDLE as exc:
-            self._drop(server)
-            if not reused:
-                raise httpx.RemoteProtocolError(str(exc), request=request) from exc
-        conn, _ = self._connection(server, timeouts.get("connect"), request)
-        try:
-            return self._exchange(conn, request, body, timeouts.get("read"))
-        except _DROPPED_WHILE_IDLE as exc:
-            self._drop(server)
-            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
-
-    def _exchange(
-        self,
-        conn: http.client.HTTPConnection,
-        request: httpx.Request,
-        body: bytes,
-        read_timeout: float | None,
-    ) -> httpx.Response:
-        """Send `request` on `conn` and read the whole answer."""
-        server = (conn.host, conn.port)
-        try:
-            assert conn.sock is not None
-            conn.sock.settimeout(read_timeout)
-            conn.putrequest(
-                request.method,
-                request.url.raw_path.decode("ascii"),
-                skip_host=True,  # httpx's headers carry Host and Accept-Encoding
-                skip_accept_encoding=True,
-            )
-            for name, value in request.headers.raw:
-                conn.putheader(name, value)  # bytes go as they are
-            conn.endheaders(body or None)
-            answer = conn.getresponse()
-            content = answer.read()
-        except _DROPPED_WHILE_IDLE:
-            raise
+            answer, content = self._exchange(conn, request, body, read_timeout)
         except TimeoutError as exc:
-            self._drop(server)
+            conn.close()
             raise httpx.ReadTimeout(f"no answer within {read_timeout} s", request=request) from exc
         except (OSError, http.client.HTTPException) as exc:
-            self._drop(server)
+            conn.close()
             raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
+        except BaseException:
+            conn.close()  # half used: no later request goes on it
+            raise
         if answer.will_close:
-            self._drop(server)
+            conn.close()
+        else:
+            self._keep(server, conn)
         return httpx.Response(
             answer.status,
-            headers=answer.getheaders(),
+            headers=[
+                (name.encode("latin-1"), value.encode("latin-1"))  # as http.client read them
+                for name, value in answer.getheaders()
+            ],
             stream=httpx.ByteStream(content),
             request=request,
         )
 
-    def _connection(
+    @staticmethod
+    def _exchange(
+        conn: http.client.HTTPConnection,
+        request: httpx.Request,
+        body: bytes,
+        read_timeout: float | None,
+    ) -> tuple[http.client.HTTPResponse, bytes]:
+        """Send `request` on `conn`; its answer, read whole."""
+        if conn.sock is None:
+            raise http.client.HTTPException("the connection was closed")
+        conn.sock.settimeout(read_timeout)
+        conn.putrequest(
+            request.method,
+            request.url.raw_path.decode("ascii"),
+            skip_host=True,  # httpx's headers carry Host and Accept-Encoding
+            skip_accept_encoding=True,
+        )
+        for name, value in request.headers.raw:
+            conn.putheader(name, value)  # bytes go as they are
+        conn.endheaders(body or None)
+        answer = conn.getresponse()
+        return answer, answer.read()
+
+    def _idle_connection(self, server: _Server) -> http.client.HTTPConnection | None:
+        """A kept connection to `server` that is still open, if there is one."""
+        while True:
+            with self._lock:
+                kept = self._idle.get(server)
+                if not kept:
+                    return None
+                conn = kept.pop()
+            if _still_open(conn):
+                return conn
+            conn.close()
+
+    def _new_connection(
         self, server: _Server, connect_timeout: float | None, request: httpx.Request
-    ) -> tuple[http.client.HTTPConnection, bool]:
-        """This thread's connection to `server`, and whether an earlier request used it."""
-        connections = self._connections()
-        conn = connections.get(server)
-        if conn is not None and conn.sock is not None:  # not closed since
-            return conn, True
+    ) -> http.client.HTTPConnection:
         conn = http.client.HTTPConnection(server[0], server[1], timeout=connect_timeout)
+        conn.auto_open = False  # a closed connection fails: it does not connect again
         try:
             conn.connect()
         except TimeoutError as exc:
@@ -114,27 +122,15 @@ class KeptAliveTransport(httpx.BaseTransport):
             raise httpx.ConnectError(str(exc), request=request) from exc
         assert conn.sock is not None
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        connections[server] = conn
+        return conn
+
+    def _keep(self, server: _Server, conn: http.client.HTTPConnection) -> None:
         with self._lock:
-            self._open.add(conn)
-        return conn, False
-
-    def _connections(self) -> dict[_Server, http.client.HTTPConnection]:
-        """This thread's connections, by server."""
-        connections: dict[_Server, http.client.HTTPConnection] | None = getattr(
-            self._local, "connections", None
-        )
-        if connections is None:
-            connections = self._local.connections = {}
-        return connections
-
-    def _drop(self, server: _Server) -> None:
-        """Close this thread's connection to `server`: the next request makes a new one."""
-        conn = self._connections().pop(server, None)
-        if conn is not None:
-            conn.close()
-            with self._lock:
-                self._open.discard(conn)
+            kept = self._idle.setdefault(server, [])
+            if not self._closed and len(kept) < MAX_IDLE:
+                kept.append(conn)
+                return
+        conn.close()
 
     def _secure_transport(self) -> httpx.HTTPTransport:
         with self._lock:
@@ -143,11 +139,27 @@ class KeptAliveTransport(httpx.BaseTransport):
             return self._secure
 
     def close(self) -> None:
-        """Close every thread's connections."""
+        """Close the kept connections; one in use now is closed when its answer is read."""
         with self._lock:
-            connections, self._open = self._open, set()
+            self._closed = True
+            kept = [conn for connections in self._idle.values() for conn in connections]
+            self._idle.clear()
             secure, self._secure = self._secure, None
-        for conn in connections:
+        for conn in kept:
             conn.close()
         if secure is not None:
             secure.close()
+
+
+def _still_open(conn: http.client.HTTPConnection) -> bool:
+    """Whether an idle connection can carry a request: the server has neither closed it
+    nor sent anything on it (an idle connection readable at once is at its end)."""
+    sock = conn.sock
+    if sock is None:
+        return False
+    poll = select.poll()  # not select(), which takes no descriptor past 1023
+    poll.register(sock, select.POLLIN)
+    try:
+        return not poll.poll(0)
+    except OSError:
+        return False

@@ -1,9 +1,10 @@
-"""The client's transport: kept-alive connections per thread, a connection the server
-dropped replaced without an error, and timeouts and refusals as httpx's errors, which
-the client turns into its own."""
+"""The client's transport: kept-alive connections used again by any thread, a connection
+the server dropped while idle replaced without an error, a request never sent twice, and
+timeouts and refusals as httpx's errors, which the client turns into its own."""
 
 import json
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -32,6 +33,9 @@ class EchoServer(ThreadingHTTPServer):
         self.closed = 0
         self.release = threading.Event()
         """Set to let a request to /wait be answered."""
+        self.waiting = threading.Semaphore(0)
+        """Released by each request to /wait as it starts to wait."""
+        self.resets = 0
 
     @property
     def url(self) -> str:
@@ -71,9 +75,15 @@ class EchoHandler(BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         if self.path == "/wait":
+            self.server.waiting.release()
             self.server.release.wait(DEADLINE_S)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode()
+        if self.path == "/reset":  # read whole, then the connection is reset unanswered
+            self.server.resets += 1
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            return
         answer = json.dumps(
             {
                 "method": self.command,
@@ -86,6 +96,7 @@ class EchoHandler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(answer)))
+        self.send_header("X-Name", "Zoë")  # latin-1 on the wire
         if self.path == "/close":
             self.send_header("Connection", "close")
             self.close_connection = True
@@ -134,20 +145,50 @@ def test_calls_from_one_thread_share_one_connection(server: EchoServer, http: ht
     assert len(server.connections) == 1
 
 
-def test_each_thread_has_a_connection_of_its_own(server: EchoServer, http: httpx.Client) -> None:
-    paths: dict[int, list[str]] = {0: [], 1: []}
-
-    def calls(thread: int) -> None:
-        for n in range(5):
-            paths[thread].append(http.get(f"/t{thread}/{n}").json()["path"])
-
-    threads = [threading.Thread(target=calls, args=(index,)) for index in paths]
+def test_calls_at_the_same_time_get_connections_of_their_own_kept_for_later_calls(
+    server: EchoServer, http: httpx.Client
+) -> None:
+    paths: list[str] = []
+    threads = [
+        threading.Thread(target=lambda: paths.append(http.get("/wait").json()["path"]))
+        for _ in range(2)
+    ]
     for thread in threads:
         thread.start()
+    for _ in threads:  # both are on the server at once
+        assert server.waiting.acquire(timeout=DEADLINE_S)
+    server.release.set()
     for thread in threads:
         thread.join(DEADLINE_S)
-    assert paths == {index: [f"/t{index}/{n}" for n in range(5)] for index in paths}
+    assert paths == ["/wait", "/wait"]
     assert len(server.connections) == 2
+    for n in range(4):
+        assert http.get(f"/later/{n}").status_code == 200
+    assert len(server.connections) == 2
+
+
+def test_threads_that_ended_leave_their_connection_to_the_next(
+    server: EchoServer, http: httpx.Client
+) -> None:
+    for n in range(20):  # as a worker starts a heartbeat thread per job
+        thread = threading.Thread(target=lambda n=n: http.get(f"/job/{n}"))
+        thread.start()
+        thread.join(DEADLINE_S)
+    assert len(server.connections) == 1
+
+
+def test_a_request_whose_connection_fails_once_it_is_sent_is_not_sent_again(
+    server: EchoServer, http: httpx.Client
+) -> None:
+    http.get("/first")
+    with pytest.raises(httpx.TransportError):
+        http.post("/reset", json={"once": True})
+    assert server.resets == 1
+    assert http.get("/next").status_code == 200
+
+
+def test_a_header_outside_ascii_arrives_as_it_was_sent(http: httpx.Client) -> None:
+    assert http.get("/name").headers["x-name"] == "Zoë"
 
 
 def test_a_connection_the_server_dropped_while_idle_is_replaced_without_an_error(
@@ -205,13 +246,15 @@ def test_the_client_uses_it_unless_the_environment_names_a_proxy(
     assert _default_transport() is None
 
 
-def test_closing_closes_the_connections_of_every_thread(
-    server: EchoServer, http: httpx.Client
-) -> None:
-    http.get("/main")
-    worker = threading.Thread(target=lambda: http.get("/worker"))
-    worker.start()
-    worker.join(DEADLINE_S)
+def test_closing_closes_every_kept_connection(server: EchoServer, http: httpx.Client) -> None:
+    threads = [threading.Thread(target=lambda: http.get("/wait")) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for _ in threads:
+        assert server.waiting.acquire(timeout=DEADLINE_S)
+    server.release.set()
+    for thread in threads:
+        thread.join(DEADLINE_S)
     assert len(server.connections) == 2
     http.close()
     deadline = time.monotonic() + DEADLINE_S
