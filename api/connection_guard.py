@@ -48,6 +48,11 @@ watcher's and the monitor's connections, the listening socket, logs, static file
 UVICORN_BACKLOG = 2048
 """uvicorn's default listen backlog: how many connections one accept round may take
 before any of them is counted, so the cap leaves that many handles free too."""
+ACCEPT_ROUNDS_IN_FLIGHT = 3
+"""Accept rounds whose connections can hold file handles before the cap sees them: a
+connection accepted in one turn of the event loop gets its transport in the next and its
+protocol in the one after, and a connection shed is closed a turn after that; meanwhile
+the listening socket, flooded, is read again every turn."""
 SUMMARY_EVERY_S = 10.0
 
 
@@ -103,12 +108,13 @@ def fit_to_file_limit(
     limits: ConnectionLimits, file_limit: int, pool_size: int
 ) -> ConnectionLimits:
     """The limits with the cap and the listen backlog lowered to leave file handles free
-    for the database pool (twice its size: its overflow), `RESERVED_FILES`, and one
-    accept round: at the cap, every connection accepted is shed or closed before the
-    next round, so the process never runs out of handles."""
+    for the database pool (twice its size: its overflow), `RESERVED_FILES`, and
+    `ACCEPT_ROUNDS_IN_FLIGHT` accept rounds of `backlog` connections each: at the cap,
+    every connection accepted is shed or closed, but only a few turns of the event loop
+    later, so the process never runs out of handles."""
     spare = file_limit - RESERVED_FILES - 2 * pool_size
-    backlog = max(16, min(UVICORN_BACKLOG, spare // 4))
-    most = spare - backlog
+    backlog = max(16, min(UVICORN_BACKLOG, spare // (2 * ACCEPT_ROUNDS_IN_FLIGHT + 2)))
+    most = spare - ACCEPT_ROUNDS_IN_FLIGHT * backlog
     if most < 16:
         raise ValueError(
             f"the open file limit ({file_limit}) leaves too few handles for connections: "

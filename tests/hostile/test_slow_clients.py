@@ -18,7 +18,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.connection_guard import RESERVED_FILES, ConnectionLimits, fit_to_file_limit
+from api.connection_guard import (
+    ACCEPT_ROUNDS_IN_FLIGHT,
+    RESERVED_FILES,
+    ConnectionLimits,
+    fit_to_file_limit,
+)
 from api.log_pacing import PacedLog
 from ledger.settings import Settings
 from tests.e2e.conftest import Server
@@ -368,7 +373,8 @@ def test_the_connection_cap_and_backlog_fit_the_file_limit() -> None:
     limits = ConnectionLimits.of(Settings())
     assert fit_to_file_limit(limits, 20_000, pool_size=10) == limits  # 2,000 and 2,048 fit
     small = fit_to_file_limit(limits, 512, pool_size=10)
-    assert small.max_connections + small.backlog + RESERVED_FILES + 20 <= 512
+    in_flight = ACCEPT_ROUNDS_IN_FLIGHT * small.backlog
+    assert small.max_connections + in_flight + RESERVED_FILES + 20 <= 512
     with pytest.raises(ValueError, match="open file limit"):
         fit_to_file_limit(limits, 160, pool_size=10)
     with pytest.raises(ValueError, match="JOBLEDGER_HEADER_TIMEOUT_S"):
