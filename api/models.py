@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from api.auth import Role
 from api.limits import MAX_SPEC_BYTES
 from ledger.commands import RegisterJob, WorkerIdentity
+from ledger.leases import MAX_HEARTBEATS
 from ledger.statuses import JobStatus
 from projections.recovery.health import OrphanReason
 
@@ -254,6 +255,38 @@ class HeartbeatView(BaseModel):
     job_id: str
     attempt: int
     lease_expires_at: str
+    lease_seconds: float = Field(description=LEASE_SECONDS_DESCRIPTION)
+
+
+class RunHeartbeatBody(RunBody):
+    job_id: str = Field(min_length=1, max_length=200)
+
+
+class HeartbeatsBody(Body):
+    runs: list[RunHeartbeatBody] = Field(
+        min_length=1,
+        max_length=MAX_HEARTBEATS,
+        description=f"up to {MAX_HEARTBEATS} runs, each as its own heartbeat takes it plus its"
+        " job's id; a job may appear more than once",
+    )
+
+
+class HeartbeatOutcome(BaseModel):
+    job_id: str
+    attempt: int
+    status: int = Field(
+        description="200 renewed; 409 the run is not the job's current open one (stop it);"
+        " 404 no such job"
+    )
+    lease_expires_at: str | None = None
+    kind: str | None = Field(default=None, description="why it was refused (a problem kind)")
+    detail: str | None = None
+
+
+class HeartbeatsView(BaseModel):
+    results: list[HeartbeatOutcome] = Field(description="one per run, in the order sent")
+    renewed: int
+    refused: int
     lease_seconds: float = Field(description=LEASE_SECONDS_DESCRIPTION)
 
 

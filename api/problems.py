@@ -63,6 +63,12 @@ def ledger_error_response(error: LedgerError) -> JSONResponse:
     return problem_response(error.status_code, error.kind, str(error), **error.details())
 
 
+def item_refusal(error: LedgerError) -> dict[str, Any]:
+    """How one item of a many-item request was refused, in its place in the answer: the
+    status, kind and detail its own request would have got as a problem."""
+    return {"status": error.status_code, "kind": error.kind, "detail": str(error)}
+
+
 def validation_response(error: RequestValidationError) -> JSONResponse:
     fields = [{"field": _field(item), "message": item["msg"]} for item in error.errors()]
     named = ", ".join(field["field"] for field in fields)

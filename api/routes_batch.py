@@ -18,6 +18,7 @@ from api.auth import Registrar
 from api.correlation import CorrelationId
 from api.models import CreateJob
 from api.params import TheLedger
+from api.problems import item_refusal
 from api.responses import json_response
 from api.routes_jobs import new_job_id
 from api.routing import api_router
@@ -123,12 +124,7 @@ def _registration(job: BatchItem, caller: str) -> Registration:
 
 def _outcome(registration: Registration, outcome: Registered | LedgerError) -> ItemOutcome:
     if isinstance(outcome, LedgerError):
-        return ItemOutcome(
-            job_id=registration.job_id,
-            status=outcome.status_code,
-            kind=outcome.kind,
-            detail=str(outcome),
-        )
+        return ItemOutcome(job_id=registration.job_id, **item_refusal(outcome))
     state = outcome.state
     return ItemOutcome(
         job_id=state.job_id,

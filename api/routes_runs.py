@@ -1,5 +1,7 @@
 """The training server's routes: claim or start a job, then heartbeat and report on the run."""
 
+from datetime import datetime
+
 from starlette.responses import Response
 
 from api.auth import Caller, Emitter
@@ -9,6 +11,9 @@ from api.models import (
     ClaimView,
     CompleteBody,
     FailBody,
+    HeartbeatOutcome,
+    HeartbeatsBody,
+    HeartbeatsView,
     HeartbeatView,
     JobView,
     RunBody,
@@ -16,6 +21,7 @@ from api.models import (
 )
 from api.params import JobId, RequestIds, TheLedger, TheRequestIds
 from api.presenters import claim_view, job_view
+from api.problems import item_refusal
 from api.responses import json_response
 from api.routing import api_router
 from ledger.commands import (
@@ -26,7 +32,8 @@ from ledger.commands import (
     ResumeJob,
     SaveCheckpoint,
 )
-from ledger.leases import renew_lease
+from ledger.errors import LedgerError
+from ledger.leases import RunHeartbeat, renew_lease, renew_leases
 from ledger.queue import Claim
 
 router = api_router(401, 403, 404, 409, 422, 503)
@@ -87,6 +94,33 @@ def heartbeat(job_id: JobId, caller: Emitter, ledger: TheLedger, body: RunBody) 
         lease_seconds=lease_seconds,
     )
     return json_response(view)
+
+
+@router.post("/v1/heartbeats", summary="heartbeat many runs", response_model=HeartbeatsView)
+def heartbeats(caller: Emitter, ledger: TheLedger, body: HeartbeatsBody) -> Response:
+    """Every run on a host (or all of a training server's) in one request and one
+    statement: each renewed as its own heartbeat would be, or refused with the same
+    problem, in `results` in the order sent. The answer is 200 even when some are refused."""
+    beats = [RunHeartbeat(run.job_id, run.attempt, run.run_token) for run in body.runs]
+    lease_seconds = ledger.settings.lease_seconds
+    outcomes = renew_leases(ledger.store, beats, lease_seconds)
+    results = [_beat_outcome(beat, outcome) for beat, outcome in zip(beats, outcomes, strict=True)]
+    renewed = sum(1 for result in results if result.status == 200)
+    view = HeartbeatsView(
+        results=results,
+        renewed=renewed,
+        refused=len(results) - renewed,
+        lease_seconds=lease_seconds,
+    )
+    return json_response(view)
+
+
+def _beat_outcome(beat: RunHeartbeat, outcome: datetime | LedgerError) -> HeartbeatOutcome:
+    if isinstance(outcome, LedgerError):
+        return HeartbeatOutcome(job_id=beat.job_id, attempt=beat.attempt, **item_refusal(outcome))
+    return HeartbeatOutcome(
+        job_id=beat.job_id, attempt=beat.attempt, status=200, lease_expires_at=outcome.isoformat()
+    )
 
 
 @router.post("/v1/jobs/{job_id}/pause", summary="pause", response_model=JobView)

@@ -275,6 +275,23 @@ class LedgerClient:
         run = {"attempt": attempt, "run_token": run_token}
         return self._json("POST", f"/v1/jobs/{job_id}/heartbeat", run)
 
+    def heartbeat_many(self, runs: Iterable[tuple[str, int, str]]) -> list[dict[str, Any]]:
+        """Heartbeat many runs, each a (job id, attempt, run token), through
+        `POST /v1/heartbeats`, `HEARTBEATS_PER_REQUEST` a request: each run's outcome, in
+        order (`status` 200 with `lease_expires_at`, or 409 for a fenced run that must
+        stop, or 404, with `kind` and `detail`). A heartbeat renews in place, so a request
+        tried again after a lost answer does no harm."""
+        outcomes: list[dict[str, Any]] = []
+        batch: list[dict[str, Any]] = []
+        for job_id, attempt, run_token in runs:
+            batch.append({"job_id": job_id, "attempt": attempt, "run_token": run_token})
+            if len(batch) == HEARTBEATS_PER_REQUEST:
+                outcomes += self._json("POST", "/v1/heartbeats", {"runs": batch})["results"]
+                batch = []
+        if batch:
+            outcomes += self._json("POST", "/v1/heartbeats", {"runs": batch})["results"]
+        return outcomes
+
     def report(
         self,
         job_id: str,
@@ -385,6 +402,8 @@ BATCH_JOBS = 1000
 BATCH_BYTES = 900 * 1024
 """The most JSON `register_many` sends in one request: under the server's default body
 limit (1 MiB)."""
+HEARTBEATS_PER_REQUEST = 1000
+"""The most runs `heartbeat_many` sends in one request (the server's limit)."""
 
 
 def _batches(jobs: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:

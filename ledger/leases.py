@@ -1,12 +1,34 @@
 """Heartbeats: a running attempt's lease, renewed in place, never in the log."""
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from ledger.decide import check_fence
-from ledger.errors import JobNotFound, StaleAttempt
-from ledger.queries import LEASE_UNLEASED_RUNS, PRUNE_LEASES, RENEW_LEASE
+from ledger.errors import JobNotFound, LedgerError, StaleAttempt
+from ledger.queries import (
+    LEASE_UNLEASED_RUNS,
+    LOAD_STATES,
+    PRUNE_LEASES,
+    RENEW_LEASE,
+    RENEW_LEASES,
+)
 from ledger.run_tokens import run_token_digest
-from ledger.store import EventStore
+from ledger.state import JobState
+from ledger.store import EventStore, state_from_row
+
+MAX_HEARTBEATS = 1_000
+"""Runs one `renew_leases` renews at most: a training server's whole fleet on one host, or
+a thousand runs of a bigger one, in one statement."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunHeartbeat:
+    """One run's heartbeat: the attempt it is and the token its start gave it."""
+
+    job_id: str
+    attempt: int
+    run_token: str
 
 
 def renew_lease(
@@ -30,16 +52,70 @@ def renew_lease(
         store.observers.heartbeat_received(fenced=False)
         expires_at: datetime = row[0]
         return expires_at
-    state = store.load(job_id)
+    refusal = _refusal(store, RunHeartbeat(job_id, attempt, run_token), store.load(job_id))
+    raise refusal
+
+
+def renew_leases(
+    store: EventStore, heartbeats: Sequence[RunHeartbeat], lease_seconds: float
+) -> list[datetime | LedgerError]:
+    """Record many heartbeats in one statement (at most `MAX_HEARTBEATS`); for each, in
+    order, the new expiry or why it was refused (`StaleAttempt` or `JobNotFound`, as
+    `renew_lease` raises them). Runs of the same job may repeat; each is judged on its own."""
+    if len(heartbeats) > MAX_HEARTBEATS:
+        raise ValueError(f"at most {MAX_HEARTBEATS} heartbeats at a time, not {len(heartbeats)}")
+    if not heartbeats:
+        return []
+    digests = [run_token_digest(beat.run_token) for beat in heartbeats]
+    params = {
+        "job_ids": [beat.job_id for beat in heartbeats],
+        "attempts": [beat.attempt for beat in heartbeats],
+        "digests": digests,
+        "lease_seconds": lease_seconds,
+    }
+    with store.connection() as conn:  # one statement: its own transaction
+        renewed = {
+            (job_id, attempt, digest): expires
+            for job_id, attempt, digest, expires in conn.execute(RENEW_LEASES, params)
+        }
+        missed = {
+            beat.job_id
+            for beat, digest in zip(heartbeats, digests, strict=True)
+            if (beat.job_id, beat.attempt, digest) not in renewed
+        }
+        states = (
+            {
+                state.job_id: state
+                for state in map(
+                    state_from_row, conn.execute(LOAD_STATES, {"job_ids": list(missed)})
+                )
+            }
+            if missed
+            else {}
+        )
+    outcomes: list[datetime | LedgerError] = []
+    for beat, digest in zip(heartbeats, digests, strict=True):
+        expires = renewed.get((beat.job_id, beat.attempt, digest))
+        if expires is None:
+            outcomes.append(_refusal(store, beat, states.get(beat.job_id)))
+        else:
+            store.observers.heartbeat_received(fenced=False)
+            outcomes.append(expires)
+    return outcomes
+
+
+def _refusal(store: EventStore, beat: RunHeartbeat, state: JobState | None) -> LedgerError:
+    """Why `beat` renewed no lease, its job being in `state` now: the job does not exist, or
+    the run is not its current open one with that token (a fenced heartbeat)."""
     if state is None:
-        raise JobNotFound(job_id)
+        return JobNotFound(beat.job_id)
+    store.observers.heartbeat_received(fenced=True)
     try:
-        check_fence(state, attempt, run_token)
-        # The run is current and open, yet holds no lease: it was never started by the queue.
-        raise StaleAttempt(job_id, attempt, state.attempt, "the attempt holds no lease")
-    except StaleAttempt:
-        store.observers.heartbeat_received(fenced=True)
-        raise
+        check_fence(state, beat.attempt, beat.run_token)
+    except StaleAttempt as stale:
+        return stale
+    # The run is current and open, yet holds no lease: it was never started by the queue.
+    return StaleAttempt(beat.job_id, beat.attempt, state.attempt, "the attempt holds no lease")
 
 
 LEASE_BATCH = 1_000

@@ -1,0 +1,87 @@
+"""POST /v1/heartbeats and LedgerClient.heartbeat_many: a host's runs in one request."""
+
+from collections.abc import Callable
+from typing import Any
+
+from starlette.testclient import TestClient
+
+from ledger.client import HEARTBEATS_PER_REQUEST, LedgerClient
+from ledger.leases import MAX_HEARTBEATS
+from tests.api.conftest import auth, token_of
+
+WORKER = {"worker_id": "w1", "host": "gpu-node-7", "pid": 4242}
+
+
+def started(client: TestClient, job_id: str) -> dict[str, Any]:
+    """A job registered and started: its run as a heartbeat names it."""
+    assert client.post("/v1/jobs", json={"job_id": job_id}, headers=auth("trainer")).is_success
+    claim = client.post(f"/v1/jobs/{job_id}/start", json=WORKER, headers=auth("trainer"))
+    assert claim.status_code == 200, claim.text
+    return {
+        "job_id": job_id,
+        "attempt": claim.json()["attempt"],
+        "run_token": claim.json()["run_token"],
+    }
+
+
+def beat(client: TestClient, runs: list[Any], who: str = "trainer") -> Any:
+    return client.post("/v1/heartbeats", json={"runs": runs}, headers=auth(who))
+
+
+def test_each_run_is_answered_in_order_renewed_or_refused_as_its_own_heartbeat(
+    client: TestClient,
+) -> None:
+    first, second = started(client, "hb-1"), started(client, "hb-2")
+    forged = {**first, "run_token": "forged"}
+    missing = {"job_id": "hb-none", "attempt": 1, "run_token": "t"}
+
+    answer = beat(client, [second, forged, missing, first])
+
+    assert answer.status_code == 200
+    view = answer.json()
+    assert [r["status"] for r in view["results"]] == [200, 409, 404, 200]
+    assert [r["job_id"] for r in view["results"]] == ["hb-2", "hb-1", "hb-none", "hb-1"]
+    assert (view["renewed"], view["refused"], view["lease_seconds"]) == (2, 2, 60.0)
+    body = {"attempt": forged["attempt"], "run_token": "forged"}
+    single = client.post("/v1/jobs/hb-1/heartbeat", json=body, headers=auth("trainer")).json()
+    assert (view["results"][1]["kind"], view["results"][1]["detail"]) == (
+        single["type"].rpartition("/")[2],
+        single["detail"],
+    )
+    assert view["results"][0]["lease_expires_at"] and view["results"][1]["lease_expires_at"] is None
+    job = client.get("/v1/jobs/hb-2", headers=auth("audrey")).json()
+    assert job["last_heartbeat_at"] is not None
+
+
+def test_an_auditor_may_not_heartbeat(client: TestClient) -> None:
+    run = started(client, "hb-audit")
+    assert beat(client, [run], who="audrey").status_code == 403
+
+
+def test_an_empty_an_oversized_or_a_malformed_request_is_refused_whole(
+    client: TestClient,
+) -> None:
+    run = started(client, "hb-bad")
+    too_many = [run] * (MAX_HEARTBEATS + 1)
+    for runs in ([], too_many, [{**run, "extra": 1}], [{**run, "attempt": "1"}]):
+        answer = beat(client, runs)
+        assert answer.status_code == 422, runs[:1]
+        assert answer.headers["content-type"] == "application/problem+json"
+    assert beat(client, [run] * MAX_HEARTBEATS).json()["renewed"] == MAX_HEARTBEATS
+
+
+def test_the_client_heartbeats_many_runs_in_requests_of_the_servers_limit(
+    client_for: Callable[[bool], TestClient],
+) -> None:
+    app = client_for(True)
+    run = started(app, "hb-client")
+    trainer = LedgerClient("http://testserver", token_of("trainer"))
+    trainer.http.close()
+    trainer.http = app
+    app.headers.update(auth("trainer"))
+    runs = [(run["job_id"], run["attempt"], run["run_token"])] * (HEARTBEATS_PER_REQUEST + 2)
+
+    outcomes = trainer.heartbeat_many([*runs, ("hb-client", run["attempt"], "forged")])
+
+    assert [o["status"] for o in outcomes] == [200] * len(runs) + [409]
+    assert HEARTBEATS_PER_REQUEST == MAX_HEARTBEATS
