@@ -12,11 +12,15 @@ Each round measures, for `--seconds` each:
 
 - lifecycles alone: `--lifecycle-clients` connections, each registering a job, claiming
   the next one (`POST /v1/queue/claim`) and completing it, in a loop;
-- the same lifecycles with heartbeats: `--senders` connections send `--rate` heartbeats
-  per second between them on a fixed schedule, each to the next run in turn. A
+- the same lifecycles with heartbeats, once for each figure of `--per-request`:
+  `--senders` connections send `--rate` heartbeats per second between them on a fixed
+  schedule. With 1 a request, each is `POST /v1/jobs/{id}/heartbeat` to the next run in
+  turn, as a process per GPU sends them; with K, each request is `POST /v1/heartbeats`
+  for the next host's K runs, as one agent per host of K GPUs (or a training server
+  for all its runs) sends them, and the rate of requests is the rate over K. A
   heartbeat's latency is counted from the time it was due, not from when it was sent,
   so a server that falls behind shows in the latency instead of in fewer heartbeats
-  sent. Any answer but a 2xx stops the benchmark.
+  sent. Any answer but a 2xx, or a run not renewed, stops the benchmark.
 
 The clients speak HTTP/1.1 on plain keep-alive sockets, with each request's bytes built
 once: the load generator costs the shared machine as little CPU as it can, so the figure
@@ -24,9 +28,11 @@ is the server's. The summary gives the median of the rounds: heartbeats answered
 second, the p50 and p99 of every heartbeat's latency, and the lifecycle rate with
 heartbeats beside the rate without.
 
-Run: python -m bench.heartbeats [--seconds 10] [--rounds 2] [--rate 1000] [--workers 1] [--quick]
+Run: python -m bench.heartbeats [--seconds 10] [--rounds 2] [--rate 1000] [--per-request 1,8]
+[--workers 1] [--quick]
 """
 
+import argparse
 import socket
 import statistics
 import sys
@@ -41,6 +47,7 @@ import orjson
 from bench.http import HOST, TOKEN, free_port, percentile, running_server
 from bench.scratch import benchmark_parser, scratch_database
 from bench.threads import BenchError
+from ledger.leases import MAX_HEARTBEATS
 
 AIM_RATE = 1000.0
 AIM_P99_MS = 50.0
@@ -57,6 +64,7 @@ class Options:
     lifecycle_clients: int
     runs: int
     workers: int
+    per_request: tuple[int, ...]
 
 
 def parse_options(argv: Sequence[str] | None) -> Options:
@@ -68,6 +76,12 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--lifecycle-clients", type=int, default=4, help="lifecycle connections")
     parser.add_argument("--runs", type=int, default=256, help="running jobs heartbeating")
     parser.add_argument("--workers", type=int, default=1, help="the server's processes")
+    parser.add_argument(
+        "--per-request",
+        type=_counts,
+        default=(1, 8),
+        help="heartbeats per request, each figure measured in turn (default 1,8)",
+    )
     parser.add_argument("--quick", action="store_true", help="5 s per measurement, 1 round")
     args = parser.parse_args(argv)
     seconds = args.seconds or (5.0 if args.quick else 10.0)
@@ -75,6 +89,8 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     numbers = (seconds, rounds, args.rate, args.senders, args.runs, args.workers)
     if min(numbers) <= 0 or args.lifecycle_clients < 0:
         parser.error("every figure must be positive")
+    if max(args.per_request) > min(args.runs, MAX_HEARTBEATS):
+        parser.error("--per-request must be at most --runs and the server's limit")
     return Options(
         args.database_url,
         seconds,
@@ -84,7 +100,15 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         args.lifecycle_clients,
         args.runs,
         args.workers,
+        args.per_request,
     )
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    counts = tuple(int(part) for part in text.split(","))
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("positive whole numbers, separated by commas")
+    return counts
 
 
 class Connection:
@@ -139,21 +163,40 @@ class Connection:
         self.sock.close()
 
 
-def start_runs(port: int, count: int) -> list[bytes]:
-    """`count` jobs registered and started; each run's heartbeat request, built once."""
+def start_runs(port: int, count: int) -> list[dict[str, Any]]:
+    """`count` jobs registered and started: each run as a heartbeat names it."""
     conn = Connection(port)
-    requests = []
+    runs = []
     try:
         for n in range(count):
             job_id = f"hb-{n:05d}"
             conn.json(Connection.post("/v1/jobs", {"job_id": job_id}))
             worker = {"worker_id": f"gpu-{n:05d}", "host": f"node-{n // 8:04d}"}
             claim = conn.json(Connection.post(f"/v1/jobs/{job_id}/start", worker))
-            run = {"attempt": claim["attempt"], "run_token": claim["run_token"]}
-            requests.append(Connection.post(f"/v1/jobs/{job_id}/heartbeat", run))
+            runs.append(
+                {"job_id": job_id, "attempt": claim["attempt"], "run_token": claim["run_token"]}
+            )
     finally:
         conn.close()
-    return requests
+    return runs
+
+
+def heartbeat_requests(runs: list[dict[str, Any]], per_request: int) -> list[bytes]:
+    """The requests that heartbeat every run once, `per_request` runs each, built once."""
+    if per_request == 1:
+        return [
+            Connection.post(
+                f"/v1/jobs/{run['job_id']}/heartbeat",
+                {"attempt": run["attempt"], "run_token": run["run_token"]},
+            )
+            for run in runs
+        ]
+    hosts = [runs[first : first + per_request] for first in range(0, len(runs), per_request)]
+    return [
+        Connection.post("/v1/heartbeats", {"runs": host})
+        for host in hosts
+        if len(host) == per_request
+    ]
 
 
 @dataclass(slots=True)
@@ -189,7 +232,8 @@ class Schedule:
 def send_heartbeats(
     conn: Connection, requests: list[bytes], schedule: Schedule, load: Load, index: int
 ) -> None:
-    """Heartbeats due at `start + k * every_s`, each to the next of `requests`."""
+    """Requests due at `start + k * every_s`, each the next of `requests`; a request of
+    many heartbeats must renew every one."""
     latencies = load.latencies_ms[index]
     k = 0
     while not load.stop.is_set():
@@ -197,8 +241,10 @@ def send_heartbeats(
         wait = due - time.perf_counter()
         if wait > 0 and load.stop.wait(wait):
             break
-        conn.json(requests[k % len(requests)])
+        answer = conn.json(requests[k % len(requests)])
         latencies.append((time.perf_counter() - due) * 1000)
+        if answer.get("refused"):
+            raise BenchError(f"{answer['refused']} heartbeat(s) refused: {answer['results'][:3]}")
         k += 1
 
 
@@ -215,19 +261,28 @@ def on_connection(port: int, load: Load, work: Callable[..., None], *args: Any) 
 
 
 @dataclass(frozen=True, slots=True)
-class Round:
-    lifecycles_alone: float
-    lifecycles_beside: float
+class Beside:
+    """Heartbeats sent `per_request` a request beside the lifecycles."""
+
+    per_request: int
+    lifecycles: float
     heartbeats: float
     latencies_ms: list[float]
 
 
+@dataclass(frozen=True, slots=True)
+class Round:
+    lifecycles_alone: float
+    beside: list[Beside]
+
+
 def measure(
-    options: Options, port: int, heartbeat_requests: list[bytes], label: str, heartbeats: bool
+    options: Options, port: int, requests: list[bytes], per_request: int, label: str
 ) -> tuple[float, float, list[float]]:
-    """Lifecycles (and heartbeats) for `options.seconds`: lifecycles/s, heartbeats/s,
-    heartbeat latencies."""
-    senders = options.senders if heartbeats else 0
+    """Lifecycles (and heartbeats, when there are `requests`) for `options.seconds`:
+    lifecycles/s, heartbeats/s, each request's latency."""
+    senders = min(options.senders, len(requests))  # no heartbeats without requests
+    rate = options.rate / per_request
     load = Load(
         threading.Event(),
         [0] * options.lifecycle_clients,
@@ -235,9 +290,9 @@ def measure(
         [],
     )
     start = time.perf_counter() + 0.5
-    shares = [heartbeat_requests[index::senders] for index in range(senders)]
-    interval = senders / options.rate
-    schedules = [Schedule(start + index / options.rate, interval) for index in range(senders)]
+    shares = [requests[index::senders] for index in range(senders)]
+    interval = senders / rate
+    schedules = [Schedule(start + index / rate, interval) for index in range(senders)]
     threads = [
         threading.Thread(
             target=on_connection, args=(port, load, run_lifecycles, label, load, index)
@@ -257,7 +312,7 @@ def measure(
     load.stop.wait(options.seconds)
     elapsed = time.perf_counter() - start
     lifecycles = sum(load.lifecycles) - lifecycles_before
-    answered = sum(len(latencies) for latencies in load.latencies_ms)
+    answered = per_request * sum(len(latencies) for latencies in load.latencies_ms)
     load.stop.set()
     for thread in threads:
         thread.join()
@@ -274,16 +329,22 @@ def bench(options: Options) -> list[Round]:
         running_server(url, free_port(), workers=options.workers) as server,
     ):
         port = int(server.base_url.rpartition(":")[2])
-        heartbeat_requests = start_runs(port, options.runs)
+        runs = start_runs(port, options.runs)
+        requests = {k: heartbeat_requests(runs, k) for k in options.per_request}
         for number in range(1, options.rounds + 1):
-            alone, _, _ = measure(options, port, heartbeat_requests, f"a{number}", False)
-            beside, rate, latencies = measure(options, port, heartbeat_requests, f"b{number}", True)
-            rounds.append(Round(alone, beside, rate, latencies))
-            print(
-                f"  round={number}  heartbeats {rate:6.0f}/s ({latency_text(latencies)})"
-                f"  lifecycles {beside:5.0f}/s beside them, {alone:5.0f}/s alone",
-                flush=True,
-            )
+            alone, _, _ = measure(options, port, [], 1, f"a{number}")
+            print(f"  round={number}  lifecycles {alone:5.0f}/s alone", flush=True)
+            beside = []
+            for k in options.per_request:
+                label = f"b{number}-{k}"
+                lifecycles, rate, latencies = measure(options, port, requests[k], k, label)
+                beside.append(Beside(k, lifecycles, rate, latencies))
+                print(
+                    f"  round={number}  {k:>3} a request: heartbeats {rate:6.0f}/s "
+                    f"({latency_text(latencies)})  lifecycles {lifecycles:5.0f}/s beside them",
+                    flush=True,
+                )
+            rounds.append(Round(alone, beside))
     return rounds
 
 
@@ -295,26 +356,31 @@ def latency_text(latencies_ms: list[float]) -> str:
 
 
 def summary(rounds: list[Round]) -> str:
-    rate = statistics.median(r.heartbeats for r in rounds)
-    p99 = statistics.median(percentile(r.latencies_ms, 0.99) for r in rounds)
-    p50 = statistics.median(statistics.median(r.latencies_ms) for r in rounds)
-    beside = statistics.median(r.lifecycles_beside for r in rounds)
     alone = statistics.median(r.lifecycles_alone for r in rounds)
-    met = rate >= 0.98 * AIM_RATE and p99 < AIM_P99_MS
-    return (
-        f"heartbeats={rate:.0f}/s (p50 {p50:.1f} ms, p99 {p99:.1f} ms)  "
-        f"lifecycles={beside:.0f}/s beside them, {alone:.0f}/s alone "
-        f"(ratio {beside / alone:.2f})\n"
-        f"aim ({AIM_RATE:,.0f} heartbeats/s, p99 < {AIM_P99_MS:g} ms): "
-        + ("met" if met else "NOT met")
-    )
+    lines = []
+    for index, k in enumerate(b.per_request for b in rounds[0].beside):
+        measured = [r.beside[index] for r in rounds]
+        rate = statistics.median(b.heartbeats for b in measured)
+        p99 = statistics.median(percentile(b.latencies_ms, 0.99) for b in measured)
+        p50 = statistics.median(statistics.median(b.latencies_ms) for b in measured)
+        beside = statistics.median(b.lifecycles for b in measured)
+        met = rate >= 0.98 * AIM_RATE and p99 < AIM_P99_MS
+        lines.append(
+            f"{k:>3} a request: heartbeats={rate:.0f}/s (p50 {p50:.1f} ms, p99 {p99:.1f} ms)  "
+            f"lifecycles={beside:.0f}/s beside them, {alone:.0f}/s alone "
+            f"(ratio {beside / alone:.2f}); aim ({AIM_RATE:,.0f} heartbeats/s, "
+            f"p99 < {AIM_P99_MS:g} ms): " + ("met" if met else "NOT met")
+        )
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
     print(
         f"heartbeat benchmark: {options.rate:g} heartbeats/s over {options.senders} "
-        f"connections to {options.runs} runs, {options.lifecycle_clients} lifecycle "
+        f"connections to {options.runs} runs, "
+        f"{' and '.join(map(str, options.per_request))} a request, "
+        f"{options.lifecycle_clients} lifecycle "
         f"client(s), {options.workers} server process(es), {options.seconds:g} s per "
         f"measurement, {options.rounds} round(s)",
         flush=True,
