@@ -24,8 +24,8 @@ class Body(BaseModel):
 
     @model_validator(mode="after")
     def storable(self) -> "Body":
-        for name in type(self).model_fields:
-            problem = _unstorable(getattr(self, name))
+        for name, value in self.__dict__.items():  # the fields' values (no extras are kept)
+            problem = _unstorable(value)
             if problem:
                 raise ValueError(f"{name}: {problem}")
         return self
