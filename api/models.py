@@ -279,6 +279,7 @@ class HeartbeatOutcome(BaseModel):
         " 404 no such job"
     )
     lease_expires_at: str | None = None
+    lease_seconds: float | None = Field(default=None, description=LEASE_SECONDS_DESCRIPTION)
     kind: str | None = Field(default=None, description="why it was refused (a problem kind)")
     detail: str | None = None
 

@@ -104,7 +104,10 @@ def heartbeats(caller: Emitter, ledger: TheLedger, body: HeartbeatsBody) -> Resp
     beats = [RunHeartbeat(run.job_id, run.attempt, run.run_token) for run in body.runs]
     lease_seconds = ledger.settings.lease_seconds
     outcomes = renew_leases(ledger.store, beats, lease_seconds)
-    results = [_beat_outcome(beat, outcome) for beat, outcome in zip(beats, outcomes, strict=True)]
+    results = [
+        _beat_outcome(beat, outcome, lease_seconds)
+        for beat, outcome in zip(beats, outcomes, strict=True)
+    ]
     renewed = sum(1 for result in results if result.status == 200)
     view = HeartbeatsView(
         results=results,
@@ -115,11 +118,17 @@ def heartbeats(caller: Emitter, ledger: TheLedger, body: HeartbeatsBody) -> Resp
     return json_response(view)
 
 
-def _beat_outcome(beat: RunHeartbeat, outcome: datetime | LedgerError) -> HeartbeatOutcome:
+def _beat_outcome(
+    beat: RunHeartbeat, outcome: datetime | LedgerError, lease_seconds: float
+) -> HeartbeatOutcome:
     if isinstance(outcome, LedgerError):
         return HeartbeatOutcome(job_id=beat.job_id, attempt=beat.attempt, **item_refusal(outcome))
     return HeartbeatOutcome(
-        job_id=beat.job_id, attempt=beat.attempt, status=200, lease_expires_at=outcome.isoformat()
+        job_id=beat.job_id,
+        attempt=beat.attempt,
+        status=200,
+        lease_expires_at=outcome.isoformat(),
+        lease_seconds=lease_seconds,
     )
 
 

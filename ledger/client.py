@@ -42,6 +42,7 @@ from ledger.errors import (
 )
 from ledger.host import current_process
 from ledger.http_transport import KeptAliveTransport
+from ledger.run_heartbeats import Beat, RunHeartbeats
 from ledger.settings import DEFAULT_LEASE_SECONDS
 from ledger.trace_context import TraceParent
 
@@ -179,6 +180,8 @@ class LedgerClient:
         )
         self.retries = retries
         self.backoff = backoff
+        self.run_heartbeats = RunHeartbeats(self.heartbeat_many)
+        """Heartbeats every `JobRun` of this client, one request a beat for all of them."""
 
     def close(self) -> None:
         self.http.close()
@@ -472,7 +475,8 @@ class JobRun:
     exception reports `failed` with the exception's summary, and propagates.
 
     The run heartbeats at a third of the server's lease, as the claim's answer and
-    each heartbeat's say it (`lease_seconds` is only assumed until the server says).
+    each heartbeat's say it (`lease_seconds` is only assumed until the server says),
+    with every other run of the same client in one request (`RunHeartbeats`).
     The final report is tried, with one idempotency key, until the ledger acknowledges
     it or `report_within` seconds have passed (by default the server's lease: past it
     the ledger judges the run dead anyway); leaving the block waits for it, so a worker
@@ -498,8 +502,6 @@ class JobRun:
         self.fenced = threading.Event()
         self.result: dict[str, Any] | None = None
         self.claim: Claim | None = None
-        self._stop = threading.Event()
-        self._beats: threading.Thread | None = None
 
     @property
     def should_stop(self) -> bool:
@@ -520,10 +522,7 @@ class JobRun:
         self.claim = claim
         self.job_id = claim.job_id
         self._learn_lease(claim.lease_seconds)
-        self._beats = threading.Thread(
-            target=self._heartbeat, name="jobledger-heartbeat", daemon=True
-        )
-        self._beats.start()
+        self.client.run_heartbeats.add(self)
         return self
 
     def checkpoint(self, path: str, step: int | None = None) -> None:
@@ -541,9 +540,7 @@ class JobRun:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        self._stop.set()
-        if self._beats is not None:
-            self._beats.join(timeout=self.heartbeat_every + 5)
+        self.client.run_heartbeats.remove(self)
         if self.fenced.is_set():
             return  # the job is someone else's now: report nothing
         if error is None:
@@ -589,18 +586,17 @@ class JobRun:
             )
             self.lease_seconds = lease_seconds
 
-    def _heartbeat(self) -> None:
+    def beat(self) -> Beat:
         assert self.claim is not None
-        while not self._stop.wait(self.heartbeat_every):
-            try:
-                answer = self.client.heartbeat(
-                    self.claim.job_id, self.claim.attempt, self.claim.run_token
-                )
-            except StaleAttempt:
-                log.warning("job %s: this run was fenced; stop", self.claim.job_id)
-                self.fenced.set()
-                return
-            except LedgerError as exc:
-                log.warning("heartbeat failed, trying again: %s", exc)
-            else:
-                self._learn_lease(answer.get("lease_seconds"))
+        return (self.claim.job_id, self.claim.attempt, self.claim.run_token)
+
+    def beat_answered(self, outcome: dict[str, Any]) -> None:
+        assert self.claim is not None
+        if outcome.get("status") == 200:
+            self._learn_lease(outcome.get("lease_seconds"))
+        elif outcome.get("kind") == StaleAttempt.kind:
+            log.warning("job %s: this run was fenced; stop", self.claim.job_id)
+            self.fenced.set()
+            self.client.run_heartbeats.remove(self)
+        else:
+            log.warning("heartbeat refused, trying again: %s", outcome.get("detail"))

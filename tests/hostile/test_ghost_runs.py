@@ -2,6 +2,8 @@
 lease whatever its process does, the worker heartbeats by the server's lease, and a run's
 final report is delivered (or given up on, loudly) before its worker moves on."""
 
+import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -132,6 +134,53 @@ def test_a_job_run_heartbeats_at_a_third_of_the_lease_the_server_states_and_foll
         trainer.http = long  # as if the server were restarted with another lease
         poll(lambda: run.heartbeat_every == 20)
     assert trainer.job(job.job_id)["status"] == "completed"
+
+
+def test_the_runs_of_one_client_are_heartbeaten_together_by_one_thread_in_one_request(
+    app_for: AppFor, job_factory: JobFactory
+) -> None:
+    jobs = [job_factory(), job_factory()]
+    trainer = trainer_of(app_for(LEASE_S))
+    beats: list[int] = []
+
+    def count_runs(request: httpx.Request) -> None:
+        assert not request.url.path.endswith("/heartbeat"), "no run heartbeats alone"
+        if request.url.path == "/v1/heartbeats":
+            beats.append(len(json.loads(request.content)["runs"]))
+
+    trainer.http.event_hooks["request"].append(count_runs)
+    with JobRun(trainer, worker=REMOTE) as first, JobRun(trainer, worker=REMOTE) as second:
+        assert {first.job_id, second.job_id} == {job.job_id for job in jobs}
+        poll(lambda: 2 in beats)
+        threads = [t for t in threading.enumerate() if t.name.startswith("jobledger-heartbeat")]
+        assert len(threads) == 1
+        assert all(trainer.job(job.job_id)["last_heartbeat_at"] for job in jobs)
+    poll(lambda: not trainer.run_heartbeats.beating)
+    assert [trainer.job(job.job_id)["status"] for job in jobs] == ["completed", "completed"]
+
+
+def test_a_fenced_run_is_told_to_stop_and_the_others_beat_on(
+    app_for: AppFor, job_factory: JobFactory
+) -> None:
+    taken, kept = job_factory(), job_factory()
+    app = app_for(LEASE_S)
+    trainer = trainer_of(app)
+    with (
+        JobRun(trainer, worker=REMOTE, job_id=taken.job_id) as fenced,
+        JobRun(trainer, worker=REMOTE, job_id=kept.job_id) as running,
+    ):
+        failed = app.post(
+            f"/v1/jobs/{taken.job_id}/mark-failed",
+            json={"reason": "taken back"},
+            headers=auth("alice"),
+        )
+        assert failed.status_code == 200, failed.text
+        poll(lambda: fenced.should_stop)
+        beaten = trainer.job(kept.job_id)["last_heartbeat_at"]
+        poll(lambda: trainer.job(kept.job_id)["last_heartbeat_at"] != beaten)
+        assert not running.should_stop
+    assert trainer.job(kept.job_id)["status"] == "completed"
+    assert trainer.job(taken.job_id)["status"] == "failed"
 
 
 def test_claim_and_heartbeat_answers_state_the_lease(

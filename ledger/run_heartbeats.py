@@ -1,0 +1,101 @@
+"""The heartbeats of every run a training server process holds, in one request a beat.
+
+A process that runs many jobs at once (a host's eight GPUs, or a scheduler's whole
+fleet) heartbeats all of them with one `POST /v1/heartbeats` every beat, from one thread,
+instead of one request and one thread per run: the server's load grows with the hosts,
+not with the GPUs. The beat is a third of the shortest lease a run was told of; a run
+that joins is beaten at the next beat, and the thread ends when the last run leaves.
+"""
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ledger.errors import LedgerError
+
+log = logging.getLogger("jobledger.client")
+
+Beat = tuple[str, int, str]
+"""A run as its heartbeat names it: job id, attempt, run token."""
+
+SendBeats = Callable[[list[Beat]], list[dict[str, Any]]]
+"""Heartbeats many runs; each run's outcome, in order (`LedgerClient.heartbeat_many`)."""
+
+
+class BeatingRun(Protocol):
+    @property
+    def heartbeat_every(self) -> float:
+        """Seconds between this run's heartbeats."""
+        ...
+
+    def beat(self) -> Beat: ...
+
+    def beat_answered(self, outcome: dict[str, Any]) -> None:
+        """What the ledger answered for this run: renewed, fenced or refused."""
+
+
+class RunHeartbeats:
+    """One thread that heartbeats every run `add`ed until it is `remove`d."""
+
+    def __init__(self, send: SendBeats) -> None:
+        self._send = send
+        self._runs: dict[int, BeatingRun] = {}
+        self._lock = threading.Lock()
+        self._emptied = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, run: BeatingRun) -> None:
+        with self._lock:
+            self._runs[id(run)] = run
+            self._emptied.clear()
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._beat, name="jobledger-heartbeats", daemon=True
+                )
+                self._thread.start()
+
+    def remove(self, run: BeatingRun) -> None:
+        """Stop heartbeating `run`; an answer about it still in flight is not told it."""
+        with self._lock:
+            self._runs.pop(id(run), None)
+            if not self._runs:
+                self._emptied.set()
+
+    @property
+    def beating(self) -> bool:
+        """Whether the thread is running (it ends once no run is left)."""
+        with self._lock:
+            return self._thread is not None
+
+    def _current(self) -> list[BeatingRun] | None:
+        """The runs to beat now; None (and the thread is done) when there are none."""
+        with self._lock:
+            if not self._runs:
+                self._thread = None
+                return None
+            return list(self._runs.values())
+
+    def _beat(self) -> None:
+        runs = self._current()
+        while runs is not None:
+            self._emptied.wait(min(run.heartbeat_every for run in runs))
+            runs = self._current()
+            if runs is not None:
+                self._send_beats(runs)
+
+    def _send_beats(self, runs: list[BeatingRun]) -> None:
+        try:
+            outcomes = self._send([run.beat() for run in runs])
+            answered = list(zip(runs, outcomes, strict=True))
+        except LedgerError as exc:
+            log.warning("heartbeat failed, trying again: %s", exc)
+            return
+        except Exception:  # the thread beats for every run: it outlives any one failure
+            log.exception("heartbeat failed, trying again")
+            return
+        for run, outcome in answered:
+            with self._lock:
+                held = id(run) in self._runs
+            if held:
+                run.beat_answered(outcome)

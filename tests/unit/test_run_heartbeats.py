@@ -1,0 +1,82 @@
+"""One thread heartbeats every run of a client, and outlives any one failure."""
+
+import threading
+from typing import Any
+
+from ledger.errors import DatabaseUnavailable
+from ledger.run_heartbeats import Beat, RunHeartbeats
+from tests.integration.recovery_helpers import poll
+
+
+class Run:
+    def __init__(self, job_id: str, every: float = 0.01) -> None:
+        self.job_id = job_id
+        self.heartbeat_every = every
+        self.answers: list[dict[str, Any]] = []
+
+    def beat(self) -> Beat:
+        return (self.job_id, 1, "token")
+
+    def beat_answered(self, outcome: dict[str, Any]) -> None:
+        self.answers.append(outcome)
+
+
+class Server:
+    """Answers each beat 200, after failing the first `failures` (each a given error)."""
+
+    def __init__(self, *failures: Exception) -> None:
+        self.failures = list(failures)
+        self.sent: list[list[Beat]] = []
+        self.lock = threading.Lock()
+
+    def send(self, beats: list[Beat]) -> list[dict[str, Any]]:
+        with self.lock:
+            self.sent.append(beats)
+            if self.failures:
+                raise self.failures.pop(0)
+        return [{"job_id": job_id, "status": 200} for job_id, _, _ in beats]
+
+
+def test_every_run_is_beaten_in_one_request_and_the_thread_ends_with_the_last_run() -> None:
+    server = Server()
+    heartbeats = RunHeartbeats(server.send)
+    first, second = Run("a"), Run("b")
+    heartbeats.add(first)
+    heartbeats.add(second)
+    poll(lambda: second.answers and first.answers)
+    assert any(sorted(job for job, _, _ in beats) == ["a", "b"] for beats in server.sent)
+
+    heartbeats.remove(first)
+    heartbeats.remove(second)
+
+    poll(lambda: not heartbeats.beating)
+    assert "jobledger-heartbeats" not in {thread.name for thread in threading.enumerate()}
+
+
+def test_a_failed_beat_of_any_kind_is_tried_again_at_the_next() -> None:
+    server = Server(DatabaseUnavailable("away"), ValueError("not JSON"))
+    heartbeats = RunHeartbeats(server.send)
+    run = Run("a")
+    heartbeats.add(run)
+    poll(lambda: run.answers)
+    heartbeats.remove(run)
+    assert len(server.sent) >= 3
+
+
+def test_a_run_that_left_is_not_told_of_an_answer_in_flight() -> None:
+    left = Run("left")
+    stays = Run("stays")
+    release = threading.Event()
+    heartbeats: RunHeartbeats
+
+    def send(beats: list[Beat]) -> list[dict[str, Any]]:
+        heartbeats.remove(left)  # leaves while its beat is on the wire
+        release.set()
+        return [{"job_id": job_id, "status": 409} for job_id, _, _ in beats]
+
+    heartbeats = RunHeartbeats(send)
+    heartbeats.add(left)
+    heartbeats.add(stays)
+    poll(lambda: stays.answers)
+    heartbeats.remove(stays)
+    assert release.is_set() and left.answers == []
