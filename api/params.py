@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BeforeValidator
 from pydantic_core import PydanticUseDefault
 
 from api.bootstrap import Ledger
-from api.correlation import CorrelationId
+from api.correlation import correlation_of
 from ledger.job_listing import JobsCursor
 from ledger.store import FeedCursor
 from projections.current_status.as_of import parse_moment
@@ -129,8 +129,9 @@ class RequestIds:
     """Its correlation id (`api.correlation`)."""
 
 
-async def request_ids_of(correlation: CorrelationId, key: IdempotencyKey = None) -> RequestIds:
-    return RequestIds(key, correlation)
+async def request_ids_of(request: Request, key: IdempotencyKey = None) -> RequestIds:
+    correlation = correlation_of(request)
+    return RequestIds(key, None if correlation is None else correlation.correlation_id)
 
 
 TheRequestIds = Annotated[RequestIds, Depends(request_ids_of)]
