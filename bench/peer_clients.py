@@ -202,26 +202,30 @@ class HttpClient:
 
 
 class HttpBatchClient:
-    """`LedgerClient.register_many`: batches of registrations in one request each."""
+    """`LedgerClient.register_many`: batches of registrations in one request each,
+    `in_flight` requests at once."""
 
-    def __init__(self, base_url: str, token: str, prefix: str, batch: int) -> None:
+    def __init__(self, base_url: str, token: str, prefix: str, batch: int, in_flight: int) -> None:
         self.client = LedgerClient(base_url, token, timeout=60.0)
         self.prefix = prefix
         self.batch = batch
+        self.in_flight = in_flight
+        self.jobs = batch * in_flight
+        """Jobs one operation registers: `in_flight` batches, sent at once."""
 
     def op(self, n: int) -> None:
         jobs = [
             {"job_id": f"{self.prefix}-{n}-{i}", "spec": job_spec(f"{self.prefix}-{n}-{i}")}
-            for i in range(self.batch)
+            for i in range(self.jobs)
         ]
-        outcomes = self.client.register_many(jobs)
+        outcomes = self.client.register_many(jobs, in_flight=self.in_flight)
         created = sum(1 for outcome in outcomes if outcome["status"] == 201)
-        if created != self.batch:
-            raise BenchError(f"{self.prefix}-{n}: {created} of {self.batch} registered")
+        if created != self.jobs:
+            raise BenchError(f"{self.prefix}-{n}: {created} of {self.jobs} registered")
 
     def check(self, ops: int) -> None:
         if ops:
-            self.client.job(f"{self.prefix}-{ops - 1}-{self.batch - 1}")
+            self.client.job(f"{self.prefix}-{ops - 1}-{self.jobs - 1}")
 
     def close(self) -> None:
         self.client.close()

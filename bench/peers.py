@@ -15,7 +15,8 @@ Workloads, each a fixed number of jobs (`--jobs`, split evenly among the clients
 1 and 8 clients (`--clients`): enqueue (register one job) and lifecycle (enqueue, claim
 the next queued job, complete it). Then each system's enqueue at 16 clients, for the
 p50 and p99 of one command. Then batch registration: batches of `--batch` jobs from
-one client, through `POST /v1/jobs/batch` beside a raw multi-row INSERT.
+one client, through `POST /v1/jobs/batch` (`LedgerClient.register_many`, `--in-flight`
+requests at once) beside a raw multi-row INSERT, one at a time.
 
 Systems alternate within every workload, in an order rotated round by round, so drift
 on a noisy machine hits all of them. The table gives each system's median over the
@@ -61,6 +62,7 @@ from bench.peer_clients import (
 )
 from bench.scratch import URL_ENV, scratch_database
 from bench.threads import Measurement, measure
+from ledger.client import BATCHES_IN_FLIGHT
 from ledger.database import create_ledger_engine, libpq_url
 from ledger.queue import JobQueue
 from ledger.service import JobService
@@ -86,6 +88,7 @@ class Options:
     systems: frozenset[str]
     batch: int
     batch_jobs: int
+    in_flight: int
 
 
 def _counts(text: str) -> tuple[int, ...]:
@@ -115,6 +118,12 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     )
     parser.add_argument("--batch", type=int, default=1000, help="jobs per batch (default 1000)")
     parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=BATCHES_IN_FLIGHT,
+        help=f"batch requests the HTTP client sends at once (default {BATCHES_IN_FLIGHT})",
+    )
+    parser.add_argument(
         "--batch-jobs", type=int, help="jobs registered in batches per measurement (20000)"
     )
     parser.add_argument("--quick", action="store_true", help="300 jobs, 1 round, 1 server process")
@@ -123,8 +132,8 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     rounds = args.rounds or (1 if args.quick else 3)
     processes = args.processes or ((1,) if args.quick else (1, 2))
     batch_jobs = args.batch_jobs or (2 * args.batch if args.quick else 20 * args.batch)
-    if jobs < max(*args.clients, LATENCY_CLIENTS) or rounds < 1 or args.batch < 1:
-        parser.error("--jobs must be at least the clients, --rounds and --batch positive")
+    if jobs < max(*args.clients, LATENCY_CLIENTS) or min(rounds, args.batch, args.in_flight) < 1:
+        parser.error("--jobs must be at least the clients; --rounds, --batch, --in-flight positive")
     systems = frozenset(name.strip() for name in args.systems.split(",")) | {"raw"}
     return Options(
         args.database_url,
@@ -135,6 +144,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         systems,
         args.batch,
         max(args.batch, batch_jobs),
+        args.in_flight,
     )
 
 
@@ -183,6 +193,8 @@ class System:
     enqueue: Callable[[str], MakeClient]
     lifecycle: Callable[[str], MakeClient]
     batch: Callable[[str], MakeClient] | None = None
+    batches_per_op: int = 1
+    """Batches one operation of `batch` registers (the client's requests in flight)."""
     server_pid: int | None = None
     """The server process of a system served over HTTP (its workers are its children)."""
 
@@ -219,14 +231,15 @@ def in_process_system(url: str, stack: ExitStack) -> System:
     )
 
 
-def http_system(url: str, processes: int, batch: int, stack: ExitStack) -> System:
+def http_system(url: str, processes: int, batch: int, in_flight: int, stack: ExitStack) -> System:
     server = stack.enter_context(running_server(url, free_port(), workers=processes))
     base = server.base_url
     return System(
         f"JobLedger over HTTP x{processes}",
         lambda label: lambda i: HttpClient(base, TOKEN, f"{label}-{i}", lifecycle=False),
         lambda label: lambda i: HttpClient(base, TOKEN, f"{label}-{i}", lifecycle=True),
-        lambda label: lambda i: HttpBatchClient(base, TOKEN, f"{label}-{i}", batch),
+        lambda label: lambda i: HttpBatchClient(base, TOKEN, f"{label}-{i}", batch, in_flight),
+        batches_per_op=in_flight,
         server_pid=server.pid,
     )
 
@@ -260,7 +273,9 @@ def open_systems(admin_url: str, options: Options, stack: ExitStack) -> list[Sys
         systems.append(in_process_system(fresh(True), stack))
     if "http" in options.systems:
         for processes in options.processes:
-            systems.append(http_system(fresh(True), processes, options.batch, stack))
+            systems.append(
+                http_system(fresh(True), processes, options.batch, options.in_flight, stack)
+            )
     for name in LIBRARIES:
         if name in options.systems:
             try:
@@ -336,16 +351,17 @@ def run(options: Options) -> list[str]:
             for system in order:
                 if system.batch is None:
                     continue
+                per_op = options.batch * system.batches_per_op
                 result = measure(
                     system.clients(BATCH, f"r{round_}-batch"),
                     1,
-                    ops_per_client=options.batch_jobs // options.batch,
+                    ops_per_client=max(1, options.batch_jobs // per_op),
                 )
-                jobs_per_s = result.rate * options.batch
+                jobs_per_s = result.rate * per_op
                 figures[system.name].rates.setdefault((BATCH, 1), []).append(jobs_per_s)
                 print(
-                    f"  round {round_ + 1} batch of {options.batch} from 1 client "
-                    f"{system.name:<28} {jobs_per_s:7.0f} jobs/s",
+                    f"  round {round_ + 1} batch of {options.batch} from 1 client, "
+                    f"{system.batches_per_op} in flight {system.name:<28} {jobs_per_s:7.0f} jobs/s",
                     flush=True,
                 )
         return table(systems, figures, options)
@@ -386,7 +402,7 @@ def table(systems: list[System], figures: dict[str, Figures], options: Options) 
         f"Command p50 / p99 at {LATENCY_CLIENTS} clients",
         "WAL per lifecycle",
         f"CPU per lifecycle at {max(options.clients)} (client / server / PostgreSQL server)",
-        f"Batches of {options.batch}, 1 client",
+        f"Batches of {options.batch}, 1 client (HTTP: {options.in_flight} in flight)",
     ]
     lines = [
         "| System | " + " | ".join(heads) + " |",

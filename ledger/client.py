@@ -14,6 +14,7 @@ of the trace it names (a training step's, say). The ledger records the trace id 
 correlation id of the events the call appends, so the job's history names the step.
 """
 
+import contextvars
 import dataclasses
 import logging
 import threading
@@ -21,7 +22,9 @@ import time
 import traceback
 import urllib.request
 import uuid
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -158,6 +161,12 @@ def _default_transport() -> httpx.BaseTransport | None:
     return None if urllib.request.getproxies() else KeptAliveTransport()
 
 
+BATCHES_IN_FLIGHT = 2
+"""How many requests `register_many` sends at once by default: the server prepares the
+next batch while the database writes one (1.6-1.8 times the jobs a second of one at a
+time, measured on two cores)."""
+
+
 class LedgerClient:
     """Typed methods for the JobLedger HTTP API."""
 
@@ -220,16 +229,39 @@ class LedgerClient:
         headers = {"Prefer": "return=minimal"} if minimal else None
         return self._json("POST", "/v1/jobs", body, headers=headers)
 
-    def register_many(self, jobs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    def register_many(
+        self, jobs: Iterable[dict[str, Any]], *, in_flight: int = BATCHES_IN_FLIGHT
+    ) -> list[dict[str, Any]]:
         """Register `jobs` (each as `register` takes it, as a dict) through
         `POST /v1/jobs/batch`, up to `BATCH_JOBS` a request and `BATCH_BYTES` of JSON; return
         each job's outcome, in order (`status` 201, 200, 409 or 422, `job_id`, and `kind`
         and `detail` when refused). Each job without an `idempotency_key` is given one,
-        so a request tried again after a lost answer registers nothing twice."""
+        so a request tried again after a lost answer registers nothing twice.
+
+        Up to `in_flight` requests are sent at once, each its own transaction, so the
+        server prepares one batch while the database writes another. When a request
+        fails, the error is raised once the requests already sent have been answered:
+        the batches before it, and perhaps some after it, are registered, and sending the
+        same jobs again (with their keys) answers those as registered before."""
+        if in_flight < 1:
+            raise ValueError("in_flight must be at least 1")
         outcomes: list[dict[str, Any]] = []
-        for batch in _batches(jobs):
-            outcomes += self._json("POST", "/v1/jobs/batch", {"jobs": batch})["results"]
+        sent: deque[Future[list[dict[str, Any]]]] = deque()
+        with ThreadPoolExecutor(in_flight, thread_name_prefix="jobledger-batch") as senders:
+            for batch in _batches(jobs):
+                if len(sent) == in_flight:
+                    outcomes += sent.popleft().result()
+                call = contextvars.copy_context().run  # the caller's trace goes along
+                sent.append(senders.submit(call, self._register_batch, batch))
+            while sent:
+                outcomes += sent.popleft().result()
         return outcomes
+
+    def _register_batch(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = self._json("POST", "/v1/jobs/batch", {"jobs": batch})[
+            "results"
+        ]
+        return results
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self._json("GET", f"/v1/jobs/{job_id}")

@@ -1,11 +1,14 @@
 """POST /v1/jobs/batch and LedgerClient.register_many: an outcome per job."""
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
+import httpx
+import pytest
 from starlette.testclient import TestClient
 
-from ledger.client import LedgerClient
+from ledger.client import BATCH_JOBS, LedgerClient
 from ledger.registrations import MAX_REGISTRATIONS
 from tests.api.conftest import auth, token_of
 
@@ -98,3 +101,30 @@ def test_the_client_registers_many_and_a_retry_replays(
     assert [o["status"] for o in first] == [201] * 1500
     assert [o["job_id"] for o in first] == [f"c-{i}" for i in range(1500)]
     assert [o["status"] for o in again] == [200, 200, 200, 201]
+
+
+def test_the_client_sends_batches_at_once_and_answers_in_the_order_of_the_jobs(
+    client_for: Callable[[bool], TestClient],
+) -> None:
+    app = client_for(True)
+    trainer = LedgerClient("http://testserver", token_of("trainer"))
+    trainer.http.close()
+    trainer.http = app
+    app.headers.update(auth("trainer"))
+    three_at_once = threading.Barrier(3, timeout=30)
+    first = threading.Semaphore(3)
+
+    def sent(request: httpx.Request) -> None:
+        if first.acquire(blocking=False):
+            three_at_once.wait()  # the first three requests are all on their way
+
+    app.event_hooks = {"request": [sent]}
+    jobs = [{"job_id": f"f-{i}"} for i in range(4 * BATCH_JOBS + 1)]
+
+    outcomes = trainer.register_many(jobs, in_flight=3)
+
+    assert [o["job_id"] for o in outcomes] == [job["job_id"] for job in jobs]
+    assert {o["status"] for o in outcomes} == {201}
+    assert not three_at_once.broken
+    with pytest.raises(ValueError, match="in_flight"):
+        trainer.register_many(jobs, in_flight=0)
