@@ -7,6 +7,7 @@ from starlette.testclient import TestClient
 from api.app import create_app
 from api.auth import TokenBook
 from api.bootstrap import Ledger, wire_ledger
+from ledger.client import LedgerClient
 from ledger.settings import Settings
 from projections.current_status.catchup import catch_up_current_status
 
@@ -19,6 +20,15 @@ def token_of(name: str) -> str:
 
 def auth(name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token_of(name)}"}
+
+
+def client_through(app: TestClient, name: str = "trainer") -> LedgerClient:
+    """`name`'s `LedgerClient`, talking to `app` in process."""
+    client = LedgerClient("http://testserver", token_of(name))
+    client.http.close()
+    client.http = app
+    app.headers.update(auth(name))
+    return client
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from ledger.client import BATCH_JOBS, LedgerClient
+from ledger.client import BATCH_JOBS
 from ledger.registrations import MAX_REGISTRATIONS
-from tests.api.conftest import auth, token_of
+from tests.api.conftest import auth, client_through
 
 
 def batch(client: TestClient, jobs: list[Any], who: str = "trainer") -> Any:
@@ -89,10 +89,7 @@ def test_the_client_registers_many_and_a_retry_replays(
     client_for: Callable[[bool], TestClient],
 ) -> None:
     app = client_for(True)
-    trainer = LedgerClient("http://testserver", token_of("trainer"))
-    trainer.http.close()
-    trainer.http = app
-    app.headers.update(auth("trainer"))
+    trainer = client_through(app)
     jobs = [{"job_id": f"c-{i}", "idempotency_key": f"ck-{i}"} for i in range(1500)]
 
     first = trainer.register_many(jobs)
@@ -107,10 +104,7 @@ def test_the_client_sends_batches_at_once_and_answers_in_the_order_of_the_jobs(
     client_for: Callable[[bool], TestClient],
 ) -> None:
     app = client_for(True)
-    trainer = LedgerClient("http://testserver", token_of("trainer"))
-    trainer.http.close()
-    trainer.http = app
-    app.headers.update(auth("trainer"))
+    trainer = client_through(app)
     three_at_once = threading.Barrier(3, timeout=30)
     first = threading.Semaphore(3)
 

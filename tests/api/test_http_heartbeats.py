@@ -5,9 +5,9 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
-from ledger.client import HEARTBEATS_PER_REQUEST, LedgerClient
+from ledger.client import HEARTBEATS_PER_REQUEST
 from ledger.leases import MAX_HEARTBEATS
-from tests.api.conftest import auth, token_of
+from tests.api.conftest import auth, client_through
 
 WORKER = {"worker_id": "w1", "host": "gpu-node-7", "pid": 4242}
 
@@ -75,10 +75,7 @@ def test_the_client_heartbeats_many_runs_in_requests_of_the_servers_limit(
 ) -> None:
     app = client_for(True)
     run = started(app, "hb-client")
-    trainer = LedgerClient("http://testserver", token_of("trainer"))
-    trainer.http.close()
-    trainer.http = app
-    app.headers.update(auth("trainer"))
+    trainer = client_through(app)
     runs = [(run["job_id"], run["attempt"], run["run_token"])] * (HEARTBEATS_PER_REQUEST + 2)
 
     outcomes = trainer.heartbeat_many([*runs, ("hb-client", run["attempt"], "forged")])

@@ -3,8 +3,7 @@
 import pytest
 from starlette.testclient import TestClient
 
-from ledger.client import LedgerClient
-from tests.api.conftest import auth, token_of
+from tests.api.conftest import auth, client_through
 
 WORKER = {"worker_id": "w1", "host": "gpu-node-7", "pid": 4242}
 
@@ -217,10 +216,7 @@ def test_readyz_is_503_until_the_projections_are_built(
 
 
 def test_the_client_registers_with_a_minimal_answer_when_asked(client: TestClient) -> None:
-    trainer = LedgerClient("http://testserver", token_of("trainer"))
-    trainer.http.close()
-    trainer.http = client
-    client.headers.update(auth("trainer"))
+    trainer = client_through(client)
 
     lean = trainer.register("lean-client", minimal=True)
     full = trainer.register("full-client")
