@@ -39,6 +39,7 @@ from ledger.commands import WorkerIdentity
 from ledger.errors import (
     DatabaseUnavailable,
     InvalidTraceparent,
+    JobNotFound,
     LedgerError,
     StaleAttempt,
     StorageError,
@@ -189,7 +190,9 @@ class LedgerClient:
         )
         self.retries = retries
         self.backoff = backoff
-        self.run_heartbeats = RunHeartbeats(self.heartbeat_many)
+        self._many_heartbeats = True
+        """Whether the server takes `POST /v1/heartbeats` (until it answers 404)."""
+        self.run_heartbeats = RunHeartbeats(self._heartbeat_runs)
         """Heartbeats every `JobRun` of this client, one request a beat for all of them."""
 
     def close(self) -> None:
@@ -325,6 +328,28 @@ class LedgerClient:
                 batch = []
         if batch:
             outcomes += self._json("POST", "/v1/heartbeats", {"runs": batch})["results"]
+        return outcomes
+
+    def _heartbeat_runs(self, runs: list[Beat]) -> list[dict[str, Any]]:
+        """`heartbeat_many`; on a server without `POST /v1/heartbeats` (an older one, which
+        answers it 404 `not-found`), one heartbeat a run from then on, each answered in
+        the same form: a run fenced or gone is its outcome, any other failure the beat's."""
+        if self._many_heartbeats:
+            try:
+                return self.heartbeat_many(runs)
+            except ClientError as exc:
+                if exc.kind != "not-found":
+                    raise
+                log.warning("the ledger has no POST /v1/heartbeats: one heartbeat a run")
+                self._many_heartbeats = False
+        outcomes: list[dict[str, Any]] = []
+        for job_id, attempt, run_token in runs:
+            run = {"job_id": job_id, "attempt": attempt}
+            try:
+                outcomes.append(run | self.heartbeat(job_id, attempt, run_token) | {"status": 200})
+            except (StaleAttempt, JobNotFound) as refused:
+                refusal = {"kind": refused.kind, "detail": str(refused)}
+                outcomes.append(run | {"status": refused.status_code} | refusal)
         return outcomes
 
     def report(

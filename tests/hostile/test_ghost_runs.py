@@ -159,16 +159,23 @@ def test_the_runs_of_one_client_are_heartbeaten_together_by_one_thread_in_one_re
     assert [trainer.job(job.job_id)["status"] for job in jobs] == ["completed", "completed"]
 
 
+@pytest.mark.parametrize("server", ["current", "without POST /v1/heartbeats"])
 def test_a_fenced_run_is_told_to_stop_and_the_others_beat_on(
-    app_for: AppFor, job_factory: JobFactory
+    app_for: AppFor, job_factory: JobFactory, server: str
 ) -> None:
+    """Also against an older server (a training process upgraded before its ledger): it
+    answers `POST /v1/heartbeats` 404, and each run is heartbeaten on its own from then on."""
     taken, kept = job_factory(), job_factory()
     app = app_for(LEASE_S)
+    if server != "current":
+        router = app.app.router  # type: ignore[attr-defined]
+        router.routes = [r for r in router.routes if getattr(r, "path", "") != "/v1/heartbeats"]
     trainer = trainer_of(app)
     with (
         JobRun(trainer, worker=REMOTE, job_id=taken.job_id) as fenced,
         JobRun(trainer, worker=REMOTE, job_id=kept.job_id) as running,
     ):
+        poll(lambda: trainer.job(kept.job_id)["last_heartbeat_at"])
         failed = app.post(
             f"/v1/jobs/{taken.job_id}/mark-failed",
             json={"reason": "taken back"},
