@@ -282,6 +282,9 @@ class HeartbeatOutcome(BaseModel):
     lease_seconds: float | None = Field(default=None, description=LEASE_SECONDS_DESCRIPTION)
     kind: str | None = Field(default=None, description="why it was refused (a problem kind)")
     detail: str | None = None
+    current_attempt: int | None = Field(
+        default=None, description="a fenced run's job's current attempt, as a 409 names it"
+    )
 
 
 class HeartbeatsView(BaseModel):

@@ -122,7 +122,13 @@ def _beat_outcome(
     beat: RunHeartbeat, outcome: datetime | LedgerError, lease_seconds: float
 ) -> HeartbeatOutcome:
     if isinstance(outcome, LedgerError):
-        return HeartbeatOutcome(job_id=beat.job_id, attempt=beat.attempt, **item_refusal(outcome))
+        current = outcome.details().get("current_attempt")
+        return HeartbeatOutcome(
+            job_id=beat.job_id,
+            attempt=beat.attempt,
+            current_attempt=current,
+            **item_refusal(outcome),
+        )
     return HeartbeatOutcome(
         job_id=beat.job_id,
         attempt=beat.attempt,

@@ -218,7 +218,7 @@ class HttpBatchClient:
             {"job_id": f"{self.prefix}-{n}-{i}", "spec": job_spec(f"{self.prefix}-{n}-{i}")}
             for i in range(self.jobs)
         ]
-        outcomes = self.client.register_many(jobs, in_flight=self.in_flight)
+        outcomes = self.client.register_many(jobs, in_flight=self.in_flight, per_request=self.batch)
         created = sum(1 for outcome in outcomes if outcome["status"] == 201)
         if created != self.jobs:
             raise BenchError(f"{self.prefix}-{n}: {created} of {self.jobs} registered")

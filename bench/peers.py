@@ -62,7 +62,7 @@ from bench.peer_clients import (
 )
 from bench.scratch import URL_ENV, scratch_database
 from bench.threads import Measurement, measure
-from ledger.client import BATCHES_IN_FLIGHT
+from ledger.client import BATCH_JOBS, BATCHES_IN_FLIGHT
 from ledger.database import create_ledger_engine, libpq_url
 from ledger.queue import JobQueue
 from ledger.service import JobService
@@ -134,6 +134,8 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     batch_jobs = args.batch_jobs or (2 * args.batch if args.quick else 20 * args.batch)
     if jobs < max(*args.clients, LATENCY_CLIENTS) or min(rounds, args.batch, args.in_flight) < 1:
         parser.error("--jobs must be at least the clients; --rounds, --batch, --in-flight positive")
+    if args.batch > BATCH_JOBS:
+        parser.error(f"--batch must be at most {BATCH_JOBS} (the server's limit)")
     systems = frozenset(name.strip() for name in args.systems.split(",")) | {"raw"}
     return Options(
         args.database_url,

@@ -17,6 +17,7 @@ correlation id of the events the call appends, so the job's history names the st
 import contextvars
 import dataclasses
 import logging
+import math
 import threading
 import time
 import traceback
@@ -162,6 +163,16 @@ def _default_transport() -> httpx.BaseTransport | None:
     return None if urllib.request.getproxies() else KeptAliveTransport()
 
 
+BATCH_JOBS = 1000
+"""The most jobs `register_many` sends in one request (the server's limit)."""
+BATCH_BYTES = 900 * 1024
+"""The most JSON `register_many` sends in one request: under the server's default body
+limit (1 MiB)."""
+HEARTBEATS_PER_REQUEST = 1000
+"""The most runs `heartbeat_many` sends in one request (the server's limit)."""
+MANY_HEARTBEATS_RETRY_S = 300.0
+"""How long a client whose ledger answered `POST /v1/heartbeats` 404 heartbeats each run
+on its own before it tries again (the ledger may have been upgraded meanwhile)."""
 BATCHES_IN_FLIGHT = 2
 """How many requests `register_many` sends at once by default: the server prepares the
 next batch while the database writes one (1.6-1.8 times the jobs a second of one at a
@@ -190,8 +201,8 @@ class LedgerClient:
         )
         self.retries = retries
         self.backoff = backoff
-        self._many_heartbeats = True
-        """Whether the server takes `POST /v1/heartbeats` (until it answers 404)."""
+        self._many_heartbeats_from = 0.0
+        """When (`time.monotonic`) to try `POST /v1/heartbeats` again after a 404."""
         self.run_heartbeats = RunHeartbeats(self._heartbeat_runs)
         """Heartbeats every `JobRun` of this client, one request a beat for all of them."""
 
@@ -233,31 +244,40 @@ class LedgerClient:
         return self._json("POST", "/v1/jobs", body, headers=headers)
 
     def register_many(
-        self, jobs: Iterable[dict[str, Any]], *, in_flight: int = BATCHES_IN_FLIGHT
+        self,
+        jobs: Iterable[dict[str, Any]],
+        *,
+        in_flight: int = BATCHES_IN_FLIGHT,
+        per_request: int = BATCH_JOBS,
     ) -> list[dict[str, Any]]:
         """Register `jobs` (each as `register` takes it, as a dict) through
-        `POST /v1/jobs/batch`, up to `BATCH_JOBS` a request and `BATCH_BYTES` of JSON; return
+        `POST /v1/jobs/batch`, up to `per_request` (at most `BATCH_JOBS`) a request and
+        `BATCH_BYTES` of JSON; return
         each job's outcome, in order (`status` 201, 200, 409 or 422, `job_id`, and `kind`
         and `detail` when refused). Each job without an `idempotency_key` is given one,
         so a request tried again after a lost answer registers nothing twice.
 
         Up to `in_flight` requests are sent at once, each its own transaction, so the
-        server prepares one batch while the database writes another. When a request
-        fails, the error is raised once the requests already sent have been answered:
-        the batches before it, and perhaps some after it, are registered, and sending the
-        same jobs again (with their keys) answers those as registered before."""
-        if in_flight < 1:
-            raise ValueError("in_flight must be at least 1")
+        server prepares one batch while the database writes another. A batch that names
+        a job (by id, or by key without one) of a batch still in flight waits for it, so
+        the first mention of a job is the one registered, as when they go one at a time.
+        When a request fails, the error is raised once the requests already sent have
+        been answered: the batches before it, and perhaps some after it, are registered,
+        and sending the same jobs again (with their keys) answers those as registered
+        before."""
+        if in_flight < 1 or not 1 <= per_request <= BATCH_JOBS:
+            raise ValueError(f"in_flight must be 1 or more, per_request 1 to {BATCH_JOBS}")
         outcomes: list[dict[str, Any]] = []
-        sent: deque[Future[list[dict[str, Any]]]] = deque()
+        sent: deque[tuple[set[str], Future[list[dict[str, Any]]]]] = deque()
         with ThreadPoolExecutor(in_flight, thread_name_prefix="jobledger-batch") as senders:
-            for batch in _batches(jobs):
-                if len(sent) == in_flight:
-                    outcomes += sent.popleft().result()
+            for batch in _batches(jobs, per_request):
+                names = {_job_name(job) for job in batch}
+                while sent and (len(sent) == in_flight or any(names & n for n, _ in sent)):
+                    outcomes += sent.popleft()[1].result()
                 call = contextvars.copy_context().run  # the caller's trace goes along
-                sent.append(senders.submit(call, self._register_batch, batch))
+                sent.append((names, senders.submit(call, self._register_batch, batch)))
             while sent:
-                outcomes += sent.popleft().result()
+                outcomes += sent.popleft()[1].result()
         return outcomes
 
     def _register_batch(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -332,23 +352,25 @@ class LedgerClient:
 
     def _heartbeat_runs(self, runs: list[Beat]) -> list[dict[str, Any]]:
         """`heartbeat_many`; on a server without `POST /v1/heartbeats` (an older one, which
-        answers it 404 `not-found`), one heartbeat a run from then on, each answered in
-        the same form: a run fenced or gone is its outcome, any other failure the beat's."""
-        if self._many_heartbeats:
+        answers it 404 `not-found`), one heartbeat a run for `MANY_HEARTBEATS_RETRY_S`,
+        each answered in the same form: a run fenced or gone is its outcome, any other
+        failure the beat's."""
+        if time.monotonic() >= self._many_heartbeats_from:
             try:
                 return self.heartbeat_many(runs)
             except ClientError as exc:
                 if exc.kind != "not-found":
                     raise
                 log.warning("the ledger has no POST /v1/heartbeats: one heartbeat a run")
-                self._many_heartbeats = False
+                self._many_heartbeats_from = time.monotonic() + MANY_HEARTBEATS_RETRY_S
         outcomes: list[dict[str, Any]] = []
         for job_id, attempt, run_token in runs:
             run = {"job_id": job_id, "attempt": attempt}
             try:
                 outcomes.append(run | self.heartbeat(job_id, attempt, run_token) | {"status": 200})
             except (StaleAttempt, JobNotFound) as refused:
-                refusal = {"kind": refused.kind, "detail": str(refused)}
+                current = refused.details().get("current_attempt")
+                refusal = {"kind": refused.kind, "detail": str(refused), "current_attempt": current}
                 outcomes.append(run | {"status": refused.status_code} | refusal)
         return outcomes
 
@@ -457,24 +479,22 @@ class LedgerClient:
         return min(wait, left) if left > 0 else None
 
 
-BATCH_JOBS = 1000
-"""The most jobs `register_many` sends in one request (the server's limit)."""
-BATCH_BYTES = 900 * 1024
-"""The most JSON `register_many` sends in one request: under the server's default body
-limit (1 MiB)."""
-HEARTBEATS_PER_REQUEST = 1000
-"""The most runs `heartbeat_many` sends in one request (the server's limit)."""
+def _job_name(job: dict[str, Any]) -> str:
+    """What names the job a batch item registers: its id, or else its key (the server
+    derives the id from the caller and the key)."""
+    job_id = job.get("job_id")
+    return job_id if isinstance(job_id, str) and job_id else f"\0{job['idempotency_key']}"
 
 
-def _batches(jobs: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    """`jobs`, each with an idempotency key, in batches of at most `BATCH_JOBS` jobs and
-    about `BATCH_BYTES` of JSON (a single larger job goes alone)."""
+def _batches(jobs: Iterable[dict[str, Any]], most: int) -> Iterator[list[dict[str, Any]]]:
+    """`jobs`, each with an idempotency key, in batches of at most `most` jobs and about
+    `BATCH_BYTES` of JSON (a single larger job goes alone)."""
     batch: list[dict[str, Any]] = []
     size = 0
     for job in jobs:
         keyed = job if job.get("idempotency_key") else {**job, "idempotency_key": uuid.uuid4().hex}
         job_size = len(orjson.dumps(keyed)) + 1
-        if batch and (len(batch) == BATCH_JOBS or size + job_size > BATCH_BYTES):
+        if batch and (len(batch) == most or size + job_size > BATCH_BYTES):
             yield batch
             batch, size = [], 0
         batch.append(keyed)
@@ -634,8 +654,12 @@ class JobRun:
             self.fenced.set()
             raise
 
-    def _learn_lease(self, lease_seconds: float | None) -> None:
-        if lease_seconds and lease_seconds != self.lease_seconds:
+    def _learn_lease(self, lease_seconds: object) -> None:
+        """Follow the lease an answer states: a number of seconds above zero (anything
+        else, from a server that answered oddly, is ignored)."""
+        if not isinstance(lease_seconds, int | float) or isinstance(lease_seconds, bool):
+            return
+        if 0 < lease_seconds < math.inf and lease_seconds != self.lease_seconds:
             log.info(
                 "the ledger's lease is %g s: a heartbeat every %g s",
                 lease_seconds,

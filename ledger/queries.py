@@ -514,7 +514,7 @@ RENEW_LEASES = f"""
         JOIN job_status s
           ON s.job_id = l.job_id AND s.attempt = l.attempt AND s.status IN ({ACTIVE_RUN_IN})
         ORDER BY l.job_id
-        FOR UPDATE OF l
+        FOR NO KEY UPDATE OF l
     )
     UPDATE job_leases l
     SET heartbeat_at = now(), expires_at = now() + {LEASE_PERIOD}

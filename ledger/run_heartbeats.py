@@ -8,11 +8,13 @@ that joins is beaten at the next beat, and the thread ends when the last run lea
 """
 
 import logging
+import math
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from ledger.errors import LedgerError
+from ledger.settings import DEFAULT_LEASE_SECONDS
 
 log = logging.getLogger("jobledger.client")
 
@@ -49,7 +51,7 @@ class RunHeartbeats:
         with self._lock:
             self._runs[id(run)] = run
             self._emptied.clear()
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():  # or lost in a fork
                 self._thread = threading.Thread(
                     target=self._beat, name="jobledger-heartbeats", daemon=True
                 )
@@ -66,7 +68,7 @@ class RunHeartbeats:
     def beating(self) -> bool:
         """Whether the thread is running (it ends once no run is left)."""
         with self._lock:
-            return self._thread is not None
+            return self._thread is not None and self._thread.is_alive()
 
     def _current(self) -> list[BeatingRun] | None:
         """The runs to beat now; None (and the thread is done) when there are none."""
@@ -77,25 +79,50 @@ class RunHeartbeats:
             return list(self._runs.values())
 
     def _beat(self) -> None:
-        runs = self._current()
-        while runs is not None:
-            self._emptied.wait(min(run.heartbeat_every for run in runs))
+        try:
             runs = self._current()
-            if runs is not None:
-                self._send_beats(runs)
+            while runs is not None:
+                self._emptied.wait(_interval(runs))
+                runs = self._current()
+                if runs is not None:
+                    self._send_beats(runs)
+        finally:  # ended by the process's own end; the next `add` starts another
+            with self._lock:
+                if self._thread is threading.current_thread():
+                    self._thread = None
 
     def _send_beats(self, runs: list[BeatingRun]) -> None:
+        """Beat `runs` and tell each what was answered; never raises: the thread beats for
+        every run, so it outlives any one failure."""
         try:
             outcomes = self._send([run.beat() for run in runs])
             answered = list(zip(runs, outcomes, strict=True))
         except LedgerError as exc:
             log.warning("heartbeat failed, trying again: %s", exc)
             return
-        except Exception:  # the thread beats for every run: it outlives any one failure
+        except Exception:
             log.exception("heartbeat failed, trying again")
             return
         for run, outcome in answered:
             with self._lock:
                 held = id(run) in self._runs
-            if held:
+            if not held:
+                continue
+            try:
                 run.beat_answered(outcome)
+            except Exception:
+                log.exception("a heartbeat's answer could not be taken: %r", outcome)
+
+
+def _interval(runs: list[BeatingRun]) -> float:
+    """The shortest of the runs' beats that is a number of seconds above zero (the
+    default lease's third when none is)."""
+    intervals = []
+    for run in runs:
+        try:
+            every = float(run.heartbeat_every)
+        except Exception:
+            continue
+        if 0 < every < math.inf:
+            intervals.append(every)
+    return min(intervals, default=DEFAULT_LEASE_SECONDS / 3)

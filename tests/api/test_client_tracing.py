@@ -7,10 +7,10 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from ledger.client import LedgerClient, trace_calls
+from ledger.client import BATCH_JOBS, LedgerClient, trace_calls
 from ledger.errors import InvalidTraceparent
 from ledger.trace_context import TraceParent
-from tests.api.conftest import auth, token_of
+from tests.api.conftest import auth, client_through
 
 STEP = TraceParent("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", sampled=True)
 
@@ -18,11 +18,7 @@ STEP = TraceParent("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", sampl
 @pytest.fixture
 def trainer(client: TestClient) -> Iterator[LedgerClient]:
     """The training server's client, talking to the app in process."""
-    trainer = LedgerClient("http://testserver", token_of("trainer"))
-    trainer.http.close()
-    trainer.http = client
-    client.headers.update(auth("trainer"))
-    yield trainer
+    yield client_through(client)
 
 
 def correlation_ids(client: TestClient, job_id: str) -> list[str]:
@@ -39,6 +35,16 @@ def test_calls_inside_a_trace_record_its_trace_id(
         trainer.cancel("step-1")
     assert trace == STEP
     assert correlation_ids(client, "step-1") == [STEP.trace_id, STEP.trace_id]
+
+
+def test_batches_sent_at_once_carry_the_callers_trace(
+    trainer: LedgerClient, client: TestClient
+) -> None:
+    jobs = [{"job_id": f"swept-{i}"} for i in range(BATCH_JOBS + 1)]
+    with trace_calls(str(STEP)):
+        trainer.register_many(jobs, in_flight=2)
+    assert correlation_ids(client, "swept-0") == correlation_ids(client, f"swept-{BATCH_JOBS}")
+    assert correlation_ids(client, f"swept-{BATCH_JOBS}") == [STEP.trace_id]
 
 
 def test_every_call_outside_a_trace_is_a_trace_of_its_own() -> None:

@@ -122,3 +122,36 @@ def test_the_client_sends_batches_at_once_and_answers_in_the_order_of_the_jobs(
     assert not three_at_once.broken
     with pytest.raises(ValueError, match="in_flight"):
         trainer.register_many(jobs, in_flight=0)
+
+
+def test_a_job_named_in_two_batches_is_registered_as_its_first_mention_says(
+    client_for: Callable[[bool], TestClient],
+) -> None:
+    app = client_for(True)
+    trainer = client_through(app)
+    jobs: list[dict[str, Any]] = [{"job_id": f"d-{i}"} for i in range(2 * BATCH_JOBS)]
+    jobs[0] = {"job_id": "twice", "spec": {"mention": 1}}
+    jobs[BATCH_JOBS] = {"job_id": "twice", "spec": {"mention": 2}}
+    keyed = [{"job_id": "by-key", "idempotency_key": "one"}, {"idempotency_key": "free"}]
+    order: list[int] = []
+    second_answered = threading.Event()
+
+    def sent(request: httpx.Request) -> None:
+        order.append(id(request))
+        if len(order) == 1:  # the first batch lets a second one sent meanwhile go first
+            second_answered.wait(timeout=1.0)
+
+    def answered(response: httpx.Response) -> None:
+        if order.index(id(response.request)) == 1:
+            second_answered.set()
+
+    app.event_hooks = {"request": [sent], "response": [answered]}
+    outcomes = trainer.register_many([*jobs, keyed[1]], in_flight=2, per_request=BATCH_JOBS)
+    app.event_hooks = {"request": [], "response": []}
+    again = trainer.register_many([keyed[1], *keyed], in_flight=3, per_request=1)
+
+    assert (outcomes[0]["status"], outcomes[BATCH_JOBS]["status"]) == (201, 409)
+    assert trainer.job("twice")["spec"] == {"mention": 1}
+    assert [o["status"] for o in again] == [200, 201, 200]
+    with pytest.raises(ValueError, match="per_request"):
+        trainer.register_many(jobs, per_request=BATCH_JOBS + 1)

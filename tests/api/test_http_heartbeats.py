@@ -44,9 +44,11 @@ def test_each_run_is_answered_in_order_renewed_or_refused_as_its_own_heartbeat(
     assert (view["renewed"], view["refused"], view["lease_seconds"]) == (2, 2, 60.0)
     body = {"attempt": forged["attempt"], "run_token": "forged"}
     single = client.post("/v1/jobs/hb-1/heartbeat", json=body, headers=auth("trainer")).json()
-    assert (view["results"][1]["kind"], view["results"][1]["detail"]) == (
+    fenced = view["results"][1]
+    assert (fenced["kind"], fenced["detail"], fenced["current_attempt"]) == (
         single["type"].rpartition("/")[2],
         single["detail"],
+        single["current_attempt"],
     )
     assert view["results"][0]["lease_expires_at"] and view["results"][1]["lease_expires_at"] is None
     job = client.get("/v1/jobs/hb-2", headers=auth("audrey")).json()

@@ -50,7 +50,7 @@ def test_every_run_is_beaten_in_one_request_and_the_thread_ends_with_the_last_ru
     heartbeats.remove(second)
 
     poll(lambda: not heartbeats.beating)
-    assert "jobledger-heartbeats" not in {thread.name for thread in threading.enumerate()}
+    poll(lambda: "jobledger-heartbeats" not in {t.name for t in threading.enumerate()})
 
 
 def test_a_failed_beat_of_any_kind_is_tried_again_at_the_next() -> None:
@@ -80,3 +80,30 @@ def test_a_run_that_left_is_not_told_of_an_answer_in_flight() -> None:
     poll(lambda: stays.answers)
     heartbeats.remove(stays)
     assert release.is_set() and left.answers == []
+
+
+class Odd(Run):
+    """A run whose beat is not a number and which cannot take its answers."""
+
+    def __init__(self) -> None:
+        super().__init__("odd")
+        self.heartbeat_every = "soon"  # type: ignore[assignment]
+
+    def beat_answered(self, outcome: dict[str, Any]) -> None:
+        super().beat_answered(outcome)
+        raise TypeError("not a number")
+
+
+def test_a_run_that_cannot_take_its_answer_stops_no_other_run() -> None:
+    server = Server()
+    heartbeats = RunHeartbeats(server.send)
+    odd, run = Odd(), Run("a")
+    heartbeats.add(odd)
+    heartbeats.add(run)
+    poll(lambda: len(odd.answers) >= 2 and len(run.answers) >= 2)
+    later = Run("later")
+    heartbeats.add(later)
+    poll(lambda: later.answers)
+    assert heartbeats.beating
+    for each in (odd, run, later):
+        heartbeats.remove(each)
