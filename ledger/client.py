@@ -617,7 +617,8 @@ class JobRun:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        self.client.run_heartbeats.remove(self)
+        # A beat on its way is answered first: none reaches the ledger after the report.
+        self.client.run_heartbeats.remove(self, wait_s=self.heartbeat_every + 5)
         if self.fenced.is_set():
             return  # the job is someone else's now: report nothing
         if error is None:

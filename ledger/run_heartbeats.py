@@ -44,6 +44,9 @@ class RunHeartbeats:
         self._send = send
         self._runs: dict[int, BeatingRun] = {}
         self._lock = threading.Lock()
+        self._sent = threading.Condition(self._lock)
+        self._sending: set[int] = set()
+        """The runs of the beat on its way, until its answer is taken."""
         self._emptied = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -57,12 +60,17 @@ class RunHeartbeats:
                 )
                 self._thread.start()
 
-    def remove(self, run: BeatingRun) -> None:
-        """Stop heartbeating `run`; an answer about it still in flight is not told it."""
+    def remove(self, run: BeatingRun, wait_s: float = 0.0) -> None:
+        """Stop heartbeating `run`; an answer about it still in flight is not told it.
+        With `wait_s`, wait that long at most for a beat of it on its way to be answered,
+        so none reaches the ledger after what the caller sends next (a run's final
+        report)."""
         with self._lock:
             self._runs.pop(id(run), None)
             if not self._runs:
                 self._emptied.set()
+            if wait_s > 0 and threading.current_thread() is not self._thread:
+                self._sent.wait_for(lambda: id(run) not in self._sending, timeout=wait_s)
 
     @property
     def beating(self) -> bool:
@@ -94,6 +102,8 @@ class RunHeartbeats:
     def _send_beats(self, runs: list[BeatingRun]) -> None:
         """Beat `runs` and tell each what was answered; never raises: the thread beats for
         every run, so it outlives any one failure."""
+        with self._lock:
+            self._sending = {id(run) for run in runs}
         try:
             outcomes = self._send([run.beat() for run in runs])
             answered = list(zip(runs, outcomes, strict=True))
@@ -103,6 +113,10 @@ class RunHeartbeats:
         except Exception:
             log.exception("heartbeat failed, trying again")
             return
+        finally:
+            with self._lock:
+                self._sending = set()
+                self._sent.notify_all()
         for run, outcome in answered:
             with self._lock:
                 held = id(run) in self._runs

@@ -1,6 +1,7 @@
 """One thread heartbeats every run of a client, and outlives any one failure."""
 
 import threading
+import time
 from typing import Any
 
 from ledger.errors import DatabaseUnavailable
@@ -107,3 +108,31 @@ def test_a_run_that_cannot_take_its_answer_stops_no_other_run() -> None:
     assert heartbeats.beating
     for each in (odd, run, later):
         heartbeats.remove(each)
+
+
+def test_a_run_removed_while_its_beat_is_on_the_way_waits_for_the_answer() -> None:
+    """A run's final report never reaches the ledger before its last heartbeat."""
+    order: list[str] = []
+    on_the_way, remove_called = threading.Event(), threading.Event()
+    run = Run("ending")
+
+    def send(beats: list[Beat]) -> list[dict[str, Any]]:
+        on_the_way.set()
+        assert remove_called.wait(timeout=10)
+        time.sleep(0.2)  # time enough for a remove that did not wait to have returned
+        order.append("answered")
+        return [{"job_id": job_id, "status": 200} for job_id, _, _ in beats]
+
+    heartbeats = RunHeartbeats(send)
+    heartbeats.add(run)
+
+    def end() -> None:
+        assert on_the_way.wait(timeout=10)
+        remove_called.set()
+        heartbeats.remove(run, wait_s=10)
+        order.append("removed")
+
+    ender = threading.Thread(target=end)
+    ender.start()
+    ender.join(timeout=15)
+    assert order == ["answered", "removed"]
