@@ -10,6 +10,7 @@ that joins is beaten at the next beat, and the thread ends when the last run lea
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -47,13 +48,14 @@ class RunHeartbeats:
         self._sent = threading.Condition(self._lock)
         self._sending: set[int] = set()
         """The runs of the beat on its way, until its answer is taken."""
-        self._emptied = threading.Event()
+        self._changed = threading.Event()
+        """Set when a run joins, or the last one leaves: the beat's time is worked out again."""
         self._thread: threading.Thread | None = None
 
     def add(self, run: BeatingRun) -> None:
         with self._lock:
             self._runs[id(run)] = run
-            self._emptied.clear()
+            self._changed.set()
             if self._thread is None or not self._thread.is_alive():  # or lost in a fork
                 self._thread = threading.Thread(
                     target=self._beat, name="jobledger-heartbeats", daemon=True
@@ -68,7 +70,7 @@ class RunHeartbeats:
         with self._lock:
             self._runs.pop(id(run), None)
             if not self._runs:
-                self._emptied.set()
+                self._changed.set()
             if wait_s > 0 and threading.current_thread() is not self._thread:
                 self._sent.wait_for(lambda: id(run) not in self._sending, timeout=wait_s)
 
@@ -87,13 +89,18 @@ class RunHeartbeats:
             return list(self._runs.values())
 
     def _beat(self) -> None:
+        """Beat every run a beat after the last one, the beat being the shortest of the
+        runs' now: a run that joins with a shorter one brings the next beat forward."""
         try:
-            runs = self._current()
-            while runs is not None:
-                self._emptied.wait(_interval(runs))
-                runs = self._current()
-                if runs is not None:
-                    self._send_beats(runs)
+            last = time.monotonic()
+            while (runs := self._current()) is not None:
+                wait = last + _interval(runs) - time.monotonic()
+                if wait > 0:
+                    self._changed.wait(wait)
+                    self._changed.clear()  # the runs are read again, after this
+                    continue
+                last = time.monotonic()
+                self._send_beats(runs)
         finally:  # ended by the process's own end; the next `add` starts another
             with self._lock:
                 if self._thread is threading.current_thread():

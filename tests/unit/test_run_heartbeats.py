@@ -136,3 +136,32 @@ def test_a_run_removed_while_its_beat_is_on_the_way_waits_for_the_answer() -> No
     ender.start()
     ender.join(timeout=15)
     assert order == ["answered", "removed"]
+
+
+class Slow(Run):
+    """A run of a long beat that says when its beat was read (the thread is about to wait)."""
+
+    def __init__(self) -> None:
+        super().__init__("slow")
+        self.read = threading.Event()
+
+    @property
+    def heartbeat_every(self) -> float:
+        self.read.set()
+        return 60.0
+
+    @heartbeat_every.setter
+    def heartbeat_every(self, every: float) -> None:
+        pass
+
+
+def test_a_run_that_joins_with_a_shorter_beat_brings_the_next_beat_forward() -> None:
+    server = Server()
+    heartbeats = RunHeartbeats(server.send)
+    slow, quick = Slow(), Run("quick")
+    heartbeats.add(slow)
+    assert slow.read.wait(timeout=10)  # the next beat is a minute away
+    heartbeats.add(quick)
+    poll(lambda: quick.answers and slow.answers)
+    heartbeats.remove(slow)
+    heartbeats.remove(quick)
