@@ -17,7 +17,9 @@ from pydantic_core import PydanticUseDefault
 
 from api.bootstrap import Ledger
 from api.correlation import correlation_of
+from ledger.commands import JobCommand
 from ledger.job_listing import JobsCursor
+from ledger.service import Outcome
 from ledger.store import FeedCursor
 from projections.current_status.as_of import parse_moment
 
@@ -101,40 +103,73 @@ def prefers_minimal(prefer: str | None) -> bool:
     return RETURN_MINIMAL in {preference.replace(" ", "") for preference in preferences}
 
 
-async def minimal_answer_of(
-    prefer: Annotated[
-        str | None,
-        Header(
-            alias="Prefer",
-            max_length=255,
-            description="`return=minimal`: answer the job as recorded, without its queue "
-            "position and health (which take a read); the answer then carries "
-            "`Preference-Applied: return=minimal`",
-        ),
-    ] = None,
-) -> bool:
-    return prefers_minimal(prefer)
-
-
-MinimalAnswer = Annotated[bool, Depends(minimal_answer_of)]
+PreferHeader = Annotated[
+    str | None,
+    Header(
+        alias="Prefer",
+        max_length=255,
+        description="`return=minimal`: answer the job as recorded, without its queue "
+        "position and health (which take a read); the answer then carries "
+        "`Preference-Applied: return=minimal`",
+    ),
+]
 
 
 @dataclass(frozen=True, slots=True)
-class RequestIds:
-    """What a command's request is known by besides its body and its caller."""
+class CommandRequest:
+    """What a command's handler is given besides its body and its caller: the ledger, and
+    what the request is known by. One dependency for all three, as FastAPI solves each
+    dependency anew on every request."""
 
+    ledger: Ledger
     key: str | None
     """The idempotency key it was sent with."""
     correlation: str | None
     """Its correlation id (`api.correlation`)."""
 
+    def execute(
+        self, job_id: str, command: JobCommand, *, actor: str, expected_version: int | None = None
+    ) -> Outcome:
+        """`command` decided and appended by the ledger's service, with this request's
+        idempotency key and correlation id."""
+        return self.ledger.service.execute(
+            job_id,
+            command,
+            actor=actor,
+            expected_version=expected_version,
+            idempotency_key=self.key,
+            correlation_id=self.correlation,
+        )
 
-async def request_ids_of(request: Request, key: IdempotencyKey = None) -> RequestIds:
+
+def _command_request(request: Request, key: str | None) -> CommandRequest:
     correlation = correlation_of(request)
-    return RequestIds(key, None if correlation is None else correlation.correlation_id)
+    correlation_id = None if correlation is None else correlation.correlation_id
+    return CommandRequest(request.app.state.ledger, key, correlation_id)
 
 
-TheRequestIds = Annotated[RequestIds, Depends(request_ids_of)]
+async def command_request_of(request: Request, key: IdempotencyKey = None) -> CommandRequest:
+    return _command_request(request, key)
+
+
+TheCommandRequest = Annotated[CommandRequest, Depends(command_request_of)]
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """A registration's request: a command's, and whether it prefers a minimal answer."""
+
+    sent: CommandRequest
+    minimal: bool
+
+
+async def registration_of(
+    request: Request, key: IdempotencyKey = None, prefer: PreferHeader = None
+) -> Registration:
+    return Registration(_command_request(request, key), prefers_minimal(prefer))
+
+
+TheRegistration = Annotated[Registration, Depends(registration_of)]
 JobsCursorText = Annotated[
     str, StoredText, _parsed_by(JobsCursor.parse, "a next_cursor of this list")
 ]

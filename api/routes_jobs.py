@@ -8,7 +8,6 @@ from fastapi import Body, Query
 from starlette.responses import Response
 
 from api.auth import Caller, Operator, Reader, Registrar
-from api.bootstrap import Ledger
 from api.models import (
     CancelBody,
     CreateJob,
@@ -26,15 +25,15 @@ from api.models import (
 from api.params import (
     RETURN_MINIMAL,
     BlankIsAbsent,
+    CommandRequest,
     JobId,
     JobsCursorText,
-    MinimalAnswer,
     MomentText,
-    RequestIds,
     StoredText,
     Stripped,
+    TheCommandRequest,
     TheLedger,
-    TheRequestIds,
+    TheRegistration,
 )
 from api.presenters import (
     history_view,
@@ -79,20 +78,17 @@ AsOf = Annotated[
 )
 def create_job(
     caller: Registrar,
-    ledger: TheLedger,
     body: Annotated[CreateJob, Body(default_factory=CreateJob)],
-    ids: TheRequestIds,
-    minimal: MinimalAnswer,
+    registration: TheRegistration,
 ) -> Response:
-    job_id, command = body.job_id or new_job_id(caller.name, ids.key), body.command()
-    outcome = ledger.service.execute(
-        job_id, command, actor=caller.name, idempotency_key=ids.key, correlation_id=ids.correlation
-    )
+    sent = registration.sent
+    job_id, command = body.job_id or new_job_id(caller.name, sent.key), body.command()
+    outcome = sent.execute(job_id, command, actor=caller.name)
     code, location = 200 if outcome.replayed else 201, {"Location": f"/v1/jobs/{job_id}"}
-    if minimal:
+    if registration.minimal:
         applied = {"Preference-Applied": RETURN_MINIMAL}
         return json_response(recorded_job_view(outcome.state), code, location | applied)
-    return json_response(job_view(ledger.reader.reading_of(outcome.state)), code, location)
+    return json_response(job_view(sent.ledger.reader.reading_of(outcome.state)), code, location)
 
 
 def new_job_id(caller: str, key: str | None) -> str:
@@ -165,17 +161,16 @@ def get_history(job_id: JobId, caller: Reader, ledger: TheLedger) -> Response:
 def force_start(
     job_id: JobId,
     caller: Operator,
-    ledger: TheLedger,
     body: Annotated[ForceStartBody, Body(default_factory=ForceStartBody)],
-    ids: TheRequestIds,
+    sent: TheCommandRequest,
 ) -> Response:
-    started = ledger.force_starter.force_start(
+    started = sent.ledger.force_starter.force_start(
         job_id,
         actor=caller.name,
         reason=body.reason,
         expected_version=body.expected_version,
-        idempotency_key=ids.key,
-        correlation_id=ids.correlation,
+        idempotency_key=sent.key,
+        correlation_id=sent.correlation,
     )
     return json_response(
         ForceStartView(job=job_view(started), queue_position=started.queue_position)
@@ -186,55 +181,46 @@ def force_start(
 def mark_failed(
     job_id: JobId,
     caller: Operator,
-    ledger: TheLedger,
     body: MarkFailedBody,
-    ids: TheRequestIds,
+    sent: TheCommandRequest,
 ) -> Response:
     command = MarkFailed(reason=body.reason)
-    return _operate(ledger, caller, job_id, command, body=body, ids=ids)
+    return _operate(sent, caller, job_id, command, body=body)
 
 
 @router.post("/v1/jobs/{job_id}/cancel", summary="cancel", response_model=JobView)
 def cancel(
     job_id: JobId,
     caller: Operator,
-    ledger: TheLedger,
     body: Annotated[CancelBody, Body(default_factory=CancelBody)],
-    ids: TheRequestIds,
+    sent: TheCommandRequest,
 ) -> Response:
     command = CancelJob(reason=body.reason)
-    return _operate(ledger, caller, job_id, command, body=body, ids=ids)
+    return _operate(sent, caller, job_id, command, body=body)
 
 
 @router.post("/v1/jobs/{job_id}/requeue", summary="requeue", response_model=JobView)
 def requeue(
     job_id: JobId,
     caller: Operator,
-    ledger: TheLedger,
     body: Annotated[RequeueBody, Body(default_factory=RequeueBody)],
-    ids: TheRequestIds,
+    sent: TheCommandRequest,
 ) -> Response:
     command = RequeueJob(reason=body.reason, resume_from=body.resume_from)
-    return _operate(ledger, caller, job_id, command, body=body, ids=ids)
+    return _operate(sent, caller, job_id, command, body=body)
 
 
 def _operate(
-    ledger: Ledger,
+    sent: CommandRequest,
     caller: Caller,
     job_id: str,
     command: JobCommand,
     *,
     body: Guarded,
-    ids: RequestIds,
 ) -> Response:
     """An operator's command, guarded by the version the operator saw (`body`'s); answer
     with the job."""
-    outcome = ledger.service.execute(
-        job_id,
-        command,
-        actor=caller.name,
-        expected_version=body.expected_version,
-        idempotency_key=ids.key,
-        correlation_id=ids.correlation,
+    outcome = sent.execute(
+        job_id, command, actor=caller.name, expected_version=body.expected_version
     )
-    return json_response(job_view(ledger.reader.reading_of(outcome.state)))
+    return json_response(job_view(sent.ledger.reader.reading_of(outcome.state)))

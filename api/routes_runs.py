@@ -19,7 +19,7 @@ from api.models import (
     RunBody,
     WorkerBody,
 )
-from api.params import JobId, RequestIds, TheLedger, TheRequestIds
+from api.params import CommandRequest, JobId, TheCommandRequest, TheLedger
 from api.presenters import claim_view, job_view
 from api.problems import item_refusal
 from api.responses import json_response
@@ -47,34 +47,35 @@ router = api_router(401, 403, 404, 409, 422, 503)
 )
 def claim_next(
     caller: Emitter,
-    ledger: TheLedger,
     body: WorkerBody,
-    ids: TheRequestIds,
+    sent: TheCommandRequest,
 ) -> Response:
-    claim = ledger.queue.claim(
-        body.identity(), actor=caller.name, idempotency_key=ids.key, correlation_id=ids.correlation
+    claim = sent.ledger.queue.claim(
+        body.identity(),
+        actor=caller.name,
+        idempotency_key=sent.key,
+        correlation_id=sent.correlation,
     )
     if claim is None:
         return Response(status_code=204)
-    return _claimed(ledger, claim)
+    return _claimed(sent.ledger, claim)
 
 
 @router.post("/v1/jobs/{job_id}/start", summary="start a queued job", response_model=ClaimView)
 def start_job(
     job_id: JobId,
     caller: Emitter,
-    ledger: TheLedger,
     body: WorkerBody,
-    ids: TheRequestIds,
+    sent: TheCommandRequest,
 ) -> Response:
-    claim = ledger.queue.start(
+    claim = sent.ledger.queue.start(
         job_id,
         body.identity(),
         actor=caller.name,
-        idempotency_key=ids.key,
-        correlation_id=ids.correlation,
+        idempotency_key=sent.key,
+        correlation_id=sent.correlation,
     )
-    return _claimed(ledger, claim)
+    return _claimed(sent.ledger, claim)
 
 
 def _claimed(ledger: Ledger, claim: Claim) -> Response:
@@ -142,73 +143,60 @@ def _beat_outcome(
 def pause(
     job_id: JobId,
     caller: Emitter,
-    ledger: TheLedger,
     body: RunBody,
-    ids: TheRequestIds,
+    sent: TheCommandRequest,
 ) -> Response:
     command = PauseJob(attempt=body.attempt, run_token=body.run_token)
-    return _report(ledger, caller, job_id, command, ids)
+    return _report(sent, caller, job_id, command)
 
 
 @router.post("/v1/jobs/{job_id}/resume", summary="resume", response_model=JobView)
 def resume(
     job_id: JobId,
     caller: Emitter,
-    ledger: TheLedger,
     body: RunBody,
-    ids: TheRequestIds,
+    sent: TheCommandRequest,
 ) -> Response:
     command = ResumeJob(attempt=body.attempt, run_token=body.run_token)
-    return _report(ledger, caller, job_id, command, ids)
+    return _report(sent, caller, job_id, command)
 
 
 @router.post("/v1/jobs/{job_id}/checkpoint", summary="checkpoint", response_model=JobView)
 def checkpoint(
     job_id: JobId,
     caller: Emitter,
-    ledger: TheLedger,
     body: CheckpointBody,
-    ids: TheRequestIds,
+    sent: TheCommandRequest,
 ) -> Response:
     command = SaveCheckpoint(
         attempt=body.attempt, run_token=body.run_token, path=body.path, step=body.step
     )
-    return _report(ledger, caller, job_id, command, ids)
+    return _report(sent, caller, job_id, command)
 
 
 @router.post("/v1/jobs/{job_id}/complete", summary="complete", response_model=JobView)
 def complete(
     job_id: JobId,
     caller: Emitter,
-    ledger: TheLedger,
     body: CompleteBody,
-    ids: TheRequestIds,
+    sent: TheCommandRequest,
 ) -> Response:
     command = CompleteJob(attempt=body.attempt, run_token=body.run_token, result=body.result)
-    return _report(ledger, caller, job_id, command, ids)
+    return _report(sent, caller, job_id, command)
 
 
 @router.post("/v1/jobs/{job_id}/fail", summary="fail", response_model=JobView)
 def fail(
     job_id: JobId,
     caller: Emitter,
-    ledger: TheLedger,
     body: FailBody,
-    ids: TheRequestIds,
+    sent: TheCommandRequest,
 ) -> Response:
     command = FailJob(attempt=body.attempt, run_token=body.run_token, reason=body.reason)
-    return _report(ledger, caller, job_id, command, ids)
+    return _report(sent, caller, job_id, command)
 
 
-def _report(
-    ledger: Ledger,
-    caller: Caller,
-    job_id: str,
-    command: JobCommand,
-    ids: RequestIds,
-) -> Response:
+def _report(sent: CommandRequest, caller: Caller, job_id: str, command: JobCommand) -> Response:
     """Decide a report on the run's attempt and token; answer with the job."""
-    outcome = ledger.service.execute(
-        job_id, command, actor=caller.name, idempotency_key=ids.key, correlation_id=ids.correlation
-    )
-    return json_response(job_view(ledger.reader.reading_of(outcome.state)))
+    outcome = sent.execute(job_id, command, actor=caller.name)
+    return json_response(job_view(sent.ledger.reader.reading_of(outcome.state)))
