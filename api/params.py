@@ -156,7 +156,7 @@ TheCommandRequest = Annotated[CommandRequest, Depends(command_request_of)]
 
 
 @dataclass(frozen=True, slots=True)
-class Registration:
+class RegistrationRequest:
     """A registration's request: a command's, and whether it prefers a minimal answer."""
 
     sent: CommandRequest
@@ -165,11 +165,11 @@ class Registration:
 
 async def registration_of(
     request: Request, key: IdempotencyKey = None, prefer: PreferHeader = None
-) -> Registration:
-    return Registration(_command_request(request, key), prefers_minimal(prefer))
+) -> RegistrationRequest:
+    return RegistrationRequest(_command_request(request, key), prefers_minimal(prefer))
 
 
-TheRegistration = Annotated[Registration, Depends(registration_of)]
+TheRegistration = Annotated[RegistrationRequest, Depends(registration_of)]
 JobsCursorText = Annotated[
     str, StoredText, _parsed_by(JobsCursor.parse, "a next_cursor of this list")
 ]

@@ -281,9 +281,8 @@ class LedgerClient:
         return outcomes
 
     def _register_batch(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        results: list[dict[str, Any]] = self._json("POST", "/v1/jobs/batch", {"jobs": batch})[
-            "results"
-        ]
+        answer = self._json("POST", "/v1/jobs/batch", {"jobs": batch})
+        results: list[dict[str, Any]] = answer["results"]
         return results
 
     def job(self, job_id: str) -> dict[str, Any]:
@@ -339,15 +338,14 @@ class LedgerClient:
         order (`status` 200 with `lease_expires_at`, or 409 for a fenced run that must
         stop, or 404, with `kind` and `detail`). A heartbeat renews in place, so a request
         tried again after a lost answer does no harm."""
+        named = [
+            {"job_id": job_id, "attempt": attempt, "run_token": run_token}
+            for job_id, attempt, run_token in runs
+        ]
         outcomes: list[dict[str, Any]] = []
-        batch: list[dict[str, Any]] = []
-        for job_id, attempt, run_token in runs:
-            batch.append({"job_id": job_id, "attempt": attempt, "run_token": run_token})
-            if len(batch) == HEARTBEATS_PER_REQUEST:
-                outcomes += self._json("POST", "/v1/heartbeats", {"runs": batch})["results"]
-                batch = []
-        if batch:
-            outcomes += self._json("POST", "/v1/heartbeats", {"runs": batch})["results"]
+        for first in range(0, len(named), HEARTBEATS_PER_REQUEST):
+            chunk = named[first : first + HEARTBEATS_PER_REQUEST]
+            outcomes += self._json("POST", "/v1/heartbeats", {"runs": chunk})["results"]
         return outcomes
 
     def _heartbeat_runs(self, runs: list[Beat]) -> list[dict[str, Any]]:

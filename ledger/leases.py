@@ -10,7 +10,6 @@ from ledger.queries import (
     LEASE_UNLEASED_RUNS,
     LOAD_STATES,
     PRUNE_LEASES,
-    RENEW_LEASE,
     RENEW_LEASES,
 )
 from ledger.run_tokens import run_token_digest
@@ -40,20 +39,10 @@ def renew_lease(
     (or the token is wrong), in the words `decide` uses for the worker's
     commands: the worker has been fenced and must stop.
     """
-    params = {
-        "job_id": job_id,
-        "attempt": attempt,
-        "run_token_sha256": run_token_digest(run_token),
-        "lease_seconds": lease_seconds,
-    }
-    with store.connection(job_id) as conn:  # one statement: its own transaction
-        row = conn.execute(RENEW_LEASE, params).fetchone()
-    if row is not None:
-        store.observers.heartbeat_received(fenced=False)
-        expires_at: datetime = row[0]
-        return expires_at
-    refusal = _refusal(store, RunHeartbeat(job_id, attempt, run_token), store.load(job_id))
-    raise refusal
+    [outcome] = renew_leases(store, [RunHeartbeat(job_id, attempt, run_token)], lease_seconds)
+    if isinstance(outcome, LedgerError):
+        raise outcome
+    return outcome
 
 
 def renew_leases(

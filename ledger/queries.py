@@ -492,18 +492,6 @@ LOCK_START_KEY = (
 """Serialise the starts of one caller's key until the transaction ends: a retry racing
 the first try waits for it, and its start statement (a later snapshot) then sees it."""
 
-RENEW_LEASE = f"""
-    UPDATE job_leases l
-    SET heartbeat_at = now(), expires_at = now() + {LEASE_PERIOD}
-    FROM job_status s
-    WHERE l.job_id = %(job_id)s AND l.attempt = %(attempt)s
-      AND l.run_token_sha256 = %(run_token_sha256)s
-      AND s.job_id = l.job_id AND s.attempt = l.attempt AND s.status IN ({ACTIVE_RUN_IN})
-    RETURNING l.expires_at
-"""
-"""Renews only the lease of the job's current, open attempt with the right token (by its
-digest: the lease keeps no token it could be read from)."""
-
 RENEW_LEASES = f"""
     WITH wanted AS (
         SELECT * FROM unnest(%(job_ids)s::text[], %(attempts)s::int[], %(digests)s::text[])
@@ -521,8 +509,10 @@ RENEW_LEASES = f"""
     WHERE l.job_id IN (SELECT job_id FROM held)
     RETURNING l.job_id, l.attempt, l.run_token_sha256, l.expires_at
 """
-"""`RENEW_LEASE` for many runs in one statement: the leases are locked in job id order, so
-two batches that share runs never deadlock."""
+"""Renews the leases of the runs named (`job_ids`, `attempts`, `digests`, in step) that
+are their jobs' current, open attempts with the right token (by its digest: the lease
+keeps no token it could be read from), in one statement. The leases are locked in job id
+order, so two statements that share runs never deadlock."""
 
 LOAD_STATES = f"SELECT {STATUS_SELECT} FROM job_status s WHERE s.job_id = ANY(%(job_ids)s)"
 
