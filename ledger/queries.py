@@ -62,12 +62,15 @@ EVENTS_OF_TRANSACTION = f"""
     ORDER BY e.seq
 """
 
-_APPENDED = """
-    WITH appended AS (
+_INSERT_EVENTS = """
         INSERT INTO job_events (
             job_id, seq, type, payload, actor, reason, attempt,
             idempotency_key, command_sha256, correlation_id, occurred_at
-        )
+        )"""
+_RETURNING = "RETURNING position, seq, recorded_at, tx_id::text AS tx_id"
+
+_APPENDED = f"""
+    WITH appended AS ({_INSERT_EVENTS}
         SELECT %(job_id)s, e.seq, e.type, e.payload, %(actor)s, e.reason, e.attempt,
                e.idempotency_key, e.command_sha256, %(correlation_id)s,
                %(occurred_at)s::timestamptz
@@ -75,9 +78,26 @@ _APPENDED = """
             seq int, type text, payload jsonb, reason text, attempt int,
             idempotency_key text, command_sha256 text
         )
-        RETURNING position, seq, recorded_at, tx_id::text AS tx_id
+        {_RETURNING}
     )"""
 """The job's new events, from one JSON document (`events`): the first part of an append."""
+
+_APPENDED_ONE = f"""
+    WITH appended AS ({_INSERT_EVENTS}
+        VALUES (
+            %(job_id)s, %(seq)s, %(type)s, %(payload)s::jsonb, %(actor)s, %(reason)s,
+            %(attempt)s, %(idempotency_key)s, %(command_sha256)s, %(correlation_id)s,
+            %(occurred_at)s::timestamptz
+        )
+        {_RETURNING}
+    )"""
+"""`_APPENDED` of a single event, from a parameter per column: most appends are one event,
+and a row of values costs the server less than a JSON document made into rows."""
+
+
+def _appended(one_event: bool) -> str:
+    return _APPENDED_ONE if one_event else _APPENDED
+
 
 _ROW_WRITTEN_WHOLE = f"""
         INSERT INTO job_status ({", ".join(JOB_STATUS_COLUMNS)})
@@ -94,10 +114,13 @@ def _appended_rows(where: str = "true") -> str:
     return f" SELECT position, seq, recorded_at, tx_id FROM appended WHERE {where} ORDER BY seq"
 
 
-APPEND_EVENTS = f"{_APPENDED}, projected AS ({_ROW_WRITTEN_WHOLE}) {_appended_rows()}"
-"""Append a job's new events and write its projected state: one statement, one transaction.
+@functools.cache
+def append_events(one_event: bool) -> str:
+    """Append a job's new events and write its projected state: one statement, one
+    transaction (`one_event`: the events are one, sent as `_APPENDED_ONE` takes it).
 
-The unique `(job_id, seq)` makes a concurrent writer of the same version fail."""
+    The unique `(job_id, seq)` makes a concurrent writer of the same version fail."""
+    return f"{_appended(one_event)}, projected AS ({_ROW_WRITTEN_WHOLE}) {_appended_rows()}"
 
 
 _ROW_UPDATED_OR_REFUSED = """CASE WHEN EXISTS (SELECT FROM updated) THEN true
@@ -106,8 +129,10 @@ _ROW_UPDATED_OR_REFUSED = """CASE WHEN EXISTS (SELECT FROM updated) THEN true
 
 
 @functools.cache
-def append_to_row(set_columns: tuple[str, ...], now_columns: tuple[str, ...]) -> str:
-    """`APPEND_EVENTS` for a job whose row exists: the row is updated in place, in the
+def append_to_row(
+    set_columns: tuple[str, ...], now_columns: tuple[str, ...], one_event: bool
+) -> str:
+    """`append_events` for a job whose row exists: the row is updated in place, in the
     columns the append changes only — `set_columns` to parameters named `new_<column>`,
     `now_columns` to the append's time. No document of the whole state is sent or
     parsed, so the cost does not grow with the job's spec, and an update that touches no
@@ -118,7 +143,7 @@ def append_to_row(set_columns: tuple[str, ...], now_columns: tuple[str, ...]) ->
     whole statement (`ROW_NOT_AT_VERSION`) and nothing is written."""
     changes = [f"{column} = %(new_{column})s" for column in set_columns]
     changes += [f"{column} = now()" for column in now_columns]
-    return f"""{_APPENDED}, updated AS (
+    return f"""{_appended(one_event)}, updated AS (
         UPDATE job_status SET {", ".join(changes)}
         WHERE job_id = %(job_id)s AND version = %(expected_version)s
         RETURNING 1

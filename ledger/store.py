@@ -29,7 +29,6 @@ from ledger.errors import (
 from ledger.events import JobEvent, RecordedEvent, event_to_record, read_event
 from ledger.evolve import evolve
 from ledger.queries import (
-    APPEND_EVENTS,
     EVENTS_OF_TRANSACTION,
     FEED_HORIZON,
     JOB_HISTORY,
@@ -39,6 +38,7 @@ from ledger.queries import (
     READ_FEED,
     READ_FEED_WITHOUT_SPECS,
     ROW_NOT_AT_VERSION,
+    append_events,
     append_to_row,
 )
 from ledger.schema import JOB_STATUS_COLUMNS
@@ -159,7 +159,9 @@ class EventStore:
             except psycopg.errors.CheckViolation as refused:
                 if refused.diag.constraint_name != ROW_NOT_AT_VERSION:
                     raise
-                rows = cursor.execute(APPEND_EVENTS, prepared.whole_row_params()).fetchall()
+                rows = cursor.execute(
+                    append_events(len(prepared.pending) == 1), prepared.whole_row_params()
+                ).fetchall()
         appended = prepared.recorded(rows)
         self.observers.events_appended([event.type for event in appended.events])
         return appended
@@ -285,13 +287,14 @@ class PreparedAppend:
     state: JobState
     params: dict[str, Any]
     event_rows: list[dict[str, Any]]
-    """The events as the rows `params["events"]` holds, before they are JSON."""
-    statement: str = APPEND_EVENTS
-    """`APPEND_EVENTS` for a new job; for one that exists, the statement that updates its
+    """The events as rows (`params["events"]` holds them as JSON when they are more than
+    one; a single one is a parameter per column)."""
+    statement: str
+    """`append_events` for a new job; for one that exists, the statement that updates its
     row in place, in the columns the append changes (`append_to_row`)."""
 
     def whole_row_params(self) -> dict[str, Any]:
-        """`params` for `APPEND_EVENTS`, which writes the job's row whole."""
+        """`params` for `append_events`, which writes the job's row whole."""
         return self.params | _whole_row(self.state)
 
     def stamped(self, recorded_at: datetime) -> JobState:
@@ -303,7 +306,7 @@ class PreparedAppend:
         return JobState._make(values)
 
     def recorded(self, rows: Sequence[Sequence[Any]]) -> Appended:
-        """The events and state as recorded, from the rows `APPEND_EVENTS` returned."""
+        """The events and state as recorded, from the rows the append returned."""
         recorded_at = rows[0][2]
         params = self.params
         actor = params["actor"]
@@ -379,13 +382,24 @@ def prepare_append(
         "idempotency_key": idempotency_key,
         "correlation_id": correlation_id,
         "occurred_at": occurred_at,
-        # One JSON document instead of dozens of parameters: far less to adapt.
-        "events": orjson.dumps(rows_json).decode(),
     }
+    one_event = len(rows_json) == 1
+    if one_event:
+        (row,) = rows_json
+        params["seq"] = row["seq"]
+        params["type"] = row["type"]
+        params["payload"] = orjson.dumps(row["payload"]).decode()
+        params["reason"] = row["reason"]
+        params["attempt"] = row["attempt"]
+        params["command_sha256"] = row["command_sha256"]
+    else:  # one JSON document instead of dozens of parameters: far less to adapt
+        params["events"] = orjson.dumps(rows_json).decode()
     if state is None:
         params |= _whole_row(new_state)
-        return PreparedAppend(job_id, 0, pending, reasons, new_state, params, rows_json)
-    statement = _row_changes(state, new_state, params)
+        return PreparedAppend(
+            job_id, 0, pending, reasons, new_state, params, rows_json, append_events(one_event)
+        )
+    statement = _row_changes(state, new_state, params, one_event)
     return PreparedAppend(
         job_id, state.version, pending, reasons, new_state, params, rows_json, statement
     )
@@ -397,11 +411,13 @@ there (the very object: `evolve` copies an event's `recorded_at`) until it is st
 
 
 def _whole_row(state: JobState) -> dict[str, Any]:
-    """The parameters `APPEND_EVENTS` writes the job's row whole from."""
+    """The parameters `append_events` writes the job's row whole from."""
     return {"append_time": APPEND_TIME, "state": orjson.dumps(state._asdict()).decode()}
 
 
-def _row_changes(state: JobState, new_state: JobState, params: dict[str, Any]) -> str:
+def _row_changes(
+    state: JobState, new_state: JobState, params: dict[str, Any], one_event: bool
+) -> str:
     """The statement that appends and updates the job's row from `state` to `new_state`
     in the columns that differ; their values are added to `params`."""
     set_columns: list[str] = []
@@ -415,7 +431,7 @@ def _row_changes(state: JobState, new_state: JobState, params: dict[str, Any]) -
         set_columns.append(column)
         params[f"new_{column}"] = _column_value(new)
     params["expected_version"] = state.version
-    return append_to_row(tuple(set_columns), tuple(now_columns))
+    return append_to_row(tuple(set_columns), tuple(now_columns), one_event)
 
 
 def _column_value(value: Any) -> Any:
