@@ -55,6 +55,11 @@ metadata = MetaData(
 JOB_ID = Text(collation="C")
 """Job ids sort bytewise, as Python sorts them: replays merge streams on them."""
 
+KNOWN_TYPE = "type = ANY ('{" + ",".join(EVENT_CLASSES) + "}'::text[])"
+"""The log's CHECK that an event's type is one the ledger knows. The types are one array
+constant rather than an `IN` list: PostgreSQL reads a CHECK's stored text anew at each
+statement that inserts into the table, and a list of constants is three times as long."""
+
 job_events = Table(
     "job_events",
     metadata,
@@ -81,9 +86,7 @@ job_events = Table(
     Column("command_sha256", Text),
     UniqueConstraint("job_id", "seq"),  # the optimistic-concurrency check
     CheckConstraint("seq >= 1", name="seq_positive"),
-    CheckConstraint(
-        "type IN (" + ", ".join(f"'{type_}'" for type_ in EVENT_CLASSES) + ")", name="known_type"
-    ),
+    CheckConstraint(KNOWN_TYPE, name="known_type"),
     Index("ix_job_events_tx_id_position", "tx_id", "position"),
     # a search of ids for what they contain (pg_trgm): `LIKE '%...%'` without a scan; on
     # the registrations, which are never updated, so only a new job costs it anything
