@@ -159,9 +159,7 @@ class EventStore:
             except psycopg.errors.CheckViolation as refused:
                 if refused.diag.constraint_name != ROW_NOT_AT_VERSION:
                     raise
-                rows = cursor.execute(
-                    append_events(len(prepared.pending) == 1), prepared.whole_row_params()
-                ).fetchall()
+                rows = cursor.execute(*prepared.writing_row_whole()).fetchall()
         appended = prepared.recorded(rows)
         self.observers.events_appended([event.type for event in appended.events])
         return appended
@@ -293,9 +291,10 @@ class PreparedAppend:
     """`append_events` for a new job; for one that exists, the statement that updates its
     row in place, in the columns the append changes (`append_to_row`)."""
 
-    def whole_row_params(self) -> dict[str, Any]:
-        """`params` for `append_events`, which writes the job's row whole."""
-        return self.params | _whole_row(self.state)
+    def writing_row_whole(self) -> tuple[str, dict[str, Any]]:
+        """The append as `append_events` makes it, writing the job's row whole, and its
+        parameters: for a row that is not at the version the append was decided on."""
+        return append_events(len(self.pending) == 1), self.params | _whole_row(self.state)
 
     def stamped(self, recorded_at: datetime) -> JobState:
         """The projected state, with the time the database recorded the append."""
