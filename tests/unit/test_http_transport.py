@@ -261,3 +261,97 @@ def test_closing_closes_every_kept_connection(server: EchoServer, http: httpx.Cl
     while server.closed < 2:
         assert time.monotonic() < deadline, "a connection stayed open"
         time.sleep(0.01)
+
+
+# -- answers as they come on the wire ------------------------------------------------
+
+
+class ScriptedServer:
+    """Accepts one connection, reads one request's head, and sends `answer` in pieces of
+    `piece` bytes; then closes the connection, unless `keep_open`."""
+
+    def __init__(self, answer: bytes, *, piece: int = 1 << 16, keep_open: bool = False) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.requests: list[bytes] = []
+        self.thread = threading.Thread(
+            target=self._serve, args=(answer, piece, keep_open), daemon=True
+        )
+        self.thread.start()
+
+    def _serve(self, answer: bytes, piece: int, keep_open: bool) -> None:
+        conn, _ = self.listener.accept()
+        conn.settimeout(DEADLINE_S)
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += conn.recv(4096)
+        self.requests.append(received)
+        for start in range(0, len(answer), piece):
+            conn.sendall(answer[start : start + piece])
+        if keep_open:
+            conn.recv(1)  # until the client closes
+        conn.close()
+        self.listener.close()
+
+
+def exchange(server: ScriptedServer, method: str = "GET") -> httpx.Response:
+    with httpx.Client(transport=KeptAliveTransport(), timeout=DEADLINE_S) as client:
+        answer = client.request(method, f"{server.url}/x")
+    server.thread.join(DEADLINE_S)
+    return answer
+
+
+def test_an_answer_in_chunks_arrives_whole() -> None:
+    server = ScriptedServer(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+        keep_open=True,
+    )
+    answer = exchange(server)
+    assert (answer.status_code, answer.text) == (200, "hello world")
+
+
+def test_an_answer_sent_a_byte_at_a_time_arrives_whole() -> None:
+    body = b'{"job_id": "a"}'
+    server = ScriptedServer(
+        b"HTTP/1.1 409 Conflict\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nX-Two: 1\r\nX-Two: 2\r\n\r\n%s" % (len(body), body),
+        piece=1,
+        keep_open=True,
+    )
+    answer = exchange(server)
+    assert answer.status_code == 409
+    assert answer.json() == {"job_id": "a"}
+    assert answer.headers.get_list("x-two") == ["1", "2"]
+
+
+def test_an_answer_without_a_length_ends_where_its_connection_does() -> None:
+    server = ScriptedServer(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nto the end")
+    assert exchange(server).text == "to the end"
+
+
+def test_a_connection_closed_part_way_through_an_answer_is_a_read_error() -> None:
+    server = ScriptedServer(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")
+    with pytest.raises(httpx.ReadError, match="before its answer ended"):
+        exchange(server)
+
+
+def test_an_answer_that_is_not_http_is_a_read_error() -> None:
+    server = ScriptedServer(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+    with pytest.raises(httpx.ReadError):
+        exchange(server)
+
+
+def test_a_header_that_would_end_the_request_early_is_refused_before_it_is_sent(
+    server: EchoServer, http: httpx.Client
+) -> None:
+    with pytest.raises(ValueError, match="CR, LF or NUL"):
+        http.get("/x", headers={"X-Id": "1\r\nX-Injected: yes"})
+    assert server.connections == []
+
+
+def test_the_answer_to_a_head_request_ends_with_its_headers() -> None:
+    server = ScriptedServer(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", keep_open=True)
+    answer = exchange(server, "HEAD")
+    assert (answer.status_code, answer.headers["content-length"], answer.content) == (200, "5", b"")
+    assert server.requests[0].startswith(b"HEAD /x HTTP/1.1\r\n")
