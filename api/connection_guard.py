@@ -1,5 +1,5 @@
-"""Connections that cannot hold the server: uvicorn's HTTP/1.1 protocol (h11) with the
-timeouts and the cap uvicorn lacks.
+"""Connections that cannot hold the server: uvicorn's HTTP/1.1 protocol (httptools, the
+llhttp parser in C) with the timeouts and the cap uvicorn lacks.
 
 - A request's line and headers arrive whole within `header_timeout_s` of the connection
   opening or of the previous answer, or the connection is closed: a connection that
@@ -32,10 +32,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
-import h11
 from uvicorn.config import Config
 from uvicorn.protocols.http.flow_control import FlowControl
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from ledger.settings import Settings
@@ -186,24 +185,24 @@ class ConnectionBook:
     def __init__(self, limits: ConnectionLimits, summary: ClosingSummary | None = None) -> None:
         self.limits = limits
         self.summary = summary or ClosingSummary(limits)
-        self.open: set[GuardedH11Protocol] = set()
-        self.waiting: dict[GuardedH11Protocol, None] = {}
+        self.open: set[GuardedProtocol] = set()
+        self.waiting: dict[GuardedProtocol, None] = {}
 
-    def admit(self, connection: "GuardedH11Protocol") -> None:
+    def admit(self, connection: "GuardedProtocol") -> None:
         self.open.add(connection)
         self.waiting[connection] = None
         while len(self.open) > self.limits.max_connections and self.waiting:
             next(iter(self.waiting)).close_for(Closed.SHED)
 
-    def waits(self, connection: "GuardedH11Protocol") -> None:
+    def waits(self, connection: "GuardedProtocol") -> None:
         if connection in self.open:
             self.waiting.pop(connection, None)
             self.waiting[connection] = None
 
-    def answers(self, connection: "GuardedH11Protocol") -> None:
+    def answers(self, connection: "GuardedProtocol") -> None:
         self.waiting.pop(connection, None)
 
-    def forget(self, connection: "GuardedH11Protocol") -> None:
+    def forget(self, connection: "GuardedProtocol") -> None:
         self.open.discard(connection)
         self.waiting.pop(connection, None)
 
@@ -218,7 +217,7 @@ class WatchedFlow(FlowControl):
     """uvicorn's flow control, telling the connection when reading pauses and when the
     app asks for more of the body."""
 
-    def __init__(self, transport: asyncio.Transport, connection: "GuardedH11Protocol") -> None:
+    def __init__(self, transport: asyncio.Transport, connection: "GuardedProtocol") -> None:
         super().__init__(transport)
         self.connection = connection
 
@@ -231,8 +230,11 @@ class WatchedFlow(FlowControl):
         self.connection.reading_resumed()
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with header, body and send timeouts and a shared cap."""
+class GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with header, body and send timeouts and a shared cap.
+
+    The parser says where the client is through its callbacks: after a request's
+    headers and until its message ends, its body is awaited."""
 
     book: ClassVar[ConnectionBook]
 
@@ -247,6 +249,8 @@ class GuardedH11Protocol(H11Protocol):
         self.phase: Phase | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.send_timer: asyncio.TimerHandle | None = None
+        self.reading_body = False
+        """Whether a request's headers are whole and its body is not yet."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -262,12 +266,17 @@ class GuardedH11Protocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
+        self.follow_client()
         if self.phase is Phase.BODY and self.timer is not None:
             self.arm_body_timer()  # a byte of the body: the clock starts again
 
-    def handle_events(self) -> None:
-        super().handle_events()
-        self.follow_client()
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self.reading_body = True
+
+    def on_message_complete(self) -> None:
+        self.reading_body = False
+        super().on_message_complete()
 
     def on_response_complete(self) -> None:
         self.phase = None  # the next request's headers are timed from this answer
@@ -291,14 +300,12 @@ class GuardedH11Protocol(H11Protocol):
         """Times what the connection now waits for from its client, if anything."""
         if self.transport.is_closing():
             return
-        state = self.conn.their_state
-        phase = (
-            Phase.HEADERS
-            if state is h11.IDLE
-            else Phase.BODY
-            if state is h11.SEND_BODY
-            else Phase.ANSWERING
-        )
+        if self.reading_body:
+            phase = Phase.BODY
+        elif self.pipeline or (self.cycle is not None and not self.cycle.response_complete):
+            phase = Phase.ANSWERING
+        else:
+            phase = Phase.HEADERS
         if phase is self.phase:
             return
         self.phase = phase
@@ -358,11 +365,11 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
 
-def guarded_protocol(limits: ConnectionLimits) -> type[GuardedH11Protocol]:
+def guarded_protocol(limits: ConnectionLimits) -> type[GuardedProtocol]:
     """The protocol class for one server: its connections share one book."""
     book = ConnectionBook(limits)
 
-    class Guarded(GuardedH11Protocol):
+    class Guarded(GuardedProtocol):
         pass
 
     Guarded.book = book

@@ -6,6 +6,7 @@ log says what it closed in a few lines, not one each."""
 import contextlib
 import functools
 import logging
+import re
 import resource
 import signal
 import socket
@@ -199,6 +200,23 @@ def test_a_kept_alive_connection_is_timed_again_after_each_answer(
             while not answer.endswith(b'"alive"}'):
                 answer += sock.recv(65536)
             assert answer.startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /li")
+        assert seconds_until_closed(sock) < 3
+
+
+def test_requests_sent_together_are_answered_in_order_and_the_clock_starts_again_after_them(
+    quick_timeouts: Server,
+) -> None:
+    """Pipelined requests: each is answered, in the order sent, and the connection waits
+    on its client again only after the last answer."""
+    paths = (b"/livez", b"/v1/nothing-here", b"/livez")
+    with connect(quick_timeouts) as sock:
+        sock.sendall(b"".join(b"GET %s HTTP/1.1\r\nHost: ledger\r\n\r\n" % path for path in paths))
+        sock.settimeout(5)
+        answers = b""
+        while answers.count(b"HTTP/1.1 ") < len(paths) or not answers.endswith(b'"alive"}'):
+            answers += sock.recv(65536)
+        assert re.findall(rb"HTTP/1\.1 (\d{3}) ", answers) == [b"200", b"404", b"200"]
         sock.sendall(b"GET /li")
         assert seconds_until_closed(sock) < 3
 
