@@ -44,7 +44,7 @@ def evolve(state: JobState | None, event: RecordedEvent) -> JobState:
             )
         if not isinstance(data, JobRegistered) or event.seq != 1:
             raise EventOutOfOrder(f"job {event.job_id!r} must start with job_registered at seq 1")
-        status = JobStatus(data.initial_status)
+        status = data.initial_status
         return JobState(
             job_id=event.job_id,
             status=status,

@@ -26,8 +26,9 @@ from ledger.store import (
     APPEND_TIME,
     Connection,
     EventStore,
-    PreparedAppend,
-    prepare_append,
+    Projection,
+    project,
+    stamped,
     state_from_row,
 )
 
@@ -79,33 +80,31 @@ def register_many(
         for item in registrations
     ]
     outcomes: list[RegistrationOutcome | None] = [None] * len(registrations)
-    prepared: dict[str, tuple[int, PreparedAppend]] = {}
+    projected: dict[str, tuple[int, Projection]] = {}
     for index, (item, digest) in enumerate(zip(registrations, digests, strict=True)):
-        if item.job_id in prepared:
+        if item.job_id in projected:
             continue  # judged once the first mention is registered
         try:
             events = decide(None, item.command, job_id=item.job_id)
         except LedgerError as refused:
             outcomes[index] = refused
             continue
-        prepared[item.job_id] = (
+        projected[item.job_id] = (
             index,
-            prepare_append(
+            project(
                 item.job_id,
                 None,
                 events,
-                actor=actor,
                 idempotency_key=item.idempotency_key,
                 command_sha256=digest,
-                correlation_id=correlation_id,
-                occurred_at=occurred_at,
             ),
         )
     with store.connection() as conn:  # one statement: one transaction
-        if prepared:
-            for job_id, *recorded in conn.execute(REGISTER_MANY, _params(prepared, actor)):
-                index, append = prepared[job_id]
-                outcomes[index] = Registered(append.stamped(recorded[2]))
+        if projected:
+            params = _params(projected, actor, correlation_id, occurred_at)
+            for job_id, *recorded in conn.execute(REGISTER_MANY, params):
+                index, projection = projected[job_id]
+                outcomes[index] = Registered(stamped(projection.state, recorded[2]))
         left_out = [(i, item) for i, item in enumerate(registrations) if outcomes[i] is None]
         found = _found(conn, [item for _, item in left_out]) if left_out else {}
     for index, item in left_out:
@@ -114,19 +113,26 @@ def register_many(
     return [outcome for outcome in outcomes if outcome is not None]
 
 
-def _params(prepared: dict[str, tuple[int, PreparedAppend]], actor: str) -> dict[str, Any]:
+def _params(
+    projected: dict[str, tuple[int, Projection]],
+    actor: str,
+    correlation_id: str | None,
+    occurred_at: datetime | None,
+) -> dict[str, Any]:
     """`REGISTER_MANY`'s parameters: every job's events and row, each list as one document."""
-    appends = [append for _, append in prepared.values()]
-    first = appends[0].params
     return {
         "actor": actor,
-        "correlation_id": first["correlation_id"],
-        "occurred_at": first["occurred_at"],
+        "correlation_id": correlation_id,
+        "occurred_at": occurred_at,
         "append_time": APPEND_TIME,
         "events": orjson.dumps(
-            [row | {"job_id": a.job_id} for a in appends for row in a.event_rows]
+            [
+                row | {"job_id": job_id}
+                for job_id, (_, projection) in projected.items()
+                for row in projection.event_rows
+            ]
         ).decode(),
-        "states": orjson.dumps([a.state._asdict() for a in appends]).decode(),
+        "states": orjson.dumps([p.state._asdict() for _, p in projected.values()]).decode(),
     }
 
 

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import psycopg
@@ -298,11 +298,7 @@ class PreparedAppend:
 
     def stamped(self, recorded_at: datetime) -> JobState:
         """The projected state, with the time the database recorded the append."""
-        values = list(self.state)
-        for index in _TIMESTAMP_INDEXES:
-            if values[index] is APPEND_TIME:
-                values[index] = recorded_at
-        return JobState._make(values)
+        return stamped(self.state, recorded_at)
 
     def recorded(self, rows: Sequence[Sequence[Any]]) -> Appended:
         """The events and state as recorded, from the rows the append returned."""
@@ -334,18 +330,26 @@ class PreparedAppend:
         return Appended(recorded, self.stamped(recorded_at))
 
 
-def prepare_append(
+class Projection(NamedTuple):
+    """Events numbered after a job's state, the state they project, and the events as
+    rows of the log (`APPEND_TIME` standing for the time the database records them)."""
+
+    pending: list[RecordedEvent]
+    reasons: list[str | None]
+    state: JobState
+    event_rows: list[dict[str, Any]]
+
+
+def project(
     job_id: str,
     state: JobState | None,
     events: Sequence[JobEvent],
     *,
-    actor: str,
     idempotency_key: str | None = None,
     command_sha256: str | None = None,
-    correlation_id: str | None = None,
-    occurred_at: datetime | None = None,
-) -> PreparedAppend:
-    """Number the events after `state`, evolve the projected state, build the parameters."""
+) -> Projection:
+    """Number the events after `state` and evolve the projected state; the key and the
+    command's digest go on the first event."""
     if not events:
         raise ValueError("nothing to append")
     pending: list[RecordedEvent] = []
@@ -375,6 +379,33 @@ def prepare_append(
         )
         key = digest = None
     assert new_state is not None
+    return Projection(pending, reasons, new_state, rows_json)
+
+
+def stamped(state: JobState, recorded_at: datetime) -> JobState:
+    """`state` with the time the database recorded its append in place of `APPEND_TIME`."""
+    values = list(state)
+    for index in _TIMESTAMP_INDEXES:
+        if values[index] is APPEND_TIME:
+            values[index] = recorded_at
+    return JobState._make(values)
+
+
+def prepare_append(
+    job_id: str,
+    state: JobState | None,
+    events: Sequence[JobEvent],
+    *,
+    actor: str,
+    idempotency_key: str | None = None,
+    command_sha256: str | None = None,
+    correlation_id: str | None = None,
+    occurred_at: datetime | None = None,
+) -> PreparedAppend:
+    """Number the events after `state`, evolve the projected state, build the parameters."""
+    pending, reasons, new_state, rows_json = project(
+        job_id, state, events, idempotency_key=idempotency_key, command_sha256=command_sha256
+    )
     params = {
         "job_id": job_id,
         "actor": actor,
