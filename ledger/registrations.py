@@ -103,8 +103,8 @@ def register_many(
         if projected:
             params = _params(projected, actor, correlation_id, occurred_at)
             for job_id, *recorded in conn.execute(REGISTER_MANY, params):
-                index, projection = projected[job_id]
-                outcomes[index] = Registered(stamped(projection.state, recorded[2]))
+                index, (_, _, projected_state, _) = projected[job_id]
+                outcomes[index] = Registered(stamped(projected_state, recorded[2]))
         left_out = [(i, item) for i, item in enumerate(registrations) if outcomes[i] is None]
         found = _found(conn, [item for _, item in left_out]) if left_out else {}
     for index, item in left_out:
@@ -128,11 +128,13 @@ def _params(
         "events": orjson.dumps(
             [
                 row | {"job_id": job_id}
-                for job_id, (_, projection) in projected.items()
-                for row in projection.event_rows
+                for job_id, (_, (_, _, _, event_rows)) in projected.items()
+                for row in event_rows
             ]
         ).decode(),
-        "states": orjson.dumps([p.state._asdict() for _, p in projected.values()]).decode(),
+        "states": orjson.dumps(
+            [state._asdict() for _, (_, _, state, _) in projected.values()]
+        ).decode(),
     }
 
 
