@@ -221,6 +221,21 @@ def test_requests_sent_together_are_answered_in_order_and_the_clock_starts_again
         assert seconds_until_closed(sock) < 3
 
 
+def test_a_request_to_upgrade_the_connection_is_answered_as_http_and_the_next_follows(
+    quick_timeouts: Server,
+) -> None:
+    """No route is a WebSocket: a request asking to upgrade gets its answer over HTTP,
+    and the connection carries the next request."""
+    with connect(quick_timeouts) as sock:
+        sock.settimeout(5)
+        for upgrade in (b"Connection: Upgrade\r\nUpgrade: websocket\r\n", b""):
+            sock.sendall(b"GET /livez HTTP/1.1\r\nHost: ledger\r\n%s\r\n" % upgrade)
+            answer = b""
+            while not answer.endswith(b'"alive"}'):
+                answer += sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+
+
 def test_a_client_that_stops_reading_its_answers_is_cut_off_after_the_send_timeout(
     database_url: str, tmp_path: Path
 ) -> None:
