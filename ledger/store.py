@@ -410,14 +410,10 @@ def prepare_append(
         "occurred_at": occurred_at,
     }
     one_event = len(rows_json) == 1
-    if one_event:
+    if one_event:  # a parameter per column of its row, the payload as JSON
         (row,) = rows_json
-        params["seq"] = row["seq"]
-        params["type"] = row["type"]
+        params |= row
         params["payload"] = orjson.dumps(row["payload"]).decode()
-        params["reason"] = row["reason"]
-        params["attempt"] = row["attempt"]
-        params["command_sha256"] = row["command_sha256"]
     else:  # one JSON document instead of dozens of parameters: far less to adapt
         params["events"] = orjson.dumps(rows_json).decode()
     if state is None:
