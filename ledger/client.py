@@ -46,7 +46,7 @@ from ledger.errors import (
     StorageError,
 )
 from ledger.host import current_process
-from ledger.http_transport import KeptAliveTransport
+from ledger.http_transport import Answered, KeptAliveTransport, PlainRequests
 from ledger.run_heartbeats import Beat, RunHeartbeats
 from ledger.settings import DEFAULT_LEASE_SECONDS
 from ledger.trace_context import TraceParent
@@ -193,12 +193,16 @@ class LedgerClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(
-            base_url=base_url,
-            headers=headers,
-            timeout=timeout,
-            transport=transport or _default_transport(),
+        transport = transport or _default_transport()
+        self._http = httpx.Client(
+            base_url=base_url, headers=headers, timeout=timeout, transport=transport
         )
+        self._plain = (
+            PlainRequests(transport, self._http.base_url, headers, timeout)
+            if isinstance(transport, KeptAliveTransport) and self._http.base_url.scheme == "http"
+            else None
+        )
+        """Plain HTTP over the lean transport skips httpx's client (`PlainRequests`)."""
         self.retries = retries
         self.backoff = backoff
         self._many_heartbeats_from = 0.0
@@ -206,8 +210,20 @@ class LedgerClient:
         self.run_heartbeats = RunHeartbeats(self._heartbeat_runs)
         """Heartbeats every `JobRun` of this client, one request a beat for all of them."""
 
+    @property
+    def http(self) -> httpx.Client:
+        """The httpx client requests go through (but for `PlainRequests`' own)."""
+        return self._http
+
+    @http.setter
+    def http(self, client: httpx.Client) -> None:
+        """Another client in its place (an app served in process, say) carries every
+        request from now on."""
+        self._http = client
+        self._plain = None
+
     def close(self) -> None:
-        self.http.close()
+        self._http.close()
 
     def __enter__(self) -> "LedgerClient":
         return self
@@ -433,7 +449,7 @@ class LedgerClient:
         *,
         within: float | None = None,
         headers: dict[str, str] | None = None,
-    ) -> httpx.Response:
+    ) -> Answered:
         """One logical request: one idempotency key and one `traceparent`, however many
         tries. A failed connection or a 503 is tried again `retries` times or, given
         `within`, until that many seconds have passed; the waits grow from `backoff` to
@@ -450,9 +466,13 @@ class LedgerClient:
         while True:
             tries += 1
             try:
-                response = self.http.request(
-                    method, path, content=content, params=params, headers=headers
-                )
+                response: Answered
+                if self._plain is not None:
+                    response = self._plain.request(method, path, params, headers, content)
+                else:
+                    response = self.http.request(
+                        method, path, content=content, params=params, headers=headers
+                    )
             except httpx.TransportError as exc:
                 wait = self._wait_before_next_try(tries, deadline)
                 if wait is None:
@@ -501,7 +521,7 @@ def _batches(jobs: Iterable[dict[str, Any]], most: int) -> Iterator[list[dict[st
         yield batch
 
 
-def problem_error(response: httpx.Response) -> LedgerError:
+def problem_error(response: Answered) -> LedgerError:
     """The ledger error a problem+json answer stands for: the one whose class declares its
     kind (`ledger.errors`); any other 503 is `DatabaseUnavailable`, anything else a
     `ClientError`."""

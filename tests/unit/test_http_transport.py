@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from ledger.client import LedgerClient, _default_transport
-from ledger.errors import DatabaseUnavailable
+from ledger.errors import DatabaseUnavailable, JobNotFound
 from ledger.http_transport import KeptAliveTransport
 
 DEADLINE_S = 10.0
@@ -355,3 +355,59 @@ def test_the_answer_to_a_head_request_ends_with_its_headers() -> None:
     answer = exchange(server, "HEAD")
     assert (answer.status_code, answer.headers["content-length"], answer.content) == (200, "5", b"")
     assert server.requests[0].startswith(b"HEAD /x HTTP/1.1\r\n")
+
+
+def echoed_calls(ledger: LedgerClient) -> list[dict[str, Any]]:
+    """What the echo server received from a plain path, a path to escape, a query and a
+    registration with its body."""
+    return [
+        ledger.job("job-1"),
+        ledger.job("zoë 1"),
+        ledger.jobs(status="queued", limit=5, cursor="c d"),
+        ledger.register("job-2", spec={"lr": 0.1}, minimal=True),
+    ]
+
+
+def test_the_client_writes_plain_http_itself_as_httpx_would(server: EchoServer) -> None:
+    plain = LedgerClient(server.url + "/base", "tok-1")
+    through_httpx = LedgerClient(server.url + "/base", "tok-1", transport=httpx.HTTPTransport())
+    assert plain._plain is not None and through_httpx._plain is None
+    ours, theirs = echoed_calls(plain), echoed_calls(through_httpx)
+    assert [call["path"] for call in ours] == [call["path"] for call in theirs]
+    assert [call["path"] for call in ours] == [
+        "/base/v1/jobs/job-1",
+        "/base/v1/jobs/zo%C3%AB%201",
+        "/base/v1/jobs?status=queued&limit=5&cursor=c+d",
+        "/base/v1/jobs",
+    ]
+    assert [(call["method"], call["body"]) for call in ours] == [
+        (call["method"], call["body"]) for call in theirs
+    ]
+    sent, httpx_sent = ours[-1]["headers"], theirs[-1]["headers"]
+    for name in ("host", "authorization", "content-type", "content-length", "prefer"):
+        assert sent[name] == httpx_sent[name], name
+    assert sent["authorization"] == "Bearer tok-1"
+    assert len(sent["idempotency-key"]) == 32 and sent["traceparent"].startswith("00-")
+    assert "content-length" not in ours[0]["headers"]
+    plain.close()
+    through_httpx.close()
+
+
+def test_a_token_that_would_end_a_request_early_is_refused_before_anything_is_sent(
+    server: EchoServer,
+) -> None:
+    with pytest.raises(ValueError, match="CR, LF or NUL"):
+        LedgerClient(server.url, "tok\r\nX-Injected: yes")
+    assert server.connections == []
+
+
+def test_the_plain_path_reads_refusals_as_the_ledger_errors_they_are() -> None:
+    problem = b'{"type": "/problems/job-not-found", "detail": "no job j-1", "job_id": "j-1"}'
+    server = ScriptedServer(
+        b"HTTP/1.1 404 Not Found\r\nContent-Type: application/problem+json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(problem), problem)
+    )
+    ledger = LedgerClient(server.url, "tok-1", retries=0)
+    with pytest.raises(JobNotFound):
+        ledger.job("j-1")
+    ledger.close()
