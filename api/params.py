@@ -11,12 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Path, Request
 from pydantic import AfterValidator, BeforeValidator
 from pydantic_core import PydanticUseDefault
 
 from api.bootstrap import Ledger
 from api.correlation import correlation_of
+from api.read_headers import ReadHeader, reading
 from ledger.commands import JobCommand
 from ledger.job_listing import JobsCursor
 from ledger.service import Outcome
@@ -80,15 +81,12 @@ def _feed_cursor(text: str) -> FeedCursor | None:
 
 
 JobId = Annotated[str, Path(description="the job's id"), StoredText]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=255,
-        description="a retry with the same key returns the first answer and appends nothing",
-    ),
-    StoredText,
-]
+IDEMPOTENCY_KEY = ReadHeader(
+    "Idempotency-Key",
+    max_length=255,
+    description="a retry with the same key returns the first answer and appends nothing",
+    checks=(StoredText,),
+)
 
 
 RETURN_MINIMAL = "return=minimal"
@@ -103,16 +101,14 @@ def prefers_minimal(prefer: str | None) -> bool:
     return RETURN_MINIMAL in {preference.replace(" ", "") for preference in preferences}
 
 
-PreferHeader = Annotated[
-    str | None,
-    Header(
-        alias="Prefer",
-        max_length=255,
-        description="`return=minimal`: answer the job as recorded, without its queue "
-        "position and health (which take a read); the answer then carries "
-        "`Preference-Applied: return=minimal`",
-    ),
-]
+PREFER = ReadHeader(
+    "Prefer",
+    max_length=255,
+    description="`return=minimal`: answer the job as recorded, without its queue "
+    "position and health (which take a read); the answer then carries "
+    "`Preference-Applied: return=minimal`",
+    checks=(),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +144,9 @@ def _command_request(request: Request, key: str | None) -> CommandRequest:
     return CommandRequest(request.app.state.ledger, key, correlation_id)
 
 
-async def command_request_of(request: Request, key: IdempotencyKey = None) -> CommandRequest:
-    return _command_request(request, key)
+@reading(IDEMPOTENCY_KEY)
+async def command_request_of(request: Request) -> CommandRequest:
+    return _command_request(request, IDEMPOTENCY_KEY.read(request))
 
 
 TheCommandRequest = Annotated[CommandRequest, Depends(command_request_of)]
@@ -163,10 +160,10 @@ class RegistrationRequest:
     minimal: bool
 
 
-async def registration_of(
-    request: Request, key: IdempotencyKey = None, prefer: PreferHeader = None
-) -> RegistrationRequest:
-    return RegistrationRequest(_command_request(request, key), prefers_minimal(prefer))
+@reading(IDEMPOTENCY_KEY, PREFER)
+async def registration_of(request: Request) -> RegistrationRequest:
+    sent = _command_request(request, IDEMPOTENCY_KEY.read(request))
+    return RegistrationRequest(sent, prefers_minimal(PREFER.read(request)))
 
 
 TheRegistration = Annotated[RegistrationRequest, Depends(registration_of)]

@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from api.auth import refusal_of_caller
 from api.problems import Problem, problem_responses
+from api.read_headers import header_parameters
 
 
 def api_router(*problem_statuses: int) -> APIRouter:
@@ -32,10 +33,15 @@ def operation_id(route: APIRoute) -> str:
 
 class JsonBodyRoute(APIRoute):
     """A route whose body is JSON: a body declared as anything else (a form, text) is a
-    415, once the route admits the caller (as other input is)."""
+    415, once the route admits the caller (as other input is). Its document declares the
+    headers its dependencies read themselves (`api.read_headers`)."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(path, endpoint, **kwargs)
+        if parameters := header_parameters(self.dependant):
+            extra = self.openapi_extra or {}
+            declared = [*extra.get("parameters", ()), *parameters]
+            self.openapi_extra = {**extra, "parameters": declared}
         if self.body_field is not None:
             self.responses = {**self.responses, **problem_responses(415)}
 
