@@ -1,8 +1,9 @@
 """What a handler is given besides its body and its caller: the ledger, and typed
 path, query and header parameters.
 
-Every parameter is validated by the framework from its type, so a value that
-does not fit is a 422 `invalid-request` naming it. Text that reaches PostgreSQL
+Every parameter is validated from its type, so a value that does not fit is a 422
+`invalid-request` naming it: by the framework, or, for a header a dependency reads
+itself, by `api.read_headers` with the same type. Text that reaches PostgreSQL
 never holds a NUL character, and an empty query value means the parameter was
 not given.
 """
