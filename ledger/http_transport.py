@@ -221,14 +221,19 @@ _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
 
 def _header_lines(headers: Mapping[str, str]) -> bytes:
-    """`headers` as lines of a request, refused if any holds CR, LF or NUL."""
-    lines = []
-    for name, value in headers.items():
-        line = b"%s: %s" % (name.encode("ascii"), value.encode("latin-1"))
-        if _UNSENDABLE.search(line):
-            raise ValueError(f"a header cannot hold CR, LF or NUL: {name!r}")
-        lines.append(line)
-    return b"\r\n".join(lines)
+    """`headers` as lines of a request (`_header_line` each)."""
+    return b"\r\n".join(
+        _header_line(name.encode("ascii"), value.encode("latin-1"))
+        for name, value in headers.items()
+    )
+
+
+def _header_line(name: bytes, value: bytes) -> bytes:
+    """A header's line, refused if it holds CR, LF or NUL: it would end the header, or
+    the request, early."""
+    if _UNSENDABLE.search(name) or _UNSENDABLE.search(value):
+        raise ValueError(f"a header cannot hold CR, LF or NUL: {name!r}")
+    return b"%s: %s" % (name, value)
 
 
 class _Answer:
@@ -272,10 +277,7 @@ def _message(request: httpx.Request) -> bytes:
     """The request as it goes on the wire: its line, httpx's headers (Host and Content-Length
     among them) as they are, and its body."""
     lines = [b"%s %s HTTP/1.1" % (request.method.encode("ascii"), request.url.raw_path)]
-    for name, value in request.headers.raw:
-        if _UNSENDABLE.search(name) or _UNSENDABLE.search(value):
-            raise ValueError(f"a header cannot hold CR, LF or NUL: {name!r}")
-        lines.append(b"%s: %s" % (name, value))
+    lines += [_header_line(name, value) for name, value in request.headers.raw]
     lines += [b"", request.read()]
     return b"\r\n".join(lines)
 

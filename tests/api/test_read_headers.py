@@ -8,6 +8,7 @@ from fastapi import Depends, FastAPI, Header, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.testclient import TestClient
 
 from api.params import IDEMPOTENCY_KEY, PREFER, StoredText
@@ -87,6 +88,15 @@ def test_every_command_route_documents_the_headers_its_request_reads(
         return [p["name"] for p in parameters if p["in"] == "header"]
 
     assert headers_of("/v1/jobs") == ["Idempotency-Key", "Prefer"]
+    # Documented, yet not a parameter the framework solves on each request.
+    solved = {
+        param.alias
+        for route in client.app.routes  # type: ignore[attr-defined]
+        if isinstance(route, APIRoute)
+        for dependency in route.dependant.dependencies
+        for param in dependency.header_params
+    }
+    assert solved.isdisjoint({"Idempotency-Key", "Prefer"}), solved
     assert headers_of("/v1/queue/claim") == ["Idempotency-Key"]
     assert headers_of("/v1/jobs/{job_id}/complete") == ["Idempotency-Key"]
     assert headers_of("/v1/jobs/{job_id}/cancel") == ["Idempotency-Key"]

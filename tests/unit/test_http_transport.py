@@ -408,6 +408,7 @@ def test_the_plain_path_reads_refusals_as_the_ledger_errors_they_are() -> None:
         b"Content-Length: %d\r\n\r\n%s" % (len(problem), problem)
     )
     ledger = LedgerClient(server.url, "tok-1", retries=0)
+    assert ledger._plain is not None
     with pytest.raises(JobNotFound):
         ledger.job("j-1")
     ledger.close()
