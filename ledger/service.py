@@ -1,5 +1,6 @@
 """Carrying out commands: load the job, decide, append — with optimistic concurrency."""
 
+import logging
 import random
 import time
 from collections.abc import Sequence
@@ -9,12 +10,17 @@ from typing import NamedTuple
 
 from ledger.command_log import (
     ACCEPTED,
+    FAILED,
+    REFUSED,
     REPLAYED,
     CommandLine,
+    log_batch,
     log_line,
     log_refusal,
     logged_command,
+    refusal_outcome,
 )
+from ledger.command_log import log as command_log
 from ledger.commands import COMMAND_NAMES, JobCommand, RegisterJob, StartJob, command_digest
 from ledger.decide import decide
 from ledger.errors import (
@@ -153,18 +159,10 @@ class JobService:
         outcomes = register_many(
             self.store, registrations, actor=actor, correlation_id=correlation_id
         )
-        for registration, outcome in zip(registrations, outcomes, strict=True):
-            line = CommandLine(
-                command=COMMAND_NAMES[RegisterJob],
-                job_id=registration.job_id,
-                actor=actor,
-                correlation_id=correlation_id,
-            )
+        for outcome in outcomes:
             if isinstance(outcome, Registered):
                 self.cache.put(outcome.state)
-                log_line(line, REPLAYED if outcome.replayed else ACCEPTED)
-            else:
-                log_refusal(line, outcome)
+        _log_registrations(registrations, outcomes, actor, correlation_id)
         return outcomes
 
     def _decide_on_cache(self, request: _Request) -> Outcome | None:
@@ -247,3 +245,33 @@ class JobService:
             raise _LostRace(conflict) from conflict
         self.cache.put(appended.state)
         return Outcome(appended.state, appended.events)
+
+
+def _log_registrations(
+    registrations: Sequence[Registration],
+    outcomes: Sequence[RegistrationOutcome],
+    actor: str,
+    correlation_id: str | None,
+) -> None:
+    """The batch's line, a line for each job it refused and, at DEBUG, one for each other."""
+    command = COMMAND_NAMES[RegisterJob]
+    each_job = command_log.isEnabledFor(logging.DEBUG)
+    counts = dict.fromkeys((ACCEPTED, REPLAYED, REFUSED, FAILED), 0)
+    for registration, outcome in zip(registrations, outcomes, strict=True):
+        if isinstance(outcome, LedgerError):
+            ended = refusal_outcome(outcome)
+        else:
+            ended = REPLAYED if outcome.replayed else ACCEPTED
+        counts[ended] += 1
+        if each_job or isinstance(outcome, LedgerError):
+            line = CommandLine(
+                command=command,
+                job_id=registration.job_id,
+                actor=actor,
+                correlation_id=correlation_id,
+            )
+            if isinstance(outcome, LedgerError):
+                log_refusal(line, outcome)
+            else:
+                log_line(line, ended, level=logging.DEBUG)
+    log_batch(command, actor=actor, correlation_id=correlation_id, outcomes=counts)

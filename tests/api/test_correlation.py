@@ -239,7 +239,7 @@ def test_a_repeated_idempotency_key_is_logged_as_replayed(
     ]
 
 
-def test_each_job_of_a_batch_records_and_logs_the_requests_correlation_id(
+def test_each_job_of_a_batch_records_the_requests_correlation_id_and_its_line_logs_it(
     client: TestClient, command_log: pytest.LogCaptureFixture
 ) -> None:
     jobs = [{"job_id": "sweep-1"}, {"job_id": "sweep-2"}, {"job_id": "sweep-1"}]
@@ -251,7 +251,37 @@ def test_each_job_of_a_batch_records_and_logs_the_requests_correlation_id(
     assert answer.status_code == 200, answer.text
     for job_id in ("sweep-1", "sweep-2"):
         assert [event["correlation_id"] for event in history(client, job_id)] == [TRACE]
+    batch_lines = [
+        (record.getMessage(), vars(record))
+        for record in command_log.records
+        if getattr(record, "outcome", None) == "batch"
+    ]
     assert [
-        (line["outcome"], line["correlation_id"]) for line in lines_of(command_log, "sweep-2")
-    ] == [("accepted", TRACE)]
-    assert len(lines_of(command_log, "sweep-1")) == 2
+        (message, fields["accepted"], fields["refused"], fields["correlation_id"])
+        for message, fields in batch_lines
+    ] == [
+        (f"register 3 jobs by 'trainer': 2 accepted, 1 refused, correlation {TRACE}", 2, 1, TRACE)
+    ]
+    # At INFO, the job it refused has a line of its own; the jobs it registered, none.
+    assert lines_of(command_log, "sweep-2") == []
+    assert [
+        (line["outcome"], line["kind"], line["correlation_id"])
+        for line in lines_of(command_log, "sweep-1")
+    ] == [("refused", "duplicate-job", TRACE)]
+
+
+def test_at_debug_every_job_of_a_batch_has_a_line(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        answer = client.post(
+            "/v1/jobs/batch",
+            json={"jobs": [{"job_id": "sweep-1"}, {"job_id": "sweep-2"}]},
+            headers=auth("trainer") | {"traceparent": TRACEPARENT},
+        )
+    assert answer.status_code == 200, answer.text
+    for job_id in ("sweep-1", "sweep-2"):
+        assert [
+            (line["command"], line["outcome"], line["correlation_id"])
+            for line in lines_of(caplog, job_id)
+        ] == [("register", "accepted", TRACE)]
