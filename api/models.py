@@ -24,7 +24,10 @@ class Body(BaseModel):
 
     @model_validator(mode="after")
     def storable(self) -> "Body":
-        for name, value in self.__dict__.items():  # the fields' values (no extras are kept)
+        values = self.__dict__  # the fields' values (no extras are kept)
+        if _plainly_storable(values):
+            return self
+        for name, value in values.items():
             problem = _unstorable(value)
             if problem:
                 raise ValueError(f"{name}: {problem}")
@@ -32,6 +35,18 @@ class Body(BaseModel):
 
 
 INT64 = (-(2**63), 2**64 - 1)
+
+
+def _plainly_storable(values: dict[str, Any]) -> bool:
+    """True when every value is storable, as told by orjson at once: it refuses an integer
+    beyond 64 bits, and writes a NUL character as an escape and a number that is not
+    finite as `null`. False when it cannot tell (a `null` of the values' own included):
+    `_unstorable` then looks at each value."""
+    try:
+        written = orjson.dumps({name: value for name, value in values.items() if value is not None})
+    except orjson.JSONEncodeError:
+        return False
+    return b"null" not in written and b"\\u0000" not in written
 
 
 def _unstorable(value: Any) -> str | None:

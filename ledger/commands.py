@@ -157,6 +157,10 @@ COMMAND_NAMES: dict[type[JobCommand], str] = {
 }
 """The name each command goes by in errors, metrics and the API."""
 
+_FIELD_NAMES = {
+    kind: tuple(field.name for field in dataclasses.fields(kind)) for kind in COMMAND_NAMES
+}
+
 
 def request_digest(name: str, fields: Mapping[str, Any]) -> str:
     """The SHA-256 (hex) of a request as canonical JSON: its name and its fields, keys
@@ -168,10 +172,9 @@ def request_digest(name: str, fields: Mapping[str, Any]) -> str:
 
 def command_digest(command: JobCommand) -> str:
     """`request_digest` of `command`: its name and every field it carries."""
-    fields = {
-        field.name: _plain(getattr(command, field.name)) for field in dataclasses.fields(command)
-    }
-    return request_digest(COMMAND_NAMES[type(command)], fields)
+    kind = type(command)
+    fields = {name: _plain(getattr(command, name)) for name in _FIELD_NAMES[kind]}
+    return request_digest(COMMAND_NAMES[kind], fields)
 
 
 def _plain(value: Any) -> Any:
