@@ -21,6 +21,7 @@ from api.connection_guard import (
     guarded_protocol,
     raise_file_limit,
 )
+from api.heap import settle_heap
 from api.log_format import written_line
 from api.log_pacing import pace_caller_driven_logs
 from api.metrics import Metrics
@@ -129,6 +130,7 @@ def serve(settings: Settings, host: str, port: int, tokens: TokenBook, workers: 
     with open_ledger(settings) as ledger:
         app = create_app(ledger, tokens)  # its metrics count the recovery pass too
         print(written_line(settings.log_format, log.name, recover(ledger)), flush=True)
+        settle_heap()
         metrics: Metrics = app.state.metrics
         with running_monitor(ledger, settings, metrics.work.leadership_changed):
             if workers == 1:

@@ -138,6 +138,7 @@ def run_worker(plan: WorkerPlan, sock: socket.socket) -> None:
     # Imported here: the first process needs none of the serving stack to supervise.
     from api.app import create_app
     from api.bootstrap import wire_ledger
+    from api.heap import settle_heap
     from api.log_format import configure_logging
     from api.log_pacing import pace_caller_driven_logs
     from api.serve import guarded_server
@@ -151,6 +152,7 @@ def run_worker(plan: WorkerPlan, sock: socket.socket) -> None:
     try:
         app = create_app(wire_ledger(plan.url, engine, plan.settings), plan.tokens)
         server = guarded_server(app, plan.limits)
+        settle_heap()
         stop_when_parent_exits(lambda: server.handle_exit(signal.SIGTERM, None))
         server.run(sockets=[sock])
     finally:

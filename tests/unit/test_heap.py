@@ -1,0 +1,26 @@
+import subprocess
+import sys
+
+from api.heap import OLDER_THRESHOLDS, YOUNG_THRESHOLD
+
+SETTLED = """
+import gc
+from api.heap import settle_heap
+
+built = [{"built": "before"}]
+gc.set_threshold(700, 10, 10)
+settle_heap()
+made = [{"made": "after"}]
+print(gc.get_threshold())
+print(any(o is built for o in gc.get_objects()), any(o is made for o in gc.get_objects()))
+"""
+
+
+def test_a_settled_heap_is_frozen_and_collected_less_often() -> None:
+    # In a process of its own: the collector's settings are the whole process's.
+    ran = subprocess.run(
+        [sys.executable, "-c", SETTLED], capture_output=True, text=True, check=True
+    )
+    threshold, seen = ran.stdout.splitlines()
+    assert threshold == str((YOUNG_THRESHOLD, *OLDER_THRESHOLDS))
+    assert seen == "False True"  # what was built before is never looked at again
