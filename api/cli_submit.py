@@ -20,6 +20,7 @@ import orjson
 
 from api.bootstrap import open_ledger
 from api.cli_text import visible
+from api.heap import settle_heap
 from api.routes_batch import ItemOutcome, register_items
 from ledger.registrations import MAX_REGISTRATIONS
 from ledger.settings import Settings
@@ -44,6 +45,7 @@ def run_submit(settings: Settings, args: argparse.Namespace) -> int:
     outcomes: list[tuple[int, ItemOutcome]] = []
     source = nullcontext(sys.stdin) if args.source == "-" else Path(args.source).open()  # noqa: SIM115
     with source as lines, open_ledger(settings, catch_up=False) as ledger:
+        settle_heap()  # every line's outcome is kept: a heap that grows by the file
         for chunk in _chunks(_numbered_items(lines)):
             objects = [(number, item) for number, item in chunk if isinstance(item, dict)]
             results = register_items(ledger.service, [item for _, item in objects], actor=actor)
