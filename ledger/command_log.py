@@ -97,7 +97,8 @@ def log_batch(
     command: str, *, actor: str, correlation_id: str | None, outcomes: Mapping[str, int]
 ) -> None:
     """Log a batch's line: how many of its jobs ended with each outcome (`ACCEPTED`,
-    `REPLAYED`, `refused`, `failed`), as the record's fields of those names too."""
+    `REPLAYED`, `REFUSED`, `FAILED`), each count also a field of the record by that name.
+    Its `outcome` field is `batch`."""
     if not log.isEnabledFor(logging.INFO):
         return
     counted = ", ".join(f"{count} {outcome}" for outcome, count in outcomes.items() if count)
