@@ -177,10 +177,14 @@ def command_digest(command: JobCommand) -> str:
     return request_digest(COMMAND_NAMES[kind], fields)
 
 
+_READ_ALIKE = (str, int, float, dict, list, type(None))
+"""A tuple, not a union: `isinstance` checks it several times faster."""
+
+
 def _plain(value: Any) -> Any:
     """A field's value as `dataclasses.asdict` gives it, without copying what JSON reads
     alike (a spec's dicts and lists)."""
-    if isinstance(value, str | int | float | dict | list | None):
+    if isinstance(value, _READ_ALIKE):
         return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
