@@ -50,6 +50,8 @@ from projections.recovery.leader import LeaderLock
 from projections.recovery.monitor import HealthMonitor, MonitorTiming
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 3
+LOG_LEVELS = (logging.WARNING, logging.INFO, logging.DEBUG)
+"""The log's level by how many times `-v` is given."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidSetting as exc:
         print(f"error: {visible(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
-    configure_logging(settings.log_format, logging.INFO if args.verbose else logging.WARNING)
+    configure_logging(settings.log_format, log_level(args.verbose))
     try:
         result: int = args.handler(settings, args)
     except JobNotFound as exc:
@@ -71,9 +73,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result
 
 
+def log_level(verbose: int) -> int:
+    """The log's level when `-v` is given `verbose` times."""
+    return LOG_LEVELS[min(verbose, len(LOG_LEVELS) - 1)]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jobledger", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log what happens; -vv also every job of a batch and every claim of an empty queue",
+    )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="serve the HTTP API (and run the health monitor)")

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from ledger.command_log import LOGGER as COMMAND_LOG
 from ledger.settings import LogFormat
 
 TEXT_FORMAT = "%(levelname)s:%(name)s:%(message)s"
@@ -53,6 +54,13 @@ def configure_logging(log_format: LogFormat, level: int) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(formatter_of(log_format))
     logging.basicConfig(level=level, handlers=[handler])
+
+
+def keep_command_lines(root_level: int) -> None:
+    """Log every command's line (`ledger.command_log`) whatever else the log leaves out: at
+    INFO, or from DEBUG (each job of a batch, a claim of an empty queue) when the rest of
+    the log is at DEBUG."""
+    logging.getLogger(COMMAND_LOG).setLevel(min(logging.INFO, root_level))
 
 
 def written_line(log_format: LogFormat, logger: str, message: str) -> str:

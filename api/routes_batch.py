@@ -108,10 +108,11 @@ def register_items(
             continue
         outcomes.append(None)
         registrations.append(_registration(job, actor))
+    refused_before = len(outcomes) - len(registrations)
     registered = iter(
-        service.register_many(registrations, actor=actor, correlation_id=correlation_id)
-        if registrations
-        else []
+        service.register_many(
+            registrations, actor=actor, correlation_id=correlation_id, refused_before=refused_before
+        )
     )
     pending = iter(registrations)
     return [outcome or _outcome(next(pending), next(registered)) for outcome in outcomes]

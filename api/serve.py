@@ -22,12 +22,11 @@ from api.connection_guard import (
     raise_file_limit,
 )
 from api.heap import settle_heap
-from api.log_format import written_line
+from api.log_format import keep_command_lines, written_line
 from api.log_pacing import pace_caller_driven_logs
 from api.metrics import Metrics
 from api.stream import FeedWatcher
 from api.workers import WorkerPlan, bind, serve_workers
-from ledger.command_log import LOGGER as COMMAND_LOG
 from ledger.settings import Settings
 from projections.recovery.health import EXACT_PROBLEM_COUNT
 from projections.recovery.leader import LeaderLock
@@ -125,8 +124,7 @@ def serve(settings: Settings, host: str, port: int, tokens: TokenBook, workers: 
     pace_caller_driven_logs()
     if not tokens.enabled:
         log.warning("no tokens configured: serving on loopback only, every caller is trusted")
-    # Every command's line, whatever else the log leaves out (`ledger.command_log`).
-    logging.getLogger(COMMAND_LOG).setLevel(logging.INFO)
+    keep_command_lines(logging.root.level)
     with open_ledger(settings) as ledger:
         app = create_app(ledger, tokens)  # its metrics count the recovery pass too
         print(written_line(settings.log_format, log.name, recover(ledger)), flush=True)

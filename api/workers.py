@@ -139,14 +139,13 @@ def run_worker(plan: WorkerPlan, sock: socket.socket) -> None:
     from api.app import create_app
     from api.bootstrap import wire_ledger
     from api.heap import settle_heap
-    from api.log_format import configure_logging
+    from api.log_format import configure_logging, keep_command_lines
     from api.log_pacing import pace_caller_driven_logs
     from api.serve import guarded_server
-    from ledger.command_log import LOGGER as COMMAND_LOG
     from ledger.database import create_ledger_engine
 
     configure_logging(plan.settings.log_format, plan.log_level)
-    logging.getLogger(COMMAND_LOG).setLevel(logging.INFO)  # the commands this worker serves
+    keep_command_lines(plan.log_level)  # the commands this worker serves
     pace_caller_driven_logs()
     engine = create_ledger_engine(plan.url, plan.settings)
     try:

@@ -11,8 +11,8 @@ record's attributes (`job_id`, `actor`, `command`, `outcome`, `kind`, `correlati
 which a JSON log shows as keys. A claim that finds the queue empty starts nothing: it is
 logged at DEBUG.
 
-A batch of registrations is one command with one line, its jobs counted by outcome; each
-job it refused has a line of its own, and each job it registered or replayed one at DEBUG:
+A batch of registrations is one command with one line, its jobs counted by outcome, after
+a line for each job it refused; each job it registered or replayed has a line at DEBUG:
 
     register 1000 jobs by 'trainer': 998 accepted, 1 replayed, 1 refused, correlation …
 """
@@ -94,29 +94,41 @@ def refusal_outcome(error: Exception) -> str:
 
 
 def log_batch(
-    command: str, *, actor: str, correlation_id: str | None, outcomes: Mapping[str, int]
+    command: str,
+    *,
+    actor: str,
+    correlation_id: str | None,
+    outcomes: Mapping[str, int],
+    kind: str | None = None,
 ) -> None:
     """Log a batch's line: how many of its jobs ended with each outcome (`ACCEPTED`,
-    `REPLAYED`, `REFUSED`, `FAILED`), each count also a field of the record by that name.
-    Its `outcome` field is `batch`."""
+    `REPLAYED`, `REFUSED`, `FAILED`), each count also a field of the record by that name,
+    and the `kind` of the failure that ended the whole batch, if one did. Its `outcome`
+    field is `batch`."""
     if not log.isEnabledFor(logging.INFO):
         return
     counted = ", ".join(f"{count} {outcome}" for outcome, count in outcomes.items() if count)
+    jobs = sum(outcomes.values())
+    fields = {
+        "command": command,
+        "job_id": None,
+        "actor": actor,
+        "outcome": "batch",
+        "correlation_id": correlation_id,
+        **outcomes,
+    }
+    if kind is not None:
+        fields["kind"] = kind
+        counted += f" {kind}"
     log.info(
-        "%s %d jobs by %r: %s, correlation %s",
+        "%s %d %s by %r: %s, correlation %s",
         command,
-        sum(outcomes.values()),
+        jobs,
+        "job" if jobs == 1 else "jobs",
         actor,
         counted or "none",
         correlation_id or "none",
-        extra={
-            "command": command,
-            "job_id": None,
-            "actor": actor,
-            "outcome": "batch",
-            "correlation_id": correlation_id,
-            **outcomes,
-        },
+        extra=fields,
     )
 
 

@@ -71,6 +71,8 @@ def register_many(
     """Register every job of `registrations` that is new, in one transaction; return an
     outcome for each, in order. `InvalidCommand` when there are more than
     `MAX_REGISTRATIONS`."""
+    if not registrations:
+        return []
     if len(registrations) > MAX_REGISTRATIONS:
         raise InvalidCommand(
             f"at most {MAX_REGISTRATIONS} jobs are registered at once, not {len(registrations)}"

@@ -154,15 +154,28 @@ class JobService:
         *,
         actor: str,
         correlation_id: str | None = None,
+        refused_before: int = 0,
     ) -> list[RegistrationOutcome]:
-        """Register many jobs in one transaction (see `ledger.registrations`)."""
-        outcomes = register_many(
-            self.store, registrations, actor=actor, correlation_id=correlation_id
-        )
+        """Register many jobs in one transaction (see `ledger.registrations`). The batch's
+        log line counts `refused_before` more refused jobs: items of the same batch its
+        caller refused before they got here (the HTTP API's invalid items)."""
+        command = COMMAND_NAMES[RegisterJob]
+        try:
+            outcomes = register_many(
+                self.store, registrations, actor=actor, correlation_id=correlation_id
+            )
+        except Exception as failure:
+            counts = {REFUSED: refused_before, FAILED: 0}
+            counts[refusal_outcome(failure)] += len(registrations)
+            kind = failure.kind if isinstance(failure, LedgerError) else LedgerError.kind
+            log_batch(
+                command, actor=actor, correlation_id=correlation_id, outcomes=counts, kind=kind
+            )
+            raise
         for outcome in outcomes:
             if isinstance(outcome, Registered):
                 self.cache.put(outcome.state)
-        _log_registrations(registrations, outcomes, actor, correlation_id)
+        _log_registrations(registrations, outcomes, actor, correlation_id, refused_before)
         return outcomes
 
     def _decide_on_cache(self, request: _Request) -> Outcome | None:
@@ -252,11 +265,14 @@ def _log_registrations(
     outcomes: Sequence[RegistrationOutcome],
     actor: str,
     correlation_id: str | None,
+    refused_before: int,
 ) -> None:
-    """The batch's line, a line for each job it refused and, at DEBUG, one for each other."""
+    """A line for each job the ledger refused and, at DEBUG, one for each other; then the
+    batch's line."""
     command = COMMAND_NAMES[RegisterJob]
     each_job = command_log.isEnabledFor(logging.DEBUG)
     counts = dict.fromkeys((ACCEPTED, REPLAYED, REFUSED, FAILED), 0)
+    counts[REFUSED] = refused_before
     for registration, outcome in zip(registrations, outcomes, strict=True):
         if isinstance(outcome, LedgerError):
             ended = refusal_outcome(outcome)

@@ -242,13 +242,15 @@ def test_a_repeated_idempotency_key_is_logged_as_replayed(
 def test_each_job_of_a_batch_records_the_requests_correlation_id_and_its_line_logs_it(
     client: TestClient, command_log: pytest.LogCaptureFixture
 ) -> None:
-    jobs = [{"job_id": "sweep-1"}, {"job_id": "sweep-2"}, {"job_id": "sweep-1"}]
+    invalid = {"job_id": "sweep 3"}  # refused by the API before the ledger sees it
+    jobs = [{"job_id": "sweep-1"}, {"job_id": "sweep-2"}, {"job_id": "sweep-1"}, invalid]
     answer = client.post(
         "/v1/jobs/batch",
         json={"jobs": jobs},
         headers=auth("trainer") | {"traceparent": TRACEPARENT},
     )
     assert answer.status_code == 200, answer.text
+    assert [result["status"] for result in answer.json()["results"]] == [201, 201, 409, 422]
     for job_id in ("sweep-1", "sweep-2"):
         assert [event["correlation_id"] for event in history(client, job_id)] == [TRACE]
     batch_lines = [
@@ -260,7 +262,7 @@ def test_each_job_of_a_batch_records_the_requests_correlation_id_and_its_line_lo
         (message, fields["accepted"], fields["refused"], fields["correlation_id"])
         for message, fields in batch_lines
     ] == [
-        (f"register 3 jobs by 'trainer': 2 accepted, 1 refused, correlation {TRACE}", 2, 1, TRACE)
+        (f"register 4 jobs by 'trainer': 2 accepted, 2 refused, correlation {TRACE}", 2, 2, TRACE)
     ]
     # At INFO, the job it refused has a line of its own; the jobs it registered, none.
     assert lines_of(command_log, "sweep-2") == []

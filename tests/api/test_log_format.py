@@ -4,7 +4,11 @@ import os
 import subprocess
 import sys
 
-from api.log_format import JsonLines, written_line
+import pytest
+
+from api.cli import build_parser, log_level
+from api.log_format import JsonLines, keep_command_lines, written_line
+from ledger.command_log import LOGGER as COMMAND_LOG
 
 
 def record(message: str, *args: object, **fields: object) -> logging.LogRecord:
@@ -58,3 +62,26 @@ def test_an_unknown_log_format_stops_the_command_line_with_the_settings_name() -
     )
     assert result.returncode == 2
     assert "JOBLEDGER_LOG_FORMAT must be text or json, not 'xml'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "root", "commands"),
+    [
+        ([], logging.WARNING, logging.INFO),
+        (["-v"], logging.INFO, logging.INFO),
+        (["-vv"], logging.DEBUG, logging.DEBUG),
+        (["-vvv"], logging.DEBUG, logging.DEBUG),
+    ],
+)
+def test_every_command_line_is_kept_and_each_job_of_a_batch_with_vv(
+    flags: list[str], root: int, commands: int
+) -> None:
+    level = log_level(build_parser().parse_args([*flags, "jobs"]).verbose)
+    assert level == root
+    command_log = logging.getLogger(COMMAND_LOG)
+    before = command_log.level
+    try:
+        keep_command_lines(level)
+        assert command_log.getEffectiveLevel() == commands
+    finally:
+        command_log.setLevel(before)

@@ -1,7 +1,10 @@
 """Many registrations in one transaction, each with its own outcome."""
 
+import logging
+
 import pytest
 
+from ledger.command_log import LOGGER as COMMAND_LOG
 from ledger.commands import RegisterJob
 from ledger.errors import DuplicateJob, IdempotencyKeyReused, InvalidCommand
 from ledger.registrations import MAX_REGISTRATIONS, Registered, Registration
@@ -78,3 +81,51 @@ def test_more_than_the_most_at_once_is_refused_whole(
         service.register_many(too_many, actor="test")
 
     assert store.load("many-0") is None
+
+
+def batch_lines(log: pytest.LogCaptureFixture) -> list[tuple[str, dict[str, object]]]:
+    """The batch lines of the command log: each message with the record's fields."""
+    return [
+        (record.getMessage(), vars(record))
+        for record in log.records
+        if record.name == COMMAND_LOG and getattr(record, "outcome", None) == "batch"
+    ]
+
+
+def test_a_batch_refused_whole_still_logs_its_line_with_the_kind(
+    service: JobService, caplog: pytest.LogCaptureFixture
+) -> None:
+    too_many = [registration(f"many-{i}") for i in range(MAX_REGISTRATIONS + 1)]
+
+    with caplog.at_level(logging.INFO, logger=COMMAND_LOG), pytest.raises(InvalidCommand):
+        service.register_many(too_many, actor="sweeper", correlation_id="c-1")
+
+    [(message, fields)] = batch_lines(caplog)
+    assert message == (
+        f"register {MAX_REGISTRATIONS + 1} jobs by 'sweeper': "
+        f"{MAX_REGISTRATIONS + 1} refused invalid-command, correlation c-1"
+    )
+    assert (fields["refused"], fields["failed"], fields["kind"]) == (
+        MAX_REGISTRATIONS + 1,
+        0,
+        "invalid-command",
+    )
+
+
+def test_the_batch_line_counts_the_items_its_caller_refused_before(
+    service: JobService, caplog: pytest.LogCaptureFixture
+) -> None:
+    service.execute("taken", RegisterJob(), actor="test")
+
+    with caplog.at_level(logging.INFO, logger=COMMAND_LOG):
+        service.register_many(
+            [registration("fresh"), registration("taken")], actor="sweeper", refused_before=3
+        )
+
+    [(message, fields)] = batch_lines(caplog)
+    assert message == "register 5 jobs by 'sweeper': 1 accepted, 4 refused, correlation none"
+    assert (fields["accepted"], fields["refused"]) == (1, 4)
+    refused_lines = [r for r in caplog.records if getattr(r, "job_id", None) == "taken"]
+    assert [(r.levelno, vars(r)["kind"]) for r in refused_lines] == [
+        (logging.INFO, "duplicate-job")
+    ]
