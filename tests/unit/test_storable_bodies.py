@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from api.models import CreateJob, MarkFailedBody
+from api.models import CreateJob, MarkFailedBody, _plainly_storable
 
 
 @pytest.mark.parametrize(
@@ -45,3 +45,14 @@ def test_a_storable_spec_passes_as_given(spec: dict[str, Any]) -> None:
 def test_a_text_field_with_a_nul_is_refused_by_its_name() -> None:
     with pytest.raises(ValidationError, match="reason: must not contain a NUL character"):
         MarkFailedBody.model_validate({"reason": "oom\x00"})
+
+
+def test_a_plain_body_is_told_storable_by_one_write_and_a_doubtful_one_is_not() -> None:
+    assert _plainly_storable({"job_id": "j-1", "spec": {"lr": 0.1, "steps": 2**63}, "note": None})
+    for doubtful in (
+        {"spec": {"note": "a\x00"}},
+        {"spec": {"lr": math.nan}},
+        {"spec": {"resume": None}},  # a null of its own: looked at value by value
+        {"spec": {"steps": 2**64}},
+    ):
+        assert not _plainly_storable(doubtful)
