@@ -202,16 +202,18 @@ class HttpClient:
 
 
 class HttpBatchClient:
-    """`LedgerClient.register_many`: batches of registrations in one request each,
-    `in_flight` requests at once."""
+    """`LedgerClient.register_many` of a sweep of `batches` batches in one call: batches of
+    registrations in one request each, `in_flight` requests at once."""
 
-    def __init__(self, base_url: str, token: str, prefix: str, batch: int, in_flight: int) -> None:
+    def __init__(
+        self, base_url: str, token: str, prefix: str, *, batch: int, in_flight: int, batches: int
+    ) -> None:
         self.client = LedgerClient(base_url, token, timeout=60.0)
         self.prefix = prefix
         self.batch = batch
         self.in_flight = in_flight
-        self.jobs = batch * in_flight
-        """Jobs one operation registers: `in_flight` batches, sent at once."""
+        self.jobs = batch * batches
+        """Jobs one operation registers: the sweep."""
 
     def op(self, n: int) -> None:
         jobs = [

@@ -15,8 +15,9 @@ Workloads, each a fixed number of jobs (`--jobs`, split evenly among the clients
 1 and 8 clients (`--clients`): enqueue (register one job) and lifecycle (enqueue, claim
 the next queued job, complete it). Then each system's enqueue at 16 clients, for the
 p50 and p99 of one command. Then batch registration: batches of `--batch` jobs from
-one client, through `POST /v1/jobs/batch` (`LedgerClient.register_many`, `--in-flight`
-requests at once) beside a raw multi-row INSERT, one at a time.
+one client, through `POST /v1/jobs/batch` (one `LedgerClient.register_many` call of the
+whole `--batch-jobs` sweep, `--in-flight` requests at once) beside a raw multi-row
+INSERT, one at a time.
 
 Systems alternate within every workload, in an order rotated round by round, so drift
 on a noisy machine hits all of them. The table gives each system's median over the
@@ -233,15 +234,26 @@ def in_process_system(url: str, stack: ExitStack) -> System:
     )
 
 
-def http_system(url: str, processes: int, batch: int, in_flight: int, stack: ExitStack) -> System:
+def http_system(url: str, processes: int, options: Options, stack: ExitStack) -> System:
     server = stack.enter_context(running_server(url, free_port(), workers=processes))
     base = server.base_url
+    # One `register_many` call registers the whole sweep, as a client submits one.
+    sweep = max(options.in_flight, options.batch_jobs // options.batch)
     return System(
         f"JobLedger over HTTP x{processes}",
         lambda label: lambda i: HttpClient(base, TOKEN, f"{label}-{i}", lifecycle=False),
         lambda label: lambda i: HttpClient(base, TOKEN, f"{label}-{i}", lifecycle=True),
-        lambda label: lambda i: HttpBatchClient(base, TOKEN, f"{label}-{i}", batch, in_flight),
-        batches_per_op=in_flight,
+        lambda label: (
+            lambda i: HttpBatchClient(
+                base,
+                TOKEN,
+                f"{label}-{i}",
+                batch=options.batch,
+                in_flight=options.in_flight,
+                batches=sweep,
+            )
+        ),
+        batches_per_op=sweep,
         server_pid=server.pid,
     )
 
@@ -275,9 +287,7 @@ def open_systems(admin_url: str, options: Options, stack: ExitStack) -> list[Sys
         systems.append(in_process_system(fresh(True), stack))
     if "http" in options.systems:
         for processes in options.processes:
-            systems.append(
-                http_system(fresh(True), processes, options.batch, options.in_flight, stack)
-            )
+            systems.append(http_system(fresh(True), processes, options, stack))
     for name in LIBRARIES:
         if name in options.systems:
             try:
@@ -363,7 +373,7 @@ def run(options: Options) -> list[str]:
                 figures[system.name].rates.setdefault((BATCH, 1), []).append(jobs_per_s)
                 print(
                     f"  round {round_ + 1} batch of {options.batch} from 1 client, "
-                    f"{system.batches_per_op} in flight {system.name:<28} {jobs_per_s:7.0f} jobs/s",
+                    f"{system.batches_per_op:2d} a call {system.name:<28} {jobs_per_s:7.0f} jobs/s",
                     flush=True,
                 )
         return table(systems, figures, options)
@@ -404,7 +414,8 @@ def table(systems: list[System], figures: dict[str, Figures], options: Options) 
         f"Command p50 / p99 at {LATENCY_CLIENTS} clients",
         "WAL per lifecycle",
         f"CPU per lifecycle at {max(options.clients)} (client / server / PostgreSQL server)",
-        f"Batches of {options.batch}, 1 client (HTTP: {options.in_flight} in flight)",
+        f"Batches of {options.batch}, 1 client (HTTP: sweeps of {options.batch_jobs}, "
+        f"{options.in_flight} in flight)",
     ]
     lines = [
         "| System | " + " | ".join(heads) + " |",
