@@ -172,9 +172,9 @@ class JobService:
                 command, actor=actor, correlation_id=correlation_id, outcomes=counts, kind=kind
             )
             raise
-        for outcome in outcomes:
-            if isinstance(outcome, Registered):
-                self.cache.put(outcome.state)
+        self.cache.put_many(
+            outcome.state for outcome in outcomes if isinstance(outcome, Registered)
+        )
         _log_registrations(registrations, outcomes, actor, correlation_id, refused_before)
         return outcomes
 

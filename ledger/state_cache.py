@@ -8,6 +8,7 @@ cache; they are decided again on a fresh read.
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 
 from ledger.state import JobState
 
@@ -28,14 +29,19 @@ class StateCache:
             return state
 
     def put(self, state: JobState) -> None:
+        self.put_many((state,))
+
+    def put_many(self, states: Iterable[JobState]) -> None:
+        """Keep each of `states` (a batch's, under one hold of the lock)."""
         if self.size <= 0:
             return
         with self._lock:
-            current = self._states.get(state.job_id)
-            if current is not None and current.version > state.version:
-                return  # a newer state from another thread of this process
-            self._states[state.job_id] = state
-            self._states.move_to_end(state.job_id)
+            for state in states:
+                current = self._states.get(state.job_id)
+                if current is not None and current.version > state.version:
+                    continue  # a newer state from another thread of this process
+                self._states[state.job_id] = state
+                self._states.move_to_end(state.job_id)
             while len(self._states) > self.size:
                 self._states.popitem(last=False)
 

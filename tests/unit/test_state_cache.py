@@ -52,3 +52,17 @@ def test_a_dropped_state_is_gone_and_an_older_one_may_follow() -> None:
     cache.put(state("a", version=2))
     assert cache.get("a") == state("a", version=2)
     cache.drop("never-cached")
+
+
+def test_a_batch_of_states_is_kept_as_each_would_be_put() -> None:
+    cache = StateCache(3)
+    cache.put(state("a", version=5))
+    cache.put_many([state("a", version=2), state("b"), state("c"), state("d")])
+    # "a" kept its newer version, then was the least recently used of four: evicted.
+    assert [cache.get(job_id) for job_id in "abcd"] == [None, state("b"), state("c"), state("d")]
+    cache.put_many([state("b", version=2), state("e")])
+    assert (cache.get("b"), cache.get("c"), cache.get("e")) == (
+        state("b", version=2),
+        None,
+        state("e"),
+    )
