@@ -27,7 +27,8 @@ class JobRegistered:
 
     def __post_init__(self) -> None:
         # Read back from JSON, the status is a plain string.
-        object.__setattr__(self, "initial_status", JobStatus(self.initial_status))
+        if type(self.initial_status) is not JobStatus:
+            object.__setattr__(self, "initial_status", JobStatus(self.initial_status))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
