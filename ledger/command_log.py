@@ -83,8 +83,12 @@ class LoggedCommand:
 
 def log_refusal(line: CommandLine, error: Exception) -> None:
     """Log the command's line as refused (a 4xx) or failed, with the error's kind."""
-    kind = error.kind if isinstance(error, LedgerError) else LedgerError.kind
-    log_line(line, refusal_outcome(error), kind)
+    log_line(line, refusal_outcome(error), error_kind(error))
+
+
+def error_kind(error: Exception) -> str:
+    """The problem kind a line names for `error`: its own, or the ledger's generic one."""
+    return error.kind if isinstance(error, LedgerError) else LedgerError.kind
 
 
 def refusal_outcome(error: Exception) -> str:

@@ -14,6 +14,7 @@ from ledger.command_log import (
     REFUSED,
     REPLAYED,
     CommandLine,
+    error_kind,
     log_batch,
     log_line,
     log_refusal,
@@ -167,9 +168,12 @@ class JobService:
         except Exception as failure:
             counts = {REFUSED: refused_before, FAILED: 0}
             counts[refusal_outcome(failure)] += len(registrations)
-            kind = failure.kind if isinstance(failure, LedgerError) else LedgerError.kind
             log_batch(
-                command, actor=actor, correlation_id=correlation_id, outcomes=counts, kind=kind
+                command,
+                actor=actor,
+                correlation_id=correlation_id,
+                outcomes=counts,
+                kind=error_kind(failure),
             )
             raise
         self.cache.put_many(
