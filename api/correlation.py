@@ -11,14 +11,14 @@ correlation id) and a `traceparent` with the request's trace and this server's s
 """
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.answer_headers import with_headers
+from api.answer_headers import RawHeaders, with_headers
 from ledger.trace_context import TraceParent
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:+/=@-]{1,200}")
@@ -36,28 +36,46 @@ class Correlation:
     span: TraceParent
 
     @classmethod
-    def of(cls, headers: Headers) -> "Correlation":
-        """The correlation of a request with these headers."""
-        traceparent = _single(headers, "traceparent")
+    def of(cls, headers: Iterable[tuple[bytes, bytes]]) -> "Correlation":
+        """The correlation of a request with these headers (ASGI's raw pairs, names in
+        lower case)."""
+        traceparent, request_id = _singles(headers)
         parent = None if traceparent is None else TraceParent.parse(traceparent)
-        request_id = _single(headers, "x-request-id")
         if request_id is not None and not REQUEST_ID.fullmatch(request_id):
             request_id = None
         span = TraceParent.start() if parent is None else parent.child()
         correlation_id = span.trace_id if parent is not None or request_id is None else request_id
         return cls(correlation_id, request_id or correlation_id, span)
 
-    def answer(self, headers: MutableHeaders) -> None:
-        """Name the request and this server's span in the headers of its answer."""
-        headers["X-Request-ID"] = self.request_id
-        headers["traceparent"] = str(self.span)
+    def answer(self, headers: RawHeaders) -> None:
+        """Name the request and this server's span in the headers of its answer (its raw
+        pairs, changed in place), in place of any the answer had."""
+        if any(name in _ANSWERED for name, _ in headers):
+            headers[:] = [pair for pair in headers if pair[0] not in _ANSWERED]
+        headers.append((b"x-request-id", self.request_id.encode("latin-1")))
+        headers.append((b"traceparent", str(self.span).encode("latin-1")))
 
 
-def _single(headers: Headers, name: str) -> str | None:
-    """The header's value, when the request sent it once: a repeated header names nothing
-    for sure."""
-    values = headers.getlist(name)
-    return values[0] if len(values) == 1 else None
+_ANSWERED = frozenset((b"x-request-id", b"traceparent"))
+
+
+def _singles(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
+    """The request's `traceparent` and `X-Request-ID`, each when it was sent once: a
+    repeated header names nothing for sure."""
+    traceparent: bytes | None = None
+    request_id: bytes | None = None
+    repeated_traceparent = repeated_request_id = False
+    for name, value in headers:
+        if name == b"traceparent":
+            repeated_traceparent = traceparent is not None
+            traceparent = value
+        elif name == b"x-request-id":
+            repeated_request_id = request_id is not None
+            request_id = value
+    return (
+        None if traceparent is None or repeated_traceparent else traceparent.decode("latin-1"),
+        None if request_id is None or repeated_request_id else request_id.decode("latin-1"),
+    )
 
 
 class RequestCorrelation:
@@ -69,7 +87,7 @@ class RequestCorrelation:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            correlation = Correlation.of(Headers(scope=scope))
+            correlation = Correlation.of(scope["headers"])
             scope.setdefault("state", {})[_STATE_KEY] = correlation
             send = with_headers(send, correlation.answer)
         await self.app(scope, receive, send)

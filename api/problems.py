@@ -112,7 +112,7 @@ async def handle_unexpected(request: Request, exc: Exception) -> Response:
     )
     response = problem_response(500, "internal-error", "the server failed; see its log")
     if correlation is not None:
-        correlation.answer(response.headers)
+        correlation.answer(response.headers.raw)
     return response
 
 

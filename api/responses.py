@@ -5,11 +5,10 @@ from collections.abc import Mapping
 
 import orjson
 from pydantic import BaseModel
-from starlette.datastructures import MutableHeaders
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.answer_headers import with_headers
+from api.answer_headers import RawHeaders, add_missing, encoded, with_headers
 from api.console_page import SECURITY_HEADERS
 
 
@@ -43,10 +42,13 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        wanted = SECURITY_HEADERS if path == "/" or path.startswith("/console/") else API_ANSWER
+        wanted = _PAGE if path == "/" or path.startswith("/console/") else _API
 
-        def add(headers: MutableHeaders) -> None:
-            for name, value in wanted.items():
-                headers.setdefault(name, value)
+        def add(headers: RawHeaders) -> None:
+            add_missing(headers, wanted)
 
         await self.app(scope, receive, with_headers(send, add))
+
+
+_PAGE = encoded(SECURITY_HEADERS)
+_API = encoded(API_ANSWER)
