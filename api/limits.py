@@ -33,7 +33,8 @@ class BodyTooLarge(Exception):
 
 class BodyLimit:
     """Refuses a body of more than `max_bytes`: at once when its Content-Length says so,
-    else as soon as the chunks read so far add up to more."""
+    else as soon as the chunks read so far add up to more. A body within its declared
+    Content-Length is passed on untouched: the server never reads past that length."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -43,8 +44,12 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self._declared_length(scope) > self.max_bytes:
-            await self._refuse(scope, receive, send)
+        declared = self._declared_length(scope)
+        if declared is not None:
+            if declared > self.max_bytes:
+                await self._refuse(scope, receive, send)
+            else:  # the server reads no more of the body than its Content-Length
+                await self.app(scope, receive, send)
             return
 
         received = 0
@@ -76,14 +81,21 @@ class BodyLimit:
             if not refused:
                 raise
 
-    def _declared_length(self, scope: Scope) -> int:
+    def _declared_length(self, scope: Scope) -> int | None:
+        """The body's length as its one Content-Length says, when the body is not sent in
+        chunks; else None, and the chunks are counted as they come."""
+        declared: int | None = None
         for name, value in scope["headers"]:
+            if name == b"transfer-encoding":
+                return None
             if name == b"content-length":
+                if declared is not None:
+                    return None
                 try:
-                    return int(value)
+                    declared = int(value)
                 except ValueError:
-                    return 0
-        return 0
+                    return None
+        return declared
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem_response(
