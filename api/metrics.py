@@ -58,12 +58,20 @@ class Metrics:
             ledger.settings.probe_timeout_s,
         )
         self.build = Build(version("jobledger"), head_revision(ledger.url) or "none")
+        self._series: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+        """The counter and histogram of each route and outcome seen: `labels` finds them
+        under a lock, each time, at several times the cost of counting."""
 
     def observe(self, route: str, status: int, started: float) -> None:
         """One request to `route`, answered with `status`, `started` by `time.perf_counter`."""
         outcome = "ok" if status < 400 else ("client_error" if status < 500 else "server_error")
-        self.requests.labels(route, outcome).inc()
-        self.latency.labels(route).observe(time.perf_counter() - started)
+        series = self._series.get((route, outcome))
+        if series is None:
+            series = (self.requests.labels(route, outcome), self.latency.labels(route))
+            self._series[route, outcome] = series
+        requests, latency = series
+        requests.inc()
+        latency.observe(time.perf_counter() - started)
 
     async def exposition(self, streams_open: int) -> bytes:
         """Everything a scrape shows: the requests and the ledger's work, then the gauges
