@@ -1,7 +1,6 @@
 """How a module declares its routes: on a router of its own, with the problems they
 answer with; the app serves the routes of every such router directly."""
 
-import email.message
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -10,6 +9,8 @@ from fastapi.routing import APIRoute
 from starlette.responses import Response
 
 from api.auth import refusal_of_caller
+from api.direct_handler import direct_handler
+from api.media_types import is_json
 from api.problems import Problem, problem_responses
 from api.read_headers import header_parameters
 
@@ -46,7 +47,7 @@ class JsonBodyRoute(APIRoute):
             self.responses = {**self.responses, **problem_responses(415)}
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handle = super().get_route_handler()
+        handle = direct_handler(self, super().get_route_handler())
         if self.body_field is None:
             return handle
 
@@ -62,16 +63,3 @@ class JsonBodyRoute(APIRoute):
             return await handle(request)
 
         return handle_json
-
-
-def is_json(content_type: str) -> bool:
-    """`application/json`, or a JSON-based type such as `application/merge-patch+json`.
-    The header as nearly every client sends it is known at once; any other is parsed."""
-    if content_type == "application/json":
-        return True
-    message = email.message.Message()
-    message["content-type"] = content_type
-    subtype = message.get_content_subtype()
-    return message.get_content_maintype() == "application" and (
-        subtype == "json" or subtype.endswith("+json")
-    )
