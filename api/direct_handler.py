@@ -82,7 +82,9 @@ def plan_of(route: APIRoute) -> Plan | None:
     endpoint = dependant.call
     if endpoint is None or not _answers_with_response(endpoint):
         return None
-    if _has_own_inputs(dependant) or _is_gen_callable(endpoint) or _is_async_gen_callable(endpoint):
+    if _other_inputs(dependant) or dependant.request_param_name or _yields(endpoint):
+        return None
+    if dependant.security_scopes_param_name:
         return None
     if route.body_field is not None and isinstance(route.body_field.field_info, params.Form):
         return None
@@ -109,19 +111,22 @@ def _answers_with_response(endpoint: Callable[..., Any]) -> bool:
     return inspect.isclass(answer) and issubclass(answer, Response)
 
 
-def _has_own_inputs(dependant: Dependant) -> bool:
-    """Inputs other than path parameters, a body and dependencies."""
+def _other_inputs(dependant: Dependant) -> bool:
+    """Inputs of a kind no plan resolves: query, header or cookie parameters, the
+    connection, the response or background tasks."""
     return bool(
         dependant.query_params
         or dependant.header_params
         or dependant.cookie_params
-        or dependant.request_param_name
         or dependant.http_connection_param_name
         or dependant.websocket_param_name
         or dependant.response_param_name
         or dependant.background_tasks_param_name
-        or dependant.security_scopes_param_name
     )
+
+
+def _yields(call: Callable[..., Any]) -> bool:
+    return bool(_is_gen_callable(call) or _is_async_gen_callable(call))
 
 
 def _resolver(sub: Dependant) -> Resolve | None:
@@ -130,15 +135,7 @@ def _resolver(sub: Dependant) -> Resolve | None:
     call = sub.call
     if call is None or sub.dependencies or sub.path_params or sub.body_params:
         return None
-    if sub.query_params or sub.header_params or sub.cookie_params:
-        return None
-    if sub.http_connection_param_name or sub.websocket_param_name:
-        return None
-    if sub.response_param_name or sub.background_tasks_param_name:
-        return None
-    if _is_gen_callable(call) or _is_async_gen_callable(call):
-        return None
-    if not _is_coroutine_callable(call):
+    if _other_inputs(sub) or _yields(call) or not _is_coroutine_callable(call):
         return None
     request_name = sub.request_param_name
     scopes_name = sub.security_scopes_param_name
