@@ -3,7 +3,9 @@ what the log stores of it cannot act on the run, and old runs keep working."""
 
 import json
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 from alembic import command
@@ -17,10 +19,11 @@ from ledger.migrate import alembic_config
 from ledger.queue import Claim, JobQueue
 from ledger.service import JobService
 from ledger.statuses import JobStatus
-from ledger.store import EventStore
+from ledger.store import Connection, EventStore
 from projections.current_status.verify import verify_current_status
 from tests.api import conftest as api_fixtures
 from tests.api.conftest import auth
+from tests.integration.recovery_helpers import poll
 
 # The HTTP API's fixtures, shared with tests/api.
 ledger, client_for, client = api_fixtures.ledger, api_fixtures.client_for, api_fixtures.client
@@ -320,6 +323,61 @@ def test_two_racing_identical_claims_start_one_run(service: JobService, store: E
     states = [store.load(f"race-{n}") for n in range(rounds * racers)]
     running = [s for s in states if s is not None and s.status is JobStatus.RUNNING]
     assert len(running) == rounds
+
+
+class HeldStartStore(EventStore):
+    """A store whose start statements commit only once another session waits on a lock:
+    what it wrote stays in flight while a rival statement runs into it."""
+
+    def __init__(self, engine: Engine, started: threading.Event) -> None:
+        super().__init__(engine)
+        self.started = started
+
+    @contextmanager
+    def connection(self, job_id: str = "") -> Iterator[Connection]:
+        with self.transaction(job_id) as conn:
+            yield conn
+            self.started.set()
+            poll(lambda: lock_waiters(self.engine))
+
+
+def lock_waiters(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        )
+
+
+def test_a_keyed_claim_that_runs_into_its_twin_in_flight_answers_the_twins_run(
+    service: JobService, store: EventStore, engine: Engine
+) -> None:
+    queued_jobs(service, "twin-1", "twin-2")
+    started = threading.Event()
+    held = JobQueue(HeldStartStore(engine, started))
+
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(held.claim, WORKER, actor="trainer", idempotency_key="twin")
+        assert started.wait(10), "the first claim's statement never ran"
+        # It has started a run and not committed: this claim's snapshot cannot see it,
+        # so it starts the other job, and its key waits on the first one's.
+        second = JobQueue(store).claim(WORKER, actor="trainer", idempotency_key="twin")
+        claimed = first.result(10)
+
+    assert claimed is not None and second is not None
+    assert second.replayed and not claimed.replayed
+    assert (second.job.job_id, second.attempt, second.run_token) == (
+        claimed.job.job_id,
+        claimed.attempt,
+        claimed.run_token,
+    )
+    other = store.load("twin-2" if claimed.job.job_id == "twin-1" else "twin-1")
+    assert other is not None and other.status is JobStatus.QUEUED
+    assert [e.type for e in store.history(other.job_id)] == ["job_registered"]
 
 
 def test_a_key_is_its_callers_own(service: JobService, store: EventStore) -> None:
