@@ -3,6 +3,7 @@
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from ledger.decide import check_fence
 from ledger.errors import JobNotFound, LedgerError, StaleAttempt
@@ -11,6 +12,7 @@ from ledger.queries import (
     LOAD_STATES,
     PRUNE_LEASES,
     RENEW_LEASES,
+    RENEW_ONE_LEASE,
 )
 from ledger.run_tokens import run_token_digest
 from ledger.state import JobState
@@ -56,16 +58,11 @@ def renew_leases(
     if not heartbeats:
         return []
     digests = [run_token_digest(beat.run_token) for beat in heartbeats]
-    params = {
-        "job_ids": [beat.job_id for beat in heartbeats],
-        "attempts": [beat.attempt for beat in heartbeats],
-        "digests": digests,
-        "lease_seconds": lease_seconds,
-    }
+    statement, params = _renewal(heartbeats, digests, lease_seconds)
     with store.connection() as conn:  # one statement: its own transaction
         renewed = {
             (job_id, attempt, digest): expires
-            for job_id, attempt, digest, expires in conn.execute(RENEW_LEASES, params)
+            for job_id, attempt, digest, expires in conn.execute(statement, params)
         }
         missed = {
             beat.job_id
@@ -91,6 +88,23 @@ def renew_leases(
             store.observers.heartbeat_received(fenced=False)
             outcomes.append(expires)
     return outcomes
+
+
+def _renewal(
+    heartbeats: Sequence[RunHeartbeat], digests: list[str], lease_seconds: float
+) -> tuple[str, dict[str, Any]]:
+    """The statement renewing the leases of `heartbeats` (their tokens' `digests` in step),
+    and its values."""
+    if len(heartbeats) == 1:
+        [beat], [digest] = heartbeats, digests
+        one = {"job_id": beat.job_id, "attempt": beat.attempt, "digest": digest}
+        return RENEW_ONE_LEASE, one | {"lease_seconds": lease_seconds}
+    return RENEW_LEASES, {
+        "job_ids": [beat.job_id for beat in heartbeats],
+        "attempts": [beat.attempt for beat in heartbeats],
+        "digests": digests,
+        "lease_seconds": lease_seconds,
+    }
 
 
 def _refusal(store: EventStore, beat: RunHeartbeat, state: JobState | None) -> LedgerError:

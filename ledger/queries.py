@@ -510,11 +510,11 @@ START_QUEUED_JOB = _start_queued_job(_THIS_QUEUED, keyed=False)
 START_QUEUED_JOB_BY_KEY = _start_queued_job(_THIS_QUEUED, keyed=True)
 """Answer the caller's start made earlier with this key, else start this job if queued."""
 
-RENEW_LEASES = f"""
-    WITH wanted AS (
-        SELECT * FROM unnest(%(job_ids)s::text[], %(attempts)s::int[], %(digests)s::text[])
-            AS w(job_id, attempt, run_token_sha256)
-    ), held AS (
+
+def _renew_leases(wanted: str) -> str:
+    """Renew the leases of the `wanted` runs (rows of job_id, attempt, run_token_sha256)."""
+    return f"""
+    WITH wanted AS ({wanted}), held AS (
         SELECT l.job_id FROM job_leases l
         JOIN wanted w USING (job_id, attempt, run_token_sha256)
         JOIN job_status s
@@ -527,10 +527,23 @@ RENEW_LEASES = f"""
     WHERE l.job_id IN (SELECT job_id FROM held)
     RETURNING l.job_id, l.attempt, l.run_token_sha256, l.expires_at
 """
+
+
+RENEW_LEASES = _renew_leases(
+    "SELECT * FROM unnest(%(job_ids)s::text[], %(attempts)s::int[], %(digests)s::text[])"
+    " AS w(job_id, attempt, run_token_sha256)"
+)
 """Renews the leases of the runs named (`job_ids`, `attempts`, `digests`, in step) that
 are their jobs' current, open attempts with the right token (by its digest: the lease
 keeps no token it could be read from), in one statement. The leases are locked in job id
 order, so two statements that share runs never deadlock."""
+
+RENEW_ONE_LEASE = _renew_leases(
+    "SELECT %(job_id)s::text AS job_id, %(attempt)s::int AS attempt,"
+    " %(digest)s::text AS run_token_sha256"
+)
+"""`RENEW_LEASES` of one run (`job_id`, `attempt`, `digest`): the driver sends three values
+instead of three arrays, which it builds at several times the cost."""
 
 LOAD_STATES = f"SELECT {STATUS_SELECT} FROM job_status s WHERE s.job_id = ANY(%(job_ids)s)"
 
