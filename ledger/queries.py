@@ -510,6 +510,13 @@ START_QUEUED_JOB = _start_queued_job(_THIS_QUEUED, keyed=False)
 START_QUEUED_JOB_BY_KEY = _start_queued_job(_THIS_QUEUED, keyed=True)
 """Answer the caller's start made earlier with this key, else start this job if queued."""
 
+LOCK_START_KEY = (
+    "SELECT pg_advisory_xact_lock(hashtextextended("
+    "length(%(actor)s) || ':' || %(actor)s || %(idempotency_key)s, 0))"
+)
+"""Serialise the starts of one caller's key until the transaction ends: a retry racing
+the first try waits for it, and its start statement (a later snapshot) then sees it."""
+
 
 def _renew_leases(wanted: str) -> str:
     """Renew the leases of the `wanted` runs (rows of job_id, attempt, run_token_sha256)."""

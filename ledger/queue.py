@@ -9,13 +9,12 @@ job is the same statement; when it starts nothing, `decide` says why.
 
 A claim or start with an idempotency key is answered once per caller and key: a
 retry (after an answer was lost) gets the run the key started, with the same
-attempt and run token, and starts nothing else. A unique index holds one start per
-caller and key: of two identical retries racing each other one starts a run, and the
-other's statement waits for it, is refused by the index and, run again, answers that
-run. The token of a keyed start is kept in its lease row (which the API never shows),
-so the retry is answered while the run is open; once the run has ended, the retry is
-refused as the run's own commands would be (`StaleAttempt`, naming the job's current
-attempt): its token fences nothing any more.
+attempt and run token, and starts nothing else. The key's starts are serialised
+by an advisory lock taken in the same round trip, so two identical retries racing
+each other start one run. The token of a keyed start is kept in its lease row
+(which the API never shows), so the retry is answered while the run is open; once
+the run has ended, the retry is refused as the run's own commands would be
+(`StaleAttempt`, naming the job's current attempt): its token fences nothing any more.
 """
 
 import dataclasses
@@ -35,6 +34,7 @@ from ledger.queries import (
     CLAIM_NEXT_QUEUED_JOB,
     CLAIM_NEXT_QUEUED_JOB_BY_KEY,
     KEYED_START_COLUMNS,
+    LOCK_START_KEY,
     START_QUEUED_JOB,
     START_QUEUED_JOB_BY_KEY,
 )
@@ -43,7 +43,7 @@ from ledger.settings import DEFAULT_LEASE_SECONDS
 from ledger.state import JobState, worker_fields
 from ledger.state_cache import StateCache
 from ledger.statuses import ACTIVE_RUN_STATUSES
-from ledger.store import EventStore, IdempotencyKeyTaken, StartKeyTaken, state_from_row
+from ledger.store import EventStore, IdempotencyKeyTaken, state_from_row
 from ledger.telemetry import telling_refusals
 
 _ROW_TAIL = 1 + len(KEYED_START_COLUMNS)
@@ -187,12 +187,13 @@ class JobQueue:
             }
         )
         try:
-            try:
-                row = self._run(statement, values, job_id)
-            except StartKeyTaken:
-                # A start with this key committed while this one ran: the statement run
-                # again sees it, and answers it.
-                row = self._run(statement, values, job_id)
+            if key is None:
+                with self.store.connection(job_id) as conn:
+                    row = conn.execute(statement, values).fetchone()
+            else:
+                with self.store.transaction(job_id) as conn, conn.pipeline():
+                    conn.execute(LOCK_START_KEY, values)
+                    row = conn.execute(statement, values).fetchone()
         except IdempotencyKeyTaken as taken:
             # The chosen job already has an event with this key, of another request.
             assert key is not None
@@ -218,11 +219,6 @@ class JobQueue:
                 f"the run this idempotency key started has ended (the job is {job.status})",
             )
         return Claim(job, earlier_attempt, kept_token, job.resume_from, expires_at, replayed=True)
-
-    def _run(self, statement: str, values: dict[str, Any], job_id: str) -> tuple[Any, ...] | None:
-        """One start statement, its own transaction."""
-        with self.store.connection(job_id) as conn:
-            return conn.execute(statement, values).fetchone()
 
     def _tell_started(self, job: JobState) -> None:
         """Tell the observers of a start: its `job_started`, and how long the job was

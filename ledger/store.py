@@ -59,15 +59,9 @@ class IdempotencyKeyTaken(LedgerError):
     """Another append with the same idempotency key committed first."""
 
 
-class StartKeyTaken(IdempotencyKeyTaken):
-    """Another start by the same caller with the same key committed first: the start
-    statement run again (a later snapshot) answers that start."""
-
-
-START_KEY_CONSTRAINT = "uq_job_events_actor_idempotency_key"
-"""The unique index of a caller's keyed starts: one `job_started` per caller and key."""
-
-KEY_CONSTRAINTS = frozenset({"uq_job_events_job_id_idempotency_key", START_KEY_CONSTRAINT})
+KEY_CONSTRAINTS = frozenset(
+    {"uq_job_events_job_id_idempotency_key", "uq_job_events_actor_idempotency_key"}
+)
 """The unique indexes an idempotency key is checked by: per job, and per caller's start."""
 
 
@@ -475,8 +469,6 @@ def translate_error(exc: psycopg.Error, job_id: str, expected_version: int) -> L
     """The ledger error a driver error means."""
     if isinstance(exc, psycopg.errors.UniqueViolation):
         constraint = exc.diag.constraint_name
-        if constraint == START_KEY_CONSTRAINT:
-            return StartKeyTaken()
         if constraint in KEY_CONSTRAINTS:
             return IdempotencyKeyTaken()
         if constraint == "uq_job_events_job_id_seq":

@@ -326,16 +326,16 @@ def test_two_racing_identical_claims_start_one_run(service: JobService, store: E
 
 
 class HeldStartStore(EventStore):
-    """A store whose start statements commit only once another session waits on a lock:
-    what it wrote stays in flight while a rival statement runs into it."""
+    """A store whose transactions (a keyed start's) commit only once another session waits
+    on a lock: what it wrote stays in flight while a rival start runs into it."""
 
     def __init__(self, engine: Engine, started: threading.Event) -> None:
         super().__init__(engine)
         self.started = started
 
     @contextmanager
-    def connection(self, job_id: str = "") -> Iterator[Connection]:
-        with self.transaction(job_id) as conn:
+    def transaction(self, job_id: str = "") -> Iterator[Connection]:
+        with super().transaction(job_id) as conn:
             yield conn
             self.started.set()
             poll(lambda: lock_waiters(self.engine))
@@ -363,8 +363,8 @@ def test_a_keyed_claim_that_runs_into_its_twin_in_flight_answers_the_twins_run(
     with ThreadPoolExecutor(1) as pool:
         first = pool.submit(held.claim, WORKER, actor="trainer", idempotency_key="twin")
         assert started.wait(10), "the first claim's statement never ran"
-        # It has started a run and not committed: this claim's snapshot cannot see it,
-        # so it starts the other job, and its key waits on the first one's.
+        # It has started a run and not committed: this claim waits for it, and answers
+        # its run, not the other queued job.
         second = JobQueue(store).claim(WORKER, actor="trainer", idempotency_key="twin")
         claimed = first.result(10)
 
@@ -378,6 +378,30 @@ def test_a_keyed_claim_that_runs_into_its_twin_in_flight_answers_the_twins_run(
     other = store.load("twin-2" if claimed.job.job_id == "twin-1" else "twin-1")
     assert other is not None and other.status is JobStatus.QUEUED
     assert [e.type for e in store.history(other.job_id)] == ["job_registered"]
+
+
+def test_a_keyed_start_that_waits_on_its_twin_in_flight_answers_the_twins_run(
+    service: JobService, store: EventStore, engine: Engine
+) -> None:
+    queued_jobs(service, "chosen-twice")
+    started = threading.Event()
+    held = JobQueue(HeldStartStore(engine, started))
+
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(
+            held.start, "chosen-twice", WORKER, actor="trainer", idempotency_key="twin"
+        )
+        assert started.wait(10), "the first start's statement never ran"
+        # It has started the job and not committed: this start waits for it, and answers
+        # its run rather than refusing a job no longer queued.
+        second = JobQueue(store).start(
+            "chosen-twice", WORKER, actor="trainer", idempotency_key="twin"
+        )
+        first_start = first.result(10)
+
+    assert second.replayed and not first_start.replayed
+    assert (second.attempt, second.run_token) == (first_start.attempt, first_start.run_token)
+    assert [e.type for e in store.history("chosen-twice")] == ["job_registered", "job_started"]
 
 
 def test_a_key_is_its_callers_own(service: JobService, store: EventStore) -> None:
