@@ -23,6 +23,7 @@ from ledger.store import Connection, EventStore
 from projections.current_status.verify import verify_current_status
 from tests.api import conftest as api_fixtures
 from tests.api.conftest import auth
+from tests.hostile.test_timeouts import sessions_waiting_on_a_lock
 from tests.integration.recovery_helpers import poll
 
 # The HTTP API's fixtures, shared with tests/api.
@@ -329,8 +330,9 @@ class HeldStartStore(EventStore):
     """A store whose transactions (a keyed start's) commit only once another session waits
     on a lock: what it wrote stays in flight while a rival start runs into it."""
 
-    def __init__(self, engine: Engine, started: threading.Event) -> None:
+    def __init__(self, engine: Engine, database_url: str, started: threading.Event) -> None:
         super().__init__(engine)
+        self.database_url = database_url
         self.started = started
 
     @contextmanager
@@ -338,27 +340,15 @@ class HeldStartStore(EventStore):
         with super().transaction(job_id) as conn:
             yield conn
             self.started.set()
-            poll(lambda: lock_waiters(self.engine))
-
-
-def lock_waiters(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return int(
-            conn.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            ).scalar_one()
-        )
+            poll(lambda: sessions_waiting_on_a_lock(self.database_url))
 
 
 def test_a_keyed_claim_that_runs_into_its_twin_in_flight_answers_the_twins_run(
-    service: JobService, store: EventStore, engine: Engine
+    service: JobService, store: EventStore, engine: Engine, database_url: str
 ) -> None:
     queued_jobs(service, "twin-1", "twin-2")
     started = threading.Event()
-    held = JobQueue(HeldStartStore(engine, started))
+    held = JobQueue(HeldStartStore(engine, database_url, started))
 
     with ThreadPoolExecutor(1) as pool:
         first = pool.submit(held.claim, WORKER, actor="trainer", idempotency_key="twin")
@@ -381,11 +371,11 @@ def test_a_keyed_claim_that_runs_into_its_twin_in_flight_answers_the_twins_run(
 
 
 def test_a_keyed_start_that_waits_on_its_twin_in_flight_answers_the_twins_run(
-    service: JobService, store: EventStore, engine: Engine
+    service: JobService, store: EventStore, engine: Engine, database_url: str
 ) -> None:
     queued_jobs(service, "chosen-twice")
     started = threading.Event()
-    held = JobQueue(HeldStartStore(engine, started))
+    held = JobQueue(HeldStartStore(engine, database_url, started))
 
     with ThreadPoolExecutor(1) as pool:
         first = pool.submit(
