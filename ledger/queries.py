@@ -419,6 +419,17 @@ lease keeps, the attempt the key started and the digest of the request it came w
 (NULL for a start made now)."""
 
 
+START_KEY_LOCK = "hashtextextended(length(%(actor)s) || ':' || %(actor)s || %(idempotency_key)s, 0)"
+"""The advisory lock of one caller's idempotency key for starts."""
+
+_STARTED_BY_KEY = f"""e.actor = %(actor)s AND e.idempotency_key = %(idempotency_key)s
+          AND e.type = '{JobStarted.TYPE}' AND e.idempotency_key IS NOT NULL"""
+"""The condition on an event `e` that it is the caller's start made with this key."""
+
+START_KEY_USED = f"SELECT EXISTS (SELECT 1 FROM job_events e WHERE {_STARTED_BY_KEY})"
+"""Whether the caller has started a run with this key."""
+
+
 def _start_queued_job(choose: str, *, keyed: bool) -> str:
     """Lock the queued job `choose` picks, append its `job_started`, project the start and
     open the attempt's lease: one statement, so one round trip and one transaction.
@@ -426,7 +437,10 @@ def _start_queued_job(choose: str, *, keyed: bool) -> str:
     `keyed`: the start comes with an idempotency key. The caller's start made earlier
     with that key (`earlier`) is answered instead, and no job is chosen then; the event
     records the key and the digest of the request (the unique index on caller and key
-    refuses a second start by the same key).
+    refuses a second start by the same key). No job is chosen either unless the
+    statement gets the key's advisory lock (`START_KEY_LOCK`) at once (`gate`): while
+    another start by the key is in flight, it answers one row of NULLs (busy), and its
+    caller runs it again once the lock is theirs.
 
     The start's rules (`decide` and `evolve` for `StartJob` on a queued job) written
     for the database: only a queued job starts; the event's payload is `JobStarted`'s
@@ -438,18 +452,23 @@ def _start_queued_job(choose: str, *, keyed: bool) -> str:
     """
     earlier = f"""earlier AS (
         SELECT e.job_id, e.attempt, e.command_sha256 FROM job_events e
-        WHERE e.actor = %(actor)s AND e.idempotency_key = %(idempotency_key)s
-          AND e.type = '{JobStarted.TYPE}' AND e.idempotency_key IS NOT NULL
+        WHERE {_STARTED_BY_KEY}
     ),"""
     answered_earlier = f"""
     UNION ALL
     SELECT {STATUS_SELECT}, l.expires_at, l.run_token, e.attempt, e.command_sha256
     FROM earlier e
     JOIN job_status s ON s.job_id = e.job_id
-    LEFT JOIN job_leases l ON l.job_id = e.job_id AND l.attempt = e.attempt"""
-    unless_earlier = "AND NOT EXISTS (SELECT 1 FROM earlier)" if keyed else ""
+    LEFT JOIN job_leases l ON l.job_id = e.job_id AND l.attempt = e.attempt
+    UNION ALL
+    SELECT {", ".join(["NULL"] * (len(JOB_STATUS_COLUMNS) + 1 + len(KEYED_START_COLUMNS)))}
+    FROM gate WHERE NOT gate.got AND NOT EXISTS (SELECT 1 FROM earlier)"""
+    gate = f"gate AS MATERIALIZED (SELECT pg_try_advisory_xact_lock({START_KEY_LOCK}) AS got),"
+    unless_earlier = (
+        "AND NOT EXISTS (SELECT 1 FROM earlier) AND (SELECT got FROM gate)" if keyed else ""
+    )
     return f"""
-    WITH {earlier if keyed else ""}
+    WITH {gate + earlier if keyed else ""}
     chosen AS ({choose.format(unless_earlier=unless_earlier)}),
     appended AS (
         INSERT INTO job_events (
@@ -510,10 +529,7 @@ START_QUEUED_JOB = _start_queued_job(_THIS_QUEUED, keyed=False)
 START_QUEUED_JOB_BY_KEY = _start_queued_job(_THIS_QUEUED, keyed=True)
 """Answer the caller's start made earlier with this key, else start this job if queued."""
 
-LOCK_START_KEY = (
-    "SELECT pg_advisory_xact_lock(hashtextextended("
-    "length(%(actor)s) || ':' || %(actor)s || %(idempotency_key)s, 0))"
-)
+LOCK_START_KEY = f"SELECT pg_advisory_xact_lock({START_KEY_LOCK})"
 """Serialise the starts of one caller's key until the transaction ends: a retry racing
 the first try waits for it, and its start statement (a later snapshot) then sees it."""
 

@@ -10,8 +10,10 @@ job is the same statement; when it starts nothing, `decide` says why.
 A claim or start with an idempotency key is answered once per caller and key: a
 retry (after an answer was lost) gets the run the key started, with the same
 attempt and run token, and starts nothing else. The key's starts are serialised
-by an advisory lock taken in the same round trip, so two identical retries racing
-each other start one run. The token of a keyed start is kept in its lease row
+by an advisory lock, so two identical retries racing each other start one run: the
+start statement goes on only when it gets the lock at once, in one round trip; when
+the lock is busy (or a twin committed as the statement began), it is run again in a
+transaction that waits for the lock first. The token of a keyed start is kept in its lease row
 (which the API never shows), so the retry is answered while the run is open; once
 the run has ended, the retry is refused as the run's own commands would be
 (`StaleAttempt`, naming the job's current attempt): its token fences nothing any more.
@@ -35,6 +37,7 @@ from ledger.queries import (
     CLAIM_NEXT_QUEUED_JOB_BY_KEY,
     KEYED_START_COLUMNS,
     LOCK_START_KEY,
+    START_KEY_USED,
     START_QUEUED_JOB,
     START_QUEUED_JOB_BY_KEY,
 )
@@ -187,13 +190,7 @@ class JobQueue:
             }
         )
         try:
-            if key is None:
-                with self.store.connection(job_id) as conn:
-                    row = conn.execute(statement, values).fetchone()
-            else:
-                with self.store.transaction(job_id) as conn, conn.pipeline():
-                    conn.execute(LOCK_START_KEY, values)
-                    row = conn.execute(statement, values).fetchone()
+            row = self._start_row(statement, values, job_id)
         except IdempotencyKeyTaken as taken:
             # The chosen job already has an event with this key, of another request.
             assert key is not None
@@ -219,6 +216,31 @@ class JobQueue:
                 f"the run this idempotency key started has ended (the job is {job.status})",
             )
         return Claim(job, earlier_attempt, kept_token, job.resume_from, expires_at, replayed=True)
+
+    def _start_row(self, statement: str, values: dict[str, Any], job_id: str) -> Any:
+        """The answer of a start `statement`: the job's row and the `_ROW_TAIL`, or None
+        when it started nothing. A keyed start runs on its own when its key's lock is
+        free (`ledger.queries`), and again in a transaction that waits for the lock when
+        a twin may be in flight or have committed as it began: when the lock was busy,
+        when it ran into the key's unique index, when a claim found no job although the
+        key has been used meanwhile, and when a start of a chosen job started nothing."""
+        if values["idempotency_key"] is None:
+            with self.store.connection(job_id) as conn:
+                return conn.execute(statement, values).fetchone()
+        try:
+            with self.store.connection(job_id) as conn:
+                row = conn.execute(statement, values).fetchone()
+                if row is not None and row[0] is not None:
+                    return row
+                if row is None and not job_id:
+                    used = conn.execute(START_KEY_USED, values).fetchone()
+                    if used is not None and not used[0]:
+                        return None  # an empty queue, and no twin of this claim
+        except IdempotencyKeyTaken:
+            pass
+        with self.store.transaction(job_id) as conn, conn.pipeline():
+            conn.execute(LOCK_START_KEY, values)
+            return conn.execute(statement, values).fetchone()
 
     def _tell_started(self, job: JobState) -> None:
         """Tell the observers of a start: its `job_started`, and how long the job was

@@ -327,8 +327,9 @@ def test_two_racing_identical_claims_start_one_run(service: JobService, store: E
 
 
 class HeldStartStore(EventStore):
-    """A store whose transactions (a keyed start's) commit only once another session waits
-    on a lock: what it wrote stays in flight while a rival start runs into it."""
+    """A store whose statements and transactions (a keyed start's, whichever way it runs)
+    commit only once another session waits on a lock: what it wrote stays in flight
+    while a rival start runs into it."""
 
     def __init__(self, engine: Engine, database_url: str, started: threading.Event) -> None:
         super().__init__(engine)
@@ -342,11 +343,22 @@ class HeldStartStore(EventStore):
             self.started.set()
             poll(lambda: sessions_waiting_on_a_lock(self.database_url))
 
+    connection = transaction
 
+
+@pytest.mark.parametrize(
+    "queued",
+    [("twin-1", "twin-2"), ("last-one",)],
+    ids=["another-job-queued", "twin-took-the-last-job"],
+)
 def test_a_keyed_claim_that_runs_into_its_twin_in_flight_answers_the_twins_run(
-    service: JobService, store: EventStore, engine: Engine, database_url: str
+    service: JobService,
+    store: EventStore,
+    engine: Engine,
+    database_url: str,
+    queued: tuple[str, ...],
 ) -> None:
-    queued_jobs(service, "twin-1", "twin-2")
+    queued_jobs(service, *queued)
     started = threading.Event()
     held = JobQueue(HeldStartStore(engine, database_url, started))
 
@@ -354,7 +366,7 @@ def test_a_keyed_claim_that_runs_into_its_twin_in_flight_answers_the_twins_run(
         first = pool.submit(held.claim, WORKER, actor="trainer", idempotency_key="twin")
         assert started.wait(10), "the first claim's statement never ran"
         # It has started a run and not committed: this claim waits for it, and answers
-        # its run, not the other queued job.
+        # its run: not another queued job, nor an empty queue when it took the last one.
         second = JobQueue(store).claim(WORKER, actor="trainer", idempotency_key="twin")
         claimed = first.result(10)
 
@@ -365,9 +377,10 @@ def test_a_keyed_claim_that_runs_into_its_twin_in_flight_answers_the_twins_run(
         claimed.attempt,
         claimed.run_token,
     )
-    other = store.load("twin-2" if claimed.job.job_id == "twin-1" else "twin-1")
-    assert other is not None and other.status is JobStatus.QUEUED
-    assert [e.type for e in store.history(other.job_id)] == ["job_registered"]
+    for job_id in set(queued) - {claimed.job.job_id}:
+        other = store.load(job_id)
+        assert other is not None and other.status is JobStatus.QUEUED
+        assert [e.type for e in store.history(job_id)] == ["job_registered"]
 
 
 def test_a_keyed_start_that_waits_on_its_twin_in_flight_answers_the_twins_run(
