@@ -13,10 +13,11 @@ attempt and run token, and starts nothing else. The key's starts are serialised
 by an advisory lock, so two identical retries racing each other start one run: the
 start statement goes on only when it gets the lock at once, in one round trip; when
 the lock is busy (or a twin committed as the statement began), it is run again in a
-transaction that waits for the lock first. The token of a keyed start is kept in its lease row
-(which the API never shows), so the retry is answered while the run is open; once
-the run has ended, the retry is refused as the run's own commands would be
-(`StaleAttempt`, naming the job's current attempt): its token fences nothing any more.
+transaction that waits for the lock first. The token of a keyed start is kept in
+its lease row (which the API never shows), so the retry is answered while the run
+is open; once the run has ended, the retry is refused as the run's own commands
+would be (`StaleAttempt`, naming the job's current attempt): its token fences
+nothing any more.
 """
 
 import dataclasses
