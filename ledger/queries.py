@@ -418,6 +418,10 @@ KEYED_START_COLUMNS = ("run_token", "earlier_attempt", "earlier_command_sha256")
 lease keeps, the attempt the key started and the digest of the request it came with
 (NULL for a start made now)."""
 
+START_ROW_TAIL = 1 + len(KEYED_START_COLUMNS)
+"""How many columns follow the job's row in a start's answer: the lease's expiry, then
+the `KEYED_START_COLUMNS`."""
+
 
 START_KEY_LOCK = "hashtextextended(length(%(actor)s) || ':' || %(actor)s || %(idempotency_key)s, 0)"
 """The advisory lock of one caller's idempotency key for starts."""
@@ -461,7 +465,7 @@ def _start_queued_job(choose: str, *, keyed: bool) -> str:
     JOIN job_status s ON s.job_id = e.job_id
     LEFT JOIN job_leases l ON l.job_id = e.job_id AND l.attempt = e.attempt
     UNION ALL
-    SELECT {", ".join(["NULL"] * (len(JOB_STATUS_COLUMNS) + 1 + len(KEYED_START_COLUMNS)))}
+    SELECT {", ".join(["NULL"] * (len(JOB_STATUS_COLUMNS) + START_ROW_TAIL))}
     FROM gate WHERE NOT gate.got AND NOT EXISTS (SELECT 1 FROM earlier)"""
     gate = f"gate AS MATERIALIZED (SELECT pg_try_advisory_xact_lock({START_KEY_LOCK}) AS got),"
     unless_earlier = (

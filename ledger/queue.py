@@ -36,11 +36,11 @@ from ledger.events import JobStarted, event_to_record
 from ledger.queries import (
     CLAIM_NEXT_QUEUED_JOB,
     CLAIM_NEXT_QUEUED_JOB_BY_KEY,
-    KEYED_START_COLUMNS,
     LOCK_START_KEY,
     START_KEY_USED,
     START_QUEUED_JOB,
     START_QUEUED_JOB_BY_KEY,
+    START_ROW_TAIL,
 )
 from ledger.run_tokens import new_run_token
 from ledger.settings import DEFAULT_LEASE_SECONDS
@@ -49,10 +49,6 @@ from ledger.state_cache import StateCache
 from ledger.statuses import ACTIVE_RUN_STATUSES
 from ledger.store import EventStore, IdempotencyKeyTaken, state_from_row
 from ledger.telemetry import telling_refusals
-
-_ROW_TAIL = 1 + len(KEYED_START_COLUMNS)
-"""The columns after the job's row in a start's answer: the lease's expiry, then the
-`KEYED_START_COLUMNS`."""
 
 
 class _Sender(NamedTuple):
@@ -198,10 +194,10 @@ class JobQueue:
             raise IdempotencyKeyReused(job_id, key) from taken
         if row is None:
             return None
-        job = state_from_row(row[:-_ROW_TAIL])
+        job = state_from_row(row[:-START_ROW_TAIL])
         if self.cache is not None:
             self.cache.put(job)
-        expires_at, kept_token, earlier_attempt, earlier_digest = row[-_ROW_TAIL:]
+        expires_at, kept_token, earlier_attempt, earlier_digest = row[-START_ROW_TAIL:]
         if earlier_attempt is None:
             self._tell_started(job)
             return Claim(job, job.attempt, command.run_token, job.resume_from, expires_at)
@@ -219,26 +215,25 @@ class JobQueue:
         return Claim(job, earlier_attempt, kept_token, job.resume_from, expires_at, replayed=True)
 
     def _start_row(self, statement: str, values: dict[str, Any], job_id: str) -> Any:
-        """The answer of a start `statement`: the job's row and the `_ROW_TAIL`, or None
-        when it started nothing. A keyed start runs on its own when its key's lock is
+        """The answer of a start `statement`: the job's row and its `START_ROW_TAIL`, or
+        None when it started nothing. A keyed start runs on its own when its key's lock is
         free (`ledger.queries`), and again in a transaction that waits for the lock when
         a twin may be in flight or have committed as it began: when the lock was busy,
         when it ran into the key's unique index, when a claim found no job although the
         key has been used meanwhile, and when a start of a chosen job started nothing."""
-        if values["idempotency_key"] is None:
-            with self.store.connection(job_id) as conn:
-                return conn.execute(statement, values).fetchone()
+        keyed = values["idempotency_key"] is not None
         try:
             with self.store.connection(job_id) as conn:
                 row = conn.execute(statement, values).fetchone()
-                if row is not None and row[0] is not None:
+                if not keyed or (row is not None and row[0] is not None):
                     return row
                 if row is None and not job_id:
                     used = conn.execute(START_KEY_USED, values).fetchone()
                     if used is not None and not used[0]:
                         return None  # an empty queue, and no twin of this claim
         except IdempotencyKeyTaken:
-            pass
+            if not keyed:
+                raise
         with self.store.transaction(job_id) as conn, conn.pipeline():
             conn.execute(LOCK_START_KEY, values)
             return conn.execute(statement, values).fetchone()

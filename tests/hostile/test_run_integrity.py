@@ -328,8 +328,9 @@ def test_two_racing_identical_claims_start_one_run(service: JobService, store: E
 
 class HeldStartStore(EventStore):
     """A store whose statements and transactions (a keyed start's, whichever way it runs)
-    commit only once another session waits on a lock: what it wrote stays in flight
-    while a rival start runs into it."""
+    commit only once another session waits on a start key's advisory lock: what it wrote
+    stays in flight while a rival start with the same key waits for it (not on a job of
+    its own choosing, nor on the key's unique index)."""
 
     def __init__(self, engine: Engine, database_url: str, started: threading.Event) -> None:
         super().__init__(engine)
@@ -341,7 +342,7 @@ class HeldStartStore(EventStore):
         with super().transaction(job_id) as conn:
             yield conn
             self.started.set()
-            poll(lambda: sessions_waiting_on_a_lock(self.database_url))
+            poll(lambda: sessions_waiting_on_a_lock(self.database_url, kind="advisory"))
 
     connection = transaction
 

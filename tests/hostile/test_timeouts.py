@@ -51,15 +51,18 @@ def tables_locked(database_url: str) -> Iterator[None]:
             holder.rollback()
 
 
-def sessions_waiting_on_a_lock(database_url: str, for_s: float = 0.0) -> int:
-    """How many of the service's sessions wait on a lock, and have for `for_s` at least."""
+def sessions_waiting_on_a_lock(
+    database_url: str, for_s: float = 0.0, kind: str | None = None
+) -> int:
+    """How many of the service's sessions wait on a lock (of `kind` when given, such as
+    'advisory' or 'transactionid'), and have for `for_s` at least."""
     with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity "
             "WHERE datname = current_database() AND application_name = 'jobledger' "
-            "AND wait_event_type = 'Lock' "
+            "AND wait_event_type = 'Lock' AND wait_event = coalesce(%s, wait_event) "
             "AND query_start < clock_timestamp() - make_interval(secs => %s)",
-            (for_s,),
+            (kind, for_s),
         ).fetchone()
     assert row is not None
     return int(row[0])
