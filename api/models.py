@@ -152,6 +152,20 @@ class FailBody(RunBody):
     reason: str = Field(min_length=1, max_length=2000)
 
 
+NEXT_WORKER_DESCRIPTION = (
+    "the worker that takes the next queued job once the report is recorded: a claim as "
+    "`POST /v1/queue/claim` makes, answered in `next`"
+)
+
+
+class CompleteAndClaimBody(CompleteBody):
+    worker: WorkerBody = Field(description=NEXT_WORKER_DESCRIPTION)
+
+
+class FailAndClaimBody(FailBody):
+    worker: WorkerBody = Field(description=NEXT_WORKER_DESCRIPTION)
+
+
 class WorkerView(BaseModel):
     """The worker of an attempt as clients see it: which process on which host (read from
     a `WorkerIdentity`'s attributes)."""
@@ -264,6 +278,13 @@ class ClaimView(BaseModel):
     resume_from: str | None
     lease_expires_at: str
     lease_seconds: float = Field(description=LEASE_SECONDS_DESCRIPTION)
+
+
+class ReportAndClaimView(BaseModel):
+    job: JobView = Field(description="the job the report was on, as the report left it")
+    next: ClaimView | None = Field(
+        description="the next job, claimed for the body's `worker`; null when none was queued"
+    )
 
 
 class HeartbeatView(BaseModel):

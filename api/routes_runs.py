@@ -9,13 +9,16 @@ from api.bootstrap import Ledger
 from api.models import (
     CheckpointBody,
     ClaimView,
+    CompleteAndClaimBody,
     CompleteBody,
+    FailAndClaimBody,
     FailBody,
     HeartbeatOutcome,
     HeartbeatsBody,
     HeartbeatsView,
     HeartbeatView,
     JobView,
+    ReportAndClaimView,
     RunBody,
     WorkerBody,
 )
@@ -79,9 +82,13 @@ def start_job(
 
 
 def _claimed(ledger: Ledger, claim: Claim) -> Response:
+    return json_response(_claim_view(ledger, claim))
+
+
+def _claim_view(ledger: Ledger, claim: Claim) -> ClaimView:
     reader = ledger.reader
     reading = reader.reading_of(claim.job) if claim.replayed else reader.just_started(claim.job)
-    return json_response(claim_view(claim, reading, ledger.queue.lease_seconds))
+    return claim_view(claim, reading, ledger.queue.lease_seconds)
 
 
 @router.post("/v1/jobs/{job_id}/heartbeat", summary="heartbeat", response_model=HeartbeatView)
@@ -194,6 +201,68 @@ def fail(
 ) -> Response:
     command = FailJob(attempt=body.attempt, run_token=body.run_token, reason=body.reason)
     return _report(sent, caller, job_id, command)
+
+
+@router.post(
+    "/v1/jobs/{job_id}/complete-and-claim",
+    summary="complete, then claim the next job",
+    response_model=ReportAndClaimView,
+)
+def complete_and_claim(
+    job_id: JobId,
+    caller: Emitter,
+    body: CompleteAndClaimBody,
+    sent: TheCommandRequest,
+) -> Response:
+    """`complete`, then `POST /v1/queue/claim` for `worker`, in one request: a worker
+    that loops over jobs reports one and takes the next in one round trip."""
+    command = CompleteJob(attempt=body.attempt, run_token=body.run_token, result=body.result)
+    return _report_and_claim(sent, caller, job_id, command, body.worker)
+
+
+@router.post(
+    "/v1/jobs/{job_id}/fail-and-claim",
+    summary="fail, then claim the next job",
+    response_model=ReportAndClaimView,
+)
+def fail_and_claim(
+    job_id: JobId,
+    caller: Emitter,
+    body: FailAndClaimBody,
+    sent: TheCommandRequest,
+) -> Response:
+    """`fail`, then `POST /v1/queue/claim` for `worker`, in one request."""
+    command = FailJob(attempt=body.attempt, run_token=body.run_token, reason=body.reason)
+    return _report_and_claim(sent, caller, job_id, command, body.worker)
+
+
+NEXT_CLAIM_KEY_SUFFIX = "/next"
+"""A report-and-claim's claim is keyed by the request's key and this: a retry replays the
+report (by the key on the reported job) and the claim (by this on the caller's starts),
+and the claim's key differs from the report's even should it start the reported job (a
+failed job an operator queued again in between)."""
+
+
+def _report_and_claim(
+    sent: CommandRequest, caller: Caller, job_id: str, command: JobCommand, worker: WorkerBody
+) -> Response:
+    """The report decided and recorded first, in its own transaction (a refused report
+    claims nothing, and a report once recorded stays so whatever the claim meets); then
+    the next job claimed for `worker`."""
+    outcome = sent.execute(job_id, command, actor=caller.name)
+    ledger = sent.ledger
+    key = None if sent.key is None else sent.key + NEXT_CLAIM_KEY_SUFFIX
+    claim = ledger.queue.claim(
+        worker.identity(),
+        actor=caller.name,
+        idempotency_key=key,
+        correlation_id=sent.correlation,
+    )
+    view = ReportAndClaimView(
+        job=job_view(ledger.reader.reading_of(outcome.state)),
+        next=None if claim is None else _claim_view(ledger, claim),
+    )
+    return json_response(view)
 
 
 def _report(sent: CommandRequest, caller: Caller, job_id: str, command: JobCommand) -> Response:

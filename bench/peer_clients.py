@@ -17,7 +17,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from bench.threads import BenchError, Client
-from ledger.client import LedgerClient
+from ledger.client import Claim, LedgerClient
 from ledger.commands import CompleteJob, RegisterJob, WorkerIdentity
 from ledger.queue import JobQueue
 from ledger.service import JobService
@@ -198,6 +198,42 @@ class HttpClient:
             self.client.job(f"{self.prefix}-{ops - 1}")  # raises when it is not there
 
     def close(self) -> None:
+        self.client.close()
+
+
+class HttpRunsClient:
+    """A worker looping over jobs as `ledger.client.job_runs` does: each completion claims
+    its next job in the same request (`LedgerClient.report_and_claim`). An operation is
+    still one registration, one claim and one completion; it takes two requests, or three
+    when the last completion found the queue empty. The job held after the last operation
+    is completed on closing."""
+
+    def __init__(self, base_url: str, token: str, prefix: str) -> None:
+        self.client = LedgerClient(base_url, token, timeout=30.0)
+        self.prefix = prefix
+        self.worker = WorkerIdentity(worker_id=prefix, host="bench-host", pid=os.getpid())
+        self.held: Claim | None = None
+        self.completed = 0
+
+    def op(self, n: int) -> None:
+        job_id = f"{self.prefix}-{n}"
+        self.client.register(job_id, spec=job_spec(job_id), minimal=True)
+        held = self.held or claimed_or_fail(lambda: self.client.claim(self.worker))
+        done, self.held = self.client.report_and_claim(
+            held.job_id, "complete", held.attempt, held.run_token, self.worker, result=RESULT
+        )
+        if done["status"] != "completed":
+            raise BenchError(f"{held.job_id}: {done['status']}, not completed")
+        self.completed += 1
+
+    def check(self, ops: int) -> None:
+        if self.completed != ops:
+            raise BenchError(f"{self.prefix}: {ops} operations, {self.completed} completed")
+
+    def close(self) -> None:
+        if self.held is not None:
+            held, self.held = self.held, None
+            self.client.report(held.job_id, "complete", held.attempt, held.run_token)
         self.client.close()
 
 

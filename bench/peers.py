@@ -55,6 +55,7 @@ from bench.http import TOKEN, free_port, latency_text, percentile, running_serve
 from bench.peer_clients import (
     HttpBatchClient,
     HttpClient,
+    HttpRunsClient,
     InProcessClient,
     MakeClient,
     RawBatchClient,
@@ -74,6 +75,7 @@ ENQUEUE, LIFECYCLE, LATENCY, BATCH = "enqueue", "lifecycle", "latency", "batch"
 LATENCY_CLIENTS = 16
 POOL_SIZE = 24
 LIBRARIES = ("procrastinate", "pgqueuer")
+KNOWN_SYSTEMS = frozenset({"raw", "in-process", "http", *LIBRARIES})
 
 
 # -- options -----------------------------------------------------------------------
@@ -138,6 +140,9 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     if args.batch > BATCH_JOBS:
         parser.error(f"--batch must be at most {BATCH_JOBS} (the server's limit)")
     systems = frozenset(name.strip() for name in args.systems.split(",")) | {"raw"}
+    unknown = systems - KNOWN_SYSTEMS
+    if unknown:
+        parser.error(f"unknown systems {sorted(unknown)}: choose from {sorted(KNOWN_SYSTEMS)}")
     return Options(
         args.database_url,
         jobs,
@@ -193,22 +198,31 @@ class System:
     """How to make one system's clients of each workload."""
 
     name: str
-    enqueue: Callable[[str], MakeClient]
+    enqueue: Callable[[str], MakeClient] | None
+    """None for a system measured on lifecycles only."""
     lifecycle: Callable[[str], MakeClient]
     batch: Callable[[str], MakeClient] | None = None
     batches_per_op: int = 1
     """Batches one operation of `batch` registers (the client's requests in flight)."""
     server_pid: int | None = None
     """The server process of a system served over HTTP (its workers are its children)."""
+    base_url: str | None = None
+    """Where a system served over HTTP answers."""
 
     def cpu_meter(self, postmaster: psutil.Process | None) -> CpuMeter:
         return CpuMeter(postmaster, self.server_pid)
+
+    def measures(self, workload: str) -> bool:
+        return workload == LIFECYCLE or self.enqueue is not None
 
     def clients(self, workload: str, label: str) -> MakeClient:
         if workload == BATCH:
             assert self.batch is not None
             return self.batch(label)
-        return self.lifecycle(label) if workload == LIFECYCLE else self.enqueue(label)
+        if workload == LIFECYCLE:
+            return self.lifecycle(label)
+        assert self.enqueue is not None
+        return self.enqueue(label)
 
 
 def raw_system(url: str, batch: int) -> System:
@@ -255,6 +269,20 @@ def http_system(url: str, processes: int, options: Options, stack: ExitStack) ->
         ),
         batches_per_op=sweep,
         server_pid=server.pid,
+        base_url=base,
+    )
+
+
+def http_runs_system(http: System) -> System:
+    """Lifecycles on `http`'s server (and database) by workers that loop as
+    `ledger.client.job_runs` does: a completion claims the next job in its request."""
+    base = http.base_url
+    assert base is not None
+    return System(
+        f"{http.name}, job_runs loop",
+        None,
+        lambda label: lambda i: HttpRunsClient(base, TOKEN, f"{label}-runs-{i}"),
+        server_pid=http.server_pid,
     )
 
 
@@ -287,7 +315,8 @@ def open_systems(admin_url: str, options: Options, stack: ExitStack) -> list[Sys
         systems.append(in_process_system(fresh(True), stack))
     if "http" in options.systems:
         for processes in options.processes:
-            systems.append(http_system(fresh(True), processes, options, stack))
+            http = http_system(fresh(True), processes, options, stack)
+            systems += [http, http_runs_system(http)]
     for name in LIBRARIES:
         if name in options.systems:
             try:
@@ -337,6 +366,8 @@ def run(options: Options) -> list[str]:
             order = systems[round_ % len(systems) :] + systems[: round_ % len(systems)]
             for workload, clients in workloads(options):
                 for system in order:
+                    if not system.measures(workload):
+                        continue
                     label = f"r{round_}-{workload}{clients}"
                     meter = system.cpu_meter(postmaster)
                     wal_before = wal_lsn(admin_url)

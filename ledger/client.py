@@ -405,6 +405,31 @@ class LedgerClient:
         body = {"attempt": attempt, "run_token": run_token, **fields}
         return self._json("POST", f"/v1/jobs/{job_id}/{action}", body, within=within)
 
+    def report_and_claim(
+        self,
+        job_id: str,
+        action: str,
+        attempt: int,
+        run_token: str,
+        worker: WorkerIdentity,
+        *,
+        within: float | None = None,
+        **fields: Any,
+    ) -> tuple[dict[str, Any], Claim | None]:
+        """complete (result) or fail (reason), then claim the next job for `worker`, in one
+        request: the job as the report left it, and the next claim (None when the queue
+        was empty). Tried again as `report` is; a retry replays both."""
+        body = {
+            "attempt": attempt,
+            "run_token": run_token,
+            **fields,
+            "worker": dataclasses.asdict(worker),
+        }
+        path = f"/v1/jobs/{job_id}/{action}-and-claim"
+        answer = self._json("POST", path, body, within=within)
+        following = answer["next"]
+        return answer["job"], None if following is None else Claim.from_json(following)
+
     # -- health and audit ----------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
@@ -594,6 +619,8 @@ class JobRun:
         worker: WorkerIdentity | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         report_within: float | None = None,
+        claim: Claim | None = None,
+        claim_next: bool = False,
     ) -> None:
         self.client = client
         self.job_id = job_id
@@ -602,7 +629,13 @@ class JobRun:
         self.report_within = report_within
         self.fenced = threading.Event()
         self.result: dict[str, Any] | None = None
-        self.claim: Claim | None = None
+        self.claim: Claim | None = claim
+        """The attempt this run is; given, the run begins with it instead of claiming."""
+        self.claim_next = claim_next
+        """Whether a completion also claims the next job for this worker (`next_claim`)."""
+        self.next_claim: Claim | None = None
+        """The job the completion claimed next, with `claim_next`; None when the queue was
+        empty, or the run failed or was fenced."""
 
     @property
     def should_stop(self) -> bool:
@@ -614,17 +647,20 @@ class JobRun:
         return self.lease_seconds / 3
 
     def __enter__(self) -> "JobRun":
-        if self.job_id is None:
-            claim = self.client.claim(self.worker)
-            if claim is None:
-                raise QueueEmpty()
-        else:
-            claim = self.client.start(self.job_id, self.worker)
+        claim = self.claim or self._claim_or_start()
         self.claim = claim
         self.job_id = claim.job_id
         self._learn_lease(claim.lease_seconds)
         self.client.run_heartbeats.add(self)
         return self
+
+    def _claim_or_start(self) -> Claim:
+        if self.job_id is not None:
+            return self.client.start(self.job_id, self.worker)
+        claim = self.client.claim(self.worker)
+        if claim is None:
+            raise QueueEmpty()
+        return claim
 
     def checkpoint(self, path: str, step: int | None = None) -> None:
         self._report("checkpoint", path=path, step=step)
@@ -656,7 +692,10 @@ class JobRun:
         assert self.claim is not None
         within = self.lease_seconds if self.report_within is None else self.report_within
         try:
-            self._report(action, within=within, **fields)
+            if action == "complete" and self.claim_next:
+                self.next_claim = self._report_and_claim(action, within=within, **fields)
+            else:
+                self._report(action, within=within, **fields)
         except StaleAttempt:
             self.fenced.set()
         except StorageError as exc:  # unreachable, or a 503 (away, busy) to the last try
@@ -678,6 +717,23 @@ class JobRun:
         except StaleAttempt:
             self.fenced.set()
             raise
+
+    def _report_and_claim(self, action: str, *, within: float, **fields: Any) -> Claim | None:
+        assert self.claim is not None
+        try:
+            _, following = self.client.report_and_claim(
+                self.claim.job_id,
+                action,
+                self.claim.attempt,
+                self.claim.run_token,
+                self.worker,
+                within=within,
+                **fields,
+            )
+        except StaleAttempt:
+            self.fenced.set()
+            raise
+        return following
 
     def _learn_lease(self, lease_seconds: object) -> None:
         """Follow the lease an answer states: a number of seconds above zero (anything
@@ -706,3 +762,31 @@ class JobRun:
             self.client.run_heartbeats.remove(self)
         else:
             log.warning("heartbeat refused, trying again: %s", outcome.get("detail"))
+
+
+def job_runs(
+    client: LedgerClient,
+    *,
+    worker_id: str = "trainer",
+    worker: WorkerIdentity | None = None,
+    report_within: float | None = None,
+) -> Iterator[JobRun]:
+    """Runs of queued jobs, one after another, until a claim finds the queue empty. Each
+    completion claims the next job in the same request (`POST .../complete-and-claim`):
+    a worker that loops over jobs spends one round trip a job on claiming and completing.
+
+        for run in job_runs(client, worker_id="trainer-1"):
+            with run:
+                train(run.claim.job)
+
+    Enter every run it gives: the run's job is claimed already. A run that fails reports
+    only its failure (the exception leaves the loop, so no next job is claimed for it); a
+    fenced run reports nothing, and the next is claimed as `JobRun` claims."""
+    worker = worker or current_process(worker_id)
+    claim = client.claim(worker)
+    while claim is not None:
+        run = JobRun(
+            client, worker=worker, report_within=report_within, claim=claim, claim_next=True
+        )
+        yield run
+        claim = client.claim(worker) if run.fenced.is_set() else run.next_claim
