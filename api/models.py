@@ -281,9 +281,13 @@ class ClaimView(BaseModel):
 
 
 class ReportAndClaimView(BaseModel):
-    job: JobView = Field(description="the job the report was on, as the report left it")
+    job: JobView = Field(
+        description="the job the report was on, after it (on a retry, as it is now)"
+    )
     next: ClaimView | None = Field(
-        description="the next job, claimed for the body's `worker`; null when none was queued"
+        description="the next job, claimed for the body's `worker`; null when none was "
+        "claimed: the queue was empty (or, on a retry, the run the first try claimed has "
+        "ended since)"
     )
 
 

@@ -35,7 +35,7 @@ from ledger.commands import (
     ResumeJob,
     SaveCheckpoint,
 )
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, StaleAttempt
 from ledger.leases import RunHeartbeat, renew_lease, renew_leases
 from ledger.queue import Claim
 
@@ -236,11 +236,13 @@ def fail_and_claim(
     return _report_and_claim(sent, caller, job_id, command, body.worker)
 
 
-NEXT_CLAIM_KEY_SUFFIX = "/next"
-"""A report-and-claim's claim is keyed by the request's key and this: a retry replays the
-report (by the key on the reported job) and the claim (by this on the caller's starts),
-and the claim's key differs from the report's even should it start the reported job (a
-failed job an operator queued again in between)."""
+def next_claim_key(key: str, job_id: str) -> str:
+    """The key of a report-and-claim's claim: the request's, with the reported job's id.
+    A retry replays the report (by its key on the job) and the claim (by this on the
+    caller's starts); the same key sent with a report on another job claims anew instead
+    of replaying this claim; and the claim's key differs from the report's even should it
+    start the reported job (a failed job an operator queued again in between)."""
+    return f"{key}/next/{job_id}"
 
 
 def _report_and_claim(
@@ -248,16 +250,19 @@ def _report_and_claim(
 ) -> Response:
     """The report decided and recorded first, in its own transaction (a refused report
     claims nothing, and a report once recorded stays so whatever the claim meets); then
-    the next job claimed for `worker`."""
+    the next job claimed for `worker`. A retry whose first try claimed a job whose run has
+    ended since answers no next job, as an empty queue does (the caller claims anew)."""
     outcome = sent.execute(job_id, command, actor=caller.name)
     ledger = sent.ledger
-    key = None if sent.key is None else sent.key + NEXT_CLAIM_KEY_SUFFIX
-    claim = ledger.queue.claim(
-        worker.identity(),
-        actor=caller.name,
-        idempotency_key=key,
-        correlation_id=sent.correlation,
-    )
+    try:
+        claim = ledger.queue.claim(
+            worker.identity(),
+            actor=caller.name,
+            idempotency_key=None if sent.key is None else next_claim_key(sent.key, job_id),
+            correlation_id=sent.correlation,
+        )
+    except StaleAttempt:
+        claim = None
     view = ReportAndClaimView(
         job=job_view(ledger.reader.reading_of(outcome.state)),
         next=None if claim is None else _claim_view(ledger, claim),

@@ -202,7 +202,7 @@ class HttpClient:
 
 
 class HttpRunsClient:
-    """A worker looping over jobs as `ledger.client.job_runs` does: each completion claims
+    """A worker looping over jobs as `ledger.client.work_off_queue` does: each completion claims
     its next job in the same request (`LedgerClient.report_and_claim`). An operation is
     still one registration, one claim and one completion; it takes two requests, or three
     when the last completion found the queue empty. The job held after the last operation

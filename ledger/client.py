@@ -24,7 +24,7 @@ import time
 import traceback
 import urllib.request
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -74,8 +74,9 @@ class RunFenced(StaleAttempt):
 
 
 class ReportUndelivered(LedgerError):
-    """The run's final report did not reach the ledger in time: the ledger will judge the
-    run by its lease (and fail or retry it once the lease has passed)."""
+    """The run's final report was not acknowledged in time: unless it reached the ledger
+    unanswered, the ledger will judge the run by its lease (and fail or retry it once the
+    lease has passed); a next job it claimed meanwhile waits out its lease the same way."""
 
     def __init__(self, job_id: str, attempt: int, action: str, within: float) -> None:
         self.job_id = job_id
@@ -170,9 +171,10 @@ BATCH_BYTES = 900 * 1024
 limit (1 MiB)."""
 HEARTBEATS_PER_REQUEST = 1000
 """The most runs `heartbeat_many` sends in one request (the server's limit)."""
-MANY_HEARTBEATS_RETRY_S = 300.0
-"""How long a client whose ledger answered `POST /v1/heartbeats` 404 heartbeats each run
-on its own before it tries again (the ledger may have been upgraded meanwhile)."""
+NEWER_ROUTE_RETRY_S = 300.0
+"""How long a client whose ledger answered one of its newer routes 404 (`POST
+/v1/heartbeats`, `POST /v1/jobs/{id}/complete-and-claim`) does without it before it tries
+again (the ledger may have been upgraded meanwhile)."""
 BATCHES_IN_FLIGHT = 2
 """How many requests `register_many` sends at once by default: the server prepares the
 next batch while the database writes one (1.6-1.8 times the jobs a second of one at a
@@ -207,6 +209,9 @@ class LedgerClient:
         self.backoff = backoff
         self._many_heartbeats_from = 0.0
         """When (`time.monotonic`) to try `POST /v1/heartbeats` again after a 404."""
+        self._reports_that_claim_from = 0.0
+        """When to try `POST /v1/jobs/{id}/complete-and-claim` (and `fail-`) again after a
+        404."""
         self.run_heartbeats = RunHeartbeats(self._heartbeat_runs)
         """Heartbeats every `JobRun` of this client, one request a beat for all of them."""
 
@@ -366,7 +371,7 @@ class LedgerClient:
 
     def _heartbeat_runs(self, runs: list[Beat]) -> list[dict[str, Any]]:
         """`heartbeat_many`; on a server without `POST /v1/heartbeats` (an older one, which
-        answers it 404 `not-found`), one heartbeat a run for `MANY_HEARTBEATS_RETRY_S`,
+        answers it 404 `not-found`), one heartbeat a run for `NEWER_ROUTE_RETRY_S`,
         each answered in the same form: a run fenced or gone is its outcome, any other
         failure the beat's."""
         if time.monotonic() >= self._many_heartbeats_from:
@@ -376,7 +381,7 @@ class LedgerClient:
                 if exc.kind != "not-found":
                     raise
                 log.warning("the ledger has no POST /v1/heartbeats: one heartbeat a run")
-                self._many_heartbeats_from = time.monotonic() + MANY_HEARTBEATS_RETRY_S
+                self._many_heartbeats_from = time.monotonic() + NEWER_ROUTE_RETRY_S
         outcomes: list[dict[str, Any]] = []
         for job_id, attempt, run_token in runs:
             run = {"job_id": job_id, "attempt": attempt}
@@ -417,18 +422,30 @@ class LedgerClient:
         **fields: Any,
     ) -> tuple[dict[str, Any], Claim | None]:
         """complete (result) or fail (reason), then claim the next job for `worker`, in one
-        request: the job as the report left it, and the next claim (None when the queue
-        was empty). Tried again as `report` is; a retry replays both."""
-        body = {
-            "attempt": attempt,
-            "run_token": run_token,
-            **fields,
-            "worker": dataclasses.asdict(worker),
-        }
-        path = f"/v1/jobs/{job_id}/{action}-and-claim"
-        answer = self._json("POST", path, body, within=within)
-        following = answer["next"]
-        return answer["job"], None if following is None else Claim.from_json(following)
+        request: the job after the report, and the next claim (None when none was claimed:
+        the queue was empty). Tried again as `report` is, with one key. A ledger without
+        the route (an older one, which answers it 404 `not-found`) gets a report, then a
+        claim, for `NEWER_ROUTE_RETRY_S`."""
+        if time.monotonic() >= self._reports_that_claim_from:
+            body = {
+                "attempt": attempt,
+                "run_token": run_token,
+                **fields,
+                "worker": dataclasses.asdict(worker),
+            }
+            path = f"/v1/jobs/{job_id}/{action}-and-claim"
+            try:
+                answer = self._json("POST", path, body, within=within)
+            except ClientError as exc:
+                if exc.kind != "not-found":
+                    raise
+                log.warning("the ledger has no %s-and-claim: a report, then a claim", action)
+                self._reports_that_claim_from = time.monotonic() + NEWER_ROUTE_RETRY_S
+            else:
+                following = answer["next"]
+                return answer["job"], None if following is None else Claim.from_json(following)
+        job = self.report(job_id, action, attempt, run_token, within=within, **fields)
+        return job, self.claim(worker)
 
     # -- health and audit ----------------------------------------------------------
 
@@ -598,7 +615,9 @@ class JobRun:
                 run.checkpoint(path, step)
 
     Leaving the block normally reports `completed` (with `run.result`); an
-    exception reports `failed` with the exception's summary, and propagates.
+    exception reports `failed` with the exception's summary, and propagates. Without a
+    block, `begin()` and `end(error)` do the same. A run given a `claim` (one made
+    elsewhere, as `work_off_queue` gets its next one) begins with it.
 
     The run heartbeats at a third of the server's lease, as the claim's answer and
     each heartbeat's say it (`lease_seconds` is only assumed until the server says),
@@ -620,7 +639,7 @@ class JobRun:
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         report_within: float | None = None,
         claim: Claim | None = None,
-        claim_next: bool = False,
+        claim_next: Callable[[], bool] | None = None,
     ) -> None:
         self.client = client
         self.job_id = job_id
@@ -632,10 +651,12 @@ class JobRun:
         self.claim: Claim | None = claim
         """The attempt this run is; given, the run begins with it instead of claiming."""
         self.claim_next = claim_next
-        """Whether a completion also claims the next job for this worker (`next_claim`)."""
+        """Asked as the run ends (without an exception, or with an `Exception`): true has
+        the final report claim the next job for this worker in its request. Whoever sets it
+        must run `next_claim`: the job is this worker's until its lease runs out."""
         self.next_claim: Claim | None = None
-        """The job the completion claimed next, with `claim_next`; None when the queue was
-        empty, or the run failed or was fenced."""
+        """The job the final report claimed next; None when none was claimed (not asked,
+        an empty queue, the run fenced, an interrupt, or the report undelivered)."""
 
     @property
     def should_stop(self) -> bool:
@@ -647,6 +668,11 @@ class JobRun:
         return self.lease_seconds / 3
 
     def __enter__(self) -> "JobRun":
+        return self.begin()
+
+    def begin(self) -> "JobRun":
+        """Begin the run, as entering its block does: claim (or start) its job unless it
+        was given one, and heartbeat it."""
         claim = self.claim or self._claim_or_start()
         self.claim = claim
         self.job_id = claim.job_id
@@ -677,22 +703,30 @@ class JobRun:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
+        self.end(error)
+
+    def end(self, error: BaseException | None = None) -> None:
+        """Report how the run ended, as leaving its block does: completed without `error`,
+        failed with its summary."""
         # A beat on its way is answered first: none reaches the ledger after the report.
         self.client.run_heartbeats.remove(self, wait_s=self.heartbeat_every + 5)
         if self.fenced.is_set():
             return  # the job is someone else's now: report nothing
+        claim_next = (error is None or isinstance(error, Exception)) and (
+            self.claim_next is not None and self.claim_next()
+        )
         if error is None:
-            self._report_final("complete", result=self.result)
+            self._report_final("complete", claim_next, result=self.result)
         else:
             summary = "".join(traceback.format_exception_only(error)).strip()
-            self._report_final("fail", reason=summary[:2000] or type(error).__name__)
+            self._report_final("fail", claim_next, reason=summary[:2000] or type(error).__name__)
 
-    def _report_final(self, action: str, **fields: Any) -> None:
+    def _report_final(self, action: str, claim_next: bool, **fields: Any) -> None:
         """Deliver how the run ended, trying until acknowledged or `report_within` passed."""
         assert self.claim is not None
         within = self.lease_seconds if self.report_within is None else self.report_within
         try:
-            if action == "complete" and self.claim_next:
+            if claim_next:
                 self.next_claim = self._report_and_claim(action, within=within, **fields)
             else:
                 self._report(action, within=within, **fields)
@@ -764,29 +798,49 @@ class JobRun:
             log.warning("heartbeat refused, trying again: %s", outcome.get("detail"))
 
 
-def job_runs(
+def work_off_queue(
     client: LedgerClient,
+    work: Callable[[JobRun], dict[str, Any] | None],
     *,
     worker_id: str = "trainer",
     worker: WorkerIdentity | None = None,
+    stop: threading.Event | None = None,
     report_within: float | None = None,
-) -> Iterator[JobRun]:
-    """Runs of queued jobs, one after another, until a claim finds the queue empty. Each
-    completion claims the next job in the same request (`POST .../complete-and-claim`):
-    a worker that loops over jobs spends one round trip a job on claiming and completing.
+) -> int:
+    """Run queued jobs one after another until a claim finds the queue empty or `stop` is
+    set; answer how many ran. `work(run)` runs each (its answer is the run's result), with
+    the run heartbeating as a `JobRun` does.
 
-        for run in job_runs(client, worker_id="trainer-1"):
-            with run:
-                train(run.claim.job)
-
-    Enter every run it gives: the run's job is claimed already. A run that fails reports
-    only its failure (the exception leaves the loop, so no next job is claimed for it); a
-    fenced run reports nothing, and the next is claimed as `JobRun` claims."""
+    Each final report claims the next job in its own request (`complete-and-claim`,
+    `fail-and-claim`) unless `stop` is set by then: one round trip a job where a report
+    and a claim take two, and the job claimed is run next, so none waits claimed and
+    unrun. A run whose work raises an `Exception` is reported failed and the loop goes
+    on; any other exception (an interrupt) is reported failed, claims nothing and
+    propagates, as does `ReportUndelivered`. A fenced run reports nothing."""
     worker = worker or current_process(worker_id)
-    claim = client.claim(worker)
+
+    def going_on() -> bool:
+        return stop is None or not stop.is_set()
+
+    ran = 0
+    claim = client.claim(worker) if going_on() else None
     while claim is not None:
         run = JobRun(
-            client, worker=worker, report_within=report_within, claim=claim, claim_next=True
+            client, worker=worker, report_within=report_within, claim=claim, claim_next=going_on
         )
-        yield run
-        claim = client.claim(worker) if run.fenced.is_set() else run.next_claim
+        run.begin()
+        try:
+            run.result = work(run)
+        except Exception as failure:
+            log.warning("job %s failed: %s", claim.job_id, failure)
+            run.end(failure)
+        except BaseException as interrupt:
+            run.end(interrupt)
+            raise
+        else:
+            run.end()
+        ran += 1
+        claim = run.next_claim
+        if claim is None and going_on():
+            claim = client.claim(worker)  # none came with the report: the queue may be empty
+    return ran

@@ -23,6 +23,8 @@ DIRECT = [
     ("POST", "/v1/heartbeats"),
     ("POST", "/v1/jobs/{job_id}/complete"),
     ("POST", "/v1/jobs/{job_id}/fail"),
+    ("POST", "/v1/jobs/{job_id}/complete-and-claim"),
+    ("POST", "/v1/jobs/{job_id}/fail-and-claim"),
     ("GET", "/v1/jobs/{job_id}/history"),
 ]
 

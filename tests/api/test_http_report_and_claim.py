@@ -1,11 +1,13 @@
 """A run's report and the next claim in one request: `complete-and-claim`,
-`fail-and-claim`, and the client's `job_runs` loop over them."""
+`fail-and-claim`, and the client's loop over them (`work_off_queue`)."""
 
+import threading
 from typing import Any
 
+import pytest
 from starlette.testclient import TestClient
 
-from ledger.client import job_runs
+from ledger.client import JobRun, work_off_queue
 from ledger.commands import WorkerIdentity
 from tests.api.conftest import auth, client_through
 
@@ -130,50 +132,170 @@ def test_the_next_claim_keeps_the_shape_of_a_plain_claim(client: TestClient) -> 
     assert set(following["next"]["job"]) == set(plain["job"])
 
 
-def test_job_runs_complete_each_job_and_claim_the_next_in_one_request(
+class RecordedPaths:
+    """The requests a client sends through `client`, as "METHOD path"; those whose path
+    ends with one of `missing` are sent to a route no server has (an older server)."""
+
+    def __init__(self, client: TestClient, missing: tuple[str, ...] = ()) -> None:
+        self.paths: list[str] = []
+        request = client.request
+
+        def recorded(method: str, url: str, **kwargs: Any) -> Any:
+            self.paths.append(f"{method} {url}")
+            if url.endswith(missing):
+                url = "/v1/no-such-route"
+            return request(method, url, **kwargs)
+
+        client.request = recorded  # type: ignore[method-assign]
+
+
+WORKER_IDENTITY = WorkerIdentity(worker_id="w1", host="gpu-node-7", pid=4242)
+
+
+def test_a_worker_loop_takes_each_next_job_with_the_report_of_the_last(
     client: TestClient,
 ) -> None:
     for n in range(3):
         register(client, f"sweep-{n}")
     trainer = client_through(client)
-    paths: list[str] = []
-    request = client.request
+    sent = RecordedPaths(client)
+    ran: list[str] = []
 
-    def recorded(method: str, url: str, **kwargs: Any) -> Any:
-        paths.append(f"{method} {url}")
-        return request(method, url, **kwargs)
+    def work(run: JobRun) -> dict[str, Any]:
+        assert run.claim is not None
+        ran.append(run.claim.job_id)
+        return {"step": len(ran)}
 
-    client.request = recorded  # type: ignore[method-assign]
-    worker = WorkerIdentity(worker_id="w1", host="gpu-node-7", pid=4242)
-    ran = []
-    for run in job_runs(trainer, worker=worker):
-        with run:
-            assert run.claim is not None
-            ran.append(run.claim.job_id)
-            run.result = {"job": run.claim.job_id}
-    sent = list(paths)
+    assert work_off_queue(trainer, work, worker=WORKER_IDENTITY) == 3
+    paths = list(sent.paths)
     assert ran == ["sweep-0", "sweep-1", "sweep-2"]
     assert [status_of(client, job_id) for job_id in ran] == ["completed"] * 3
-    assert sent == [
+    assert paths == [
         "POST /v1/queue/claim",
         "POST /v1/jobs/sweep-0/complete-and-claim",
         "POST /v1/jobs/sweep-1/complete-and-claim",
         "POST /v1/jobs/sweep-2/complete-and-claim",
+        "POST /v1/queue/claim",  # the last report claimed nothing: the queue is empty
     ]
 
 
-def test_a_failing_run_in_job_runs_reports_its_failure_and_claims_nothing(
-    client: TestClient,
-) -> None:
+def test_a_failing_job_is_reported_and_the_loop_goes_on(client: TestClient) -> None:
     register(client, "breaks")
+    register(client, "works")
+    trainer = client_through(client)
+    sent = RecordedPaths(client)
+
+    def work(run: JobRun) -> None:
+        if run.job_id == "breaks":
+            raise RuntimeError("diverged")
+
+    assert work_off_queue(trainer, work, worker=WORKER_IDENTITY) == 2
+    assert "POST /v1/jobs/breaks/fail-and-claim" in sent.paths
+    assert status_of(client, "breaks") == "failed"
+    assert status_of(client, "works") == "completed"
+
+
+def test_an_interrupt_is_reported_failed_and_claims_nothing(client: TestClient) -> None:
+    register(client, "interrupted")
     register(client, "untouched")
     trainer = client_through(client)
-    worker = WorkerIdentity(worker_id="w1", host="gpu-node-7", pid=4242)
-    try:
-        for run in job_runs(trainer, worker=worker):
-            with run:
-                raise RuntimeError("diverged")
-    except RuntimeError:
-        pass
-    assert status_of(client, "breaks") == "failed"
+
+    def work(run: JobRun) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        work_off_queue(trainer, work, worker=WORKER_IDENTITY)
+    assert status_of(client, "interrupted") == "failed"
     assert status_of(client, "untouched") == "queued"
+
+
+def test_a_stop_asked_during_a_job_ends_the_loop_with_nothing_claimed(
+    client: TestClient,
+) -> None:
+    register(client, "last")
+    register(client, "left")
+    trainer = client_through(client)
+    sent = RecordedPaths(client)
+    stop = threading.Event()
+
+    def work(run: JobRun) -> None:
+        stop.set()
+
+    assert work_off_queue(trainer, work, worker=WORKER_IDENTITY, stop=stop) == 1
+    assert sent.paths[-1] == "POST /v1/jobs/last/complete"
+    assert status_of(client, "last") == "completed"
+    assert status_of(client, "left") == "queued"
+
+
+def test_a_fenced_job_reports_nothing_and_the_next_is_claimed_on_its_own(
+    client: TestClient,
+) -> None:
+    register(client, "taken")
+    register(client, "next")
+    trainer = client_through(client)
+    sent = RecordedPaths(client)
+
+    def work(run: JobRun) -> None:
+        if run.job_id == "taken":
+            lost = {"reason": "node lost"}
+            client.post("/v1/jobs/taken/mark-failed", json=lost, headers=auth("alice"))
+            run.fenced.set()  # as a refused heartbeat tells it
+
+    assert work_off_queue(trainer, work, worker=WORKER_IDENTITY) == 2
+    reports = [path for path in sent.paths if path.startswith("POST /v1/jobs/taken/")]
+    assert reports == ["POST /v1/jobs/taken/mark-failed"]  # the operator's, none of the run's
+    assert status_of(client, "next") == "completed"
+
+
+def test_against_a_server_without_the_route_a_report_then_a_claim(client: TestClient) -> None:
+    register(client, "old-0")
+    register(client, "old-1")
+    trainer = client_through(client)
+    sent = RecordedPaths(client, missing=("-and-claim",))
+    assert work_off_queue(trainer, lambda run: None, worker=WORKER_IDENTITY) == 2
+    assert [status_of(client, job_id) for job_id in ("old-0", "old-1")] == ["completed"] * 2
+    assert sent.paths[1:4] == [
+        "POST /v1/jobs/old-0/complete-and-claim",  # answered 404: not tried again for a while
+        "POST /v1/jobs/old-0/complete",
+        "POST /v1/queue/claim",
+    ]
+    assert "POST /v1/jobs/old-1/complete" in sent.paths
+
+
+def test_a_retry_after_the_claimed_run_ended_answers_no_next_job(client: TestClient) -> None:
+    register(client, "reported")
+    register(client, "next")
+    body = {**run_of(claim(client)), "worker": WORKER}
+    headers = {**TRAINER, "Idempotency-Key": "finish-reported"}
+    first = client.post("/v1/jobs/reported/complete-and-claim", json=body, headers=headers)
+    assert first.json()["next"]["job"]["job_id"] == "next"
+    client.post("/v1/jobs/next/cancel", json={}, headers=auth("alice"))
+    again = client.post("/v1/jobs/reported/complete-and-claim", json=body, headers=headers)
+    assert again.status_code == 200, again.text
+    assert again.json()["job"]["status"] == "completed"
+    assert again.json()["next"] is None
+
+
+def test_the_same_key_on_another_jobs_report_claims_anew(client: TestClient) -> None:
+    for job_id in ("a", "b", "c", "d"):
+        register(client, job_id)
+    runs = {claimed["job"]["job_id"]: run_of(claimed) for claimed in (claim(client), claim(client))}
+    headers = {**TRAINER, "Idempotency-Key": "reused"}
+    on_a = client.post(
+        "/v1/jobs/a/complete-and-claim", json={**runs["a"], "worker": WORKER}, headers=headers
+    )
+    on_b = client.post(
+        "/v1/jobs/b/complete-and-claim", json={**runs["b"], "worker": WORKER}, headers=headers
+    )
+    assert on_a.status_code == on_b.status_code == 200
+    claimed = {on_a.json()["next"]["job"]["job_id"], on_b.json()["next"]["job"]["job_id"]}
+    assert claimed == {"c", "d"}  # one run each, not the same run handed out twice
+
+
+def test_a_body_without_its_worker_is_422(client: TestClient) -> None:
+    register(client, "w")
+    body = run_of(claim(client))
+    answer = client.post("/v1/jobs/w/complete-and-claim", json=body, headers=TRAINER)
+    assert answer.status_code == 422
+    assert "worker" in answer.text
+    assert status_of(client, "w") == "running"

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from ledger.client import JobRun, job_runs
+from ledger.client import JobRun, work_off_queue
 from ledger.commands import WorkerIdentity
 from ledger.errors import StaleAttempt
 from ledger.host import process_identity
@@ -103,16 +103,18 @@ def test_a_job_run_heartbeats_checkpoints_and_completes(server: Server) -> None:
     assert (job["status"], job["checkpoint"]["path"]) == ("completed", "/ck/1")
 
 
-def test_job_runs_complete_every_queued_job_through_a_real_server(server: Server) -> None:
+def test_a_worker_loop_runs_every_queued_job_through_a_real_server(server: Server) -> None:
     trainer = server.client("trainer")
     for n in range(3):
         trainer.register(f"looped-{n}")
-    ran = []
-    for run in job_runs(trainer, worker=REMOTE):
-        with run:
-            assert run.claim is not None
-            ran.append(run.claim.job_id)
-            run.result = {"step": len(ran)}
+    ran: list[str] = []
+
+    def work(run: JobRun) -> dict[str, int]:
+        assert run.job_id is not None
+        ran.append(run.job_id)
+        return {"step": len(ran)}
+
+    assert work_off_queue(trainer, work, worker=REMOTE) == 3
     assert ran == ["looped-0", "looped-1", "looped-2"]
     assert [trainer.job(job_id)["status"] for job_id in ran] == ["completed"] * 3
     history = trainer.history("looped-1")["events"]
