@@ -24,7 +24,10 @@ class Body(BaseModel):
 
     @model_validator(mode="after")
     def storable(self) -> "Body":
-        values = self.__dict__  # the fields' values (no extras are kept)
+        # the fields' values (no extras are kept), but a body within: it checked itself
+        values = {
+            name: value for name, value in self.__dict__.items() if not isinstance(value, Body)
+        }
         if _plainly_storable(values):
             return self
         for name, value in values.items():

@@ -299,3 +299,12 @@ def test_a_body_without_its_worker_is_422(client: TestClient) -> None:
     assert answer.status_code == 422
     assert "worker" in answer.text
     assert status_of(client, "w") == "running"
+
+
+def test_a_nul_character_in_the_worker_is_422_and_nothing_is_reported(client: TestClient) -> None:
+    register(client, "n")
+    body = {**run_of(claim(client)), "result": {"a": "ok"}, "worker": {**WORKER, "host": "a\x00b"}}
+    answer = client.post("/v1/jobs/n/complete-and-claim", json=body, headers=TRAINER)
+    assert answer.status_code == 422
+    assert "NUL" in answer.text
+    assert status_of(client, "n") == "running"
