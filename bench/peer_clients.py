@@ -202,8 +202,9 @@ class HttpClient:
 
 
 class HttpRunsClient:
-    """A worker looping over jobs as `ledger.client.work_off_queue` does: each completion claims
-    its next job in the same request (`LedgerClient.report_and_claim`). An operation is
+    """A worker whose completion claims its next job in the same request
+    (`LedgerClient.report_and_claim`, the route `ledger.client.work_off_queue` reports
+    through, here without a `JobRun` and its heartbeat thread). An operation is
     still one registration, one claim and one completion; it takes two requests, or three
     when the last completion found the queue empty. The job held after the last operation
     is completed on closing."""

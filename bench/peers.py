@@ -8,8 +8,8 @@ Systems, each on a fresh database of its own on one PostgreSQL server:
   transition an event in the log, with the job's row projected in the same statement.
 - http xN: `LedgerClient` against a real `jobledger serve` on the same kind of
   database, with N server processes (`--processes 1,2`: `serve --workers N`).
-- http xN, worker loop: lifecycles only, on the same server, by workers that loop as
-  `ledger.client.work_off_queue` does: a completion claims the next job in its request.
+- http xN, worker loop: lifecycles only, on the same server, by workers whose
+  completion claims the next job in its request (`LedgerClient.report_and_claim`).
 - procrastinate, pgqueuer: the libraries' own calls (see `bench.peer_libraries`); they
   need the `bench` extra (`pip install -e '.[bench]'`).
 
@@ -276,8 +276,8 @@ def http_system(url: str, processes: int, options: Options, stack: ExitStack) ->
 
 
 def http_runs_system(http: System) -> System:
-    """Lifecycles on `http`'s server (and database) by workers that loop as
-    `ledger.client.work_off_queue` does: a completion claims the next job in its request."""
+    """Lifecycles on `http`'s server (and database) by workers whose completion claims
+    the next job in its request (`bench.peer_clients.HttpRunsClient`)."""
     base = http.base_url
     assert base is not None
     return System(

@@ -423,9 +423,10 @@ class LedgerClient:
     ) -> tuple[dict[str, Any], Claim | None]:
         """complete (result) or fail (reason), then claim the next job for `worker`, in one
         request: the job after the report, and the next claim (None when none was claimed:
-        the queue was empty). Tried again as `report` is, with one key. A ledger without
-        the route (an older one, which answers it 404 `not-found`) gets a report, then a
-        claim, for `NEWER_ROUTE_RETRY_S`."""
+        the queue was empty, or on a retry the run its first try claimed has ended). Tried
+        again as `report` is, with one key. A ledger without the route (an older one, which
+        answers it 404 `not-found`) gets a report, then a claim, for `NEWER_ROUTE_RETRY_S`
+        (a claim that fails then answers None: the report is recorded)."""
         if time.monotonic() >= self._reports_that_claim_from:
             body = {
                 "attempt": attempt,
@@ -445,7 +446,10 @@ class LedgerClient:
                 following = answer["next"]
                 return answer["job"], None if following is None else Claim.from_json(following)
         job = self.report(job_id, action, attempt, run_token, within=within, **fields)
-        return job, self.claim(worker)
+        try:
+            return job, self.claim(worker)
+        except StorageError:  # the report is recorded: the caller may claim again
+            return job, None
 
     # -- health and audit ----------------------------------------------------------
 
@@ -656,7 +660,8 @@ class JobRun:
         must run `next_claim`: the job is this worker's until its lease runs out."""
         self.next_claim: Claim | None = None
         """The job the final report claimed next; None when none was claimed (not asked,
-        an empty queue, the run fenced, an interrupt, or the report undelivered)."""
+        an empty queue, a retried report whose claimed run has ended, the run fenced, an
+        interrupt, or the report undelivered)."""
 
     @property
     def should_stop(self) -> bool:
@@ -716,10 +721,31 @@ class JobRun:
             self.claim_next is not None and self.claim_next()
         )
         if error is None:
-            self._report_final("complete", claim_next, result=self.result)
+            unrecorded = self._complete(claim_next)
+            if unrecorded is None:
+                return
+            reason = f"the run's result could not be recorded: {unrecorded}"
         else:
             summary = "".join(traceback.format_exception_only(error)).strip()
-            self._report_final("fail", claim_next, reason=summary[:2000] or type(error).__name__)
+            reason = summary or type(error).__name__
+        self._report_final("fail", claim_next, reason=storable_text(reason)[:MAX_REASON])
+
+    def _complete(self, claim_next: bool) -> str | None:
+        """Report the run completed with `result`; None once it is, else why the result
+        could not be recorded (and nothing was)."""
+        result = self.result
+        if result is not None and not isinstance(result, dict):
+            return f"a result is a JSON object, not {type(result).__name__}"
+        try:
+            self._report_final("complete", claim_next, result=result)
+        except orjson.JSONEncodeError as unwritable:  # a set, an integer beyond 64 bits, ...
+            return str(unwritable)
+        except ClientError as refused:  # one the ledger cannot store (a NUL character, ...)
+            if refused.kind != INVALID_REQUEST:
+                raise
+            fields = refused.problem.get("errors") or []
+            return "; ".join(str(field.get("message")) for field in fields) or str(refused)
+        return None
 
     def _report_final(self, action: str, claim_next: bool, **fields: Any) -> None:
         """Deliver how the run ended, trying until acknowledged or `report_within` passed."""
@@ -798,6 +824,18 @@ class JobRun:
             log.warning("heartbeat refused, trying again: %s", outcome.get("detail"))
 
 
+MAX_REASON = 2000
+"""The longest failure reason the ledger stores."""
+INVALID_REQUEST = "invalid-request"
+"""The kind of the ledger's answer to a body it cannot store."""
+
+
+def storable_text(text: str) -> str:
+    """`text` as the ledger can store it: a NUL character and a lone surrogate (from a
+    file name that is not UTF-8, say) written as escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
 def work_off_queue(
     client: LedgerClient,
     work: Callable[[JobRun], dict[str, Any] | None],
@@ -814,9 +852,10 @@ def work_off_queue(
     Each final report claims the next job in its own request (`complete-and-claim`,
     `fail-and-claim`) unless `stop` is set by then: one round trip a job where a report
     and a claim take two, and the job claimed is run next, so none waits claimed and
-    unrun. A run whose work raises an `Exception` is reported failed and the loop goes
-    on; any other exception (an interrupt) is reported failed, claims nothing and
-    propagates, as does `ReportUndelivered`. A fenced run reports nothing."""
+    unrun. A run whose work raises an `Exception`, or answers a result the ledger cannot
+    store, is reported failed and the loop goes on; any other exception (an interrupt) is
+    reported failed, claims nothing and propagates; a report the ledger does not
+    acknowledge raises `ReportUndelivered`. A fenced run reports nothing."""
     worker = worker or current_process(worker_id)
 
     def going_on() -> bool:
@@ -828,14 +867,17 @@ def work_off_queue(
         run = JobRun(
             client, worker=worker, report_within=report_within, claim=claim, claim_next=going_on
         )
-        run.begin()
         try:
+            run.begin()
             run.result = work(run)
         except Exception as failure:
             log.warning("job %s failed: %s", claim.job_id, failure)
             run.end(failure)
         except BaseException as interrupt:
-            run.end(interrupt)
+            try:
+                run.end(interrupt)
+            except Exception:
+                log.exception("job %s: the interrupted run's report failed", claim.job_id)
             raise
         else:
             run.end()

@@ -30,6 +30,15 @@ def run_of(claimed: dict[str, Any]) -> dict[str, Any]:
     return {"attempt": claimed["attempt"], "run_token": claimed["run_token"]}
 
 
+def last_event(client: TestClient, job_id: str) -> dict[str, Any]:
+    history = client.get(f"/v1/jobs/{job_id}/history", headers=auth("audrey")).json()
+    return dict(history["events"][-1])
+
+
+def result_of(client: TestClient, job_id: str) -> Any:
+    return last_event(client, job_id)["payload"].get("result")
+
+
 def status_of(client: TestClient, job_id: str) -> str:
     return str(client.get(f"/v1/jobs/{job_id}", headers=TRAINER).json()["status"])
 
@@ -170,6 +179,7 @@ def test_a_worker_loop_takes_each_next_job_with_the_report_of_the_last(
     paths = list(sent.paths)
     assert ran == ["sweep-0", "sweep-1", "sweep-2"]
     assert [status_of(client, job_id) for job_id in ran] == ["completed"] * 3
+    assert [result_of(client, job_id) for job_id in ran] == [{"step": n} for n in (1, 2, 3)]
     assert paths == [
         "POST /v1/queue/claim",
         "POST /v1/jobs/sweep-0/complete-and-claim",
@@ -192,6 +202,7 @@ def test_a_failing_job_is_reported_and_the_loop_goes_on(client: TestClient) -> N
     assert work_off_queue(trainer, work, worker=WORKER_IDENTITY) == 2
     assert "POST /v1/jobs/breaks/fail-and-claim" in sent.paths
     assert status_of(client, "breaks") == "failed"
+    assert last_event(client, "breaks")["reason"] == "RuntimeError: diverged"
     assert status_of(client, "works") == "completed"
 
 
@@ -260,12 +271,14 @@ def test_against_a_server_without_the_route_a_report_then_a_claim(client: TestCl
         "POST /v1/queue/claim",
     ]
     assert "POST /v1/jobs/old-1/complete" in sent.paths
+    assert sum(path.endswith("-and-claim") for path in sent.paths) == 1
 
 
 def test_a_retry_after_the_claimed_run_ended_answers_no_next_job(client: TestClient) -> None:
     register(client, "reported")
     register(client, "next")
     body = {**run_of(claim(client)), "worker": WORKER}
+    register(client, "waiting")  # queued behind "next": the first try takes "next"
     headers = {**TRAINER, "Idempotency-Key": "finish-reported"}
     first = client.post("/v1/jobs/reported/complete-and-claim", json=body, headers=headers)
     assert first.json()["next"]["job"]["job_id"] == "next"
@@ -274,6 +287,7 @@ def test_a_retry_after_the_claimed_run_ended_answers_no_next_job(client: TestCli
     assert again.status_code == 200, again.text
     assert again.json()["job"]["status"] == "completed"
     assert again.json()["next"] is None
+    assert status_of(client, "waiting") == "queued"  # the retry replayed its claim, no other
 
 
 def test_the_same_key_on_another_jobs_report_claims_anew(client: TestClient) -> None:
@@ -308,3 +322,53 @@ def test_a_nul_character_in_the_worker_is_422_and_nothing_is_reported(client: Te
     assert answer.status_code == 422
     assert "NUL" in answer.text
     assert status_of(client, "n") == "running"
+
+
+def test_a_nul_character_in_the_result_beside_a_worker_is_422(client: TestClient) -> None:
+    register(client, "r")
+    body = {**run_of(claim(client)), "result": {"a": "x\x00"}, "worker": WORKER}
+    answer = client.post("/v1/jobs/r/complete-and-claim", json=body, headers=TRAINER)
+    assert answer.status_code == 422
+    assert "result" in answer.text
+    assert status_of(client, "r") == "running"
+
+
+@pytest.mark.parametrize(
+    ("result", "why"),
+    [
+        (0.5, "a result is a JSON object, not float"),
+        ({"big": 2**64}, "Integer exceeds 64-bit range"),
+        ({"text": "nul\x00"}, "must not contain a NUL character"),
+    ],
+)
+def test_a_result_the_ledger_cannot_store_fails_its_job_and_the_loop_goes_on(
+    client: TestClient, result: Any, why: str
+) -> None:
+    register(client, "unstorable")
+    register(client, "after")
+    trainer = client_through(client)
+
+    def work(run: JobRun) -> Any:
+        return result if run.job_id == "unstorable" else {"ok": True}
+
+    assert work_off_queue(trainer, work, worker=WORKER_IDENTITY) == 2
+    failed = last_event(client, "unstorable")
+    assert failed["to_status"] == "failed"
+    assert failed["reason"].startswith("the run's result could not be recorded: ")
+    assert why in failed["reason"]
+    assert status_of(client, "after") == "completed"
+
+
+def test_a_failure_whose_summary_the_ledger_cannot_store_is_reported_escaped(
+    client: TestClient,
+) -> None:
+    register(client, "odd")
+    trainer = client_through(client)
+
+    def work(run: JobRun) -> None:
+        raise FileNotFoundError("no file 'caf\udce9' (\x00)")
+
+    assert work_off_queue(trainer, work, worker=WORKER_IDENTITY) == 1
+    failed = last_event(client, "odd")
+    assert failed["to_status"] == "failed"
+    assert failed["reason"] == "FileNotFoundError: no file 'caf\\udce9' (\\x00)"
