@@ -24,10 +24,7 @@ class Body(BaseModel):
 
     @model_validator(mode="after")
     def storable(self) -> "Body":
-        # the fields' values (no extras are kept), but a body within: it checked itself
-        values = {
-            name: value for name, value in self.__dict__.items() if not isinstance(value, Body)
-        }
+        values = self.__dict__  # the fields' values (no extras are kept)
         if _plainly_storable(values):
             return self
         for name, value in values.items():
@@ -44,9 +41,15 @@ def _plainly_storable(values: dict[str, Any]) -> bool:
     """True when every value is storable, as told by orjson at once: it refuses an integer
     beyond 64 bits, and writes a NUL character as an escape and a number that is not
     finite as `null`. False when it cannot tell (a `null` of the values' own included):
-    `_unstorable` then looks at each value."""
+    `_unstorable` then looks at each value. A body within is left out: it checked itself."""
     try:
-        written = orjson.dumps({name: value for name, value in values.items() if value is not None})
+        written = orjson.dumps(
+            {
+                name: value
+                for name, value in values.items()
+                if value is not None and not isinstance(value, Body)
+            }
+        )
     except orjson.JSONEncodeError:
         return False
     return b"null" not in written and b"\\u0000" not in written

@@ -175,6 +175,8 @@ NEWER_ROUTE_RETRY_S = 300.0
 """How long a client whose ledger answered one of its newer routes 404 (`POST
 /v1/heartbeats`, `POST /v1/jobs/{id}/complete-and-claim`) does without it before it tries
 again (the ledger may have been upgraded meanwhile)."""
+MANY_HEARTBEATS = "POST /v1/heartbeats"
+REPORT_AND_CLAIM = "POST /v1/jobs/{id}/complete-and-claim (and fail-and-claim)"
 BATCHES_IN_FLIGHT = 2
 """How many requests `register_many` sends at once by default: the server prepares the
 next batch while the database writes one (1.6-1.8 times the jobs a second of one at a
@@ -207,11 +209,8 @@ class LedgerClient:
         """Plain HTTP over the lean transport skips httpx's client (`PlainRequests`)."""
         self.retries = retries
         self.backoff = backoff
-        self._many_heartbeats_from = 0.0
-        """When (`time.monotonic`) to try `POST /v1/heartbeats` again after a 404."""
-        self._reports_that_claim_from = 0.0
-        """When to try `POST /v1/jobs/{id}/complete-and-claim` (and `fail-`) again after a
-        404."""
+        self._missing_until: dict[str, float] = {}
+        """When (`time.monotonic`) to try a newer route again that the ledger answered 404."""
         self.run_heartbeats = RunHeartbeats(self._heartbeat_runs)
         """Heartbeats every `JobRun` of this client, one request a beat for all of them."""
 
@@ -374,14 +373,11 @@ class LedgerClient:
         answers it 404 `not-found`), one heartbeat a run for `NEWER_ROUTE_RETRY_S`,
         each answered in the same form: a run fenced or gone is its outcome, any other
         failure the beat's."""
-        if time.monotonic() >= self._many_heartbeats_from:
+        if self._may_have(MANY_HEARTBEATS):
             try:
                 return self.heartbeat_many(runs)
             except ClientError as exc:
-                if exc.kind != "not-found":
-                    raise
-                log.warning("the ledger has no POST /v1/heartbeats: one heartbeat a run")
-                self._many_heartbeats_from = time.monotonic() + NEWER_ROUTE_RETRY_S
+                self._lacks(MANY_HEARTBEATS, exc, "one heartbeat a run")
         outcomes: list[dict[str, Any]] = []
         for job_id, attempt, run_token in runs:
             run = {"job_id": job_id, "attempt": attempt}
@@ -392,6 +388,18 @@ class LedgerClient:
                 refusal = {"kind": refused.kind, "detail": str(refused), "current_attempt": current}
                 outcomes.append(run | {"status": refused.status_code} | refusal)
         return outcomes
+
+    def _may_have(self, route: str) -> bool:
+        """False for `NEWER_ROUTE_RETRY_S` after the ledger answered `route` 404."""
+        return time.monotonic() >= self._missing_until.get(route, 0.0)
+
+    def _lacks(self, route: str, refusal: ClientError, instead: str) -> None:
+        """Note that the ledger has no `route` when `refusal` is its 404 `not-found` (an
+        older ledger); any other refusal is raised."""
+        if refusal.kind != "not-found":
+            raise refusal
+        log.warning("the ledger has no %s: %s", route, instead)
+        self._missing_until[route] = time.monotonic() + NEWER_ROUTE_RETRY_S
 
     def report(
         self,
@@ -427,7 +435,7 @@ class LedgerClient:
         again as `report` is, with one key. A ledger without the route (an older one, which
         answers it 404 `not-found`) gets a report, then a claim, for `NEWER_ROUTE_RETRY_S`
         (a claim that fails then answers None: the report is recorded)."""
-        if time.monotonic() >= self._reports_that_claim_from:
+        if self._may_have(REPORT_AND_CLAIM):
             body = {
                 "attempt": attempt,
                 "run_token": run_token,
@@ -438,10 +446,7 @@ class LedgerClient:
             try:
                 answer = self._json("POST", path, body, within=within)
             except ClientError as exc:
-                if exc.kind != "not-found":
-                    raise
-                log.warning("the ledger has no %s-and-claim: a report, then a claim", action)
-                self._reports_that_claim_from = time.monotonic() + NEWER_ROUTE_RETRY_S
+                self._lacks(REPORT_AND_CLAIM, exc, "a report, then a claim")
             else:
                 following = answer["next"]
                 return answer["job"], None if following is None else Claim.from_json(following)
@@ -780,19 +785,16 @@ class JobRun:
 
     def _report_and_claim(self, action: str, *, within: float, **fields: Any) -> Claim | None:
         assert self.claim is not None
-        try:
-            _, following = self.client.report_and_claim(
-                self.claim.job_id,
-                action,
-                self.claim.attempt,
-                self.claim.run_token,
-                self.worker,
-                within=within,
-                **fields,
-            )
-        except StaleAttempt:
-            self.fenced.set()
-            raise
+        claim = self.claim
+        _, following = self.client.report_and_claim(
+            claim.job_id,
+            action,
+            claim.attempt,
+            claim.run_token,
+            self.worker,
+            within=within,
+            **fields,
+        )
         return following
 
     def _learn_lease(self, lease_seconds: object) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from ledger.client import JobRun, work_off_queue
+from ledger.client import JobRun, LedgerClient, work_off_queue
 from ledger.commands import WorkerIdentity
 from tests.api.conftest import auth, client_through
 
@@ -158,15 +158,21 @@ class RecordedPaths:
         client.request = recorded  # type: ignore[method-assign]
 
 
+def trainer_with_queued(client: TestClient, *job_ids: str) -> LedgerClient:
+    """The trainer's `LedgerClient` through `client`, with `job_ids` registered (queued in
+    that order)."""
+    for job_id in job_ids:
+        register(client, job_id)
+    return client_through(client)
+
+
 WORKER_IDENTITY = WorkerIdentity(worker_id="w1", host="gpu-node-7", pid=4242)
 
 
 def test_a_worker_loop_takes_each_next_job_with_the_report_of_the_last(
     client: TestClient,
 ) -> None:
-    for n in range(3):
-        register(client, f"sweep-{n}")
-    trainer = client_through(client)
+    trainer = trainer_with_queued(client, "sweep-0", "sweep-1", "sweep-2")
     sent = RecordedPaths(client)
     ran: list[str] = []
 
@@ -190,9 +196,7 @@ def test_a_worker_loop_takes_each_next_job_with_the_report_of_the_last(
 
 
 def test_a_failing_job_is_reported_and_the_loop_goes_on(client: TestClient) -> None:
-    register(client, "breaks")
-    register(client, "works")
-    trainer = client_through(client)
+    trainer = trainer_with_queued(client, "breaks", "works")
     sent = RecordedPaths(client)
 
     def work(run: JobRun) -> None:
@@ -207,9 +211,7 @@ def test_a_failing_job_is_reported_and_the_loop_goes_on(client: TestClient) -> N
 
 
 def test_an_interrupt_is_reported_failed_and_claims_nothing(client: TestClient) -> None:
-    register(client, "interrupted")
-    register(client, "untouched")
-    trainer = client_through(client)
+    trainer = trainer_with_queued(client, "interrupted", "untouched")
 
     def work(run: JobRun) -> None:
         raise KeyboardInterrupt
@@ -223,9 +225,7 @@ def test_an_interrupt_is_reported_failed_and_claims_nothing(client: TestClient) 
 def test_a_stop_asked_during_a_job_ends_the_loop_with_nothing_claimed(
     client: TestClient,
 ) -> None:
-    register(client, "last")
-    register(client, "left")
-    trainer = client_through(client)
+    trainer = trainer_with_queued(client, "last", "left")
     sent = RecordedPaths(client)
     stop = threading.Event()
 
@@ -241,9 +241,7 @@ def test_a_stop_asked_during_a_job_ends_the_loop_with_nothing_claimed(
 def test_a_fenced_job_reports_nothing_and_the_next_is_claimed_on_its_own(
     client: TestClient,
 ) -> None:
-    register(client, "taken")
-    register(client, "next")
-    trainer = client_through(client)
+    trainer = trainer_with_queued(client, "taken", "next")
     sent = RecordedPaths(client)
 
     def work(run: JobRun) -> None:
@@ -259,9 +257,7 @@ def test_a_fenced_job_reports_nothing_and_the_next_is_claimed_on_its_own(
 
 
 def test_against_a_server_without_the_route_a_report_then_a_claim(client: TestClient) -> None:
-    register(client, "old-0")
-    register(client, "old-1")
-    trainer = client_through(client)
+    trainer = trainer_with_queued(client, "old-0", "old-1")
     sent = RecordedPaths(client, missing=("-and-claim",))
     assert work_off_queue(trainer, lambda run: None, worker=WORKER_IDENTITY) == 2
     assert [status_of(client, job_id) for job_id in ("old-0", "old-1")] == ["completed"] * 2
@@ -344,9 +340,7 @@ def test_a_nul_character_in_the_result_beside_a_worker_is_422(client: TestClient
 def test_a_result_the_ledger_cannot_store_fails_its_job_and_the_loop_goes_on(
     client: TestClient, result: Any, why: str
 ) -> None:
-    register(client, "unstorable")
-    register(client, "after")
-    trainer = client_through(client)
+    trainer = trainer_with_queued(client, "unstorable", "after")
 
     def work(run: JobRun) -> Any:
         return result if run.job_id == "unstorable" else {"ok": True}
@@ -362,8 +356,7 @@ def test_a_result_the_ledger_cannot_store_fails_its_job_and_the_loop_goes_on(
 def test_a_failure_whose_summary_the_ledger_cannot_store_is_reported_escaped(
     client: TestClient,
 ) -> None:
-    register(client, "odd")
-    trainer = client_through(client)
+    trainer = trainer_with_queued(client, "odd")
 
     def work(run: JobRun) -> None:
         raise FileNotFoundError("no file 'caf\udce9' (\x00)")
