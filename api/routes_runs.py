@@ -34,6 +34,7 @@ from ledger.commands import (
     PauseJob,
     ResumeJob,
     SaveCheckpoint,
+    next_claim_key,
 )
 from ledger.errors import LedgerError, StaleAttempt
 from ledger.leases import RunHeartbeat, renew_lease, renew_leases
@@ -234,15 +235,6 @@ def fail_and_claim(
     """`fail`, then `POST /v1/queue/claim` for `worker`, in one request."""
     command = FailJob(attempt=body.attempt, run_token=body.run_token, reason=body.reason)
     return _report_and_claim(sent, caller, job_id, command, body.worker)
-
-
-def next_claim_key(key: str, job_id: str) -> str:
-    """The key of a report-and-claim's claim: the request's, with the reported job's id.
-    A retry replays the report (by its key on the job) and the claim (by this on the
-    caller's starts); the same key sent with a report on another job claims anew instead
-    of replaying this claim; and the claim's key differs from the report's even should it
-    start the reported job (a failed job an operator queued again in between)."""
-    return f"{key}/next/{job_id}"
 
 
 def _report_and_claim(

@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 import orjson
 
-from ledger.commands import WorkerIdentity
+from ledger.commands import WorkerIdentity, next_claim_key
 from ledger.errors import (
     DatabaseUnavailable,
     InvalidTraceparent,
@@ -339,7 +339,10 @@ class LedgerClient:
     # -- runs ----------------------------------------------------------------------
 
     def claim(self, worker: WorkerIdentity) -> Claim | None:
-        response = self._send("POST", "/v1/queue/claim", dataclasses.asdict(worker))
+        return self._claim(worker)
+
+    def _claim(self, worker: WorkerIdentity, key: str | None = None) -> Claim | None:
+        response = self._send("POST", "/v1/queue/claim", dataclasses.asdict(worker), key=key)
         if response.status_code == 204:
             return None
         return Claim.from_json(response.json())
@@ -434,25 +437,30 @@ class LedgerClient:
         the queue was empty, or on a retry the run its first try claimed has ended). Tried
         again as `report` is, with one key. A ledger without the route (an older one, which
         answers it 404 `not-found`) gets a report, then a claim, for `NEWER_ROUTE_RETRY_S`
-        (a claim that fails then answers None: the report is recorded)."""
+        (a claim that fails then answers None: the report is recorded).
+
+        The report and the claim sent instead carry the keys the route gives them (the
+        request's, and `next_claim_key` of it): a retry that meets an older replica after
+        a newer one recorded its first try (a rolling upgrade) replays that try's report
+        and its claim, instead of being refused as stale and leaving the job it claimed
+        to wait out its lease."""
+        key = _new_key()
+        run = {"attempt": attempt, "run_token": run_token, **fields}
         if self._may_have(REPORT_AND_CLAIM):
-            body = {
-                "attempt": attempt,
-                "run_token": run_token,
-                **fields,
-                "worker": dataclasses.asdict(worker),
-            }
+            body = {**run, "worker": dataclasses.asdict(worker)}
             path = f"/v1/jobs/{job_id}/{action}-and-claim"
             try:
-                answer = self._json("POST", path, body, within=within)
+                answer = self._json("POST", path, body, within=within, key=key)
             except ClientError as exc:
                 self._lacks(REPORT_AND_CLAIM, exc, "a report, then a claim")
             else:
                 following = answer["next"]
                 return answer["job"], None if following is None else Claim.from_json(following)
-        job = self.report(job_id, action, attempt, run_token, within=within, **fields)
+        job = self._json("POST", f"/v1/jobs/{job_id}/{action}", run, within=within, key=key)
         try:
-            return job, self.claim(worker)
+            return job, self._claim(worker, key=next_claim_key(key, job_id))
+        except StaleAttempt:  # replayed: the run an earlier try claimed has ended since
+            return job, None
         except StorageError:  # the report is recorded: the caller may claim again
             return job, None
 
@@ -486,8 +494,9 @@ class LedgerClient:
         *,
         within: float | None = None,
         headers: dict[str, str] | None = None,
+        key: str | None = None,
     ) -> dict[str, Any]:
-        sent = self._send(method, path, body, params, within=within, headers=headers)
+        sent = self._send(method, path, body, params, within=within, headers=headers, key=key)
         result: dict[str, Any] = orjson.loads(sent.content)
         return result
 
@@ -500,18 +509,19 @@ class LedgerClient:
         *,
         within: float | None = None,
         headers: dict[str, str] | None = None,
+        key: str | None = None,
     ) -> Answered:
-        """One logical request: one idempotency key and one `traceparent`, however many
-        tries. A failed connection or a 503 is tried again `retries` times or, given
-        `within`, until that many seconds have passed; the waits grow from `backoff` to
-        `MAX_BACKOFF_S`."""
+        """One logical request: one idempotency key (a POST's: `key`, or a new one) and one
+        `traceparent`, however many tries. A failed connection or a 503 is tried again
+        `retries` times or, given `within`, until that many seconds have passed; the waits
+        grow from `backoff` to `MAX_BACKOFF_S`."""
         headers = {**(headers or {}), "traceparent": _call_traceparent()}
         content = None
         if body is not None:  # orjson: several times faster than the json httpx would use
             content = orjson.dumps(body)
             headers["Content-Type"] = "application/json"
         if method == "POST":
-            headers["Idempotency-Key"] = _new_key()
+            headers["Idempotency-Key"] = key or _new_key()
         deadline = None if within is None else time.monotonic() + within
         tries = 0
         while True:

@@ -170,6 +170,16 @@ def request_digest(name: str, fields: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
+def next_claim_key(key: str, job_id: str) -> str:
+    """The idempotency key of the claim a report-and-claim makes after its report (keyed
+    `key`): the request's key with the reported job's id. A retry replays the report (by
+    its key on the job) and the claim (by this on the caller's starts); the same key sent
+    with a report on another job claims anew instead of replaying this claim; and the
+    claim's key differs from the report's even should it start the reported job (a failed
+    job an operator queued again in between)."""
+    return f"{key}/next/{job_id}"
+
+
 def command_digest(command: JobCommand) -> str:
     """`request_digest` of `command`: its name and every field it carries."""
     kind = type(command)

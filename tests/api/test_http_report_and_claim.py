@@ -4,6 +4,7 @@
 import threading
 from typing import Any
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -268,6 +269,49 @@ def test_against_a_server_without_the_route_a_report_then_a_claim(client: TestCl
     ]
     assert "POST /v1/jobs/old-1/complete" in sent.paths
     assert sum(path.endswith("-and-claim") for path in sent.paths) == 1
+
+
+def test_a_retry_that_meets_an_older_replica_replays_the_report_and_the_claim(
+    client: TestClient,
+) -> None:
+    """A rolling upgrade: the first try reaches a replica with the route, which records
+    the report and a claim, and its answer is lost; the retry meets a replica without the
+    route, so the client sends a report and a claim, which replay the first try's."""
+    trainer = trainer_with_queued(client, "reported", "next", "waiting")
+    trainer.backoff = 0.001
+    reported = trainer.claim(WORKER_IDENTITY)
+    assert reported is not None and reported.job_id == "reported"
+    request = client.request
+    lost: list[Any] = []
+
+    def replicas(method: str, url: str, **kwargs: Any) -> Any:
+        if url.endswith("-and-claim"):
+            if not lost:  # the newer replica: recorded, its answer lost on the way back
+                lost.append(request(method, url, **kwargs))
+                raise httpx.ReadError("connection reset")
+            url = "/v1/no-such-route"  # an older replica
+        return request(method, url, **kwargs)
+
+    client.request = replicas  # type: ignore[method-assign]
+    job, following = trainer.report_and_claim(
+        "reported",
+        "complete",
+        reported.attempt,
+        reported.run_token,
+        WORKER_IDENTITY,
+        result={"loss": 0.5},
+    )
+    assert lost[0].status_code == 200, lost[0].text
+    first_next = lost[0].json()["next"]
+    assert job["status"] == "completed"
+    assert following is not None and following.job_id == "next"
+    assert following.job_id == first_next["job"]["job_id"]
+    assert following.run_token == first_next["run_token"]  # the first try's run, replayed
+    assert status_of(client, "waiting") == "queued"  # nothing else claimed
+    assert status_of(client, "next") == "running"
+    history = client.get("/v1/jobs/reported/history", headers=auth("audrey")).json()
+    assert [e["to_status"] for e in history["events"]] == ["queued", "running", "completed"]
+    assert result_of(client, "reported") == {"loss": 0.5}
 
 
 def test_a_retry_after_the_claimed_run_ended_answers_no_next_job(client: TestClient) -> None:
