@@ -34,6 +34,8 @@ from api.auth import READ, TokenBook, bearer, handle_invalid_request
 from api.bootstrap import Ledger
 from api.console_page import CONSOLE_DIR
 from api.correlation import RequestCorrelation
+from api.direct_handler import in_thread
+from api.lease_renewals import LeaseRenewals
 from api.limits import BodyLimit, max_body_bytes
 from api.metrics import Metrics, RequestMetrics
 from api.problems import EXCEPTION_HANDLERS, PROBLEM_SCHEMA
@@ -81,6 +83,7 @@ def create_app(ledger: Ledger, tokens: TokenBook) -> FastAPI:
     app.state.metrics = request_metrics
     app.state.watcher = watcher
     app.state.readiness = Readiness(ledger)
+    app.state.renewals = LeaseRenewals(ledger.store, ledger.settings.lease_seconds, in_thread)
     return app
 
 

@@ -6,6 +6,7 @@ from starlette.responses import Response
 
 from api.auth import Caller, Emitter
 from api.bootstrap import Ledger
+from api.lease_renewals import TheRenewals
 from api.models import (
     CheckpointBody,
     ClaimView,
@@ -37,7 +38,7 @@ from ledger.commands import (
     next_claim_key,
 )
 from ledger.errors import LedgerError, StaleAttempt
-from ledger.leases import RunHeartbeat, renew_lease, renew_leases
+from ledger.leases import RunHeartbeat, renew_leases
 from ledger.queue import Claim
 
 router = api_router(401, 403, 404, 409, 422, 503)
@@ -93,9 +94,13 @@ def _claim_view(ledger: Ledger, claim: Claim) -> ClaimView:
 
 
 @router.post("/v1/jobs/{job_id}/heartbeat", summary="heartbeat", response_model=HeartbeatView)
-def heartbeat(job_id: JobId, caller: Emitter, ledger: TheLedger, body: RunBody) -> Response:
+async def heartbeat(
+    job_id: JobId, caller: Emitter, ledger: TheLedger, renewals: TheRenewals, body: RunBody
+) -> Response:
+    """Renew the run's lease. Heartbeats of many runs that arrive together are renewed in
+    one statement (`api.lease_renewals`), each answered as it would be alone."""
     lease_seconds = ledger.settings.lease_seconds
-    expires = renew_lease(ledger.store, job_id, body.attempt, body.run_token, lease_seconds)
+    expires = await renewals.renew(RunHeartbeat(job_id, body.attempt, body.run_token))
     view = HeartbeatView(
         job_id=job_id,
         attempt=body.attempt,

@@ -1,0 +1,163 @@
+"""Heartbeats that arrive together are renewed together (`api.lease_renewals`), each
+answered as a heartbeat of its own would be."""
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+
+from api.bootstrap import Ledger
+from api.direct_handler import in_thread
+from api.lease_renewals import MOST_TOGETHER, LeaseRenewals
+from ledger.commands import RegisterJob, WorkerIdentity
+from ledger.errors import DatabaseUnavailable, JobNotFound, StaleAttempt
+from ledger.leases import RunHeartbeat
+
+WORKER = WorkerIdentity(worker_id="w1", host="gpu-node-1")
+
+
+def running(ledger: Ledger, count: int) -> list[RunHeartbeat]:
+    """`count` jobs registered and started: a heartbeat of each run."""
+    for n in range(count):
+        ledger.service.execute(f"run-{n}", RegisterJob(), actor="trainer")
+    beats = []
+    for _ in range(count):
+        claim = ledger.queue.claim(WORKER, actor="trainer")
+        assert claim is not None
+        beats.append(RunHeartbeat(claim.job.job_id, claim.attempt, claim.run_token))
+    return beats
+
+
+class Statements:
+    """`in_thread`, counting the heartbeats each renewal statement carries."""
+
+    def __init__(self, fail_with: Exception | None = None) -> None:
+        self.sizes: list[int] = []
+        self.fail_with = fail_with
+
+    async def __call__(self, call: Callable[..., Any], values: dict[str, Any]) -> Any:
+        self.sizes.append(len(values["heartbeats"]))
+        if self.fail_with is not None:
+            raise self.fail_with
+        return await in_thread(call, values)
+
+
+async def renew_all(renewals: LeaseRenewals, beats: list[RunHeartbeat]) -> list[Any]:
+    return await asyncio.gather(*map(renewals.renew, beats), return_exceptions=True)
+
+
+def test_heartbeats_that_arrive_together_share_one_statement(ledger: Ledger) -> None:
+    beats = running(ledger, 5)
+    statements = Statements()
+    renewals = LeaseRenewals(ledger.store, 60.0, statements)
+    outcomes = asyncio.run(renew_all(renewals, beats))
+    assert statements.sizes == [5]
+    assert all(isinstance(outcome, datetime) for outcome in outcomes), outcomes
+
+
+def test_a_heartbeat_alone_goes_at_once_in_a_statement_of_its_own(ledger: Ledger) -> None:
+    [beat] = running(ledger, 1)
+    statements = Statements()
+    renewals = LeaseRenewals(ledger.store, 60.0, statements)
+
+    async def one_after_another() -> list[datetime]:
+        return [await renewals.renew(beat), await renewals.renew(beat)]
+
+    first, second = asyncio.run(one_after_another())
+    assert statements.sizes == [1, 1]
+    assert second >= first
+
+
+def test_each_heartbeat_is_answered_as_its_own_would_be(ledger: Ledger) -> None:
+    live, fenced = running(ledger, 2)
+    forged = RunHeartbeat(fenced.job_id, fenced.attempt, "not-its-token")
+    unknown = RunHeartbeat("no-such-job", 1, "token")
+    statements = Statements()
+    renewals = LeaseRenewals(ledger.store, 60.0, statements)
+    outcomes = asyncio.run(renew_all(renewals, [live, forged, unknown, fenced]))
+    assert statements.sizes == [4]
+    assert isinstance(outcomes[0], datetime)
+    assert isinstance(outcomes[1], StaleAttempt)
+    assert isinstance(outcomes[2], JobNotFound)
+    assert isinstance(outcomes[3], datetime)
+
+
+def test_a_statement_carries_at_most_its_share_and_the_rest_follow(ledger: Ledger) -> None:
+    [beat] = running(ledger, 1)
+    statements = Statements()
+    renewals = LeaseRenewals(ledger.store, 60.0, statements)
+    outcomes = asyncio.run(renew_all(renewals, [beat] * (MOST_TOGETHER + 7)))
+    assert statements.sizes == [MOST_TOGETHER, 7]
+    assert all(isinstance(outcome, datetime) for outcome in outcomes)
+
+
+def test_a_failed_statement_fails_each_of_its_heartbeats_with_an_error_of_its_own(
+    ledger: Ledger,
+) -> None:
+    beats = running(ledger, 3)
+    statements = Statements(fail_with=DatabaseUnavailable("the database went away"))
+    renewals = LeaseRenewals(ledger.store, 60.0, statements)
+    outcomes = asyncio.run(renew_all(renewals, beats))
+    assert statements.sizes == [3]
+    assert all(isinstance(outcome, DatabaseUnavailable) for outcome in outcomes)
+    assert len({id(outcome) for outcome in outcomes}) == 3
+    # The next heartbeat gets a statement of its own: nothing was left waiting.
+    statements.fail_with = None
+    assert isinstance(asyncio.run(renewals.renew(beats[0])), datetime)
+
+
+def test_a_heartbeat_whose_request_went_away_leaves_the_others_answered(
+    ledger: Ledger,
+) -> None:
+    beats = running(ledger, 3)
+    statements = Statements()
+    renewals = LeaseRenewals(ledger.store, 60.0, statements)
+
+    async def one_gone() -> list[Any]:
+        tasks = [asyncio.create_task(renewals.renew(beat)) for beat in beats]
+        await asyncio.sleep(0)  # each has joined the waiting heartbeats
+        tasks[1].cancel()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    outcomes = asyncio.run(one_gone())
+    assert statements.sizes == [3]
+    assert isinstance(outcomes[0], datetime)
+    assert isinstance(outcomes[1], asyncio.CancelledError)
+    assert isinstance(outcomes[2], datetime)
+
+
+def test_a_stopped_renewal_cancels_the_heartbeats_it_had_not_answered(ledger: Ledger) -> None:
+    beats = running(ledger, 2)
+    entered = asyncio.Event()
+
+    async def never_answers(call: Callable[..., Any], values: dict[str, Any]) -> Any:
+        entered.set()
+        await asyncio.Event().wait()
+
+    renewals = LeaseRenewals(ledger.store, 60.0, never_answers)
+
+    async def stopped() -> list[Any]:
+        tasks = [asyncio.create_task(renewals.renew(beat)) for beat in beats]
+        await entered.wait()
+        later = asyncio.create_task(renewals.renew(beats[0]))  # waits for the next statement
+        await asyncio.sleep(0)
+        renewing = renewals._renewing
+        assert renewing is not None
+        renewing.cancel()
+        return await asyncio.gather(*tasks, later, return_exceptions=True)
+
+    outcomes = asyncio.run(stopped())
+    assert [type(outcome) for outcome in outcomes] == [asyncio.CancelledError] * 3
+    assert renewals._renewing is None
+
+
+def test_each_renewed_lease_expires_when_its_answer_says(ledger: Ledger) -> None:
+    beats = running(ledger, 3)
+    renewals = LeaseRenewals(ledger.store, 600.0, in_thread)
+    expiries = asyncio.run(renew_all(renewals, beats))
+    with ledger.engine.connect() as conn:
+        rows = conn.execute(text("SELECT job_id, expires_at FROM job_leases")).all()
+    stored: dict[str, datetime] = {job_id: expires for job_id, expires in rows}
+    assert stored == {beat.job_id: expiry for beat, expiry in zip(beats, expiries, strict=True)}
