@@ -9,24 +9,30 @@ under load, one hop, one statement and one commit carry many heartbeats; alone, 
 heartbeat goes at once.
 
 Each heartbeat is answered as `renew_lease` answers it: its new expiry, or the refusal of
-its own run. When a statement fails, each of its heartbeats fails with the same error.
-One statement is on its way at a time: a heartbeat waits at most for the one before its
-own, and one that waits on a lock (within the connection's lock timeout) holds up those
-behind it, where each heartbeat on a thread of its own had held up only itself; in
-return, 40 threads of single renewals had answered at most 40 a round trip, and the
-statements here answer up to `MOST_TOGETHER`.
+its own run. One statement is on its way at a time, carrying at most `MOST_TOGETHER`; a
+heartbeat waits for the statements that carry those that came before it. A statement that
+waits on a lock (within the connection's lock timeout) holds up the heartbeats behind it,
+where each heartbeat on a thread of its own had held up only itself; in return, 40 threads
+of single renewals had answered at most 40 a round trip, and the statements here answer up
+to `MOST_TOGETHER`. When a shared statement fails, each of its heartbeats is tried again
+alone, all at once, each on a thread as it had been without the others: a row another
+transaction holds, or any failure of one heartbeat's own, fails that heartbeat only. The
+exception is a database that cannot be reached, which no heartbeat alone would reach
+either: each fails at once with an error of its own.
 """
 
 import asyncio
-import copy
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import Context
 from datetime import datetime
 from typing import Annotated, Any
+from weakref import WeakKeyDictionary
 
 from fastapi import Depends, Request
 
-from ledger.leases import MAX_HEARTBEATS, RunHeartbeat, renew_leases
+from ledger.errors import DatabaseUnavailable
+from ledger.leases import MAX_HEARTBEATS, RunHeartbeat, renew_lease, renew_leases
 from ledger.store import EventStore
 
 MOST_TOGETHER = MAX_HEARTBEATS
@@ -37,35 +43,84 @@ InThread = Callable[[Callable[..., Any], dict[str, Any]], Awaitable[Any]]
 """How a blocking call is run off the event loop: `api.direct_handler.in_thread`."""
 
 Outcome = datetime | BaseException
+Waiting = list[tuple[RunHeartbeat, asyncio.Future[datetime]]]
 
 
 class LeaseRenewals:
-    """The heartbeats of one process, renewed together when they arrive together. Used
-    from its event loop only."""
+    """The heartbeats of one process, renewed together when they arrive together on the
+    same event loop. A server runs one loop; a caller that runs a loop per request (a test
+    client outside its `with` block) has its heartbeats gathered per loop."""
 
     def __init__(self, store: EventStore, lease_seconds: float, in_thread: InThread) -> None:
         self.store = store
         self.lease_seconds = lease_seconds
         self._in_thread = in_thread
-        self._waiting: list[tuple[RunHeartbeat, asyncio.Future[datetime]]] = []
-        self._renewing: asyncio.Task[None] | None = None
-        """The task renewing what waits, while there is one."""
+        self._gatherings: WeakKeyDictionary[asyncio.AbstractEventLoop, _Gathering] = (
+            WeakKeyDictionary()
+        )
+        self._gatherings_lock = threading.Lock()
 
     async def renew(self, beat: RunHeartbeat) -> datetime:
         """Renew `beat`'s lease, with the heartbeats that wait beside it; its new expiry.
-        Raises what `renew_lease` raises."""
+        Raises what `renew_lease` raises, or `CancelledError` when the renewal was stopped
+        before it answered (the server shutting down)."""
         loop = asyncio.get_running_loop()
+        gathering = self._gatherings.get(loop)
+        if gathering is None:
+            with self._gatherings_lock:
+                gathering = self._gatherings.setdefault(loop, _Gathering(self._outcomes))
+        return await gathering.renew(loop, beat)
+
+    def renewing(self) -> asyncio.Task[None] | None:
+        """The task renewing what waits on the running loop, while there is one."""
+        gathering = self._gatherings.get(asyncio.get_running_loop())
+        return None if gathering is None else gathering.task
+
+    async def _outcomes(self, beats: Sequence[RunHeartbeat]) -> list[Outcome]:
+        """Each heartbeat's expiry or refusal: from one statement, or, when it fails, from
+        each heartbeat tried alone."""
+        values = {"store": self.store, "heartbeats": beats, "lease_seconds": self.lease_seconds}
+        try:
+            return list(await self._in_thread(renew_leases, values))
+        except Exception as failure:
+            if len(beats) == 1:
+                return [failure]
+            if isinstance(failure, DatabaseUnavailable):
+                return [_unreachable(failure) for _ in beats]
+        alone = (self._in_thread(renew_lease, self._values_of(beat)) for beat in beats)
+        return list(await asyncio.gather(*alone, return_exceptions=True))
+
+    def _values_of(self, beat: RunHeartbeat) -> dict[str, Any]:
+        return {
+            "store": self.store,
+            "job_id": beat.job_id,
+            "attempt": beat.attempt,
+            "run_token": beat.run_token,
+            "lease_seconds": self.lease_seconds,
+        }
+
+
+class _Gathering:
+    """The heartbeats waiting on one event loop, and the task renewing them. Used from
+    that loop only."""
+
+    def __init__(self, outcomes: Callable[[Sequence[RunHeartbeat]], Awaitable[list[Outcome]]]):
+        self._outcomes = outcomes
+        self._waiting: Waiting = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def renew(self, loop: asyncio.AbstractEventLoop, beat: RunHeartbeat) -> datetime:
         answer: asyncio.Future[datetime] = loop.create_future()
         self._waiting.append((beat, answer))
-        if self._renewing is None:
+        if self.task is None:
             # A context of its own: the statement is no one request's.
-            self._renewing = loop.create_task(self._renew_waiting(), context=Context())
+            self.task = loop.create_task(self._renew_waiting(), context=Context())
         return await answer
 
     async def _renew_waiting(self) -> None:
         """Renew what waits, one statement at a time, until nothing does. Stopped (the
         server shutting down), it cancels the heartbeats it had not answered."""
-        batch: list[tuple[RunHeartbeat, asyncio.Future[datetime]]] = []
+        batch: Waiting = []
         try:
             while self._waiting:
                 batch = self._waiting[:MOST_TOGETHER]
@@ -85,17 +140,13 @@ class LeaseRenewals:
             self._waiting.clear()
             raise
         finally:
-            self._renewing = None
+            self.task = None
 
-    async def _outcomes(self, beats: Sequence[RunHeartbeat]) -> list[Outcome]:
-        """Each heartbeat's expiry or refusal; when the statement fails, an error of its
-        own for each."""
-        values = {"store": self.store, "heartbeats": beats, "lease_seconds": self.lease_seconds}
-        try:
-            return list(await self._in_thread(renew_leases, values))
-        except Exception as failure:
-            failed: list[Outcome] = [failure]
-            return failed + [copy.copy(failure) for _ in beats[1:]]
+
+def _unreachable(failure: DatabaseUnavailable) -> DatabaseUnavailable:
+    error = DatabaseUnavailable(str(failure))
+    error.__cause__ = failure
+    return error
 
 
 async def renewals_of(request: Request) -> LeaseRenewals:

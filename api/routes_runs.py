@@ -98,7 +98,8 @@ async def heartbeat(
     job_id: JobId, caller: Emitter, ledger: TheLedger, renewals: TheRenewals, body: RunBody
 ) -> Response:
     """Renew the run's lease. Heartbeats of many runs that arrive together are renewed in
-    one statement (`api.lease_renewals`), each answered as it would be alone."""
+    one statement (`api.lease_renewals`), each answered with its own expiry or refusal; a
+    shared statement that fails is tried again for each heartbeat alone."""
     lease_seconds = ledger.settings.lease_seconds
     expires = await renewals.renew(RunHeartbeat(job_id, body.attempt, body.run_token))
     view = HeartbeatView(

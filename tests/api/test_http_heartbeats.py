@@ -1,12 +1,18 @@
 """POST /v1/heartbeats and LedgerClient.heartbeat_many: a host's runs in one request."""
 
+import asyncio
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
+import httpx
+from fastapi import FastAPI
 from starlette.testclient import TestClient
 
+from api.direct_handler import in_thread
+from api.lease_renewals import LeaseRenewals
 from ledger.client import HEARTBEATS_PER_REQUEST
-from ledger.leases import MAX_HEARTBEATS
+from ledger.leases import MAX_HEARTBEATS, RunHeartbeat
 from tests.api.conftest import auth, client_through
 
 WORKER = {"worker_id": "w1", "host": "gpu-node-7", "pid": 4242}
@@ -84,3 +90,50 @@ def test_the_client_heartbeats_many_runs_in_requests_of_the_servers_limit(
 
     assert [o["status"] for o in outcomes] == [200] * len(runs) + [409]
     assert HEARTBEATS_PER_REQUEST == MAX_HEARTBEATS
+
+
+def test_single_heartbeats_sent_together_share_a_statement_and_keep_their_answers(
+    client: TestClient,
+) -> None:
+    runs = [started(client, f"hb-together-{n}") for n in range(4)]
+    forged = {**runs[3], "run_token": "forged"}
+    sizes: list[int] = []
+    arrived: list[RunHeartbeat] = []
+    all_arrived = asyncio.Event()
+
+    class Counted(LeaseRenewals):
+        async def renew(self, beat: RunHeartbeat) -> datetime:
+            arrived.append(beat)
+            if len(arrived) == 4:
+                all_arrived.set()
+            return await super().renew(beat)
+
+    async def counted(call: Callable[..., Any], values: dict[str, Any]) -> Any:
+        sizes.append(len(values["heartbeats"]))
+        await all_arrived.wait()  # the first statement is on its way as the rest arrive
+        return await in_thread(call, values)
+
+    app = client.app
+    assert isinstance(app, FastAPI)
+    app.state.renewals = Counted(app.state.ledger.store, 60.0, counted)
+
+    async def together() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ledger") as http:
+            beats = [
+                http.post(
+                    f"/v1/jobs/{run['job_id']}/heartbeat",
+                    json={"attempt": run["attempt"], "run_token": run["run_token"]},
+                    headers=auth("trainer"),
+                )
+                for run in [*runs[:3], forged]
+            ]
+            return list(await asyncio.gather(*beats))
+
+    answers = asyncio.run(together())
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 409]
+    assert [answer.json()["job_id"] for answer in answers[:3]] == [
+        f"hb-together-{n}" for n in range(3)
+    ]
+    assert answers[3].json()["current_attempt"] == runs[3]["attempt"]
+    assert sum(sizes) == 4 and len(sizes) <= 2, sizes  # alone, each had its own

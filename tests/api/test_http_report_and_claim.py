@@ -314,6 +314,38 @@ def test_a_retry_that_meets_an_older_replica_replays_the_report_and_the_claim(
     assert result_of(client, "reported") == {"loss": 0.5}
 
 
+def test_a_retry_on_an_older_replica_after_the_claimed_run_ended_answers_no_next_job(
+    client: TestClient,
+) -> None:
+    """As above, but the run the first try claimed is cancelled before the retry: its
+    replayed claim is refused as stale, and the retry answers no next job, claiming none."""
+    trainer = trainer_with_queued(client, "reported", "next", "waiting")
+    trainer.backoff = 0.001
+    reported = trainer.claim(WORKER_IDENTITY)
+    assert reported is not None
+    request = client.request
+    lost: list[Any] = []
+
+    def replicas(method: str, url: str, **kwargs: Any) -> Any:
+        if url.endswith("-and-claim"):
+            if not lost:
+                lost.append(request(method, url, **kwargs))
+                request("POST", "/v1/jobs/next/cancel", json={}, headers=auth("alice"))
+                raise httpx.ReadError("connection reset")
+            url = "/v1/no-such-route"
+        return request(method, url, **kwargs)
+
+    client.request = replicas  # type: ignore[method-assign]
+    job, following = trainer.report_and_claim(
+        "reported", "complete", reported.attempt, reported.run_token, WORKER_IDENTITY
+    )
+    assert lost[0].json()["next"]["job"]["job_id"] == "next"
+    assert job["status"] == "completed"
+    assert following is None
+    assert status_of(client, "next") == "cancelled"
+    assert status_of(client, "waiting") == "queued"  # the retry claimed nothing else
+
+
 def test_a_retry_after_the_claimed_run_ended_answers_no_next_job(client: TestClient) -> None:
     register(client, "reported")
     register(client, "next")

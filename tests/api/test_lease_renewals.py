@@ -2,18 +2,23 @@
 answered as a heartbeat of its own would be."""
 
 import asyncio
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import text
 
 from api.bootstrap import Ledger
 from api.direct_handler import in_thread
 from api.lease_renewals import MOST_TOGETHER, LeaseRenewals
 from ledger.commands import RegisterJob, WorkerIdentity
-from ledger.errors import DatabaseUnavailable, JobNotFound, StaleAttempt
+from ledger.database import create_ledger_engine, libpq_url
+from ledger.errors import DatabaseBusy, DatabaseUnavailable, JobNotFound, StaleAttempt
 from ledger.leases import RunHeartbeat
+from ledger.settings import Settings
+from ledger.store import EventStore
 
 WORKER = WorkerIdentity(worker_id="w1", host="gpu-node-1")
 
@@ -30,6 +35,19 @@ def running(ledger: Ledger, count: int) -> list[RunHeartbeat]:
     return beats
 
 
+class FailsFirst:
+    """`statements`, failing its first call only."""
+
+    def __init__(self, statements: "Statements") -> None:
+        self.statements = statements
+
+    async def __call__(self, call: Callable[..., Any], values: dict[str, Any]) -> Any:
+        try:
+            return await self.statements(call, values)
+        finally:
+            self.statements.fail_with = None
+
+
 class Statements:
     """`in_thread`, counting the heartbeats each renewal statement carries."""
 
@@ -38,7 +56,7 @@ class Statements:
         self.fail_with = fail_with
 
     async def __call__(self, call: Callable[..., Any], values: dict[str, Any]) -> Any:
-        self.sizes.append(len(values["heartbeats"]))
+        self.sizes.append(len(values.get("heartbeats", [values])))
         if self.fail_with is not None:
             raise self.fail_with
         return await in_thread(call, values)
@@ -93,19 +111,49 @@ def test_a_statement_carries_at_most_its_share_and_the_rest_follow(ledger: Ledge
     assert all(isinstance(outcome, datetime) for outcome in outcomes)
 
 
-def test_a_failed_statement_fails_each_of_its_heartbeats_with_an_error_of_its_own(
+def test_a_database_out_of_reach_fails_each_heartbeat_with_an_error_of_its_own(
     ledger: Ledger,
 ) -> None:
     beats = running(ledger, 3)
     statements = Statements(fail_with=DatabaseUnavailable("the database went away"))
     renewals = LeaseRenewals(ledger.store, 60.0, statements)
     outcomes = asyncio.run(renew_all(renewals, beats))
-    assert statements.sizes == [3]
+    assert statements.sizes == [3]  # none tried alone: none would reach it either
     assert all(isinstance(outcome, DatabaseUnavailable) for outcome in outcomes)
     assert len({id(outcome) for outcome in outcomes}) == 3
     # The next heartbeat gets a statement of its own: nothing was left waiting.
     statements.fail_with = None
     assert isinstance(asyncio.run(renewals.renew(beats[0])), datetime)
+
+
+def test_a_failed_shared_statement_tries_each_heartbeat_alone(ledger: Ledger) -> None:
+    beats = running(ledger, 3)
+    statements = Statements(fail_with=DatabaseBusy("canceling statement due to lock timeout"))
+    first_only = FailsFirst(statements)
+    renewals = LeaseRenewals(ledger.store, 60.0, first_only)
+    outcomes = asyncio.run(renew_all(renewals, beats))
+    assert statements.sizes == [3, 1, 1, 1]
+    assert all(isinstance(outcome, datetime) for outcome in outcomes), outcomes
+
+
+def test_a_lease_another_transaction_holds_fails_only_its_own_heartbeat(
+    ledger: Ledger, database_url: str
+) -> None:
+    beats = running(ledger, 3)
+    impatient = create_ledger_engine(database_url, Settings(lock_timeout_ms=200))
+    renewals = LeaseRenewals(EventStore(impatient), 60.0, in_thread)
+    try:
+        with psycopg.connect(libpq_url(database_url)) as holder:
+            holder.execute(
+                "SELECT 1 FROM job_leases WHERE job_id = %s FOR UPDATE", [beats[1].job_id]
+            )
+            outcomes = asyncio.run(renew_all(renewals, beats))
+            holder.rollback()
+    finally:
+        impatient.dispose()
+    assert isinstance(outcomes[0], datetime)
+    assert isinstance(outcomes[1], DatabaseBusy)
+    assert isinstance(outcomes[2], datetime)
 
 
 def test_a_heartbeat_whose_request_went_away_leaves_the_others_answered(
@@ -143,14 +191,15 @@ def test_a_stopped_renewal_cancels_the_heartbeats_it_had_not_answered(ledger: Le
         await entered.wait()
         later = asyncio.create_task(renewals.renew(beats[0]))  # waits for the next statement
         await asyncio.sleep(0)
-        renewing = renewals._renewing
+        renewing = renewals.renewing()
         assert renewing is not None
         renewing.cancel()
-        return await asyncio.gather(*tasks, later, return_exceptions=True)
+        outcomes = await asyncio.gather(*tasks, later, return_exceptions=True)
+        assert renewals.renewing() is None
+        return outcomes
 
     outcomes = asyncio.run(stopped())
     assert [type(outcome) for outcome in outcomes] == [asyncio.CancelledError] * 3
-    assert renewals._renewing is None
 
 
 def test_each_renewed_lease_expires_when_its_answer_says(ledger: Ledger) -> None:
@@ -161,3 +210,27 @@ def test_each_renewed_lease_expires_when_its_answer_says(ledger: Ledger) -> None
         rows = conn.execute(text("SELECT job_id, expires_at FROM job_leases")).all()
     stored: dict[str, datetime] = {job_id: expires for job_id, expires in rows}
     assert stored == {beat.job_id: expiry for beat, expiry in zip(beats, expiries, strict=True)}
+
+
+def test_heartbeats_on_another_event_loop_are_gathered_there(ledger: Ledger) -> None:
+    first, second = running(ledger, 2)
+    entered, release = threading.Event(), threading.Event()
+
+    async def held_until_released(call: Callable[..., Any], values: dict[str, Any]) -> Any:
+        if values["heartbeats"][0] == first:
+            entered.set()
+            await asyncio.get_running_loop().run_in_executor(None, release.wait, 10)
+        return await in_thread(call, values)
+
+    renewals = LeaseRenewals(ledger.store, 60.0, held_until_released)
+    held: list[Any] = []
+    other_loop = threading.Thread(target=lambda: held.append(asyncio.run(renewals.renew(first))))
+    other_loop.start()
+    try:
+        assert entered.wait(10)
+        # The other loop's statement is on its way: this loop's heartbeat goes on its own.
+        assert isinstance(asyncio.run(asyncio.wait_for(renewals.renew(second), 10)), datetime)
+    finally:
+        release.set()
+        other_loop.join(10)
+    assert len(held) == 1 and isinstance(held[0], datetime)
