@@ -35,6 +35,7 @@ from api.bootstrap import Ledger
 from api.console_page import CONSOLE_DIR
 from api.correlation import RequestCorrelation
 from api.direct_handler import in_thread
+from api.gathered_registrations import Registrations
 from api.lease_renewals import LeaseRenewals
 from api.limits import BodyLimit, max_body_bytes
 from api.metrics import Metrics, RequestMetrics
@@ -84,6 +85,7 @@ def create_app(ledger: Ledger, tokens: TokenBook) -> FastAPI:
     app.state.watcher = watcher
     app.state.readiness = Readiness(ledger)
     app.state.renewals = LeaseRenewals(ledger.store, ledger.settings.lease_seconds, in_thread)
+    app.state.registrations = Registrations(ledger.service, in_thread)
     return app
 
 

@@ -8,6 +8,8 @@ from fastapi import Body, Query
 from starlette.responses import Response
 
 from api.auth import Caller, Operator, Reader, Registrar
+from api.direct_handler import in_thread
+from api.gathered_registrations import TheRegistrations
 from api.models import (
     CancelBody,
     CreateJob,
@@ -47,6 +49,7 @@ from api.routing import api_router
 from ledger.commands import CancelJob, JobCommand, MarkFailed, RequeueJob
 from ledger.errors import JobNotFound
 from ledger.job_listing import JobsCursor
+from ledger.registrations import Registration
 from ledger.statuses import JobStatus
 from projections.current_status.as_of import parse_moment
 from projections.history import transitions
@@ -76,19 +79,31 @@ AsOf = Annotated[
         },
     },
 )
-def create_job(
+async def create_job(
     caller: Registrar,
     body: Annotated[CreateJob, Body(default_factory=CreateJob)],
     registration: TheRegistration,
+    registrations: TheRegistrations,
 ) -> Response:
+    """Registrations that arrive together are recorded in one transaction
+    (`api.gathered_registrations`), each answered, logged and counted as its own."""
     sent = registration.sent
-    job_id, command = body.job_id or new_job_id(caller.name, sent.key), body.command()
-    outcome = sent.execute(job_id, command, actor=caller.name)
+    job_id = body.job_id or new_job_id(caller.name, sent.key)
+    outcome = await registrations.register(
+        Registration(
+            job_id=job_id,
+            command=body.command(),
+            idempotency_key=sent.key,
+            actor=caller.name,
+            correlation_id=sent.correlation,
+        )
+    )
     code, location = 200 if outcome.replayed else 201, {"Location": f"/v1/jobs/{job_id}"}
     if registration.minimal:
         applied = {"Preference-Applied": RETURN_MINIMAL}
         return json_response(recorded_job_view(outcome.state), code, location | applied)
-    return json_response(job_view(sent.ledger.reader.reading_of(outcome.state)), code, location)
+    reading = await in_thread(sent.ledger.reader.reading_of, {"state": outcome.state})
+    return json_response(job_view(reading), code, location)
 
 
 def new_job_id(caller: str, key: str | None) -> str:

@@ -159,14 +159,15 @@ REGISTER_MANY = f"""
             job_id, seq, type, payload, actor, reason, attempt,
             idempotency_key, command_sha256, correlation_id, occurred_at
         )
-        SELECT e.job_id, e.seq, e.type, e.payload, %(actor)s, e.reason, e.attempt,
-               e.idempotency_key, e.command_sha256, %(correlation_id)s,
+        SELECT e.job_id, e.seq, e.type, e.payload, e.actor, e.reason, e.attempt,
+               e.idempotency_key, e.command_sha256, e.correlation_id,
                %(occurred_at)s::timestamptz
         FROM ROWS FROM (jsonb_to_recordset(%(events)s::jsonb) AS (
             job_id text, seq int, type text, payload jsonb, reason text, attempt int,
-            idempotency_key text, command_sha256 text
+            idempotency_key text, command_sha256 text, actor text, correlation_id text
         )) WITH ORDINALITY AS e(
-            job_id, seq, type, payload, reason, attempt, idempotency_key, command_sha256, ord
+            job_id, seq, type, payload, reason, attempt, idempotency_key, command_sha256,
+            actor, correlation_id, ord
         )
         ORDER BY e.ord
         ON CONFLICT DO NOTHING

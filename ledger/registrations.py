@@ -40,11 +40,15 @@ _STATUS_COLUMN_COUNT = len(JOB_STATUS_COLUMNS)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Registration:
-    """One job to register: its id, the registration, and the caller's idempotency key."""
+    """One job to register: its id, the registration, and the caller's idempotency key;
+    who asked and the correlation id, when they are not the whole call's (registrations of
+    many callers gathered into one statement)."""
 
     job_id: str
     command: RegisterJob
     idempotency_key: str | None = None
+    actor: str | None = None
+    correlation_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +107,13 @@ def register_many(
         )
     with store.connection() as conn:  # one statement: one transaction
         if projected:
-            params = _params(projected, actor, correlation_id, occurred_at)
+            params = _params(registrations, projected, actor, correlation_id, occurred_at)
+            appended: list[str] = []
             for job_id, *recorded in conn.execute(REGISTER_MANY, params):
-                index, (_, _, projected_state, _) = projected[job_id]
+                index, (_, _, projected_state, event_rows) = projected[job_id]
                 outcomes[index] = Registered(stamped(projected_state, recorded[2]))
+                appended.extend(row["type"] for row in event_rows)
+            store.observers.events_appended(appended)
         left_out = [(i, item) for i, item in enumerate(registrations) if outcomes[i] is None]
         found = _found(conn, [item for _, item in left_out]) if left_out else {}
     for index, item in left_out:
@@ -116,24 +123,27 @@ def register_many(
 
 
 def _params(
+    registrations: Sequence[Registration],
     projected: dict[str, tuple[int, Projection]],
     actor: str,
     correlation_id: str | None,
     occurred_at: datetime | None,
 ) -> dict[str, Any]:
-    """`REGISTER_MANY`'s parameters: every job's events and row, each list as one document."""
+    """`REGISTER_MANY`'s parameters: every job's events and row, each list as one document;
+    each event names who asked, and the correlation id."""
+    events: list[dict[str, Any]] = []
+    for job_id, (index, (_, _, _, event_rows)) in projected.items():
+        item = registrations[index]
+        asked = {
+            "job_id": job_id,
+            "actor": item.actor or actor,
+            "correlation_id": item.correlation_id or correlation_id,
+        }
+        events.extend(row | asked for row in event_rows)
     return {
-        "actor": actor,
-        "correlation_id": correlation_id,
         "occurred_at": occurred_at,
         "append_time": APPEND_TIME,
-        "events": orjson.dumps(
-            [
-                row | {"job_id": job_id}
-                for job_id, (_, (_, _, _, event_rows)) in projected.items()
-                for row in event_rows
-            ]
-        ).decode(),
+        "events": orjson.dumps(events).decode(),
         "states": orjson.dumps(
             [state._asdict() for _, (_, _, state, _) in projected.values()]
         ).decode(),

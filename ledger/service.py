@@ -29,6 +29,7 @@ from ledger.errors import (
     IdempotencyKeyReused,
     InvalidCommand,
     LedgerError,
+    StorageError,
     VersionConflict,
 )
 from ledger.events import JobEvent, RecordedEvent
@@ -180,6 +181,32 @@ class JobService:
             outcome.state for outcome in outcomes if isinstance(outcome, Registered)
         )
         _log_registrations(registrations, outcomes, actor, correlation_id, refused_before)
+        return outcomes
+
+    def register_each(self, registrations: Sequence[Registration]) -> list[RegistrationOutcome]:
+        """Registrations of many callers (each naming its `actor`), gathered into one
+        transaction: each recorded, logged and counted as its own `execute` would be. A
+        failure of the whole transaction is raised, and logs nothing: the caller decides
+        what becomes of each registration."""
+        outcomes = register_many(self.store, registrations, actor="")
+        self.cache.put_many(
+            outcome.state for outcome in outcomes if isinstance(outcome, Registered)
+        )
+        command = COMMAND_NAMES[RegisterJob]
+        observers = self.store.observers
+        for registration, outcome in zip(registrations, outcomes, strict=True):
+            line = CommandLine(
+                command=command,
+                job_id=registration.job_id,
+                actor=registration.actor or "",
+                correlation_id=registration.correlation_id,
+            )
+            if isinstance(outcome, LedgerError):
+                if not isinstance(outcome, StorageError):
+                    observers.command_refused(outcome.kind)
+                log_refusal(line, outcome)
+            else:
+                log_line(line, REPLAYED if outcome.replayed else ACCEPTED)
         return outcomes
 
     def _decide_on_cache(self, request: _Request) -> Outcome | None:

@@ -191,11 +191,11 @@ def test_a_stopped_renewal_cancels_the_heartbeats_it_had_not_answered(ledger: Le
         await entered.wait()
         later = asyncio.create_task(renewals.renew(beats[0]))  # waits for the next statement
         await asyncio.sleep(0)
-        renewing = renewals.renewing()
+        renewing = renewals.gathered.running()
         assert renewing is not None
         renewing.cancel()
         outcomes = await asyncio.gather(*tasks, later, return_exceptions=True)
-        assert renewals.renewing() is None
+        assert renewals.gathered.running() is None
         return outcomes
 
     outcomes = asyncio.run(stopped())

@@ -1,0 +1,69 @@
+"""Single registrations that arrive together, registered together.
+
+A training server that submits its jobs one request each, from many threads, sends the
+ledger a registration per job. `Registrations` gathers on the event loop
+(`api.gathering`) the registrations that arrive while one is on its way, and registers
+them in one transaction (`JobService.register_each`: one statement, one commit), each
+with its own caller, idempotency key and correlation id, each answered, logged and
+counted as its own `execute` would be. A registration that arrives alone goes through
+`execute` itself, whose single append costs one registration less. When the shared
+transaction fails, each is tried again alone (`alone_after_failure`).
+"""
+
+from collections.abc import Sequence
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from api.gathering import Gathered, InThread, alone_after_failure
+from ledger.registrations import MAX_REGISTRATIONS, Registered, Registration, RegistrationOutcome
+from ledger.service import JobService
+
+MOST_TOGETHER = MAX_REGISTRATIONS
+"""The most registrations one transaction carries, as one `POST /v1/jobs/batch` does."""
+
+
+class Registrations:
+    """The single registrations of one process, registered together when they arrive
+    together."""
+
+    def __init__(self, service: JobService, in_thread: InThread) -> None:
+        self.service = service
+        self._in_thread = in_thread
+        self.gathered = Gathered[Registration, Registered](self._outcomes, MOST_TOGETHER)
+
+    async def register(self, registration: Registration) -> Registered:
+        """Register the job, with the registrations that wait beside it (`registration`
+        names its actor); the job as registered, or as an earlier registration with the
+        same key left it. Raises what `JobService.execute` raises for it."""
+        return await self.gathered(registration)
+
+    async def _outcomes(
+        self, items: Sequence[Registration]
+    ) -> Sequence[RegistrationOutcome | BaseException]:
+        if len(items) == 1:  # `execute`'s one append costs a lone registration less
+            try:
+                return [await self._alone(items[0])]
+            except Exception as refused:
+                return [refused]
+        shared = self._in_thread(self.service.register_each, {"registrations": items})
+        return await alone_after_failure(shared, items, self._alone)
+
+    async def _alone(self, item: Registration) -> Registered:
+        values = {
+            "job_id": item.job_id,
+            "command": item.command,
+            "actor": item.actor or "",
+            "idempotency_key": item.idempotency_key,
+            "correlation_id": item.correlation_id,
+        }
+        outcome = await self._in_thread(self.service.execute, values)
+        return Registered(outcome.state, outcome.replayed)
+
+
+async def registrations_of(request: Request) -> Registrations:
+    registrations: Registrations = request.app.state.registrations
+    return registrations
+
+
+TheRegistrations = Annotated[Registrations, Depends(registrations_of)]
