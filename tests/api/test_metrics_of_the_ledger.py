@@ -52,6 +52,13 @@ def test_events_appended_are_counted_by_type(client: TestClient) -> None:
     assert after['jobledger_events_appended_total{type="job_completed"}'] == 0
 
 
+def test_a_batch_s_registrations_are_counted_as_appended_events(client: TestClient) -> None:
+    jobs = [{"job_id": "sweep-1"}, {"job_id": "sweep-2"}, {"job_id": "sweep-1"}]
+    answer = client.post("/v1/jobs/batch", json={"jobs": jobs}, headers=auth("trainer"))
+    assert answer.status_code == 200, answer.text
+    assert scrape(client)['jobledger_events_appended_total{type="job_registered"}'] == 2
+
+
 def test_commands_refused_are_counted_by_kind(client: TestClient) -> None:
     register(client, "refused")
     started = claim(client)
