@@ -7,12 +7,15 @@ them in one transaction (`JobService.register_each`: one statement, one commit),
 with its own caller, idempotency key and correlation id, each answered, logged and
 counted as its own `execute` would be. A registration that arrives alone goes through
 `execute` itself, whose single append costs one registration less. When the shared
-transaction fails, each is tried again alone (`alone_after_failure`).
+transaction fails, each is tried again alone, or fails at once with a log line of its
+own (`alone_after_failure`). One transaction is on its way at a time: one that waits on a
+lock holds up the registrations behind it.
 """
 
 from collections.abc import Sequence
 from typing import Annotated
 
+import orjson
 from fastapi import Depends, Request
 
 from api.gathering import Gathered, InThread, alone_after_failure
@@ -22,6 +25,11 @@ from ledger.service import JobService
 MOST_TOGETHER = MAX_REGISTRATIONS
 """The most registrations one transaction carries, as one `POST /v1/jobs/batch` does."""
 
+MOST_SPEC_BYTES = 1_000_000
+"""The most bytes of specs one transaction carries (a registration's spec, as JSON), as
+a batch's body is held to its limit: a statement of large specs stays one of a bounded
+size. A registration larger alone goes alone."""
+
 
 class Registrations:
     """The single registrations of one process, registered together when they arrive
@@ -30,7 +38,9 @@ class Registrations:
     def __init__(self, service: JobService, in_thread: InThread) -> None:
         self.service = service
         self._in_thread = in_thread
-        self.gathered = Gathered[Registration, Registered](self._outcomes, MOST_TOGETHER)
+        self.gathered = Gathered[Registration, Registered](
+            self._outcomes, MOST_TOGETHER, weigh=_spec_bytes, most_weight=MOST_SPEC_BYTES
+        )
 
     async def register(self, registration: Registration) -> Registered:
         """Register the job, with the registrations that wait beside it (`registration`
@@ -47,7 +57,9 @@ class Registrations:
             except Exception as refused:
                 return [refused]
         shared = self._in_thread(self.service.register_each, {"registrations": items})
-        return await alone_after_failure(shared, items, self._alone)
+        return await alone_after_failure(
+            shared, items, self._alone, failed_each=self.service.log_unrecorded
+        )
 
     async def _alone(self, item: Registration) -> Registered:
         values = {
@@ -59,6 +71,11 @@ class Registrations:
         }
         outcome = await self._in_thread(self.service.execute, values)
         return Registered(outcome.state, outcome.replayed)
+
+
+def _spec_bytes(registration: Registration) -> int:
+    spec = registration.command.spec
+    return len(orjson.dumps(spec)) if spec else 0
 
 
 async def registrations_of(request: Request) -> Registrations:

@@ -4,9 +4,11 @@ A fleet's single commands (a heartbeat, a registration) arrive by the hundred a 
 and each was a thread's hop, a statement and a commit of its own. `Gathered` collects on
 the event loop the calls that arrive while one of theirs is on its way, and makes them all
 in the next call of `together`, as a database's group commit gathers the commits that wait
-on one flush: under load, one hop, one statement and one commit carry many; alone, a call
-goes at once. One call of `together` is on its way at a time, carrying at most `most`;
-a call waits for the ones that carry those that came before it.
+on one flush: under load, one hop, one statement and one commit carry many; a call that
+finds none on its way goes at once. One call of `together` is on its way at a time,
+carrying at most `most` items (and, when items are weighed, at most `most_weight`); a
+call waits for the ones that carry those that came before it, so one that waits on a lock
+holds up those behind it.
 """
 
 import asyncio
@@ -16,7 +18,7 @@ from contextvars import Context
 from typing import Any, Generic, TypeVar
 from weakref import WeakKeyDictionary
 
-from ledger.errors import DatabaseUnavailable
+from ledger.errors import LockNotGranted, StorageError, error_like
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -27,15 +29,25 @@ Together = Callable[[Sequence[In]], Awaitable[Sequence[Out | BaseException]]]
 InThread = Callable[[Callable[..., Any], dict[str, Any]], Awaitable[Any]]
 """How a blocking call is run off the event loop: `api.direct_handler.in_thread`."""
 
+ALONE_AT_ONCE = 8
+"""The most items tried alone at a time after their shared call failed: the threads they
+take are the ones every other request uses."""
+
 
 class Gathered(Generic[In, Out]):
     """Calls gathered per running event loop: a server runs one loop; a caller that runs a
     loop per request (a test client outside its `with` block) has its calls gathered per
     loop."""
 
-    def __init__(self, together: Together[In, Out], most: int) -> None:
+    def __init__(
+        self,
+        together: Together[In, Out],
+        most: int,
+        weigh: Callable[[In], int] | None = None,
+        most_weight: int = 0,
+    ) -> None:
         self._together = together
-        self._most = most
+        self._limits = (most, weigh, most_weight)
         self._loops: WeakKeyDictionary[asyncio.AbstractEventLoop, _Waiting[In, Out]] = (
             WeakKeyDictionary()
         )
@@ -49,7 +61,7 @@ class Gathered(Generic[In, Out]):
         waiting = self._loops.get(loop)
         if waiting is None:
             with self._loops_lock:
-                waiting = self._loops.setdefault(loop, _Waiting(self._together, self._most))
+                waiting = self._loops.setdefault(loop, _Waiting(self._together, *self._limits))
         return await waiting.answer(loop, item)
 
     def running(self) -> asyncio.Task[None] | None:
@@ -62,9 +74,17 @@ class _Waiting(Generic[In, Out]):
     """The calls waiting on one event loop, and the task making them. Used from that loop
     only."""
 
-    def __init__(self, together: Together[In, Out], most: int) -> None:
+    def __init__(
+        self,
+        together: Together[In, Out],
+        most: int,
+        weigh: Callable[[In], int] | None,
+        most_weight: int,
+    ) -> None:
         self._together = together
         self._most = most
+        self._weigh = weigh
+        self._most_weight = most_weight
         self._items: list[tuple[In, asyncio.Future[Out]]] = []
         self.task: asyncio.Task[None] | None = None
 
@@ -76,14 +96,29 @@ class _Waiting(Generic[In, Out]):
             self.task = loop.create_task(self._make_waiting(), context=Context())
         return await answer
 
+    def _next_batch(self) -> list[tuple[In, asyncio.Future[Out]]]:
+        """The items of the next call: the first `most`, fewer when their weight would pass
+        `most_weight` (one item at least, whatever it weighs)."""
+        count = min(self._most, len(self._items))
+        if self._weigh is not None:
+            weight = 0
+            for index, (item, _) in enumerate(self._items[:count]):
+                weight += self._weigh(item)
+                if weight > self._most_weight and index > 0:
+                    count = index
+                    break
+        batch = self._items[:count]
+        del self._items[:count]
+        return batch
+
     async def _make_waiting(self) -> None:
-        """Make what waits, one call at a time, until nothing does. Stopped, it cancels
-        the calls it had not answered."""
+        """Make what waits, one call at a time, until nothing does. A call that raises
+        instead of answering fails each of its items and of those waiting with that error;
+        stopped, it cancels the items it had not answered."""
         batch: list[tuple[In, asyncio.Future[Out]]] = []
         try:
             while self._items:
-                batch = self._items[: self._most]
-                del self._items[: self._most]
+                batch = self._next_batch()
                 outcomes = await self._together([item for item, _ in batch])
                 for (_, answer), outcome in zip(batch, outcomes, strict=True):
                     if answer.done():  # its request went away meanwhile
@@ -93,6 +128,11 @@ class _Waiting(Generic[In, Out]):
                     else:
                         answer.set_result(outcome)
                 batch = []
+        except Exception as failure:
+            for _, answer in [*batch, *self._items]:
+                if not answer.done():
+                    answer.set_exception(failure)
+            self._items.clear()
         except BaseException:
             for _, answer in [*batch, *self._items]:
                 answer.cancel()
@@ -102,27 +142,43 @@ class _Waiting(Generic[In, Out]):
             self.task = None
 
 
+def tried_alone_after(failure: Exception) -> bool:
+    """Whether the items of a shared call that failed so are each tried again alone: when
+    the failure may be one item's (a row another transaction holds past the lock timeout,
+    a deadlock, a value the database cannot store), not the database's as a whole (out
+    of reach, or a statement that outlasted its timeout), which no item alone would
+    escape either."""
+    return isinstance(failure, LockNotGranted) or not isinstance(failure, StorageError)
+
+
 async def alone_after_failure(
     shared: Awaitable[Sequence[Out | BaseException]],
     items: Sequence[In],
     alone: Callable[[In], Awaitable[Out]],
+    failed_each: Callable[[Sequence[In], Sequence[Exception]], None] | None = None,
 ) -> list[Out | BaseException]:
-    """The outcomes of `shared`, the call of all `items` in one statement; when it fails,
-    each item's own, from `alone` called for each at once, as each had been made without
-    the others: a row another transaction holds past the lock timeout, or any failure of
-    one item's own, fails that item only. A database that cannot be reached, which no item
-    alone would reach either, fails each at once with an error of its own."""
+    """The outcomes of `shared`, the call of all `items` in one statement. When it fails,
+    each item's own: from `alone` called for each, `ALONE_AT_ONCE` at a time, as each had
+    been made without the others, when `tried_alone_after` the failure; else each fails
+    at once with an error of its own, told to `failed_each`."""
     try:
         return list(await shared)
     except Exception as failure:
-        if len(items) == 1:
-            return [failure]
-        if isinstance(failure, DatabaseUnavailable):
-            return [_unreachable(failure) for _ in items]
-    return list(await asyncio.gather(*map(alone, items), return_exceptions=True))
+        if len(items) > 1 and tried_alone_after(failure):
+            return await _each_alone(items, alone)
+        errors = [failure] + [error_like(failure) for _ in items[1:]]
+        if failed_each is not None:
+            failed_each(items, errors)
+        return list(errors)
 
 
-def _unreachable(failure: DatabaseUnavailable) -> DatabaseUnavailable:
-    error = DatabaseUnavailable(str(failure))
-    error.__cause__ = failure
-    return error
+async def _each_alone(
+    items: Sequence[In], alone: Callable[[In], Awaitable[Out]]
+) -> list[Out | BaseException]:
+    turns = asyncio.Semaphore(ALONE_AT_ONCE)
+
+    async def in_turn(item: In) -> Out:
+        async with turns:
+            return await alone(item)
+
+    return list(await asyncio.gather(*map(in_turn, items), return_exceptions=True))

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 from sqlalchemy.pool.base import _ConnectionRecord
 
-from ledger.errors import DatabaseBusy, DatabaseUnavailable, StorageError
+from ledger.errors import DatabaseBusy, DatabaseUnavailable, LockNotGranted, StorageError
 from ledger.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -227,12 +227,15 @@ def storage_error(exc: psycopg.Error) -> StorageError | None:
     database rather than about the statement: None for a refusal of the statement itself
     (a constraint, bad data), which the store translates.
 
-    A statement cancelled by `statement_timeout` (or by anyone) and a lock not granted
-    within `lock_timeout` leave the connection usable: the database is busy. Any other
+    A statement cancelled by `statement_timeout` (or by anyone), a lock not granted within
+    `lock_timeout` and a deadlock leave the connection usable: the database is busy (a
+    lock not granted: `LockNotGranted`). Any other
     operational error (the server shut down, the connection broke, the server is out of
     connections or memory) means the database is unavailable, and the connection is not
     trusted again."""
-    if isinstance(exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable):
+    if isinstance(exc, psycopg.errors.LockNotAvailable | psycopg.errors.DeadlockDetected):
+        return LockNotGranted(f"{LockNotGranted.__doc__} ({exc.diag.message_primary or exc})")
+    if isinstance(exc, psycopg.errors.QueryCanceled):
         return DatabaseBusy(f"{DatabaseBusy.__doc__} ({exc.diag.message_primary or exc})")
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         return DatabaseUnavailable(f"the database cannot be reached: {exc}".strip())

@@ -259,6 +259,11 @@ class DatabaseBusy(StorageError):
     kind = "database-busy"
 
 
+class LockNotGranted(DatabaseBusy):
+    """A lock was not granted: another transaction held it past the lock timeout, or the
+    wait for it closed a deadlock."""
+
+
 class SchemaOutOfDate(StorageError):
     """The database's schema is behind this version of JobLedger."""
 
@@ -318,3 +323,13 @@ class InvalidTraceparent(LedgerError):
     def __init__(self, value: str) -> None:
         self.value = value
         super().__init__(f"not a valid W3C traceparent: {value!r}")
+
+
+def error_like(failure: Exception) -> StorageError:
+    """An error of its own for another command that `failure` failed (one statement
+    carried both): a storage error of the same kind and words, caused by `failure`."""
+    error = type(failure)(str(failure)) if isinstance(failure, StorageError) else None
+    if error is None:
+        error = StorageError(str(failure))
+    error.__cause__ = failure
+    return error

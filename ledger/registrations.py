@@ -2,8 +2,8 @@
 
 A sweep submits hundreds of jobs at once. They are registered by one statement
 (`REGISTER_MANY`): every new job's first event and its projected row. The log's unique
-`(job_id, seq)` leaves out a job that already exists, and only those are read back, in
-the same transaction, to say what each one is: a replay of the same registration with
+`(job_id, seq)` leaves out a job that already exists, and only those are read back, by a
+second statement, to say what each one is: a replay of the same registration with
 the same idempotency key (answered as before, nothing appended), or a refusal
 (`DuplicateJob`; `IdempotencyKeyReused` when the key was first used otherwise). A job
 named twice in one call is registered once; its second mention is judged like a replay.
@@ -18,7 +18,13 @@ import orjson
 
 from ledger.commands import RegisterJob, command_digest
 from ledger.decide import decide
-from ledger.errors import IdempotencyKeyReused, InvalidCommand, LedgerError, StorageError
+from ledger.errors import (
+    IdempotencyKeyReused,
+    InvalidCommand,
+    LedgerError,
+    StorageError,
+    error_like,
+)
 from ledger.queries import REGISTER_MANY, REGISTRATIONS_FOUND
 from ledger.schema import JOB_STATUS_COLUMNS
 from ledger.state import JobState
@@ -105,20 +111,27 @@ def register_many(
                 command_sha256=digest,
             ),
         )
-    with store.connection() as conn:  # one statement: one transaction
-        if projected:
-            params = _params(registrations, projected, actor, correlation_id, occurred_at)
-            appended: list[str] = []
+    if projected:
+        params = _params(registrations, projected, actor, correlation_id, occurred_at)
+        appended: list[str] = []
+        with store.connection() as conn:  # one statement: one transaction
             for job_id, *recorded in conn.execute(REGISTER_MANY, params):
                 index, (_, _, projected_state, event_rows) = projected[job_id]
                 outcomes[index] = Registered(stamped(projected_state, recorded[2]))
                 appended.extend(row["type"] for row in event_rows)
-            store.observers.events_appended(appended)
-        left_out = [(i, item) for i, item in enumerate(registrations) if outcomes[i] is None]
-        found = _found(conn, [item for _, item in left_out]) if left_out else {}
-    for index, item in left_out:
-        there = found.get((item.job_id, item.idempotency_key))
-        outcomes[index] = _judged(item, digests[index], there)
+        store.observers.events_appended(appended)
+    left_out = [(i, item) for i, item in enumerate(registrations) if outcomes[i] is None]
+    if left_out:
+        try:
+            with store.connection() as conn:
+                found = _found(conn, [item for _, item in left_out])
+        except StorageError as failure:  # those registered above are recorded
+            for index, _ in left_out:
+                outcomes[index] = error_like(failure)
+        else:
+            for index, item in left_out:
+                there = found.get((item.job_id, item.idempotency_key))
+                outcomes[index] = _judged(item, digests[index], there)
     return [outcome for outcome in outcomes if outcome is not None]
 
 

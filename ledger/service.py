@@ -186,21 +186,15 @@ class JobService:
     def register_each(self, registrations: Sequence[Registration]) -> list[RegistrationOutcome]:
         """Registrations of many callers (each naming its `actor`), gathered into one
         transaction: each recorded, logged and counted as its own `execute` would be. A
-        failure of the whole transaction is raised, and logs nothing: the caller decides
-        what becomes of each registration."""
+        failure of that transaction (nothing recorded) is raised, and logs nothing: the
+        caller decides what becomes of each registration (`log_unrecorded`)."""
         outcomes = register_many(self.store, registrations, actor="")
         self.cache.put_many(
             outcome.state for outcome in outcomes if isinstance(outcome, Registered)
         )
-        command = COMMAND_NAMES[RegisterJob]
         observers = self.store.observers
         for registration, outcome in zip(registrations, outcomes, strict=True):
-            line = CommandLine(
-                command=command,
-                job_id=registration.job_id,
-                actor=registration.actor or "",
-                correlation_id=registration.correlation_id,
-            )
+            line = _registration_line(registration)
             if isinstance(outcome, LedgerError):
                 if not isinstance(outcome, StorageError):
                     observers.command_refused(outcome.kind)
@@ -208,6 +202,14 @@ class JobService:
             else:
                 log_line(line, REPLAYED if outcome.replayed else ACCEPTED)
         return outcomes
+
+    def log_unrecorded(
+        self, registrations: Sequence[Registration], failures: Sequence[Exception]
+    ) -> None:
+        """Log each registration of `register_each` that its failure left unrecorded, as
+        `execute` logs a command that failed."""
+        for registration, failure in zip(registrations, failures, strict=True):
+            log_refusal(_registration_line(registration), failure)
 
     def _decide_on_cache(self, request: _Request) -> Outcome | None:
         """Decide on the cached state and append; None when only a fresh read can tell.
@@ -289,6 +291,16 @@ class JobService:
             raise _LostRace(conflict) from conflict
         self.cache.put(appended.state)
         return Outcome(appended.state, appended.events)
+
+
+def _registration_line(registration: Registration) -> CommandLine:
+    """The log line of one caller's registration (`registration` naming its actor)."""
+    return CommandLine(
+        command=COMMAND_NAMES[RegisterJob],
+        job_id=registration.job_id,
+        actor=registration.actor or "",
+        correlation_id=registration.correlation_id,
+    )
 
 
 def _log_registrations(

@@ -14,7 +14,8 @@ from starlette.testclient import TestClient
 
 from api.bootstrap import Ledger
 from api.direct_handler import in_thread
-from api.gathered_registrations import Registrations
+from api.gathered_registrations import MOST_SPEC_BYTES, Registrations
+from api.gathering import Gathered
 from ledger.command_log import LOGGER
 from ledger.commands import RegisterJob
 from ledger.errors import (
@@ -22,6 +23,7 @@ from ledger.errors import (
     DatabaseUnavailable,
     DuplicateJob,
     IdempotencyKeyReused,
+    LockNotGranted,
 )
 from ledger.registrations import Registered, Registration
 from ledger.telemetry import LedgerObserver
@@ -135,7 +137,7 @@ def test_each_registration_is_logged_and_counted_as_its_own(
 
 
 def test_a_failed_shared_transaction_tries_each_registration_alone(ledger: Ledger) -> None:
-    calls = Calls(fail_first=DatabaseBusy("canceling statement due to lock timeout"))
+    calls = Calls(fail_first=LockNotGranted("canceling statement due to lock timeout"))
     registrations = Registrations(ledger.service, calls)
     items = [registration("a"), registration("b", idempotency_key="kb"), registration("c")]
     outcomes = asyncio.run(register_all(registrations, items))
@@ -144,15 +146,57 @@ def test_a_failed_shared_transaction_tries_each_registration_alone(ledger: Ledge
     assert not any(outcome.replayed for outcome in outcomes)
 
 
-def test_a_database_out_of_reach_fails_each_registration_with_an_error_of_its_own(
+@pytest.mark.parametrize(
+    "failure",
+    [DatabaseUnavailable("the database went away"), DatabaseBusy("statement timeout")],
+    ids=["out-of-reach", "statement-timeout"],
+)
+def test_a_database_out_of_reach_or_too_slow_fails_each_registration_at_once(
+    ledger: Ledger, failure: DatabaseBusy | DatabaseUnavailable, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls = Calls(fail_first=failure)
+    registrations = Registrations(ledger.service, calls)
+    items = [registration("a", correlation_id="c-a"), registration("b", actor="bob")]
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        outcomes = asyncio.run(register_all(registrations, items))
+    assert calls.made == [("register_each", 2)]
+    assert all(type(outcome) is type(failure) for outcome in outcomes)
+    assert outcomes[0] is not outcomes[1]
+    lines = [
+        (r.job_id, r.actor, r.outcome, r.kind, r.correlation_id)  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.name == LOGGER
+    ]
+    kind = type(failure).kind
+    assert lines == [("a", "trainer", "failed", kind, "c-a"), ("b", "bob", "failed", kind, None)]
+
+
+def test_a_key_another_registration_used_is_refused_among_others(ledger: Ledger) -> None:
+    ledger.service.execute("first", RegisterJob(), actor="trainer", idempotency_key="k")
+    calls = Calls()
+    registrations = Registrations(ledger.service, calls)
+    other = Registration(
+        job_id="first", command=RegisterJob(priority=9), idempotency_key="k", actor="trainer"
+    )
+    outcomes = asyncio.run(register_all(registrations, [other, registration("second")]))
+    assert calls.made == [("register_each", 2)]
+    assert isinstance(outcomes[0], IdempotencyKeyReused)
+    assert isinstance(outcomes[1], Registered)
+
+
+def test_registrations_of_large_specs_go_in_transactions_of_a_bounded_size(
     ledger: Ledger,
 ) -> None:
-    calls = Calls(fail_first=DatabaseUnavailable("the database went away"))
+    calls = Calls()
     registrations = Registrations(ledger.service, calls)
-    outcomes = asyncio.run(register_all(registrations, [registration("a"), registration("b")]))
-    assert calls.made == [("register_each", 2)]
-    assert all(isinstance(outcome, DatabaseUnavailable) for outcome in outcomes)
-    assert outcomes[0] is not outcomes[1]
+    spec = {"blob": "x" * (MOST_SPEC_BYTES // 3)}
+    items = [
+        Registration(job_id=f"big-{n}", command=RegisterJob(spec=spec), actor="trainer")
+        for n in range(7)
+    ]
+    outcomes = asyncio.run(register_all(registrations, items))
+    assert all(isinstance(outcome, Registered) for outcome in outcomes), outcomes
+    assert [size for _, size in calls.made] == [2, 2, 2, 1]  # all at once: [7]
 
 
 def test_registrations_sent_together_over_http_share_a_transaction(client: TestClient) -> None:
@@ -188,7 +232,7 @@ def test_registrations_sent_together_over_http_share_a_transaction(client: TestC
             ]
             return list(await asyncio.gather(*sent))
 
-    answers = asyncio.run(together())
+    answers = asyncio.run(asyncio.wait_for(together(), 30))
     assert sorted(answer.status_code for answer in answers) == [200, 201, 201, 409]
     [refused] = [answer for answer in answers if answer.status_code == 409]
     assert refused.json()["type"].endswith("duplicate-job")
@@ -201,3 +245,18 @@ def test_registrations_sent_together_over_http_share_a_transaction(client: TestC
     assert [answer.json()["priority"] for answer in answers[1:3]] == [3, 3]
     assert [seen_item.actor for seen_item in seen] == ["trainer"] * 4
     assert sum(size for _, size in calls.made) == 4 and len(calls.made) <= 2, calls.made
+
+
+def test_a_gathering_whose_call_raises_fails_each_waiting_call_with_its_error() -> None:
+    async def broken(items: Sequence[int]) -> Sequence[int]:
+        raise RuntimeError("a bug in the shared call")
+
+    gathered = Gathered[int, int](broken, 10)
+
+    async def all_of() -> list[Any]:
+        outcomes = await asyncio.gather(*map(gathered, range(3)), return_exceptions=True)
+        assert gathered.running() is None
+        return outcomes
+
+    outcomes = asyncio.run(all_of())
+    assert [type(outcome) for outcome in outcomes] == [RuntimeError] * 3

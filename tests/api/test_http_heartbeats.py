@@ -130,7 +130,7 @@ def test_single_heartbeats_sent_together_share_a_statement_and_keep_their_answer
             ]
             return list(await asyncio.gather(*beats))
 
-    answers = asyncio.run(together())
+    answers = asyncio.run(asyncio.wait_for(together(), 30))
     assert [answer.status_code for answer in answers] == [200, 200, 200, 409]
     assert [answer.json()["job_id"] for answer in answers[:3]] == [
         f"hb-together-{n}" for n in range(3)

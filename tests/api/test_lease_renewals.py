@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+import pytest
 from sqlalchemy import text
 
 from api.bootstrap import Ledger
@@ -15,7 +16,13 @@ from api.direct_handler import in_thread
 from api.lease_renewals import MOST_TOGETHER, LeaseRenewals
 from ledger.commands import RegisterJob, WorkerIdentity
 from ledger.database import create_ledger_engine, libpq_url
-from ledger.errors import DatabaseBusy, DatabaseUnavailable, JobNotFound, StaleAttempt
+from ledger.errors import (
+    DatabaseBusy,
+    DatabaseUnavailable,
+    JobNotFound,
+    LockNotGranted,
+    StaleAttempt,
+)
 from ledger.leases import RunHeartbeat
 from ledger.settings import Settings
 from ledger.store import EventStore
@@ -111,15 +118,20 @@ def test_a_statement_carries_at_most_its_share_and_the_rest_follow(ledger: Ledge
     assert all(isinstance(outcome, datetime) for outcome in outcomes)
 
 
-def test_a_database_out_of_reach_fails_each_heartbeat_with_an_error_of_its_own(
-    ledger: Ledger,
+@pytest.mark.parametrize(
+    "failure",
+    [DatabaseUnavailable("the database went away"), DatabaseBusy("statement timeout")],
+    ids=["out-of-reach", "statement-timeout"],
+)
+def test_a_database_out_of_reach_or_too_slow_fails_each_heartbeat_at_once(
+    ledger: Ledger, failure: Exception
 ) -> None:
     beats = running(ledger, 3)
-    statements = Statements(fail_with=DatabaseUnavailable("the database went away"))
+    statements = Statements(fail_with=failure)
     renewals = LeaseRenewals(ledger.store, 60.0, statements)
     outcomes = asyncio.run(renew_all(renewals, beats))
-    assert statements.sizes == [3]  # none tried alone: none would reach it either
-    assert all(isinstance(outcome, DatabaseUnavailable) for outcome in outcomes)
+    assert statements.sizes == [3]  # none tried alone: none would fare better
+    assert all(type(outcome) is type(failure) for outcome in outcomes)
     assert len({id(outcome) for outcome in outcomes}) == 3
     # The next heartbeat gets a statement of its own: nothing was left waiting.
     statements.fail_with = None
@@ -128,7 +140,7 @@ def test_a_database_out_of_reach_fails_each_heartbeat_with_an_error_of_its_own(
 
 def test_a_failed_shared_statement_tries_each_heartbeat_alone(ledger: Ledger) -> None:
     beats = running(ledger, 3)
-    statements = Statements(fail_with=DatabaseBusy("canceling statement due to lock timeout"))
+    statements = Statements(fail_with=LockNotGranted("canceling statement due to lock timeout"))
     first_only = FailsFirst(statements)
     renewals = LeaseRenewals(ledger.store, 60.0, first_only)
     outcomes = asyncio.run(renew_all(renewals, beats))
