@@ -43,6 +43,7 @@ from api.problems import EXCEPTION_HANDLERS, PROBLEM_SCHEMA
 from api.readiness import Readiness
 from api.responses import SecurityHeaders
 from api.stream import FeedWatcher
+from ledger.loop_appends import LoopAppends
 
 ROUTERS = [
     routes_runs.router,  # first: the training servers' heartbeats and reports are most requests
@@ -66,8 +67,16 @@ def create_app(ledger: Ledger, tokens: TokenBook) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        watcher.close()
+        registrations: Registrations = app.state.registrations
+        appends = LoopAppends(ledger.url, ledger.settings, ledger.store.observers)
+        appends.open()
+        registrations.appends = appends
+        try:
+            yield
+        finally:
+            registrations.appends = None
+            await appends.close()
+            watcher.close()
 
     app = declare_api(
         lifespan=lifespan,

@@ -5,8 +5,11 @@ ledger a registration per job. `Registrations` gathers on the event loop
 (`api.gathering`) the registrations that arrive while one is on its way, and registers
 them in one transaction (`JobService.register_each`: one statement, one commit), each
 with its own caller, idempotency key and correlation id, each answered, logged and
-counted as its own `execute` would be. A registration that arrives alone goes through
-`execute` itself, whose single append costs one registration less. When the shared
+counted as its own `execute` would be. A registration that arrives alone is appended as
+`execute` would first try it, a single append that costs one registration less; while
+the server runs, from the event loop itself (`JobService.register_on_loop`), without a
+thread's hop there and back; when that try cannot tell (the job is there), through
+`execute`. When the shared
 transaction fails, each is tried again alone, or fails at once with a log line of its
 own (`alone_after_failure`). One transaction is on its way at a time: one that waits on a
 lock holds up the registrations behind it.
@@ -19,6 +22,7 @@ import orjson
 from fastapi import Depends, Request
 
 from api.gathering import Gathered, InThread, alone_after_failure
+from ledger.loop_appends import LoopAppends
 from ledger.registrations import MAX_REGISTRATIONS, Registered, Registration, RegistrationOutcome
 from ledger.service import JobService
 
@@ -38,6 +42,9 @@ class Registrations:
     def __init__(self, service: JobService, in_thread: InThread) -> None:
         self.service = service
         self._in_thread = in_thread
+        self.appends: LoopAppends | None = None
+        """Where a registration that goes alone is first tried on the event loop, while
+        the server runs (`ledger.loop_appends`); without it, it goes through `execute`."""
         self.gathered = Gathered[Registration, Registered](
             self._outcomes, MOST_TOGETHER, weigh=_spec_bytes, most_weight=MOST_SPEC_BYTES
         )
@@ -62,6 +69,10 @@ class Registrations:
         )
 
     async def _alone(self, item: Registration) -> Registered:
+        if self.appends is not None:
+            registered = await self.service.register_on_loop(item, self.appends)
+            if registered is not None:
+                return registered
         values = {
             "job_id": item.job_id,
             "command": item.command,

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 EMBEDDED_DATABASE = "jobledger"
 
+APPLICATION_NAME = "jobledger"
+"""The name the ledger's connections give the server (`pg_stat_activity.application_name`)."""
+
 
 def sqlalchemy_url(url: str) -> str:
     """The SQLAlchemy spelling of a libpq URL, always on the psycopg 3 driver."""
@@ -68,11 +71,7 @@ def create_ledger_engine(url: str, settings: Settings | None = None) -> Engine:
         pool_timeout=settings.pool_timeout_s,
         pool_reset_on_return=None,
         poolclass=MeasuredPool,
-        connect_args={
-            "options": session_options(settings),
-            "application_name": "jobledger",
-            "connect_timeout": connect_timeout_s(settings),
-        },
+        connect_args=connect_args(settings),
     )
     event.listen(engine, "connect", _use_orjson)
     return engine
@@ -120,14 +119,29 @@ def session_options(settings: Settings) -> str:
     return " ".join(f"-c {name}={value}" for name, value in timeouts.items())
 
 
+def connect_args(settings: Settings) -> dict[str, Any]:
+    """What every connection of the ledger is opened with: its session's timeouts, its
+    name on the server and how long it tries to connect."""
+    return {
+        "options": session_options(settings),
+        "application_name": APPLICATION_NAME,
+        "connect_timeout": connect_timeout_s(settings),
+    }
+
+
 def connect_timeout_s(settings: Settings) -> int:
     """libpq's `connect_timeout`: whole seconds, and at least 2 (libpq's own minimum)."""
     return max(2, math.ceil(settings.pool_timeout_s))
 
 
 def _use_orjson(dbapi_connection: Any, connection_record: Any) -> None:
-    set_json_loads(orjson.loads, context=dbapi_connection)
-    set_json_dumps(dumps_json, context=dbapi_connection)
+    use_orjson(dbapi_connection)
+
+
+def use_orjson(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
+    """JSON to and from the connection through orjson."""
+    set_json_loads(orjson.loads, context=conn)
+    set_json_dumps(dumps_json, context=conn)
 
 
 def dumps_json(value: Any) -> str:

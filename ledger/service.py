@@ -33,6 +33,7 @@ from ledger.errors import (
     VersionConflict,
 )
 from ledger.events import JobEvent, RecordedEvent
+from ledger.loop_appends import LoopAppends
 from ledger.registrations import (
     Registered,
     Registration,
@@ -42,7 +43,7 @@ from ledger.registrations import (
 from ledger.state import JobState
 from ledger.state_cache import DEFAULT_SIZE as DEFAULT_CACHE_SIZE
 from ledger.state_cache import StateCache
-from ledger.store import EventStore, IdempotencyKeyTaken
+from ledger.store import EventStore, IdempotencyKeyTaken, prepare_append
 from ledger.telemetry import telling_refusals
 
 CONFLICT_RETRIES = 20
@@ -202,6 +203,47 @@ class JobService:
             else:
                 log_line(line, REPLAYED if outcome.replayed else ACCEPTED)
         return outcomes
+
+    async def register_on_loop(
+        self, registration: Registration, appends: LoopAppends
+    ) -> Registered | None:
+        """`execute`'s first try of a registration (`registration` naming its actor), its
+        append made on the event loop by `appends`: decided on the guess that there is no
+        such job, then recorded, logged and counted as `execute` would. None, with nothing
+        logged, when the guess cannot be tried (the cache holds the job, `appends` is not
+        ready, the registration is refused) or was wrong (the job, or the key, is there):
+        only `execute`, on a fresh read, can tell what becomes of it then."""
+        job_id = registration.job_id
+        if not appends.ready() or self.cache.get(job_id) is not None:
+            return None
+        command = registration.command
+        try:
+            events = decide(None, command, job_id=job_id)
+        except LedgerError:
+            return None  # a refusal is only believed on a fresh read
+        key = registration.idempotency_key
+        prepared = prepare_append(
+            job_id,
+            None,
+            events,
+            actor=registration.actor or "",
+            idempotency_key=key,
+            command_sha256=None if key is None else command_digest(command),
+            correlation_id=registration.correlation_id,
+        )
+        line = _registration_line(registration)
+        try:
+            with telling_refusals(self.store.observers):
+                try:
+                    appended = await appends.append_new(prepared)
+                except (DuplicateJob, IdempotencyKeyTaken):
+                    return None  # the job is there: its outcome takes a read
+        except Exception as failure:
+            log_refusal(line, failure)
+            raise
+        self.cache.put(appended.state)
+        log_line(line, ACCEPTED)
+        return Registered(appended.state)
 
     def log_unrecorded(
         self, registrations: Sequence[Registration], failures: Sequence[Exception]

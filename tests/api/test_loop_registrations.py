@@ -1,0 +1,165 @@
+"""A registration that reaches the server alone is appended from the event loop
+(`ledger.loop_appends`) while the server runs, and through `execute` when only a fresh
+read can tell what becomes of it."""
+
+import logging
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import Engine, text
+from starlette.testclient import TestClient
+
+from api.app import create_app
+from api.auth import TokenBook
+from api.bootstrap import Ledger, wire_ledger
+from api.gathered_registrations import Registrations
+from ledger.command_log import LOGGER
+from ledger.commands import RegisterJob
+from ledger.database import libpq_url
+from ledger.loop_appends import LoopAppends
+from ledger.service import JobService
+from ledger.settings import Settings
+from projections.current_status.catchup import catch_up_current_status
+from tests.api.conftest import TOKENS, auth, token_of
+from tests.api.test_gathered_registrations import Calls
+
+
+@pytest.fixture
+def quick_locks(database_url: str, engine: Engine) -> Ledger:
+    """The ledger of a server whose lock waits end after 300 ms."""
+    settings = Settings(lease_seconds=60, lock_timeout_ms=300)
+    return wire_ledger(database_url, engine, settings, catch_up_current_status(engine))
+
+
+def served(ledger: Ledger, calls: Calls) -> TestClient:
+    """A test client of the app whose registrations go to threads through `calls`; its
+    server runs (the event loop's appends open) inside its `with` block."""
+    spec = ",".join(f"{name}:{role}:{token_of(name)}" for name, role in TOKENS.items())
+    app = create_app(ledger, TokenBook.from_env({"JOBLEDGER_TOKENS": spec}))
+    app.state.registrations = Registrations(ledger.service, calls)
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def loop_appends(client: TestClient) -> LoopAppends:
+    app = client.app
+    assert isinstance(app, FastAPI)
+    appends = app.state.registrations.appends
+    assert isinstance(appends, LoopAppends)
+    return appends
+
+
+def backend_pid(appends: LoopAppends) -> int:
+    conn = appends._conn
+    assert conn is not None, "the loop's connection is open"
+    return conn.info.backend_pid
+
+
+@pytest.fixture
+def running(ledger: Ledger) -> Iterator[tuple[TestClient, Calls]]:
+    calls = Calls()
+    with served(ledger, calls) as client:
+        yield client, calls
+
+
+def test_a_new_job_is_registered_without_a_thread(
+    running: tuple[TestClient, Calls], engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, calls = running
+    headers = {**auth("trainer"), "X-Request-ID": "corr-loop", "Idempotency-Key": "k-1"}
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        answer = client.post("/v1/jobs", json={"job_id": "on-loop", "priority": 2}, headers=headers)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["priority"] == 2
+    assert calls.made == [], "a new job's registration took no thread"
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT actor, correlation_id, idempotency_key, command_sha256 IS NOT NULL"
+                " FROM job_events WHERE job_id = 'on-loop'"
+            )
+        ).one()
+    assert tuple(row) == ("trainer", "corr-loop", "k-1", True)
+    lines = [
+        (r.job_id, r.actor, r.outcome, r.correlation_id)  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.name == LOGGER
+    ]
+    assert lines == [("on-loop", "trainer", "accepted", "corr-loop")]
+    replay = client.post("/v1/jobs", json={"job_id": "on-loop", "priority": 2}, headers=headers)
+    assert replay.status_code == 200, replay.text
+    assert calls.made == [("execute", 1)], "a job the cache holds is decided on a fresh read"
+    metrics = client.get("/metrics", headers=auth("alice")).text
+    assert 'jobledger_events_appended_total{type="job_registered"} 1.0' in metrics
+
+
+def test_a_job_registered_elsewhere_is_decided_on_a_fresh_read(
+    running: tuple[TestClient, Calls], ledger: Ledger
+) -> None:
+    client, calls = running
+    elsewhere = JobService(ledger.store)  # another process: this one's cache never saw it
+    elsewhere.execute("there", RegisterJob(), actor="trainer", idempotency_key="k-there")
+    elsewhere.execute("plain", RegisterJob(), actor="trainer")
+    keyed = {**auth("trainer"), "Idempotency-Key": "k-there"}
+    replayed = client.post("/v1/jobs", json={"job_id": "there"}, headers=keyed)
+    refused = client.post("/v1/jobs", json={"job_id": "plain"}, headers=auth("trainer"))
+    assert replayed.status_code == 200, replayed.text
+    assert refused.status_code == 409 and refused.json()["type"].endswith("duplicate-job")
+    assert calls.made == [("execute", 1), ("execute", 1)]
+    assert len(ledger.store.history("there")) == len(ledger.store.history("plain")) == 1
+
+
+def test_a_lost_connection_fails_its_registration_and_the_next_connects_again(
+    running: tuple[TestClient, Calls], database_url: str
+) -> None:
+    client, calls = running
+    assert client.post("/v1/jobs", json={"job_id": "before"}, headers=auth("trainer")).is_success
+    appends = loop_appends(client)
+    lost = backend_pid(appends)
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [lost])
+    failed = client.post("/v1/jobs", json={"job_id": "lost"}, headers=auth("trainer"))
+    assert failed.status_code == 503, failed.text
+    assert failed.json()["type"].endswith("database-unavailable")
+    again = client.post("/v1/jobs", json={"job_id": "lost"}, headers=auth("trainer"))
+    assert again.status_code == 201, again.text
+    assert backend_pid(appends) != lost
+    assert calls.made == []
+
+
+def test_a_lock_not_granted_keeps_the_connection(quick_locks: Ledger, database_url: str) -> None:
+    calls = Calls()
+    with served(quick_locks, calls) as client:
+        assert client.post("/v1/jobs", json={"job_id": "first"}, headers=auth("trainer")).is_success
+        pid = backend_pid(loop_appends(client))
+        with psycopg.connect(libpq_url(database_url)) as other:  # a transaction left open
+            other.execute(
+                "INSERT INTO job_events (job_id, seq, type, payload, actor)"
+                " VALUES ('held', 1, 'job_registered', '{}', 'other')"
+            )
+            busy = client.post("/v1/jobs", json={"job_id": "held"}, headers=auth("trainer"))
+            other.rollback()
+        assert busy.status_code == 503, busy.text
+        assert busy.json()["type"].endswith("database-busy")
+        after = client.post("/v1/jobs", json={"job_id": "held"}, headers=auth("trainer"))
+        assert after.status_code == 201, after.text
+        assert backend_pid(loop_appends(client)) == pid
+        assert calls.made == []
+
+
+def test_the_server_stopping_closes_the_connection(ledger: Ledger, database_url: str) -> None:
+    calls = Calls()
+    with served(ledger, calls) as client:
+        assert client.post("/v1/jobs", json={"job_id": "j"}, headers=auth("trainer")).is_success
+        appends = loop_appends(client)
+        pid = backend_pid(appends)
+    app = client.app
+    assert isinstance(app, FastAPI)
+    assert app.state.registrations.appends is None
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as admin:
+        gone = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid])
+        assert gone.fetchone() == (0,)
+    outside = client.post("/v1/jobs", json={"job_id": "after"}, headers=auth("trainer"))
+    assert outside.status_code == 201, outside.text
+    assert calls.made == [("execute", 1)], "outside the server's loop, through a thread"
