@@ -29,6 +29,7 @@ from ledger.store import Appended, PreparedAppend, translate_error
 from ledger.telemetry import LedgerObservers
 
 AsyncConnection = psycopg.AsyncConnection[tuple[Any, ...]]
+AsyncCursor = psycopg.AsyncCursor[tuple[Any, ...]]
 
 
 class LoopAppends:
@@ -40,6 +41,7 @@ class LoopAppends:
         self._observers = observers
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conn: AsyncConnection | None = None
+        self._cursor: AsyncCursor | None = None
         self._busy = False
 
     def open(self) -> None:
@@ -49,7 +51,7 @@ class LoopAppends:
     async def close(self) -> None:
         """Serve no loop any more, and close the connection."""
         self._loop = None
-        conn, self._conn = self._conn, None
+        conn, self._conn, self._cursor = self._conn, None, None
         if conn is not None:
             await conn.close()
 
@@ -78,28 +80,30 @@ class LoopAppends:
         return appended
 
     async def _rows(self, prepared: PreparedAppend) -> list[tuple[Any, ...]]:
-        conn = await self._connection()
+        conn, cursor = await self._connection()
         try:
-            cursor = await conn.execute(prepared.statement, prepared.params)
+            await cursor.execute(prepared.statement, prepared.params)
             return await cursor.fetchall()
         except psycopg.Error as exc:
             error = storage_error(exc)
             if error is None:
                 raise translate_error(exc, prepared.job_id, 0) from exc
             if isinstance(error, DatabaseUnavailable) or conn.broken or conn.closed:
-                self._conn = None
+                self._conn = self._cursor = None
                 with contextlib.suppress(psycopg.Error):
                     await conn.close()
             raise error from exc
 
-    async def _connection(self) -> AsyncConnection:
-        conn = self._conn
-        if conn is not None and not conn.closed:
-            return conn
+    async def _connection(self) -> tuple[AsyncConnection, AsyncCursor]:
+        """The loop's connection, opened when there is none, and its cursor: made once and
+        used by every append (`ledger.database.PooledConnection.cursor`)."""
+        conn, cursor = self._conn, self._cursor
+        if conn is not None and cursor is not None and not conn.closed:
+            return conn, cursor
         try:
             conn = await psycopg.AsyncConnection.connect(self._url, **self._connect_args)
         except psycopg.Error as exc:
             raise DatabaseUnavailable(f"the database cannot be reached: {exc}") from exc
         use_orjson(conn)
-        self._conn = conn
-        return conn
+        self._conn, self._cursor = conn, conn.cursor()
+        return conn, self._cursor
