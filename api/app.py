@@ -74,9 +74,12 @@ def create_app(ledger: Ledger, tokens: TokenBook) -> FastAPI:
         try:
             yield
         finally:
-            registrations.appends = None
-            await appends.close()
-            watcher.close()
+            try:
+                if registrations.appends is appends:
+                    registrations.appends = None
+                await appends.close()
+            finally:
+                watcher.close()
 
     app = declare_api(
         lifespan=lifespan,

@@ -34,6 +34,11 @@ MOST_SPEC_BYTES = 1_000_000
 a batch's body is held to its limit: a statement of large specs stays one of a bounded
 size. A registration larger alone goes alone."""
 
+LOOP_SPEC_BYTES = 64_000
+"""The largest spec (as JSON) of a registration appended from the event loop: a larger
+one goes to a thread, whose encoding and digest of it would hold up every other request
+on the loop."""
+
 
 class Registrations:
     """The single registrations of one process, registered together when they arrive
@@ -69,16 +74,19 @@ class Registrations:
         )
 
     async def _alone(self, item: Registration) -> Registered:
-        if self.appends is not None:
-            registered = await self.service.register_on_loop(item, self.appends)
+        appends, tried = self.appends, False
+        if appends is not None and appends.ready() and _spec_bytes(item) <= LOOP_SPEC_BYTES:
+            registered = await self.service.register_on_loop(item, appends)
             if registered is not None:
                 return registered
+            tried = True
         values = {
             "job_id": item.job_id,
             "command": item.command,
             "actor": item.actor or "",
             "idempotency_key": item.idempotency_key,
             "correlation_id": item.correlation_id,
+            "fresh_read": tried,
         }
         outcome = await self._in_thread(self.service.execute, values)
         return Registered(outcome.state, outcome.replayed)

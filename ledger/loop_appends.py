@@ -49,11 +49,17 @@ class LoopAppends:
         self._loop = asyncio.get_running_loop()
 
     async def close(self) -> None:
-        """Serve no loop any more, and close the connection."""
+        """Serve no loop any more, and close the connection: now, or when the append on
+        its way ends."""
         self._loop = None
+        if not self._busy:
+            await self._discard()
+
+    async def _discard(self) -> None:
         conn, self._conn, self._cursor = self._conn, None, None
         if conn is not None:
-            await conn.close()
+            with contextlib.suppress(psycopg.Error):
+                await conn.close()
 
     def ready(self) -> bool:
         """Whether an append made now, on the running loop, would go at once: the loop is
@@ -75,6 +81,8 @@ class LoopAppends:
             rows = await self._rows(prepared)
         finally:
             self._busy = False
+            if self._loop is None:  # closed meanwhile
+                await self._discard()
         appended = prepared.recorded(rows)
         self._observers.events_appended([event.type for event in appended.events])
         return appended
@@ -89,9 +97,7 @@ class LoopAppends:
             if error is None:
                 raise translate_error(exc, prepared.job_id, 0) from exc
             if isinstance(error, DatabaseUnavailable) or conn.broken or conn.closed:
-                self._conn = self._cursor = None
-                with contextlib.suppress(psycopg.Error):
-                    await conn.close()
+                await self._discard()
             raise error from exc
 
     async def _connection(self) -> tuple[AsyncConnection, AsyncCursor]:

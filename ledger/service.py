@@ -103,6 +103,7 @@ class JobService:
         idempotency_key: str | None = None,
         correlation_id: str | None = None,
         occurred_at: datetime | None = None,
+        fresh_read: bool = False,
     ) -> Outcome:
         """Decide `command` on the job's current state and append what it causes.
 
@@ -118,6 +119,9 @@ class JobService:
         it is refused by the log if it was stale, and a refusal or a no-op decided
         on it is not believed. Either way the command is decided again on a fresh
         read.
+
+        With `fresh_read`, the command is decided on a fresh read at once: its caller
+        tried the cache's guess already (`register_on_loop`), and the log refused it.
 
         The events record `correlation_id`, and the command's outcome is logged with it
         (`ledger.command_log`).
@@ -136,17 +140,18 @@ class JobService:
                     command_sha256=None if idempotency_key is None else command_digest(command),
                     correlation_id=correlation_id,
                     occurred_at=occurred_at,
-                )
+                ),
+                fresh_read,
             )
             if outcome.replayed:
                 line.outcome = REPLAYED
         return outcome
 
-    def _execute(self, request: _Request) -> Outcome:
+    def _execute(self, request: _Request, fresh_read: bool = False) -> Outcome:
         if isinstance(request.command, StartJob):
             raise InvalidCommand("a job is started through the queue, which opens its lease")
         with telling_refusals(self.store.observers):
-            outcome = self._decide_on_cache(request)
+            outcome = None if fresh_read else self._decide_on_cache(request)
             if outcome is None:
                 outcome = self._decide_with_retries(request)
         return outcome
@@ -212,7 +217,8 @@ class JobService:
         such job, then recorded, logged and counted as `execute` would. None, with nothing
         logged, when the guess cannot be tried (the cache holds the job, `appends` is not
         ready, the registration is refused) or was wrong (the job, or the key, is there):
-        only `execute`, on a fresh read, can tell what becomes of it then."""
+        only `execute` can tell what becomes of it then, on a fresh read (`fresh_read`,
+        when this tried the guess: the log refused it once already)."""
         job_id = registration.job_id
         if not appends.ready() or self.cache.get(job_id) is not None:
             return None
@@ -222,22 +228,22 @@ class JobService:
         except LedgerError:
             return None  # a refusal is only believed on a fresh read
         key = registration.idempotency_key
-        prepared = prepare_append(
-            job_id,
-            None,
-            events,
-            actor=registration.actor or "",
-            idempotency_key=key,
-            command_sha256=None if key is None else command_digest(command),
-            correlation_id=registration.correlation_id,
-        )
         line = _registration_line(registration)
         try:
+            prepared = prepare_append(
+                job_id,
+                None,
+                events,
+                actor=registration.actor or "",
+                idempotency_key=key,
+                command_sha256=None if key is None else command_digest(command),
+                correlation_id=registration.correlation_id,
+            )
             with telling_refusals(self.store.observers):
                 try:
                     appended = await appends.append_new(prepared)
                 except (DuplicateJob, IdempotencyKeyTaken):
-                    return None  # the job is there: its outcome takes a read
+                    return None  # the job is there: its outcome takes a fresh read
         except Exception as failure:
             log_refusal(line, failure)
             raise

@@ -3,7 +3,9 @@
 read can tell what becomes of it."""
 
 import logging
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -14,13 +16,14 @@ from starlette.testclient import TestClient
 from api.app import create_app
 from api.auth import TokenBook
 from api.bootstrap import Ledger, wire_ledger
-from api.gathered_registrations import Registrations
+from api.gathered_registrations import LOOP_SPEC_BYTES, Registrations
 from ledger.command_log import LOGGER
 from ledger.commands import RegisterJob
 from ledger.database import libpq_url
 from ledger.loop_appends import LoopAppends
 from ledger.service import JobService
 from ledger.settings import Settings
+from ledger.store import Appended
 from projections.current_status.catchup import catch_up_current_status
 from tests.api.conftest import TOKENS, auth, token_of
 from tests.api.test_gathered_registrations import Calls
@@ -101,13 +104,32 @@ def test_a_job_registered_elsewhere_is_decided_on_a_fresh_read(
     elsewhere = JobService(ledger.store)  # another process: this one's cache never saw it
     elsewhere.execute("there", RegisterJob(), actor="trainer", idempotency_key="k-there")
     elsewhere.execute("plain", RegisterJob(), actor="trainer")
+    appended: list[str] = []
+    store_append = ledger.store.append
+
+    def counted_append(job_id: str, *args: Any, **kwargs: Any) -> Appended:
+        appended.append(job_id)
+        return store_append(job_id, *args, **kwargs)
+
+    ledger.store.append = counted_append  # type: ignore[method-assign]
     keyed = {**auth("trainer"), "Idempotency-Key": "k-there"}
     replayed = client.post("/v1/jobs", json={"job_id": "there"}, headers=keyed)
     refused = client.post("/v1/jobs", json={"job_id": "plain"}, headers=auth("trainer"))
     assert replayed.status_code == 200, replayed.text
     assert refused.status_code == 409 and refused.json()["type"].endswith("duplicate-job")
     assert calls.made == [("execute", 1), ("execute", 1)]
+    assert appended == [], "after the log refused the guess, a fresh read and no second try"
     assert len(ledger.store.history("there")) == len(ledger.store.history("plain")) == 1
+
+
+def test_a_large_spec_is_registered_on_a_thread(running: tuple[TestClient, Calls]) -> None:
+    client, calls = running
+    spec = {"notes": "x" * LOOP_SPEC_BYTES}
+    answer = client.post(
+        "/v1/jobs", json={"job_id": "large", "spec": spec}, headers=auth("trainer")
+    )
+    assert answer.status_code == 201, answer.text
+    assert calls.made == [("execute", 1)]
 
 
 def test_a_lost_connection_fails_its_registration_and_the_next_connects_again(
@@ -158,8 +180,10 @@ def test_the_server_stopping_closes_the_connection(ledger: Ledger, database_url:
     assert isinstance(app, FastAPI)
     assert app.state.registrations.appends is None
     with psycopg.connect(libpq_url(database_url), autocommit=True) as admin:
-        gone = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid])
-        assert gone.fetchone() == (0,)
+        deadline = time.monotonic() + 10
+        while admin.execute("SELECT FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone():
+            assert time.monotonic() < deadline, "the backend outlived the server's stop"
+            time.sleep(0.02)
     outside = client.post("/v1/jobs", json={"job_id": "after"}, headers=auth("trainer"))
     assert outside.status_code == 201, outside.text
     assert calls.made == [("execute", 1)], "outside the server's loop, through a thread"
