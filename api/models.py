@@ -4,7 +4,7 @@ import math
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from api.auth import Role
 from api.limits import MAX_SPEC_BYTES
@@ -23,7 +23,9 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     @model_validator(mode="after")
-    def storable(self) -> "Body":
+    def storable(self, info: ValidationInfo) -> "Body":
+        if info.context is STORABLE_CHECKED:
+            return self
         values = self.__dict__  # the fields' values (no extras are kept)
         if _plainly_storable(values):
             return self
@@ -34,25 +36,34 @@ class Body(BaseModel):
         return self
 
 
+STORABLE_CHECKED: dict[str, Any] = {"storable": "checked"}
+"""The validation context of bodies whose input was told storable as a whole
+(`plainly_storable`) before they were validated: each need not look again."""
+
 INT64 = (-(2**63), 2**64 - 1)
 
 
-def _plainly_storable(values: dict[str, Any]) -> bool:
-    """True when every value is storable, as told by orjson at once: it refuses an integer
-    beyond 64 bits, and writes a NUL character as an escape and a number that is not
-    finite as `null`. False when it cannot tell (a `null` of the values' own included):
-    `_unstorable` then looks at each value. A body within is left out: it checked itself."""
+def plainly_storable(document: Any) -> bool:
+    """True when everything in `document` is storable, as told by orjson at once: it
+    refuses an integer beyond 64 bits, and writes a NUL character as an escape and a
+    number that is not finite as `null`. False when it cannot tell (a `null` of the
+    document's own included): each value must then be looked at (`_unstorable`)."""
     try:
-        written = orjson.dumps(
-            {
-                name: value
-                for name, value in values.items()
-                if value is not None and not isinstance(value, Body)
-            }
-        )
+        written = orjson.dumps(document)
     except orjson.JSONEncodeError:
         return False
     return b"null" not in written and b"\\u0000" not in written
+
+
+def _plainly_storable(values: dict[str, Any]) -> bool:
+    """`plainly_storable` of a body's values; a body within is left out: it checked itself."""
+    return plainly_storable(
+        {
+            name: value
+            for name, value in values.items()
+            if value is not None and not isinstance(value, Body)
+        }
+    )
 
 
 def _unstorable(value: Any) -> str | None:

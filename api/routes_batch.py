@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import Body as BodyParam
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.responses import Response
 
 from api.auth import Registrar
 from api.correlation import CorrelationId
-from api.models import CreateJob
+from api.models import STORABLE_CHECKED, CreateJob, plainly_storable
 from api.params import TheLedger
 from api.problems import item_refusal
 from api.responses import json_response
@@ -100,11 +100,9 @@ def register_items(
     most `MAX_REGISTRATIONS`); each item's outcome, in order."""
     outcomes: list[ItemOutcome | None] = []
     registrations: list[Registration] = []
-    for item in items:
-        try:
-            job = BatchItem.model_validate(item)
-        except ValidationError as invalid:
-            outcomes.append(_invalid(item, invalid))
+    for job in _validated(items):
+        if isinstance(job, ItemOutcome):
+            outcomes.append(job)
             continue
         outcomes.append(None)
         registrations.append(_registration(job, actor))
@@ -116,6 +114,27 @@ def register_items(
     )
     pending = iter(registrations)
     return [outcome or _outcome(next(pending), next(registered)) for outcome in outcomes]
+
+
+_ITEMS = TypeAdapter(list[BatchItem])
+
+
+def _validated(items: Sequence[dict[str, Any]]) -> Sequence[BatchItem | ItemOutcome]:
+    """Each item as a `BatchItem`, or its 422 outcome. The items are validated as one list,
+    their storability told by one write of them all, and one by one only when that
+    finds an invalid item (which the list's validation cannot single out)."""
+    context = STORABLE_CHECKED if plainly_storable(items) else None
+    try:
+        return _ITEMS.validate_python(items, context=context)
+    except ValidationError:
+        pass
+    validated: list[BatchItem | ItemOutcome] = []
+    for item in items:
+        try:
+            validated.append(BatchItem.model_validate(item))
+        except ValidationError as invalid:
+            validated.append(_invalid(item, invalid))
+    return validated
 
 
 def _registration(job: BatchItem, caller: str) -> Registration:

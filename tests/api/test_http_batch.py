@@ -1,5 +1,6 @@
 """POST /v1/jobs/batch and LedgerClient.register_many: an outcome per job."""
 
+import json
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -61,6 +62,50 @@ def test_each_item_is_answered_201_200_409_or_422_with_its_job_id(client: TestCl
     job = client.get("/v1/jobs/sweep-2", headers=auth("trainer")).json()
     assert job["spec"] == {"lr": 2} and job["status"] == "queued"
     assert client.get("/v1/jobs/bad-one", headers=auth("trainer")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("unstorable", "problem"),
+    [
+        ({"lr": float("nan")}, "spec: numbers must be finite"),
+        ({"note": "a\x00b"}, "spec: must not contain a NUL character"),
+        ({"a\x00b": 1}, "spec: must not contain a NUL character"),
+        ({"steps": 2**64}, "spec: integers must fit in 64 bits"),
+    ],
+)
+def test_an_item_postgresql_cannot_store_is_refused_alone_among_plain_ones(
+    client: TestClient, unstorable: dict[str, Any], problem: str
+) -> None:
+    plain = [{"job_id": f"plain-{i}", "spec": {"lr": 0.1, "step": i}} for i in range(3)]
+    jobs = [plain[0], {"job_id": "odd", "spec": unstorable}, *plain[1:]]
+    answer = client.post(
+        "/v1/jobs/batch",
+        content=json.dumps({"jobs": jobs}),  # NaN written as JSON's readers take it
+        headers={**auth("trainer"), "Content-Type": "application/json"},
+    )
+
+    results = answer.json()["results"]
+    assert [(r["job_id"], r["status"]) for r in results] == [
+        ("plain-0", 201),
+        ("odd", 422),
+        ("plain-1", 201),
+        ("plain-2", 201),
+    ]
+    assert problem in results[1]["detail"]
+    assert client.get("/v1/jobs/odd", headers=auth("trainer")).status_code == 404
+
+
+def test_items_with_nulls_of_their_own_are_registered_as_given(client: TestClient) -> None:
+    jobs = [
+        {"job_id": "nulls-1", "spec": {"resume_from": None, "tags": [None, "a"]}},
+        {"job_id": None, "idempotency_key": "nulls-key", "spec": {"note": "null"}},
+        {"job_id": "nulls-3", "spec": {"lr": 0.1}},
+    ]
+    results = batch(client, jobs).json()["results"]
+
+    assert [r["status"] for r in results] == [201, 201, 201]
+    job = client.get("/v1/jobs/nulls-1", headers=auth("trainer")).json()
+    assert job["spec"] == {"resume_from": None, "tags": [None, "a"]}
 
 
 def test_an_item_without_a_job_id_is_named_by_its_key(client: TestClient) -> None:
