@@ -8,7 +8,9 @@ the machine does meanwhile weighs on both alike. It prints each build's rate per
 their medians, and B's rate over A's chunk by chunk with the median of those ratios.
 
 `--mode enqueue` sends registrations (`Prefer: return=minimal`, as `bench.peers`);
-`--mode lifecycle`, a registration, a claim and a completion.
+`--mode lifecycle`, a registration, a claim and a completion; `--mode batch`, each chunk
+one sweep of `--ops` jobs through `POST /v1/jobs/batch` (batches of 1000, two in flight,
+as `bench.peers`), its rate in jobs per second.
 
     python -m bench.side_by_side --builds /tmp/before . --chunks 20 --ops 400
 """
@@ -22,9 +24,10 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from bench.http import TOKEN, free_port, running_server
-from bench.peer_clients import HttpClient
+from bench.peer_clients import HttpBatchClient, HttpClient
 from bench.peers import postgres_server
 from bench.scratch import benchmark_parser, scratch_database
+from ledger.client import BATCH_JOBS, BATCHES_IN_FLIGHT
 
 WARM_UP = 100
 """Commands sent to each build before any chunk is timed."""
@@ -51,10 +54,15 @@ def main() -> None:
     parser = benchmark_parser(__doc__ or "")
     parser.add_argument("--embedded", action="store_true", help="an embedded PostgreSQL 18")
     parser.add_argument("--builds", nargs=2, type=Path, required=True, metavar=("A", "B"))
-    parser.add_argument("--mode", choices=("enqueue", "lifecycle"), default="enqueue")
+    parser.add_argument("--mode", choices=("enqueue", "lifecycle", "batch"), default="enqueue")
     parser.add_argument("--chunks", type=int, default=20)
-    parser.add_argument("--ops", type=int, default=400, help="commands per chunk")
+    parser.add_argument(
+        "--ops", type=int, default=400, help="commands per chunk (batch: jobs, 1000 a request)"
+    )
     args = parser.parse_args()
+    batched = args.mode == "batch"
+    if batched and args.ops % BATCH_JOBS:
+        parser.error(f"--ops must be a multiple of {BATCH_JOBS} with --mode batch")
     builds = [build.resolve() for build in args.builds]
     with ExitStack() as stack:
         admin_url = stack.enter_context(
@@ -65,26 +73,41 @@ def main() -> None:
             url = stack.enter_context(scratch_database(admin_url))
             with build_imported(build):
                 server = stack.enter_context(running_server(url, free_port()))
-            client = HttpClient(
-                server.base_url, TOKEN, uuid.uuid4().hex[:8], lifecycle=args.mode == "lifecycle"
-            )
+            prefix = uuid.uuid4().hex[:8]
+            client: HttpClient | HttpBatchClient
+            if batched:
+                client = HttpBatchClient(
+                    server.base_url,
+                    TOKEN,
+                    prefix,
+                    batch=BATCH_JOBS,
+                    in_flight=BATCHES_IN_FLIGHT,
+                    batches=args.ops // BATCH_JOBS,
+                )
+            else:
+                client = HttpClient(
+                    server.base_url, TOKEN, prefix, lifecycle=args.mode == "lifecycle"
+                )
             stack.callback(client.close)
             clients.append(client)
         sent = [0, 0]
         rates: list[list[float]] = [[], []]
 
         def send(which: int, count: int) -> float:
+            """Send `count` operations (of one command, or of one sweep) and return the
+            rate: commands, or jobs, per second."""
             started = time.perf_counter()
             for _ in range(count):
                 clients[which].op(sent[which])
                 sent[which] += 1
-            return count / (time.perf_counter() - started)
+            return count * (args.ops if batched else 1) / (time.perf_counter() - started)
 
+        per_chunk = 1 if batched else args.ops
         for which in (0, 1):
-            send(which, WARM_UP)
+            send(which, 1 if batched else WARM_UP)
         for chunk in range(args.chunks):
             for which in (0, 1) if chunk % 2 == 0 else (1, 0):
-                rates[which].append(send(which, args.ops))
+                rates[which].append(send(which, per_chunk))
         for which in (0, 1):
             clients[which].check(sent[which])
     for name, build, measured in zip("AB", builds, rates, strict=True):
