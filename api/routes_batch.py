@@ -121,8 +121,8 @@ _ITEMS = TypeAdapter(list[BatchItem])
 
 def _validated(items: Sequence[dict[str, Any]]) -> Sequence[BatchItem | ItemOutcome]:
     """Each item as a `BatchItem`, or its 422 outcome. The items are validated as one list,
-    their storability told by one write of them all, and one by one only when that
-    finds an invalid item (which the list's validation cannot single out)."""
+    their storability told by one write of them all; when one item is invalid, the list's
+    validation gives none of the others, so each is validated on its own."""
     context = STORABLE_CHECKED if plainly_storable(items) else None
     try:
         return _ITEMS.validate_python(items, context=context)
