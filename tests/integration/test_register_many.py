@@ -1,16 +1,21 @@
 """Many registrations in one transaction, each with its own outcome."""
 
 import logging
+from collections.abc import Sequence
 
+import psycopg
 import pytest
 
 from ledger.command_log import LOGGER as COMMAND_LOG
 from ledger.commands import RegisterJob
-from ledger.errors import DuplicateJob, IdempotencyKeyReused, InvalidCommand
+from ledger.database import create_ledger_engine, libpq_url
+from ledger.errors import DuplicateJob, IdempotencyKeyReused, InvalidCommand, LockNotGranted
 from ledger.registrations import MAX_REGISTRATIONS, Registered, Registration
 from ledger.service import JobService
+from ledger.settings import Settings
 from ledger.statuses import JobStatus
 from ledger.store import EventStore
+from ledger.telemetry import LedgerObserver
 
 
 def registration(job_id: str, key: str | None = None, **fields: object) -> Registration:
@@ -129,3 +134,34 @@ def test_the_batch_line_counts_the_items_its_caller_refused_before(
     assert [(r.levelno, vars(r)["kind"]) for r in refused_lines] == [
         (logging.INFO, "duplicate-job")
     ]
+
+
+class LockStatusAfterAppend(LedgerObserver):
+    """Once the batch's statement has committed, another transaction locks `job_status`
+    whole, so the batch's read-back of the jobs it left out waits for the lock."""
+
+    def __init__(self, holder: psycopg.Connection[tuple[object, ...]]) -> None:
+        self.holder = holder
+
+    def events_appended(self, event_types: Sequence[str]) -> None:
+        self.holder.execute("LOCK TABLE job_status IN ACCESS EXCLUSIVE MODE")
+
+
+def test_a_failed_read_back_fails_only_the_items_left_out(database_url: str) -> None:
+    engine = create_ledger_engine(database_url, Settings(lock_timeout_ms=200))
+    try:
+        store = EventStore(engine)
+        JobService(store).execute("there", RegisterJob(), actor="test")
+        with psycopg.connect(libpq_url(database_url)) as holder:  # its lock held until it ends
+            store.observers.add(LockStatusAfterAppend(holder))
+            new, there = JobService(store).register_many(
+                [registration("new"), registration("there")], actor="test"
+            )
+            holder.rollback()
+        assert isinstance(new, Registered) and new.state.version == 1
+        assert isinstance(there, LockNotGranted) and there.status_code == 503
+        assert isinstance(there.__cause__, LockNotGranted), "the read-back's own failure"
+        assert [event.seq for event in store.history("new")] == [1]
+        assert [event.seq for event in store.history("there")] == [1]
+    finally:
+        engine.dispose()
