@@ -34,6 +34,7 @@ from ledger.store import (
     EventStore,
     Projection,
     project,
+    row_document,
     stamped,
     state_from_row,
 )
@@ -158,7 +159,7 @@ def _params(
         "append_time": APPEND_TIME,
         "events": orjson.dumps(events).decode(),
         "states": orjson.dumps(
-            [state._asdict() for _, (_, _, state, _) in projected.values()]
+            [row_document(state) for _, (_, _, state, _) in projected.values()]
         ).decode(),
     }
 
