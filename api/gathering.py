@@ -18,7 +18,8 @@ from contextvars import Context
 from typing import Any, Generic, TypeVar
 from weakref import WeakKeyDictionary
 
-from ledger.errors import LockNotGranted, StorageError, error_like
+from ledger.errors import error_like
+from ledger.registrations import tried_alone_after
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -140,15 +141,6 @@ class _Waiting(Generic[In, Out]):
             raise
         finally:
             self.task = None
-
-
-def tried_alone_after(failure: Exception) -> bool:
-    """Whether the items of a shared call that failed so are each tried again alone: when
-    the failure may be one item's (a row another transaction holds past the lock timeout,
-    a deadlock, a value the database cannot store), not the database's as a whole (out
-    of reach, or a statement that outlasted its timeout), which no item alone would
-    escape either."""
-    return isinstance(failure, LockNotGranted) or not isinstance(failure, StorageError)
 
 
 async def alone_after_failure(

@@ -19,6 +19,7 @@ from psycopg.types.json import Jsonb
 from bench.threads import BenchError, Client
 from ledger.client import Claim, LedgerClient
 from ledger.commands import CompleteJob, RegisterJob, WorkerIdentity
+from ledger.concurrent_registrations import ConcurrentRegistrations
 from ledger.queue import JobQueue
 from ledger.service import JobService
 
@@ -143,12 +144,21 @@ class RawBatchClient:
 
 
 class InProcessClient:
-    """`JobService` and `JobQueue` in this process, on the ledger's connection pool."""
+    """`JobService` and `JobQueue` in this process, on the ledger's connection pool; jobs
+    registered through `ConcurrentRegistrations`, which registers together those of the
+    clients' threads that arrive together."""
 
     def __init__(
-        self, service: JobService, queue: JobQueue, prefix: str, *, lifecycle: bool
+        self,
+        service: JobService,
+        registrations: ConcurrentRegistrations,
+        queue: JobQueue,
+        prefix: str,
+        *,
+        lifecycle: bool,
     ) -> None:
         self.service = service
+        self.registrations = registrations
         self.queue = queue
         self.prefix = prefix
         self.lifecycle = lifecycle
@@ -156,7 +166,7 @@ class InProcessClient:
 
     def op(self, n: int) -> None:
         job_id = f"{self.prefix}-{n}"
-        self.service.execute(job_id, RegisterJob(spec=job_spec(job_id)), actor=ACTOR)
+        self.registrations.register(job_id, RegisterJob(spec=job_spec(job_id)), actor=ACTOR)
         if not self.lifecycle:
             return
         claim = claimed_or_fail(lambda: self.queue.claim(self.worker, actor=ACTOR))

@@ -5,7 +5,9 @@ Systems, each on a fresh database of its own on one PostgreSQL server:
 - raw: plain psycopg: an INSERT per job; a claim is an UPDATE of the next queued row
   taken with `FOR UPDATE SKIP LOCKED`; a completion is an UPDATE. The floor.
 - in-process: JobLedger's `JobService` and `JobQueue` in this process: every
-  transition an event in the log, with the job's row projected in the same statement.
+  transition an event in the log, with the job's row projected in the same statement;
+  jobs registered through `ConcurrentRegistrations`, which registers together the
+  registrations of the clients' threads that arrive together.
 - http xN: `LedgerClient` against a real `jobledger serve` on the same kind of
   database, with N server processes (`--processes 1,2`: `serve --workers N`).
 - http xN, worker loop: lifecycles only, on the same server, by workers whose
@@ -67,6 +69,7 @@ from bench.peer_clients import (
 from bench.scratch import URL_ENV, scratch_database
 from bench.threads import Measurement, measure
 from ledger.client import BATCH_JOBS, BATCHES_IN_FLIGHT
+from ledger.concurrent_registrations import ConcurrentRegistrations
 from ledger.database import create_ledger_engine, libpq_url
 from ledger.queue import JobQueue
 from ledger.service import JobService
@@ -242,11 +245,18 @@ def in_process_system(url: str, stack: ExitStack) -> System:
     stack.callback(engine.dispose)
     store = EventStore(engine)
     service = JobService(store)
+    registrations = ConcurrentRegistrations(service)
     queue = JobQueue(store, cache=service.cache)
+
+    def client(label: str, *, lifecycle: bool) -> MakeClient:
+        return lambda i: InProcessClient(
+            service, registrations, queue, f"{label}-{i}", lifecycle=lifecycle
+        )
+
     return System(
         "JobLedger in process",
-        lambda label: lambda i: InProcessClient(service, queue, f"{label}-{i}", lifecycle=False),
-        lambda label: lambda i: InProcessClient(service, queue, f"{label}-{i}", lifecycle=True),
+        lambda label: client(label, lifecycle=False),
+        lambda label: client(label, lifecycle=True),
     )
 
 
