@@ -3,8 +3,10 @@ connection stays until that append ends, the append is recorded, and then the co
 closes."""
 
 import asyncio
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import psycopg
 
@@ -21,6 +23,25 @@ DEADLINE_S = 10.0
 def new_job(job_id: str) -> PreparedAppend:
     events = decide(None, RegisterJob(), job_id=job_id)
     return prepare_append(job_id, None, events, actor="trainer")
+
+
+def run_apart(scenario: Coroutine[Any, Any, None]) -> None:
+    """Run `scenario` to its end on an event loop of a thread of its own: this thread may
+    hold another library's running loop (the browser tests' Playwright keeps one)."""
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(scenario)
+        except BaseException as failure:
+            failures.append(failure)
+
+    thread = threading.Thread(target=run, name="scenario")
+    thread.start()
+    thread.join(DEADLINE_S * 3)
+    assert not thread.is_alive(), "the scenario ends"
+    if failures:
+        raise failures[0]
 
 
 async def until(condition: Callable[[], bool], what: str) -> None:
@@ -66,5 +87,5 @@ def test_closing_during_an_append_closes_the_connection_once_the_append_ends(
             await until(lambda: state_of(pid) is None, "the connection closes after it")
             assert appends._conn is None
 
-        asyncio.run(scenario())
+        run_apart(scenario())
     assert [event.seq for event in store.history("second")] == [1]
