@@ -2,6 +2,7 @@
 (`ledger.loop_appends`) while the server runs, and through `execute` when only a fresh
 read can tell what becomes of it."""
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterator
@@ -20,13 +21,15 @@ from api.gathered_registrations import LOOP_SPEC_BYTES, Registrations
 from ledger.command_log import LOGGER
 from ledger.commands import RegisterJob
 from ledger.database import libpq_url
+from ledger.errors import LockNotGranted
 from ledger.loop_appends import LoopAppends
+from ledger.registrations import Registered
 from ledger.service import JobService
 from ledger.settings import Settings
 from ledger.store import Appended
 from projections.current_status.catchup import catch_up_current_status
 from tests.api.conftest import TOKENS, auth, token_of
-from tests.api.test_gathered_registrations import Calls
+from tests.api.test_gathered_registrations import Calls, register_all, registration
 
 
 @pytest.fixture
@@ -188,3 +191,29 @@ def test_the_server_stopping_closes_the_connection(ledger: Ledger, database_url:
     outside = client.post("/v1/jobs", json={"job_id": "after"}, headers=auth("trainer"))
     assert outside.status_code == 201, outside.text
     assert calls.made == [("execute", 1)], "outside the server's loop, through a thread"
+
+
+def test_those_tried_alone_after_a_shared_failure_take_a_thread_while_the_loop_s_is_busy(
+    ledger: Ledger,
+) -> None:
+    calls = Calls(fail_first=LockNotGranted("held"))  # the shared statement fails so
+    registrations = Registrations(ledger.service, calls)
+    items = [registration(f"alone-{i}") for i in range(4)]
+
+    async def scenario() -> list[Any]:
+        appends = LoopAppends(ledger.url, ledger.settings, ledger.store.observers)
+        appends.open()
+        registrations.appends = appends
+        try:
+            return await register_all(registrations, items)
+        finally:
+            await appends.close()
+
+    outcomes = asyncio.run(scenario())
+
+    assert all(isinstance(outcome, Registered) for outcome in outcomes), outcomes
+    # the four together (failed), then each alone: one on the loop's connection, three
+    # through `execute` while it was in use
+    assert calls.made == [("register_each", 4), ("execute", 1), ("execute", 1), ("execute", 1)]
+    for item in items:
+        assert [event.seq for event in ledger.store.history(item.job_id)] == [1]
