@@ -80,16 +80,9 @@ class Registrations:
             if registered is not None:
                 return registered
             tried = True
-        values = {
-            "job_id": item.job_id,
-            "command": item.command,
-            "actor": item.actor or "",
-            "idempotency_key": item.idempotency_key,
-            "correlation_id": item.correlation_id,
-            "fresh_read": tried,
-        }
-        outcome = await self._in_thread(self.service.execute, values)
-        return Registered(outcome.state, outcome.replayed)
+        values = {"registration": item, "fresh_read": tried}
+        alone: Registered = await self._in_thread(self.service.register_alone, values)
+        return alone
 
 
 def _spec_bytes(registration: Registration) -> int:

@@ -18,7 +18,7 @@ from contextvars import Context
 from typing import Any, Generic, TypeVar
 from weakref import WeakKeyDictionary
 
-from ledger.errors import error_like
+from ledger.errors import failed_alike
 from ledger.registrations import tried_alone_after
 
 In = TypeVar("In")
@@ -158,7 +158,7 @@ async def alone_after_failure(
     except Exception as failure:
         if len(items) > 1 and tried_alone_after(failure):
             return await _each_alone(items, alone)
-        errors = [failure] + [error_like(failure) for _ in items[1:]]
+        errors = failed_alike(failure, len(items))
         if failed_each is not None:
             failed_each(items, errors)
         return list(errors)

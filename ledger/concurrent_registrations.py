@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from ledger.commands import RegisterJob
-from ledger.errors import error_like
+from ledger.errors import failed_alike
 from ledger.registrations import Registered, Registration, tried_alone_after
 from ledger.service import JobService
 
@@ -41,9 +41,8 @@ class _Waiter:
     a registration that waits)."""
     leads: bool = False
     """Woken to make the next call, for itself and the ones waiting."""
-    alone: bool = False
-    """To be registered on its own, through `execute`."""
     outcome: Registered | BaseException | None = None
+    """None once woken: the shared call could not tell, and it is registered on its own."""
 
 
 class ConcurrentRegistrations:
@@ -91,12 +90,11 @@ class ConcurrentRegistrations:
             me.woken.wait()
         if leads or me.leads:
             self._call(me)
-        if me.alone:
-            return self._alone(me.registration)
         outcome = me.outcome
+        if outcome is None:
+            return self.service.register_alone(me.registration)
         if isinstance(outcome, BaseException):
             raise outcome
-        assert outcome is not None, "a waiter is woken with its outcome"
         return outcome
 
     def waiting(self) -> int:
@@ -117,9 +115,6 @@ class ConcurrentRegistrations:
             else:
                 self._together(group)
         finally:
-            for waiter in group:
-                if waiter.outcome is None:  # the call ended before it could tell
-                    waiter.alone = True
             with self._lock:
                 if self._waiting:
                     following = self._waiting.popleft()
@@ -136,10 +131,8 @@ class ConcurrentRegistrations:
             outcomes = self.service.register_each(registrations)
         except Exception as failure:
             if tried_alone_after(failure):
-                for waiter in group:
-                    waiter.alone = True
-                return
-            errors = [failure] + [error_like(failure) for _ in group[1:]]
+                return  # each is registered on its own
+            errors = failed_alike(failure, len(group))
             self.service.log_unrecorded(registrations, errors)
             for waiter, error in zip(group, errors, strict=True):
                 waiter.outcome = error
@@ -149,19 +142,9 @@ class ConcurrentRegistrations:
 
     def _outcome_alone(self, registration: Registration) -> Registered | BaseException:
         try:
-            return self._alone(registration)
+            return self.service.register_alone(registration)
         except Exception as refused:
             return refused
-
-    def _alone(self, registration: Registration) -> Registered:
-        outcome = self.service.execute(
-            registration.job_id,
-            registration.command,
-            actor=registration.actor or "",
-            idempotency_key=registration.idempotency_key,
-            correlation_id=registration.correlation_id,
-        )
-        return Registered(outcome.state, outcome.replayed)
 
 
 def _wake(waiter: _Waiter) -> None:

@@ -325,6 +325,12 @@ class InvalidTraceparent(LedgerError):
         super().__init__(f"not a valid W3C traceparent: {value!r}")
 
 
+def failed_alike(failure: Exception, count: int) -> list[Exception]:
+    """The errors of `count` commands that one statement carried and `failure` failed: the
+    first's is `failure` itself, each other's an error of its own like it (`error_like`)."""
+    return [failure] + [error_like(failure) for _ in range(count - 1)]
+
+
 def error_like(failure: Exception) -> StorageError:
     """An error of its own for another command that `failure` failed (one statement
     carried both): a storage error of the same kind and words, caused by `failure`."""

@@ -209,6 +209,19 @@ class JobService:
                 log_line(line, REPLAYED if outcome.replayed else ACCEPTED)
         return outcomes
 
+    def register_alone(self, registration: Registration, *, fresh_read: bool = False) -> Registered:
+        """`execute` of one registration (naming its actor): the job as registered, or as
+        an earlier registration with the same key left it (`replayed`)."""
+        outcome = self.execute(
+            registration.job_id,
+            registration.command,
+            actor=registration.actor or "",
+            idempotency_key=registration.idempotency_key,
+            correlation_id=registration.correlation_id,
+            fresh_read=fresh_read,
+        )
+        return Registered(outcome.state, outcome.replayed)
+
     async def register_on_loop(
         self, registration: Registration, appends: LoopAppends
     ) -> Registered | None:

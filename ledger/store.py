@@ -437,6 +437,9 @@ def _whole_row(state: JobState) -> dict[str, Any]:
     return {"append_time": APPEND_TIME, "state": orjson.dumps(row_document(state)).decode()}
 
 
+_STATE_FIELDS = JobState._fields
+
+
 def row_document(state: JobState) -> dict[str, Any]:
     """The job's row as the JSON document `jsonb_populate_record(set)` reads it from: the
     columns that hold a value. A column left out is read as NULL, and a new job's row has
@@ -444,9 +447,6 @@ def row_document(state: JobState) -> dict[str, Any]:
     return {
         name: value for name, value in zip(_STATE_FIELDS, state, strict=True) if value is not None
     }
-
-
-_STATE_FIELDS = JobState._fields
 
 
 def _row_changes(

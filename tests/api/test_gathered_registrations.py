@@ -141,7 +141,7 @@ def test_a_failed_shared_transaction_tries_each_registration_alone(ledger: Ledge
     registrations = Registrations(ledger.service, calls)
     items = [registration("a"), registration("b", idempotency_key="kb"), registration("c")]
     outcomes = asyncio.run(register_all(registrations, items))
-    assert calls.made == [("register_each", 3)] + [("execute", 1)] * 3
+    assert calls.made == [("register_each", 3)] + [("register_alone", 1)] * 3
     assert [outcome.state.job_id for outcome in outcomes] == ["a", "b", "c"]
     assert not any(outcome.replayed for outcome in outcomes)
 

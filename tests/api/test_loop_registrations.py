@@ -95,7 +95,7 @@ def test_a_new_job_is_registered_without_a_thread(
     assert lines == [("on-loop", "trainer", "accepted", "corr-loop")]
     replay = client.post("/v1/jobs", json={"job_id": "on-loop", "priority": 2}, headers=headers)
     assert replay.status_code == 200, replay.text
-    assert calls.made == [("execute", 1)], "a job the cache holds is decided on a fresh read"
+    assert calls.made == [("register_alone", 1)], "a job the cache holds is decided on a fresh read"
     metrics = client.get("/metrics", headers=auth("alice")).text
     assert 'jobledger_events_appended_total{type="job_registered"} 1.0' in metrics
 
@@ -120,7 +120,7 @@ def test_a_job_registered_elsewhere_is_decided_on_a_fresh_read(
     refused = client.post("/v1/jobs", json={"job_id": "plain"}, headers=auth("trainer"))
     assert replayed.status_code == 200, replayed.text
     assert refused.status_code == 409 and refused.json()["type"].endswith("duplicate-job")
-    assert calls.made == [("execute", 1), ("execute", 1)]
+    assert calls.made == [("register_alone", 1), ("register_alone", 1)]
     assert appended == [], "after the log refused the guess, a fresh read and no second try"
     assert len(ledger.store.history("there")) == len(ledger.store.history("plain")) == 1
 
@@ -133,7 +133,7 @@ def test_a_large_spec_is_registered_on_a_thread(running: tuple[TestClient, Calls
         body = {"job_id": job_id, "spec": spec}
         answer = client.post("/v1/jobs", json=body, headers=auth("trainer"))
         assert answer.status_code == 201, answer.text
-    assert calls.made == [("execute", 1)], "only the spec past the limit took a thread"
+    assert calls.made == [("register_alone", 1)], "only the spec past the limit took a thread"
 
 
 def test_a_lost_connection_fails_its_registration_and_the_next_connects_again(
@@ -190,7 +190,7 @@ def test_the_server_stopping_closes_the_connection(ledger: Ledger, database_url:
             time.sleep(0.02)
     outside = client.post("/v1/jobs", json={"job_id": "after"}, headers=auth("trainer"))
     assert outside.status_code == 201, outside.text
-    assert calls.made == [("execute", 1)], "outside the server's loop, through a thread"
+    assert calls.made == [("register_alone", 1)], "outside the server's loop, through a thread"
 
 
 def test_those_tried_alone_after_a_shared_failure_take_a_thread_while_the_loop_s_is_busy(
@@ -213,7 +213,7 @@ def test_those_tried_alone_after_a_shared_failure_take_a_thread_while_the_loop_s
 
     assert all(isinstance(outcome, Registered) for outcome in outcomes), outcomes
     # the four together (failed), then each alone: one on the loop's connection, three
-    # through `execute` while it was in use
-    assert calls.made == [("register_each", 4), ("execute", 1), ("execute", 1), ("execute", 1)]
+    # through `register_alone` (`execute`) on a thread while it was in use
+    assert calls.made == [("register_each", 4)] + [("register_alone", 1)] * 3
     for item in items:
         assert [event.seq for event in ledger.store.history(item.job_id)] == [1]
