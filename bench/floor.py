@@ -1,9 +1,11 @@
-"""PostgreSQL's side of a registration: the ledger's statement beside raw SQL's INSERT.
+"""PostgreSQL's side of the ledger: its statements beside raw SQL's, with the least Python.
 
-`bench.peers` measures whole paths, Python and all. This one measures the statements
-alone, each built before the clock starts and sent on one connection in autocommit,
-prepared, as `EventStore.append` sends its own:
+`bench.peers` measures whole paths, Python and all. This one sends statements alone, on
+one connection in autocommit, prepared, as `EventStore.append` sends its own; each is
+built before the clock starts, except a completion, built from its claim's row by the
+ledger's own functions (`state_from_row`, `decide`, `prepare_append`).
 
+Registrations, one at a time:
 - raw SQL: `bench.peers`' INSERT of one row (a primary key and a partial queue index);
 - the ledger: a new job's append (`ledger.store.prepare_append`): its `job_registered`
   event and its current-status row, in one statement, with every index of the schema;
@@ -13,21 +15,26 @@ prepared, as `EventStore.append` sends its own:
 - the event alone: the `job_registered` row without the current-status row, with every
   index, which is what the inline projection costs.
 
-The ratio of the ledger's statement to raw SQL's bounds what any client of the ledger,
-in process or over HTTP, can reach on registrations one at a time.
+Lifecycles, one at a time (enqueue, claim, complete): raw SQL's three statements
+(`bench.peers`' INSERT, `SKIP LOCKED` claim and UPDATE) beside the ledger's three (the
+registration, `CLAIM_NEXT_QUEUED_JOB` and the completion's append).
+
+The ratio of the ledger's statements to raw SQL's bounds what any client of the ledger,
+in process or over HTTP, can reach one command at a time.
 
 Each variant writes to a scratch database of its own on one server (`--database-url`,
-or an embedded PostgreSQL 18 with `--embedded`), and they take turns chunk by chunk, the order
-rotated each chunk, so that the machine's drift weighs on all alike. It prints each
+or an embedded PostgreSQL 18 with `--embedded`), and they take turns chunk by chunk, the
+order rotated each chunk, so that the machine's drift weighs on all alike. It prints each
 chunk's rates, then each variant's median, its ratio to raw SQL's median and its WAL
 bytes per job.
 
     python -m bench.floor [--embedded] [--chunks 8] [--jobs 500] [--quick]
 """
 
+import os
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,15 +43,30 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from bench.peer_clients import ACTOR, RAW_ENQUEUE, create_raw_schema, job_spec
+from bench.peer_clients import (
+    ACTOR,
+    RAW_CLAIM,
+    RAW_COMPLETE,
+    RAW_ENQUEUE,
+    RESULT,
+    create_raw_schema,
+    job_spec,
+)
 from bench.peers import postgres_server, server_version, wal_lsn
 from bench.scratch import benchmark_parser, scratch_database
-from ledger.commands import RegisterJob
+from ledger.commands import CompleteJob, RegisterJob, StartJob, WorkerIdentity
 from ledger.database import libpq_url
 from ledger.decide import decide
-from ledger.store import prepare_append
+from ledger.queries import CLAIM_NEXT_QUEUED_JOB, START_ROW_TAIL
+from ledger.queue import start_params
+from ledger.run_tokens import new_run_token
+from ledger.store import prepare_append, state_from_row
 
+Connection = psycopg.Connection[Any]
 Statement = tuple[str, Any]
+Workload = Callable[[Connection, list[str]], Callable[[], None]]
+"""Given a connection and the chunk's job ids: build what can be built beforehand, and
+return what the clock times."""
 
 EVENT_ALONE = """
     INSERT INTO job_events (
@@ -66,9 +88,7 @@ SECONDARY_INDEXES = """
       AND NOT i.indisunique AND NOT i.indisprimary
 """
 
-
-def raw_insert(job_id: str) -> Statement:
-    return RAW_ENQUEUE, (job_id, Jsonb(job_spec(job_id)))
+WORKER = WorkerIdentity(worker_id="floor", host="bench-host", pid=os.getpid())
 
 
 def registration(job_id: str) -> Statement:
@@ -77,60 +97,139 @@ def registration(job_id: str) -> Statement:
     return prepared.statement, prepared.params
 
 
+def send(statements: Callable[[str], Statement]) -> Workload:
+    """Each job's statement, all built before the clock starts, then sent one by one."""
+
+    def run(conn: Connection, job_ids: list[str]) -> Callable[[], None]:
+        built = [statements(job_id) for job_id in job_ids]
+
+        def timed() -> None:
+            for query, params in built:
+                conn.execute(query, params, prepare=True)
+
+        return timed
+
+    return run
+
+
+def raw_insert(job_id: str) -> Statement:
+    return RAW_ENQUEUE, (job_id, Jsonb(job_spec(job_id)))
+
+
 def event_alone(job_id: str) -> Statement:
     return EVENT_ALONE, registration(job_id)[1]
 
 
+def raw_lifecycles(conn: Connection, job_ids: list[str]) -> Callable[[], None]:
+    built = [raw_insert(job_id) for job_id in job_ids]
+    result = Jsonb(RESULT)
+
+    def timed() -> None:
+        for query, params in built:
+            conn.execute(query, params, prepare=True)
+            claimed = conn.execute(RAW_CLAIM, (WORKER.worker_id,), prepare=True).fetchone()
+            assert claimed is not None, "the job just enqueued is there to claim"
+            conn.execute(RAW_COMPLETE, (result, claimed[0]), prepare=True)
+
+    return timed
+
+
+def ledger_lifecycles(conn: Connection, job_ids: list[str]) -> Callable[[], None]:
+    built = [registration(job_id) for job_id in job_ids]
+    tokens = [new_run_token() for _ in job_ids]
+    claims = [start_params(StartJob(worker=WORKER, run_token=t), actor=ACTOR) for t in tokens]
+
+    def timed() -> None:
+        for (query, params), token, claim in zip(built, tokens, claims, strict=True):
+            conn.execute(query, params, prepare=True)
+            row = conn.execute(CLAIM_NEXT_QUEUED_JOB, claim, prepare=True).fetchone()
+            assert row is not None, "the job just registered is there to claim"
+            state = state_from_row(row[:-START_ROW_TAIL])
+            complete = CompleteJob(attempt=state.attempt, run_token=token, result=RESULT)
+            events = decide(state, complete, job_id=state.job_id)
+            done = prepare_append(state.job_id, state, events, actor=ACTOR)
+            conn.execute(done.statement, done.params, prepare=True)
+
+    return timed
+
+
 @dataclass(slots=True)
 class Variant:
-    """One statement, on a database of its own."""
+    """One way of writing jobs, on a database of its own."""
 
     name: str
     url: str
-    statement: Callable[[str], Statement]
+    workload: Workload
     rates: list[float] = field(default_factory=list)
     wal_bytes: list[float] = field(default_factory=list)
 
-    def run_chunk(self, conn: psycopg.Connection[Any], chunk: int, jobs: int) -> None:
-        """Send `jobs` statements, built beforehand; record the rate and WAL per job."""
-        statements = [self.statement(f"f-{chunk}-{i}") for i in range(jobs)]
+    def run_chunk(self, conn: Connection, chunk: int, jobs: int) -> None:
+        """Write `jobs` jobs; record the rate and the WAL per job."""
+        timed = self.workload(conn, [f"f-{chunk}-{i}" for i in range(jobs)])
         wal_before = wal_lsn(self.url)
         started = time.perf_counter()
-        for query, params in statements:
-            conn.execute(query, params, prepare=True)
+        timed()
         elapsed = time.perf_counter() - started
         self.wal_bytes.append((wal_lsn(self.url) - wal_before) / jobs)
         self.rates.append(jobs / elapsed)
 
 
-def variants(admin_url: str, stack: ExitStack) -> list[Variant]:
+def variants(admin_url: str, stack: ExitStack) -> dict[str, list[Variant]]:
+    """Each workload's variants, raw SQL first, each on a database created now."""
+
     def fresh(migrate: bool) -> str:
         return libpq_url(stack.enter_context(scratch_database(admin_url, migrate=migrate)))
 
-    raw_url = fresh(False)
-    create_raw_schema(raw_url)
+    def raw() -> str:
+        url = fresh(False)
+        create_raw_schema(url)
+        return url
+
     bare_url = fresh(True)
     with psycopg.connect(bare_url, autocommit=True) as conn:
         for (name,) in conn.execute(SECONDARY_INDEXES).fetchall():
             conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
-    return [
-        Variant("raw SQL INSERT", raw_url, raw_insert),
-        Variant("ledger registration", fresh(True), registration),
-        Variant("ledger registration, no secondary indexes", bare_url, registration),
-        Variant("ledger event alone", fresh(True), event_alone),
-    ]
+    return {
+        "registrations": [
+            Variant("raw SQL INSERT", raw(), send(raw_insert)),
+            Variant("ledger registration", fresh(True), send(registration)),
+            Variant("ledger registration, no secondary indexes", bare_url, send(registration)),
+            Variant("ledger event alone", fresh(True), send(event_alone)),
+        ],
+        "lifecycles": [
+            Variant("raw SQL lifecycle", raw(), raw_lifecycles),
+            Variant("ledger lifecycle", fresh(True), ledger_lifecycles),
+        ],
+    }
 
 
-def rotated(items: Sequence[Variant], by: int) -> Iterator[Variant]:
-    for i in range(len(items)):
-        yield items[(i + by) % len(items)]
+def measure(measured: list[Variant], stack: ExitStack, chunks: int, jobs: int) -> None:
+    """Every variant's chunks in turn, after a warm-up chunk each (plans prepared, caches
+    filled); then the table of medians."""
+    connections = [stack.enter_context(psycopg.connect(v.url, autocommit=True)) for v in measured]
+    for variant, conn in zip(measured, connections, strict=True):
+        variant.run_chunk(conn, -1, min(jobs, 100))
+        variant.rates.clear()
+        variant.wal_bytes.clear()
+    order = list(zip(measured, connections, strict=True))
+    for chunk in range(chunks):
+        for i in range(len(order)):
+            variant, conn = order[(i + chunk) % len(order)]
+            variant.run_chunk(conn, chunk, jobs)
+        print(f"  chunk {chunk + 1}: " + ", ".join(f"{v.rates[-1]:,.0f}/s" for v in measured))
+    raw = statistics.median(measured[0].rates)
+    print("| Statements | Median | Ratio to raw | WAL per job |\n|---|---|---|---|")
+    for variant in measured:
+        rate = statistics.median(variant.rates)
+        wal = statistics.median(variant.wal_bytes)
+        print(f"| {variant.name} | {rate:,.0f}/s | x{rate / raw:.2f} | {wal:,.0f} B |")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = benchmark_parser(__doc__ or "")
     parser.add_argument("--embedded", action="store_true", help="an embedded PostgreSQL 18")
     parser.add_argument("--chunks", type=int, default=8, help="turns of every variant")
-    parser.add_argument("--jobs", type=int, default=500, help="registrations per chunk")
+    parser.add_argument("--jobs", type=int, default=500, help="jobs per chunk")
     parser.add_argument("--quick", action="store_true", help="2 chunks of 200")
     args = parser.parse_args(argv)
     chunks, jobs = (2, 200) if args.quick else (args.chunks, args.jobs)
@@ -140,25 +239,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         admin_url = stack.enter_context(
             postgres_server(None if args.embedded else args.database_url)
         )
-        print(f"{server_version(admin_url)}; {chunks} chunks of {jobs} registrations each")
-        measured = variants(admin_url, stack)
-        connections = {
-            v.name: stack.enter_context(psycopg.connect(v.url, autocommit=True)) for v in measured
-        }
-        for variant in measured:  # warm up: plans prepared, caches filled
-            variant.run_chunk(connections[variant.name], -1, min(jobs, 100))
-            variant.rates.clear()
-            variant.wal_bytes.clear()
-        for chunk in range(chunks):
-            for variant in rotated(measured, chunk):
-                variant.run_chunk(connections[variant.name], chunk, jobs)
-            print(f"  chunk {chunk + 1}: " + ", ".join(f"{v.rates[-1]:,.0f}/s" for v in measured))
-        raw = statistics.median(measured[0].rates)
-        print("| Statement | Median | Ratio to raw | WAL per job |\n|---|---|---|---|")
-        for variant in measured:
-            rate = statistics.median(variant.rates)
-            wal = statistics.median(variant.wal_bytes)
-            print(f"| {variant.name} | {rate:,.0f}/s | x{rate / raw:.2f} | {wal:,.0f} B |")
+        print(f"{server_version(admin_url)}; {chunks} chunks of {jobs} jobs each")
+        for workload, measured in variants(admin_url, stack).items():
+            print(f"{workload}, one at a time:")
+            measure(measured, stack, chunks, jobs)
 
 
 if __name__ == "__main__":

@@ -73,6 +73,38 @@ class Claim:
     started the run (its lease was just written and has had no heartbeat)."""
 
 
+def start_params(
+    command: StartJob,
+    *,
+    actor: str,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    idempotency_key: str | None = None,
+    command_sha256: str | None = None,
+    correlation_id: str | None = None,
+    job_id: str = "",
+) -> dict[str, Any]:
+    """The parameters of a start statement (`CLAIM_NEXT_QUEUED_JOB` and the others of
+    `ledger.queries`): `job_id` for a start of a chosen job, none for a claim. The event's
+    payload is as `decide` makes it; the statement fills in `resume_from` from the row it
+    locks. A keyed start keeps its run token, to answer a retry with it."""
+    started = JobStarted.of(command.worker, run_token=command.run_token, resume_from=None)
+    _, payload, _ = event_to_record(started)
+    return (
+        ({"job_id": job_id} if job_id else {})
+        | worker_fields(command.worker)
+        | {
+            "run_token_sha256": started.run_token_sha256,
+            "keyed_run_token": None if idempotency_key is None else command.run_token,
+            "idempotency_key": idempotency_key,
+            "command_sha256": command_sha256,
+            "payload": orjson.dumps(payload).decode(),
+            "actor": actor,
+            "correlation_id": correlation_id,
+            "lease_seconds": lease_seconds,
+        }
+    )
+
+
 class JobQueue:
     """Starts queued jobs. `run_tokens` makes the run token of each start; each started
     job's state goes into `cache` (the `JobService`'s), so the run's next command is
@@ -166,25 +198,16 @@ class JobQueue:
     ) -> Claim | None:
         """Run a start `statement`; with a `key`, answer the caller's earlier start by it
         when there is one (`request`, its name and fields, must be the same)."""
-        # The event's payload as `decide` makes it; the statement fills in `resume_from`
-        # from the row it locks.
-        started = JobStarted.of(command.worker, run_token=command.run_token, resume_from=None)
-        _, payload, _ = event_to_record(started)
         key = sender.idempotency_key
         digest = None if key is None else request_digest(*request)
-        values = (
-            ({"job_id": job_id} if job_id else {})
-            | worker_fields(command.worker)
-            | {
-                "run_token_sha256": started.run_token_sha256,
-                "keyed_run_token": None if key is None else command.run_token,
-                "idempotency_key": key,
-                "command_sha256": digest,
-                "payload": orjson.dumps(payload).decode(),
-                "actor": sender.actor,
-                "correlation_id": sender.correlation_id,
-                "lease_seconds": self.lease_seconds,
-            }
+        values = start_params(
+            command,
+            actor=sender.actor,
+            lease_seconds=self.lease_seconds,
+            idempotency_key=key,
+            command_sha256=digest,
+            correlation_id=sender.correlation_id,
+            job_id=job_id,
         )
         try:
             row = self._start_row(statement, values, job_id)
