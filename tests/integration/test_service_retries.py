@@ -7,12 +7,12 @@ import pytest
 from sqlalchemy import Engine
 
 from ledger.commands import ForceStart, MarkFailed, PauseJob, RegisterJob, SaveCheckpoint
-from ledger.errors import VersionConflict
+from ledger.errors import IdempotencyKeyReused, VersionConflict
 from ledger.events import CheckpointSaved
 from ledger.queue import JobQueue
 from ledger.service import CONFLICT_RETRIES, JobService
 from ledger.statuses import JobStatus
-from ledger.store import EventStore, LoadedJob
+from ledger.store import EventStore, IdempotencyKeyTaken, LoadedJob
 from tests.conftest import WORKER, JobFactory
 
 
@@ -181,4 +181,90 @@ def test_a_command_whose_key_lands_between_its_read_and_its_append_returns_that_
 
     assert outcome.replayed
     assert outcome.events == landed[0].events
+    assert checkpoint_paths(store, job_id) == ["/ck/once"]
+
+
+def test_a_command_whose_key_lands_with_another_command_first_is_refused_as_reused(
+    engine: Engine, job_factory: JobFactory, service: JobService, store: EventStore
+) -> None:
+    job_id = job_factory(JobStatus.RUNNING).job_id
+    ours, raced = raced_service(
+        engine,
+        lambda job: service.execute(
+            job, checkpoint(job, "/ck/theirs"), actor="w", idempotency_key="ck-1"
+        ),
+    )
+    raced.races = 1
+
+    with pytest.raises(IdempotencyKeyReused):
+        ours.execute(job_id, checkpoint(job_id, "/ck/ours"), actor="w", idempotency_key="ck-1")
+
+    assert raced.races == 0
+    assert checkpoint_paths(store, job_id) == ["/ck/theirs"]
+
+
+class KeyBlindStore(EventStore):
+    """A real store whose next `blind_reads` reads do not find an earlier use of an
+    idempotency key, as a read would that ran before the key's append was visible."""
+
+    def __init__(self, engine: Engine, blind_reads: int) -> None:
+        super().__init__(engine)
+        self.blind_reads = blind_reads
+        self.reads = 0
+
+    def load_for_command(self, job_id: str, idempotency_key: str | None) -> LoadedJob:
+        self.reads += 1
+        if self.blind_reads:
+            self.blind_reads -= 1
+            return LoadedJob(super().load_for_command(job_id, None).state, None)
+        return super().load_for_command(job_id, idempotency_key)
+
+
+def key_blind_service(engine: Engine, blind_reads: int) -> tuple[JobService, KeyBlindStore]:
+    """A service with no cache on a store blind to keys for its next `blind_reads` reads."""
+    store = KeyBlindStore(engine, blind_reads)
+    return JobService(store, cache_size=0), store
+
+
+def test_a_command_whose_key_the_log_refuses_is_read_again_and_replayed(
+    engine: Engine, job_factory: JobFactory, service: JobService, store: EventStore
+) -> None:
+    job_id = job_factory(JobStatus.RUNNING).job_id
+    command = checkpoint(job_id, "/ck/once")
+    first = service.execute(job_id, command, actor="w", idempotency_key="ck-1")
+    ours, blind = key_blind_service(engine, blind_reads=1)
+
+    again = ours.execute(job_id, command, actor="w", idempotency_key="ck-1")
+
+    assert blind.reads == 2, "the append refused by the key's index, then a read that finds it"
+    assert again.replayed and again.events == first.events
+    assert checkpoint_paths(store, job_id) == ["/ck/once"]
+
+
+def test_a_key_the_log_refuses_for_another_command_is_refused_as_reused(
+    engine: Engine, job_factory: JobFactory, service: JobService, store: EventStore
+) -> None:
+    job_id = job_factory(JobStatus.RUNNING).job_id
+    service.execute(job_id, checkpoint(job_id, "/ck/first"), actor="w", idempotency_key="ck-1")
+    ours, blind = key_blind_service(engine, blind_reads=1)
+
+    with pytest.raises(IdempotencyKeyReused):
+        ours.execute(job_id, checkpoint(job_id, "/ck/other"), actor="w", idempotency_key="ck-1")
+
+    assert blind.reads == 2
+    assert checkpoint_paths(store, job_id) == ["/ck/first"]
+
+
+def test_a_key_whose_append_stays_unreadable_ends_in_a_version_conflict(
+    engine: Engine, job_factory: JobFactory, service: JobService, store: EventStore
+) -> None:
+    job_id = job_factory(JobStatus.RUNNING).job_id
+    service.execute(job_id, checkpoint(job_id, "/ck/once"), actor="w", idempotency_key="ck-1")
+    ours, blind = key_blind_service(engine, blind_reads=CONFLICT_RETRIES + 5)
+
+    with pytest.raises(VersionConflict) as conflict:
+        ours.execute(job_id, checkpoint(job_id, "/ck/once"), actor="w", idempotency_key="ck-1")
+
+    assert isinstance(conflict.value.__cause__, IdempotencyKeyTaken)
+    assert blind.reads == CONFLICT_RETRIES + 1, "read and tried again, then given up"
     assert checkpoint_paths(store, job_id) == ["/ck/once"]
