@@ -334,8 +334,7 @@ def failed_alike(failure: Exception, count: int) -> list[Exception]:
 def error_like(failure: Exception) -> StorageError:
     """An error of its own for another command that `failure` failed (one statement
     carried both): a storage error of the same kind and words, caused by `failure`."""
-    error = type(failure)(str(failure)) if isinstance(failure, StorageError) else None
-    if error is None:
-        error = StorageError(str(failure))
+    kind = type(failure) if isinstance(failure, StorageError) else StorageError
+    error = kind(str(failure))
     error.__cause__ = failure
     return error
