@@ -39,6 +39,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
@@ -57,7 +58,7 @@ from bench.scratch import benchmark_parser, scratch_database
 from ledger.commands import CompleteJob, RegisterJob, StartJob, WorkerIdentity
 from ledger.database import libpq_url
 from ledger.decide import decide
-from ledger.queries import CLAIM_NEXT_QUEUED_JOB, START_ROW_TAIL
+from ledger.queries import CLAIM_NEXT_QUEUED_JOB, START_ROW_TAIL, append_events_alone
 from ledger.queue import start_params
 from ledger.run_tokens import new_run_token
 from ledger.store import prepare_append, state_from_row
@@ -68,25 +69,13 @@ Workload = Callable[[Connection, list[str]], Callable[[], None]]
 """Given a connection and the chunk's job ids: build what can be built beforehand, and
 return what the clock times."""
 
-EVENT_ALONE = """
-    INSERT INTO job_events (
-        job_id, seq, type, payload, actor, reason, attempt,
-        idempotency_key, command_sha256, correlation_id, occurred_at
-    )
-    VALUES (
-        %(job_id)s, %(seq)s, %(type)s, %(payload)s::jsonb, %(actor)s, %(reason)s,
-        %(attempt)s, %(idempotency_key)s, %(command_sha256)s, %(correlation_id)s,
-        %(occurred_at)s::timestamptz
-    )
-    RETURNING position, seq, recorded_at, tx_id::text
-"""
-"""The ledger's registration without its current-status row."""
-
-SECONDARY_INDEXES = """
+SECONDARY_INDEXES_QUERY = """
     SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
     WHERE i.indrelid IN ('job_events'::regclass, 'job_status'::regclass)
       AND NOT i.indisunique AND NOT i.indisprimary
 """
+"""The names of the indexes of the two tables that neither key nor refuse anything: the
+queue's, the operators' reads' and the audits'."""
 
 WORKER = WorkerIdentity(worker_id="floor", host="bench-host", pid=os.getpid())
 
@@ -113,23 +102,31 @@ def send(statements: Callable[[str], Statement]) -> Workload:
 
 
 def raw_insert(job_id: str) -> Statement:
-    return RAW_ENQUEUE, (job_id, Jsonb(job_spec(job_id)))
+    """Raw SQL's INSERT, its spec already JSON (as the ledger's parameters are)."""
+    return RAW_ENQUEUE, (job_id, json_already(job_spec(job_id)))
+
+
+def json_already(value: Any) -> Jsonb:
+    """`value` as a JSONB parameter serialised now, so that sending it costs no more."""
+    text = orjson.dumps(value).decode()
+    return Jsonb(text, dumps=lambda already: already)
 
 
 def event_alone(job_id: str) -> Statement:
-    return EVENT_ALONE, registration(job_id)[1]
+    return append_events_alone(one_event=True), registration(job_id)[1]
 
 
 def raw_lifecycles(conn: Connection, job_ids: list[str]) -> Callable[[], None]:
     built = [raw_insert(job_id) for job_id in job_ids]
-    result = Jsonb(RESULT)
+    result = json_already(RESULT)
 
     def timed() -> None:
-        for query, params in built:
+        for job_id, (query, params) in zip(job_ids, built, strict=True):
             conn.execute(query, params, prepare=True)
             claimed = conn.execute(RAW_CLAIM, (WORKER.worker_id,), prepare=True).fetchone()
-            assert claimed is not None, "the job just enqueued is there to claim"
-            conn.execute(RAW_COMPLETE, (result, claimed[0]), prepare=True)
+            assert claimed is not None and claimed[0] == job_id, "claims the job just enqueued"
+            done = conn.execute(RAW_COMPLETE, (result, job_id), prepare=True)
+            assert done.rowcount == 1, f"{job_id}: not completed"
 
     return timed
 
@@ -140,11 +137,14 @@ def ledger_lifecycles(conn: Connection, job_ids: list[str]) -> Callable[[], None
     claims = [start_params(StartJob(worker=WORKER, run_token=t), actor=ACTOR) for t in tokens]
 
     def timed() -> None:
-        for (query, params), token, claim in zip(built, tokens, claims, strict=True):
+        for job_id, (query, params), token, claim in zip(
+            job_ids, built, tokens, claims, strict=True
+        ):
             conn.execute(query, params, prepare=True)
             row = conn.execute(CLAIM_NEXT_QUEUED_JOB, claim, prepare=True).fetchone()
             assert row is not None, "the job just registered is there to claim"
             state = state_from_row(row[:-START_ROW_TAIL])
+            assert state.job_id == job_id, "claims the job just registered"
             complete = CompleteJob(attempt=state.attempt, run_token=token, result=RESULT)
             events = decide(state, complete, job_id=state.job_id)
             done = prepare_append(state.job_id, state, events, actor=ACTOR)
@@ -177,46 +177,51 @@ class Variant:
 def variants(admin_url: str, stack: ExitStack) -> dict[str, list[Variant]]:
     """Each workload's variants, raw SQL first, each on a database created now."""
 
-    def fresh(migrate: bool) -> str:
-        return libpq_url(stack.enter_context(scratch_database(admin_url, migrate=migrate)))
+    def ledger_database() -> str:
+        return libpq_url(stack.enter_context(scratch_database(admin_url)))
 
-    def raw() -> str:
-        url = fresh(False)
+    def raw_database() -> str:
+        url = libpq_url(stack.enter_context(scratch_database(admin_url, migrate=False)))
         create_raw_schema(url)
         return url
 
-    bare_url = fresh(True)
+    bare_url = ledger_database()
     with psycopg.connect(bare_url, autocommit=True) as conn:
-        for (name,) in conn.execute(SECONDARY_INDEXES).fetchall():
+        for (name,) in conn.execute(SECONDARY_INDEXES_QUERY).fetchall():
             conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
     return {
         "registrations": [
-            Variant("raw SQL INSERT", raw(), send(raw_insert)),
-            Variant("ledger registration", fresh(True), send(registration)),
+            Variant("raw SQL INSERT", raw_database(), send(raw_insert)),
+            Variant("ledger registration", ledger_database(), send(registration)),
             Variant("ledger registration, no secondary indexes", bare_url, send(registration)),
-            Variant("ledger event alone", fresh(True), send(event_alone)),
+            Variant("ledger event alone", ledger_database(), send(event_alone)),
         ],
         "lifecycles": [
-            Variant("raw SQL lifecycle", raw(), raw_lifecycles),
-            Variant("ledger lifecycle", fresh(True), ledger_lifecycles),
+            Variant("raw SQL lifecycle", raw_database(), raw_lifecycles),
+            Variant("ledger lifecycle", ledger_database(), ledger_lifecycles),
         ],
     }
 
 
-def measure(measured: list[Variant], stack: ExitStack, chunks: int, jobs: int) -> None:
+def measure(measured: list[Variant], chunks: int, jobs: int) -> None:
     """Every variant's chunks in turn, after a warm-up chunk each (plans prepared, caches
-    filled); then the table of medians."""
-    connections = [stack.enter_context(psycopg.connect(v.url, autocommit=True)) for v in measured]
-    for variant, conn in zip(measured, connections, strict=True):
-        variant.run_chunk(conn, -1, min(jobs, 100))
-        variant.rates.clear()
-        variant.wal_bytes.clear()
-    order = list(zip(measured, connections, strict=True))
-    for chunk in range(chunks):
-        for i in range(len(order)):
-            variant, conn = order[(i + chunk) % len(order)]
-            variant.run_chunk(conn, chunk, jobs)
-        print(f"  chunk {chunk + 1}: " + ", ".join(f"{v.rates[-1]:,.0f}/s" for v in measured))
+    filled), each on a connection of its own for this workload; then the table of
+    medians."""
+    with ExitStack() as stack:
+        order = [
+            (variant, stack.enter_context(psycopg.connect(variant.url, autocommit=True)))
+            for variant in measured
+        ]
+        for variant, conn in order:
+            variant.run_chunk(conn, -1, min(jobs, 100))
+            variant.rates.clear()
+            variant.wal_bytes.clear()
+        for chunk in range(chunks):
+            for i in range(len(order)):
+                variant, conn = order[(i + chunk) % len(order)]
+                variant.run_chunk(conn, chunk, jobs)
+            rates = ", ".join(f"{v.name} {v.rates[-1]:,.0f}/s" for v in measured)
+            print(f"  chunk {chunk + 1}: {rates}")
     raw = statistics.median(measured[0].rates)
     print("| Statements | Median | Ratio to raw | WAL per job |\n|---|---|---|---|")
     for variant in measured:
@@ -228,11 +233,12 @@ def measure(measured: list[Variant], stack: ExitStack, chunks: int, jobs: int) -
 def main(argv: Sequence[str] | None = None) -> None:
     parser = benchmark_parser(__doc__ or "")
     parser.add_argument("--embedded", action="store_true", help="an embedded PostgreSQL 18")
-    parser.add_argument("--chunks", type=int, default=8, help="turns of every variant")
-    parser.add_argument("--jobs", type=int, default=500, help="jobs per chunk")
+    parser.add_argument("--chunks", type=int, help="turns of every variant (default 8)")
+    parser.add_argument("--jobs", type=int, help="jobs per chunk (default 500)")
     parser.add_argument("--quick", action="store_true", help="2 chunks of 200")
     args = parser.parse_args(argv)
-    chunks, jobs = (2, 200) if args.quick else (args.chunks, args.jobs)
+    chunks = args.chunks or (2 if args.quick else 8)
+    jobs = args.jobs or (200 if args.quick else 500)
     if min(chunks, jobs) < 1:
         parser.error("--chunks and --jobs must be positive")
     with ExitStack() as stack:
@@ -242,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"{server_version(admin_url)}; {chunks} chunks of {jobs} jobs each")
         for workload, measured in variants(admin_url, stack).items():
             print(f"{workload}, one at a time:")
-            measure(measured, stack, chunks, jobs)
+            measure(measured, chunks, jobs)
 
 
 if __name__ == "__main__":

@@ -115,6 +115,13 @@ def _appended_rows(where: str = "true") -> str:
 
 
 @functools.cache
+def append_events_alone(one_event: bool) -> str:
+    """`append_events` without the job's row: the events alone. The ledger never appends
+    so; `bench.floor` measures what the row costs against it."""
+    return f"{_appended(one_event)} {_appended_rows()}"
+
+
+@functools.cache
 def append_events(one_event: bool) -> str:
     """Append a job's new events and write its projected state: one statement, one
     transaction (`one_event`: the events are one, sent as `_APPENDED_ONE` takes it).

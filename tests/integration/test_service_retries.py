@@ -184,9 +184,11 @@ def test_a_command_whose_key_lands_between_its_read_and_its_append_returns_that_
     assert checkpoint_paths(store, job_id) == ["/ck/once"]
 
 
-def test_a_command_whose_key_lands_with_another_command_first_is_refused_as_reused(
+def test_a_command_that_loses_its_race_to_its_key_used_for_another_command_is_refused(
     engine: Engine, job_factory: JobFactory, service: JobService, store: EventStore
 ) -> None:
+    """The rival's append takes the version this command was decided on: a lost race,
+    and the read after it finds the key used for another command."""
     job_id = job_factory(JobStatus.RUNNING).job_id
     ours, raced = raced_service(
         engine,
@@ -216,7 +218,7 @@ class KeyBlindStore(EventStore):
         self.reads += 1
         if self.blind_reads:
             self.blind_reads -= 1
-            return LoadedJob(super().load_for_command(job_id, None).state, None)
+            return super().load_for_command(job_id, None)
         return super().load_for_command(job_id, idempotency_key)
 
 
