@@ -305,7 +305,7 @@ class JobService:
                 return self._decide_on_fresh_read(request)
             except IdempotencyKeyTaken as taken:
                 if retries == CONFLICT_RETRIES:  # the key's append never became readable
-                    raise VersionConflict(request.job_id, request.expected_version or 0) from taken
+                    raise VersionConflict(request.job_id, taken.decided_on) from taken
             except _LostRace as lost:
                 conflict = lost.conflict
                 if request.expected_version is not None or retries == CONFLICT_RETRIES:

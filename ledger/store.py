@@ -58,6 +58,11 @@ _STATUS_COLUMN_COUNT = len(JOB_STATUS_COLUMNS)
 class IdempotencyKeyTaken(LedgerError):
     """Another append with the same idempotency key committed first."""
 
+    def __init__(self, decided_on: int = 0) -> None:
+        super().__init__()
+        self.decided_on = decided_on
+        """The job's version the refused append was decided on."""
+
 
 KEY_CONSTRAINTS = frozenset(
     {"uq_job_events_job_id_idempotency_key", "uq_job_events_actor_idempotency_key"}
@@ -482,7 +487,7 @@ def translate_error(exc: psycopg.Error, job_id: str, expected_version: int) -> L
     if isinstance(exc, psycopg.errors.UniqueViolation):
         constraint = exc.diag.constraint_name
         if constraint in KEY_CONSTRAINTS:
-            return IdempotencyKeyTaken()
+            return IdempotencyKeyTaken(expected_version)
         if constraint == "uq_job_events_job_id_seq":
             if expected_version == 0:
                 return DuplicateJob(job_id)

@@ -268,5 +268,6 @@ def test_a_key_whose_append_stays_unreadable_ends_in_a_version_conflict(
         ours.execute(job_id, checkpoint(job_id, "/ck/once"), actor="w", idempotency_key="ck-1")
 
     assert isinstance(conflict.value.__cause__, IdempotencyKeyTaken)
+    assert conflict.value.expected == 3, "the version its last try was decided on"
     assert blind.reads == CONFLICT_RETRIES + 1, "read and tried again, then given up"
     assert checkpoint_paths(store, job_id) == ["/ck/once"]
