@@ -18,8 +18,7 @@ from contextvars import Context
 from typing import Any, Generic, TypeVar
 from weakref import WeakKeyDictionary
 
-from ledger.errors import failed_alike
-from ledger.registrations import tried_alone_after
+from ledger.errors import failed_alike, tried_alone_after
 
 In = TypeVar("In")
 Out = TypeVar("Out")

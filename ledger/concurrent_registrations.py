@@ -22,8 +22,8 @@ from collections import deque
 from dataclasses import dataclass
 
 from ledger.commands import RegisterJob
-from ledger.errors import failed_alike
-from ledger.registrations import Registered, Registration, tried_alone_after
+from ledger.errors import failed_alike, tried_alone_after
+from ledger.registrations import Registered, Registration
 from ledger.service import JobService
 
 MOST_TOGETHER = 100

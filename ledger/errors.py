@@ -325,6 +325,16 @@ class InvalidTraceparent(LedgerError):
         super().__init__(f"not a valid W3C traceparent: {value!r}")
 
 
+def tried_alone_after(failure: Exception) -> bool:
+    """Whether the commands of a shared statement (commands of many callers gathered into
+    one: registrations, heartbeats) that failed so are each tried again alone: when the
+    failure may be one command's (a row another transaction holds past the lock timeout,
+    a deadlock, a value the database cannot store), not the database's as a whole (out of
+    reach, or a statement that outlasted its timeout), which no command alone would
+    escape either."""
+    return isinstance(failure, LockNotGranted) or not isinstance(failure, StorageError)
+
+
 def failed_alike(failure: Exception, count: int) -> list[Exception]:
     """The errors of `count` commands that one statement carried and `failure` failed: the
     first's is `failure` itself, each other's an error of its own like it (`error_like`)."""

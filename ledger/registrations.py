@@ -22,7 +22,6 @@ from ledger.errors import (
     IdempotencyKeyReused,
     InvalidCommand,
     LedgerError,
-    LockNotGranted,
     StorageError,
     error_like,
 )
@@ -163,16 +162,6 @@ def _params(
             [row_document(state) for _, (_, _, state, _) in projected.values()]
         ).decode(),
     }
-
-
-def tried_alone_after(failure: Exception) -> bool:
-    """Whether the registrations of a shared statement (registrations of many callers
-    gathered into one) that failed so are each tried again alone: when the failure may be
-    one registration's (a row another transaction holds past the lock timeout, a
-    deadlock, a value the database cannot store), not the database's as a whole (out of
-    reach, or a statement that outlasted its timeout), which no registration alone would
-    escape either."""
-    return isinstance(failure, LockNotGranted) or not isinstance(failure, StorageError)
 
 
 _Found = tuple[JobState, str | None, int | None]

@@ -58,7 +58,7 @@ _STATUS_COLUMN_COUNT = len(JOB_STATUS_COLUMNS)
 class IdempotencyKeyTaken(LedgerError):
     """Another append with the same idempotency key committed first."""
 
-    def __init__(self, decided_on: int = 0) -> None:
+    def __init__(self, decided_on: int) -> None:
         super().__init__()
         self.decided_on = decided_on
         """The job's version the refused append was decided on."""
