@@ -10,7 +10,9 @@ their medians, and B's rate over A's chunk by chunk with the median of those rat
 `--mode enqueue` sends registrations (`Prefer: return=minimal`, as `bench.peers`);
 `--mode lifecycle`, a registration, a claim and a completion; `--mode batch`, each chunk
 one sweep of `--ops` jobs through `POST /v1/jobs/batch` (batches of 1000, two in flight,
-as `bench.peers`), its rate in jobs per second.
+as `bench.peers`), its rate in jobs per second. Beside the rates, the CPU an operation
+cost each build's server (its processes) and the client, chunk by chunk: a change's cost
+shows there even when the machine's noise hides it in the rates.
 
     python -m bench.side_by_side --builds /tmp/before . --chunks 20 --ops 400
 """
@@ -23,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from bench.cpu_share import CLIENT, SERVER, CpuMeter
 from bench.http import TOKEN, free_port, running_server
 from bench.peer_clients import HttpBatchClient, HttpClient
 from bench.peers import postgres_server
@@ -69,6 +72,7 @@ def main() -> None:
             postgres_server(None if args.embedded else args.database_url)
         )
         clients = []
+        meters = []
         for build in builds:
             url = stack.enter_context(scratch_database(admin_url))
             with build_imported(build):
@@ -90,32 +94,58 @@ def main() -> None:
                 )
             stack.callback(client.close)
             clients.append(client)
+            meters.append(CpuMeter(None, server.pid))
         sent = [0, 0]
         rates: list[list[float]] = [[], []]
+        cpu: list[list[dict[str, float]]] = [[], []]
 
         def send(which: int, count: int) -> float:
             """Send `count` operations (of one command, or of one sweep) and return the
-            rate: commands, or jobs, per second."""
+            rate: commands, or jobs, per second. The CPU each operation cost the client
+            and the server goes to `cpu`."""
+            before = meters[which].start()
             started = time.perf_counter()
             for _ in range(count):
                 clients[which].op(sent[which])
                 sent[which] += 1
-            return count * (args.ops if batched else 1) / (time.perf_counter() - started)
+            rate = count * (args.ops if batched else 1) / (time.perf_counter() - started)
+            cpu[which].append(meters[which].spent_since(before).per_op_us(count))
+            return rate
 
         per_chunk = 1 if batched else args.ops
         for which in (0, 1):
             send(which, 1 if batched else WARM_UP)
+            cpu[which].clear()
         for chunk in range(args.chunks):
             for which in (0, 1) if chunk % 2 == 0 else (1, 0):
                 rates[which].append(send(which, per_chunk))
         for which in (0, 1):
             clients[which].check(sent[which])
+    print_results(builds, rates, cpu, f"{args.mode}, 1 client", "job" if batched else "operation")
+
+
+def print_results(
+    builds: list[Path],
+    rates: list[list[float]],
+    cpu: list[list[dict[str, float]]],
+    measured_what: str,
+    unit: str,
+) -> None:
+    """Each build's rates and CPU per `unit`, chunk by chunk, and B's over A's."""
     for name, build, measured in zip("AB", builds, rates, strict=True):
         runs = ", ".join(f"{rate:,.0f}" for rate in measured)
         print(f"{name} {build}: median {statistics.median(measured):,.0f}/s  (chunks: {runs})")
     ratios = [b / a for a, b in zip(*rates, strict=True)]
     print(f"B / A by chunk: {', '.join(f'{ratio:.2f}' for ratio in ratios)}")
-    print(f"median B / A: {statistics.median(ratios):.2f} ({args.mode}, 1 client)")
+    print(f"median B / A: {statistics.median(ratios):.2f} ({measured_what})")
+    for part in (SERVER, CLIENT):
+        spent = [[chunk[part] for chunk in chunks] for chunks in cpu]
+        medians = [statistics.median(each) for each in spent]
+        by_chunk = statistics.median(b / a for a, b in zip(*spent, strict=True))
+        print(
+            f"{part} CPU per {unit}: A {medians[0]:,.1f} µs, B {medians[1]:,.1f} µs; "
+            f"median B / A by chunk {by_chunk:.2f}"
+        )
 
 
 if __name__ == "__main__":
