@@ -37,6 +37,7 @@ from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from api.one_send import OneSendTransport
 from ledger.settings import Settings
 
 log = logging.getLogger("jobledger.connections")
@@ -253,6 +254,7 @@ class GuardedProtocol(HttpToolsProtocol):
         """Whether a request's headers are whole and its body is not yet."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        transport = OneSendTransport(transport, self.loop)
         super().connection_made(transport)
         self.flow = WatchedFlow(transport, self)
         self.book.admit(self)
