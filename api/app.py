@@ -70,13 +70,15 @@ def create_app(ledger: Ledger, tokens: TokenBook) -> FastAPI:
         registrations: Registrations = app.state.registrations
         appends = LoopAppends(ledger.url, ledger.settings, ledger.store.observers)
         appends.open()
-        registrations.appends = appends
+        registrations.appends = app.state.appends = appends
         try:
             yield
         finally:
             try:
                 if registrations.appends is appends:
                     registrations.appends = None
+                if app.state.appends is appends:
+                    app.state.appends = None
                 await appends.close()
             finally:
                 watcher.close()
@@ -98,6 +100,9 @@ def create_app(ledger: Ledger, tokens: TokenBook) -> FastAPI:
     app.state.readiness = Readiness(ledger)
     app.state.renewals = LeaseRenewals(ledger.store, ledger.settings.lease_seconds, in_thread)
     app.state.registrations = Registrations(ledger.service, in_thread)
+    app.state.appends = None
+    """Where a command is first tried on the event loop while the server runs
+    (`CommandRequest.execute_soon`)."""
     return app
 
 

@@ -18,9 +18,11 @@ from pydantic_core import PydanticUseDefault
 
 from api.bootstrap import Ledger
 from api.correlation import correlation_of
+from api.direct_handler import in_thread
 from api.read_headers import ReadHeader, reading
 from ledger.commands import JobCommand
 from ledger.job_listing import JobsCursor
+from ledger.loop_appends import LoopAppends
 from ledger.service import Outcome
 from ledger.store import FeedCursor
 from projections.current_status.as_of import parse_moment
@@ -123,6 +125,8 @@ class CommandRequest:
     """The idempotency key it was sent with."""
     correlation: str | None
     """Its correlation id (`api.correlation`)."""
+    appends: LoopAppends | None = None
+    """The server's appends on its event loop, while it runs (`ledger.loop_appends`)."""
 
     def execute(
         self, job_id: str, command: JobCommand, *, actor: str, expected_version: int | None = None
@@ -138,11 +142,41 @@ class CommandRequest:
             correlation_id=self.correlation,
         )
 
+    async def execute_soon(self, job_id: str, command: JobCommand, *, actor: str) -> Outcome:
+        """`execute`, called from the event loop: tried first on the loop itself, when the
+        server's appends there are ready (`JobService.execute_on_loop`: no thread's hop
+        there and back); else, or when that try cannot tell, on a thread of the handlers'
+        pool."""
+        service, appends, tried = self.ledger.service, self.appends, False
+        if appends is not None and appends.ready():
+            outcome = await service.execute_on_loop(
+                job_id,
+                command,
+                actor=actor,
+                idempotency_key=self.key,
+                correlation_id=self.correlation,
+                appends=appends,
+            )
+            if outcome is not None:
+                return outcome
+            tried = True
+        values = {
+            "job_id": job_id,
+            "command": command,
+            "actor": actor,
+            "idempotency_key": self.key,
+            "correlation_id": self.correlation,
+            "fresh_read": tried,
+        }
+        executed: Outcome = await in_thread(service.execute, values)
+        return executed
+
 
 def _command_request(request: Request, key: str | None) -> CommandRequest:
     correlation = correlation_of(request)
     correlation_id = None if correlation is None else correlation.correlation_id
-    return CommandRequest(request.app.state.ledger, key, correlation_id)
+    state = request.app.state
+    return CommandRequest(state.ledger, key, correlation_id, getattr(state, "appends", None))
 
 
 @reading(IDEMPOTENCY_KEY)

@@ -6,6 +6,7 @@ from starlette.responses import Response
 
 from api.auth import Caller, Emitter
 from api.bootstrap import Ledger
+from api.direct_handler import in_thread
 from api.lease_renewals import TheRenewals
 from api.models import (
     CheckpointBody,
@@ -189,25 +190,25 @@ def checkpoint(
 
 
 @router.post("/v1/jobs/{job_id}/complete", summary="complete", response_model=JobView)
-def complete(
+async def complete(
     job_id: JobId,
     caller: Emitter,
     body: CompleteBody,
     sent: TheCommandRequest,
 ) -> Response:
     command = CompleteJob(attempt=body.attempt, run_token=body.run_token, result=body.result)
-    return _report(sent, caller, job_id, command)
+    return await _report_soon(sent, caller, job_id, command)
 
 
 @router.post("/v1/jobs/{job_id}/fail", summary="fail", response_model=JobView)
-def fail(
+async def fail(
     job_id: JobId,
     caller: Emitter,
     body: FailBody,
     sent: TheCommandRequest,
 ) -> Response:
     command = FailJob(attempt=body.attempt, run_token=body.run_token, reason=body.reason)
-    return _report(sent, caller, job_id, command)
+    return await _report_soon(sent, caller, job_id, command)
 
 
 @router.post(
@@ -266,6 +267,21 @@ def _report_and_claim(
         next=None if claim is None else _claim_view(ledger, claim),
     )
     return json_response(view)
+
+
+async def _report_soon(
+    sent: CommandRequest, caller: Caller, job_id: str, command: JobCommand
+) -> Response:
+    """`_report`, from the event loop: the report decided and recorded there when it can
+    be (`CommandRequest.execute_soon`), and the job read on a thread only when its view
+    needs a read (a failed run requeued for another attempt)."""
+    outcome = await sent.execute_soon(job_id, command, actor=caller.name)
+    reader = sent.ledger.reader
+    if reader.needs_read(outcome.state):
+        reading = await in_thread(reader.reading_of, {"state": outcome.state})
+    else:
+        reading = reader.reading_of(outcome.state)
+    return json_response(job_view(reading))
 
 
 def _report(sent: CommandRequest, caller: Caller, job_id: str, command: JobCommand) -> Response:

@@ -1,11 +1,12 @@
-"""Appends made on an event loop: a new job's first events, without a thread's hop.
+"""Appends made on an event loop, without a thread's hop.
 
-A registration that reaches the HTTP server alone is answered on the event loop
-(`api.gathered_registrations`). Run through `JobService.execute`, it went to a thread of
-the handlers' pool and back: two hand-overs between threads, which cost a caller that
-waits for each answer a fifth of its rate. `LoopAppends` sends the one statement of such
-an append from the event loop itself, on an asyncio connection of psycopg, opened as the
-pool's are (`ledger.database.connect_args`).
+A registration that reaches the HTTP server alone, and a run's completion or failure, are
+answered on the event loop (`api.gathered_registrations`, `api.routes_runs`). Run through
+`JobService.execute`, each went to a thread of the handlers' pool and back: two
+hand-overs between threads, which cost a caller that waits for each answer a fifth of its
+rate. `LoopAppends` sends the one statement of such an append from the event loop itself,
+on an asyncio connection of psycopg, opened as the pool's are
+(`ledger.database.connect_args`).
 
 One connection serves one loop: the appends of a loop are made one at a time (a
 gathering makes one call at a time), and one that finds the connection busy is told so
@@ -13,7 +14,9 @@ gathering makes one call at a time), and one that finds the connection busy is t
 do: a lost server is `DatabaseUnavailable` and its connection is closed, to be opened
 again by the next append; a statement past its timeout or a lock not granted is
 `DatabaseBusy`, the connection kept; a refusal of the append is the store's error
-(`ledger.store.translate_error`).
+(`ledger.store.translate_error`). A job's row found at another version than the append
+was decided on (a projection being repaired) is a `VersionConflict` here: `EventStore.append`
+writes such a row whole, and only a fresh read tells what the command does then.
 """
 
 import asyncio
@@ -23,7 +26,8 @@ from typing import Any
 import psycopg
 
 from ledger.database import connect_args, libpq_url, storage_error, use_orjson
-from ledger.errors import DatabaseUnavailable
+from ledger.errors import DatabaseUnavailable, VersionConflict
+from ledger.queries import ROW_NOT_AT_VERSION
 from ledger.settings import Settings
 from ledger.store import Appended, PreparedAppend, translate_error
 from ledger.telemetry import LedgerObservers
@@ -33,7 +37,7 @@ AsyncCursor = psycopg.AsyncCursor[tuple[Any, ...]]
 
 
 class LoopAppends:
-    """New jobs' appends on the event loop that `open` ran on."""
+    """Appends on the event loop that `open` ran on."""
 
     def __init__(self, url: str, settings: Settings, observers: LedgerObservers) -> None:
         self._url = libpq_url(url)
@@ -71,10 +75,9 @@ class LoopAppends:
         except RuntimeError:
             return False
 
-    async def append_new(self, prepared: PreparedAppend) -> Appended:
-        """Append the first events of a job (`prepared` after no state), as
+    async def append(self, prepared: PreparedAppend) -> Appended:
+        """Append `prepared` (decided after the job's state it names, or after none), as
         `EventStore.append` does. Only when `ready`."""
-        assert prepared.expected_version == 0, "a new job's append"
         assert self.ready(), "one append at a time, on the loop served"
         self._busy = True
         try:
@@ -94,8 +97,11 @@ class LoopAppends:
             return await cursor.fetchall()
         except psycopg.Error as exc:
             error = storage_error(exc)
+            expected = prepared.expected_version
+            if error is None and _row_not_at_version(exc):
+                raise VersionConflict(prepared.job_id, expected) from exc
             if error is None:
-                raise translate_error(exc, prepared.job_id, 0) from exc
+                raise translate_error(exc, prepared.job_id, expected) from exc
             if isinstance(error, DatabaseUnavailable) or conn.broken or conn.closed:
                 await self._discard()
             raise error from exc
@@ -113,3 +119,10 @@ class LoopAppends:
         use_orjson(conn)
         self._conn, self._cursor = conn, conn.cursor()
         return conn, self._cursor
+
+
+def _row_not_at_version(exc: psycopg.Error) -> bool:
+    return (
+        isinstance(exc, psycopg.errors.CheckViolation)
+        and exc.diag.constraint_name == ROW_NOT_AT_VERSION
+    )

@@ -121,7 +121,7 @@ class JobService:
         read.
 
         With `fresh_read`, the command is decided on a fresh read at once: its caller
-        tried the cache's guess already (`register_on_loop`), and the log refused it.
+        tried the cache's guess already (`execute_on_loop`), and the log refused it.
 
         The events record `correlation_id`, and the command's outcome is logged with it
         (`ledger.command_log`).
@@ -225,44 +225,77 @@ class JobService:
     async def register_on_loop(
         self, registration: Registration, appends: LoopAppends
     ) -> Registered | None:
-        """`execute`'s first try of a registration (`registration` naming its actor), its
-        append made on the event loop by `appends`: decided on the guess that there is no
-        such job, then recorded, logged and counted as `execute` would. None, with nothing
-        logged, when the guess cannot be tried (the cache holds the job, `appends` is not
-        ready, the registration is refused) or was wrong (the job, or the key, is there):
-        only `execute` can tell what becomes of it then, on a fresh read (`fresh_read`,
-        when this tried the guess: the log refused it once already)."""
-        job_id = registration.job_id
-        if not appends.ready() or self.cache.get(job_id) is not None:
+        """`execute_on_loop` of a registration (`registration` naming its actor), tried
+        only when the cache does not hold the job: on the guess that there is none."""
+        if self.cache.get(registration.job_id) is not None:
             return None
-        command = registration.command
+        outcome = await self.execute_on_loop(
+            registration.job_id,
+            registration.command,
+            actor=registration.actor or "",
+            idempotency_key=registration.idempotency_key,
+            correlation_id=registration.correlation_id,
+            appends=appends,
+        )
+        return None if outcome is None else Registered(outcome.state)
+
+    async def execute_on_loop(
+        self,
+        job_id: str,
+        command: JobCommand,
+        *,
+        actor: str,
+        idempotency_key: str | None,
+        correlation_id: str | None,
+        appends: LoopAppends,
+    ) -> Outcome | None:
+        """`execute`'s first try, its append made on the event loop by `appends`: decided
+        on the cache's guess (for a registration of a job the cache does not hold: no
+        job), then recorded, logged and counted as `execute` would. None, with nothing
+        logged, when the guess cannot be tried (`appends` is not ready, the cache holds
+        nothing to decide on, the command is refused or already satisfied there) or was
+        wrong (another writer was first, or the key is used): only `execute` can tell what
+        becomes of the command then, on a fresh read (`fresh_read`, when this tried the
+        guess: the log refused it once already)."""
+        if not appends.ready() or isinstance(command, StartJob):
+            return None
+        state = self.cache.get(job_id)
+        if state is None and not isinstance(command, RegisterJob):
+            return None
         try:
-            events = decide(None, command, job_id=job_id)
+            events = decide(state, command, job_id=job_id)
         except LedgerError:
             return None  # a refusal is only believed on a fresh read
-        key = registration.idempotency_key
-        line = _registration_line(registration)
+        if not events:
+            return None  # nor is a command already satisfied
+        line = CommandLine(
+            command=COMMAND_NAMES[type(command)],
+            job_id=job_id,
+            actor=actor,
+            correlation_id=correlation_id,
+        )
         try:
             prepared = prepare_append(
                 job_id,
-                None,
+                state,
                 events,
-                actor=registration.actor or "",
-                idempotency_key=key,
-                command_sha256=None if key is None else command_digest(command),
-                correlation_id=registration.correlation_id,
+                actor=actor,
+                idempotency_key=idempotency_key,
+                command_sha256=None if idempotency_key is None else command_digest(command),
+                correlation_id=correlation_id,
             )
             with telling_refusals(self.store.observers):
                 try:
-                    appended = await appends.append_new(prepared)
-                except (DuplicateJob, IdempotencyKeyTaken):
-                    return None  # the job is there: its outcome takes a fresh read
+                    appended = await appends.append(prepared)
+                except (VersionConflict, DuplicateJob, IdempotencyKeyTaken):
+                    self.cache.drop(job_id)
+                    return None  # the guess was stale, or the key is used: a fresh read tells
         except Exception as failure:
             log_refusal(line, failure)
             raise
         self.cache.put(appended.state)
         log_line(line, ACCEPTED)
-        return Registered(appended.state)
+        return Outcome(appended.state, appended.events)
 
     def log_unrecorded(
         self, registrations: Sequence[Registration], failures: Sequence[Exception]

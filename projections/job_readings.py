@@ -76,6 +76,12 @@ class JobReader:
         """`readings` of one job."""
         return self.readings([state])[0]
 
+    @staticmethod
+    def needs_read(state: JobState) -> bool:
+        """Whether `reading_of(state)` reads the database: for a queued job's position,
+        or the health of a run; a job that has ended is read from its state alone."""
+        return state.status in READ_FOR_THE_VIEW
+
     def just_started(self, state: JobState) -> JobReading:
         """The view of a run the caller has just started: not queued, its lease written a
         moment ago and not yet heartbeated, so nothing a read would find is unknown. Judged

@@ -1,6 +1,7 @@
 """`LoopAppends` against a real PostgreSQL: closed while an append waits on a lock, its
 connection stays until that append ends, the append is recorded, and then the connection
-closes."""
+closes; an append to an existing job is recorded, and refused as a conflict when the job's
+row is at another version than it was decided on."""
 
 import asyncio
 import threading
@@ -9,12 +10,15 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import psycopg
+import pytest
 
-from ledger.commands import RegisterJob
+from ledger.commands import CancelJob, RegisterJob
 from ledger.database import libpq_url
 from ledger.decide import decide
+from ledger.errors import VersionConflict
 from ledger.loop_appends import LoopAppends
 from ledger.settings import Settings
+from ledger.state import JobState
 from ledger.store import EventStore, PreparedAppend, prepare_append
 
 DEADLINE_S = 10.0
@@ -68,12 +72,12 @@ def test_closing_during_an_append_closes_the_connection_once_the_append_ends(
         async def scenario() -> None:
             appends = LoopAppends(database_url, Settings(lock_timeout_ms=30_000), store.observers)
             appends.open()
-            await appends.append_new(new_job("first"))  # the connection opens
+            await appends.append(new_job("first"))  # the connection opens
             assert appends._conn is not None
             pid = appends._conn.info.backend_pid
 
             holder.execute("LOCK TABLE job_events IN EXCLUSIVE MODE")
-            on_its_way = asyncio.create_task(appends.append_new(new_job("second")))
+            on_its_way = asyncio.create_task(appends.append(new_job("second")))
             await until(lambda: state_of(pid) == ("Lock",), "the append waits on the lock")
 
             await appends.close()
@@ -89,3 +93,37 @@ def test_closing_during_an_append_closes_the_connection_once_the_append_ends(
 
         run_apart(scenario())
     assert [event.seq for event in store.history("second")] == [1]
+
+
+def test_an_append_after_an_existing_version_is_recorded_and_a_row_elsewhere_is_a_conflict(
+    database_url: str, store: EventStore
+) -> None:
+    registered, repaired = (
+        store.append(job_id, None, decide(None, RegisterJob(), job_id=job_id), actor="t")
+        for job_id in ("on-loop", "repaired")
+    )
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as admin:
+        # A projection being repaired: the row holds another version than the log.
+        admin.execute("UPDATE job_status SET version = 7 WHERE job_id = 'repaired'")
+
+    def cancel(state: JobState) -> PreparedAppend:
+        events = decide(state, CancelJob(reason="not needed"), job_id=state.job_id)
+        return prepare_append(state.job_id, state, events, actor="alice")
+
+    async def scenario() -> None:
+        appends = LoopAppends(database_url, Settings(), store.observers)
+        appends.open()
+        try:
+            appended = await appends.append(cancel(registered.state))
+            assert appended.state.version == 2 and appended.state.status == "cancelled"
+            with pytest.raises(VersionConflict):
+                await appends.append(cancel(repaired.state))
+            assert appends.ready(), "the connection is kept"
+        finally:
+            await appends.close()
+
+    run_apart(scenario())
+    cancelled = store.load("on-loop")
+    assert cancelled is not None and cancelled.status == "cancelled"
+    assert [event.seq for event in store.history("on-loop")] == [1, 2]
+    assert [event.seq for event in store.history("repaired")] == [1], "nothing written"

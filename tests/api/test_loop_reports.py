@@ -1,0 +1,139 @@
+"""A run's completion or failure is decided and recorded on the event loop while the
+server runs (`CommandRequest.execute_soon`), and on a thread, on a fresh read, when the
+loop's try cannot tell what becomes of it."""
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from api import params, routes_runs
+from api.bootstrap import Ledger
+from ledger.command_log import LOGGER
+from ledger.commands import MarkFailed, RequeueJob
+from ledger.service import JobService
+from tests.api.conftest import auth
+from tests.api.test_gathered_registrations import Calls
+from tests.api.test_http_report_and_claim import claim, last_event, register, run_of
+from tests.api.test_loop_registrations import served
+
+TRAINER = auth("trainer")
+
+
+class Executions:
+    """The calls a report hands to a thread (`execute_soon`'s, and its answer's read),
+    with the values each was made with."""
+
+    def __init__(self) -> None:
+        self.made: list[tuple[str, dict[str, Any]]] = []
+        self.threads = Calls()
+
+    async def __call__(self, call: Callable[..., Any], values: dict[str, Any]) -> Any:
+        self.made.append((call.__name__, values))
+        return await self.threads(call, values)
+
+
+@pytest.fixture
+def threads(monkeypatch: pytest.MonkeyPatch) -> Executions:
+    executions = Executions()
+    monkeypatch.setattr(params, "in_thread", executions)
+    monkeypatch.setattr(routes_runs, "in_thread", executions)
+    return executions
+
+
+@pytest.fixture
+def running(ledger: Ledger) -> Iterator[TestClient]:
+    with served(ledger, Calls()) as client:
+        yield client
+
+
+def claimed(client: TestClient, job_id: str, **fields: object) -> dict[str, Any]:
+    register(client, job_id, **fields)
+    run = claim(client)
+    assert run["job"]["job_id"] == job_id
+    return run
+
+
+def test_a_completion_is_recorded_on_the_loop_without_a_thread(
+    running: TestClient, threads: Executions, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = claimed(running, "done-on-loop")
+    headers = {**TRAINER, "X-Request-ID": "corr-complete", "Idempotency-Key": "c-1"}
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        answer = running.post(
+            "/v1/jobs/done-on-loop/complete",
+            json={**run_of(run), "result": {"loss": 0.5}},
+            headers=headers,
+        )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "completed"
+    assert answer.json()["health"] == "ok"
+    assert threads.made == []
+    event = last_event(running, "done-on-loop")
+    assert event["type"] == "job_completed"
+    assert event["payload"]["result"] == {"loss": 0.5}
+    assert event["correlation_id"] == "corr-complete"
+    lines = [r for r in caplog.records if getattr(r, "command", None) == "complete"]
+    assert [(r.job_id, r.outcome) for r in lines] == [("done-on-loop", "accepted")]  # type: ignore[attr-defined]
+
+
+def test_a_repeated_completion_is_answered_as_the_first_on_a_fresh_read(
+    running: TestClient, threads: Executions
+) -> None:
+    run = claimed(running, "done-twice")
+    headers = {**TRAINER, "Idempotency-Key": "c-twice"}
+    body = {**run_of(run), "result": {"loss": 0.25}}
+    first = running.post("/v1/jobs/done-twice/complete", json=body, headers=headers)
+    again = running.post("/v1/jobs/done-twice/complete", json=body, headers=headers)
+    assert first.status_code == again.status_code == 200, again.text
+    assert again.json() == first.json()
+    # The cache's guess (a completed job) refuses the repeat: only a fresh read finds
+    # the key's first outcome.
+    assert [(name, values["fresh_read"]) for name, values in threads.made] == [("execute", True)]
+    history = running.get("/v1/jobs/done-twice/history", headers=auth("audrey")).json()
+    assert [e["type"] for e in history["events"]].count("job_completed") == 1
+
+
+def test_a_completion_decided_on_a_stale_guess_is_decided_again_on_a_fresh_read(
+    running: TestClient, threads: Executions, ledger: Ledger
+) -> None:
+    run = claimed(running, "failed-meanwhile")
+    # Another process of the ledger (its own cache) fails the job meanwhile.
+    JobService(ledger.store).execute(
+        "failed-meanwhile", MarkFailed(reason="node lost"), actor="alice"
+    )
+    answer = running.post("/v1/jobs/failed-meanwhile/complete", json=run_of(run), headers=TRAINER)
+    assert answer.status_code == 409, answer.text
+    assert [(name, values["fresh_read"]) for name, values in threads.made] == [("execute", True)]
+    assert last_event(running, "failed-meanwhile")["type"] == "job_marked_failed"
+
+
+def test_a_repeated_failure_of_a_job_queued_again_answers_its_place_in_the_queue(
+    running: TestClient, threads: Executions, ledger: Ledger
+) -> None:
+    run = claimed(running, "tried-again")
+    headers = {**TRAINER, "Idempotency-Key": "f-1"}
+    body = {**run_of(run), "reason": "OOM"}
+    failed = running.post("/v1/jobs/tried-again/fail", json=body, headers=headers)
+    assert failed.status_code == 200, failed.text
+    assert failed.json()["status"] == "failed"
+    assert threads.made == []
+    JobService(ledger.store).execute("tried-again", RequeueJob(reason="retry"), actor="alice")
+    # The worker's retry of its report: the job it failed is queued again by now.
+    again = running.post("/v1/jobs/tried-again/fail", json=body, headers=headers)
+    assert again.status_code == 200, again.text
+    assert again.json()["status"] == "queued"
+    assert again.json()["queue_position"] == 1
+    assert [name for name, _ in threads.made] == ["execute", "reading_of"]
+
+
+def test_a_completion_without_a_running_server_goes_to_a_thread(
+    ledger: Ledger, threads: Executions
+) -> None:
+    client = served(ledger, Calls())  # outside its `with` block: the loop's appends are closed
+    run = claimed(client, "no-loop")
+    answer = client.post("/v1/jobs/no-loop/complete", json=run_of(run), headers=TRAINER)
+    assert answer.status_code == 200, answer.text
+    assert [(name, values["fresh_read"]) for name, values in threads.made] == [("execute", False)]
