@@ -43,7 +43,7 @@ from api.problems import EXCEPTION_HANDLERS, PROBLEM_SCHEMA
 from api.readiness import Readiness
 from api.responses import SecurityHeaders
 from api.stream import FeedWatcher
-from ledger.loop_appends import LoopAppends
+from ledger.loop_appends import LOOP_CONNECTIONS, LoopAppends
 
 ROUTERS = [
     routes_runs.router,  # first: the training servers' heartbeats and reports are most requests
@@ -68,7 +68,9 @@ def create_app(ledger: Ledger, tokens: TokenBook) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         registrations: Registrations = app.state.registrations
-        appends = LoopAppends(ledger.url, ledger.settings, ledger.store.observers)
+        appends = LoopAppends(
+            ledger.url, ledger.settings, ledger.store.observers, connections=LOOP_CONNECTIONS
+        )
         appends.open()
         registrations.appends = app.state.appends = appends
         try:

@@ -20,9 +20,10 @@ from api.bootstrap import Ledger
 from api.correlation import correlation_of
 from api.direct_handler import in_thread
 from api.read_headers import ReadHeader, reading
-from ledger.commands import JobCommand
+from ledger.commands import JobCommand, WorkerIdentity
 from ledger.job_listing import JobsCursor
 from ledger.loop_appends import LoopAppends
+from ledger.queue import Claim
 from ledger.service import Outcome
 from ledger.store import FeedCursor
 from projections.current_status.as_of import parse_moment
@@ -170,6 +171,36 @@ class CommandRequest:
         }
         executed: Outcome = await in_thread(service.execute, values)
         return executed
+
+    async def claim_soon(self, worker: WorkerIdentity, *, actor: str) -> Claim | None:
+        """The ledger queue's `claim` for `worker`, with this request's idempotency key and
+        correlation id, called from the event loop: tried first on the loop itself, when
+        the server's appends there are ready (`JobQueue.claim_on_loop`); else, or when
+        that try cannot tell, on a thread of the handlers' pool."""
+        queue, appends, key, correlation_id = (
+            self.ledger.queue,
+            self.appends,
+            self.key,
+            self.correlation,
+        )
+        if appends is not None and appends.ready():
+            claim = await queue.claim_on_loop(
+                worker,
+                actor=actor,
+                idempotency_key=key,
+                correlation_id=correlation_id,
+                appends=appends,
+            )
+            if claim is not None:
+                return claim
+        values = {
+            "worker": worker,
+            "actor": actor,
+            "idempotency_key": key,
+            "correlation_id": correlation_id,
+        }
+        claimed: Claim | None = await in_thread(queue.claim, values)
+        return claimed
 
 
 def _command_request(request: Request, key: str | None) -> CommandRequest:

@@ -1,5 +1,6 @@
 """The training server's routes: claim or start a job, then heartbeat and report on the run."""
 
+import dataclasses
 from datetime import datetime
 
 from starlette.responses import Response
@@ -51,19 +52,19 @@ router = api_router(401, 403, 404, 409, 422, 503)
     response_model=ClaimView,
     responses={204: {"description": "the queue is empty"}},
 )
-def claim_next(
+async def claim_next(
     caller: Emitter,
     body: WorkerBody,
     sent: TheCommandRequest,
 ) -> Response:
-    claim = sent.ledger.queue.claim(
-        body.identity(),
-        actor=caller.name,
-        idempotency_key=sent.key,
-        correlation_id=sent.correlation,
-    )
+    """Claimed on the event loop when it can be (`CommandRequest.claim_soon`); the answer
+    to a retry of an earlier claim, which reads the job, on a thread."""
+    claim = await sent.claim_soon(body.identity(), actor=caller.name)
     if claim is None:
         return Response(status_code=204)
+    if claim.replayed:
+        view = await in_thread(_claim_view, {"ledger": sent.ledger, "claim": claim})
+        return json_response(view)
     return _claimed(sent.ledger, claim)
 
 
@@ -216,7 +217,7 @@ async def fail(
     summary="complete, then claim the next job",
     response_model=ReportAndClaimView,
 )
-def complete_and_claim(
+async def complete_and_claim(
     job_id: JobId,
     caller: Emitter,
     body: CompleteAndClaimBody,
@@ -225,7 +226,7 @@ def complete_and_claim(
     """`complete`, then `POST /v1/queue/claim` for `worker`, in one request: a worker
     that loops over jobs reports one and takes the next in one round trip."""
     command = CompleteJob(attempt=body.attempt, run_token=body.run_token, result=body.result)
-    return _report_and_claim(sent, caller, job_id, command, body.worker)
+    return await _report_and_claim(sent, caller, job_id, command, body.worker)
 
 
 @router.post(
@@ -233,7 +234,7 @@ def complete_and_claim(
     summary="fail, then claim the next job",
     response_model=ReportAndClaimView,
 )
-def fail_and_claim(
+async def fail_and_claim(
     job_id: JobId,
     caller: Emitter,
     body: FailAndClaimBody,
@@ -241,32 +242,37 @@ def fail_and_claim(
 ) -> Response:
     """`fail`, then `POST /v1/queue/claim` for `worker`, in one request."""
     command = FailJob(attempt=body.attempt, run_token=body.run_token, reason=body.reason)
-    return _report_and_claim(sent, caller, job_id, command, body.worker)
+    return await _report_and_claim(sent, caller, job_id, command, body.worker)
 
 
-def _report_and_claim(
+async def _report_and_claim(
     sent: CommandRequest, caller: Caller, job_id: str, command: JobCommand, worker: WorkerBody
 ) -> Response:
     """The report decided and recorded first, in its own transaction (a refused report
     claims nothing, and a report once recorded stays so whatever the claim meets); then
     the next job claimed for `worker`. A retry whose first try claimed a job whose run has
-    ended since answers no next job, as an empty queue does (the caller claims anew)."""
-    outcome = sent.execute(job_id, command, actor=caller.name)
-    ledger = sent.ledger
+    ended since answers no next job, as an empty queue does (the caller claims anew).
+    Each is made on the event loop when it can be (`execute_soon`, `claim_soon`); the
+    answer is read on a thread only when it needs a read."""
+    outcome = await sent.execute_soon(job_id, command, actor=caller.name)
+    claiming = dataclasses.replace(
+        sent, key=None if sent.key is None else next_claim_key(sent.key, job_id)
+    )
     try:
-        claim = ledger.queue.claim(
-            worker.identity(),
-            actor=caller.name,
-            idempotency_key=None if sent.key is None else next_claim_key(sent.key, job_id),
-            correlation_id=sent.correlation,
-        )
+        claim = await claiming.claim_soon(worker.identity(), actor=caller.name)
     except StaleAttempt:
         claim = None
-    view = ReportAndClaimView(
-        job=job_view(ledger.reader.reading_of(outcome.state)),
-        next=None if claim is None else _claim_view(ledger, claim),
-    )
-    return json_response(view)
+    ledger = sent.ledger
+
+    def view() -> ReportAndClaimView:
+        return ReportAndClaimView(
+            job=job_view(ledger.reader.reading_of(outcome.state)),
+            next=None if claim is None else _claim_view(ledger, claim),
+        )
+
+    if ledger.reader.needs_read(outcome.state) or (claim is not None and claim.replayed):
+        return json_response(await in_thread(view, {}))
+    return json_response(view())
 
 
 async def _report_soon(

@@ -21,18 +21,26 @@ nothing any more.
 """
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
 import orjson
 
-from ledger.command_log import EMPTY, logged_command
+from ledger.command_log import (
+    ACCEPTED,
+    EMPTY,
+    CommandLine,
+    log_line,
+    log_refusal,
+    logged_command,
+)
 from ledger.commands import COMMAND_NAMES, StartJob, WorkerIdentity, request_digest
 from ledger.decide import decide
 from ledger.errors import IdempotencyKeyReused, StaleAttempt, VersionConflict
 from ledger.events import JobStarted, event_to_record
+from ledger.loop_appends import LoopAppends
 from ledger.queries import (
     CLAIM_NEXT_QUEUED_JOB,
     CLAIM_NEXT_QUEUED_JOB_BY_KEY,
@@ -139,7 +147,7 @@ class JobQueue:
         statement = (
             CLAIM_NEXT_QUEUED_JOB if idempotency_key is None else CLAIM_NEXT_QUEUED_JOB_BY_KEY
         )
-        request = ("claim", {"worker": dataclasses.asdict(worker)})
+        request = ("claim", _claim_fields(worker))
         sender = _Sender(actor, idempotency_key, correlation_id)
         with (
             logged_command(
@@ -217,6 +225,13 @@ class JobQueue:
             raise IdempotencyKeyReused(job_id, key) from taken
         if row is None:
             return None
+        return self._claim_of_row(row, command, key, digest)
+
+    def _claim_of_row(
+        self, row: Sequence[Any], command: StartJob, key: str | None, digest: str | None
+    ) -> Claim:
+        """The claim a start statement's `row` answers: the run it started, or the run the
+        caller's `key` started earlier."""
         job = state_from_row(row[:-START_ROW_TAIL])
         if self.cache is not None:
             self.cache.put(job)
@@ -236,6 +251,51 @@ class JobQueue:
                 f"the run this idempotency key started has ended (the job is {job.status})",
             )
         return Claim(job, earlier_attempt, kept_token, job.resume_from, expires_at, replayed=True)
+
+    async def claim_on_loop(
+        self,
+        worker: WorkerIdentity,
+        *,
+        actor: str,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+        appends: LoopAppends,
+    ) -> Claim | None:
+        """`claim`'s first try, its statement sent on the event loop by `appends`: the run
+        it started (or the key's earlier one), logged and counted as `claim` does. None,
+        with nothing logged, when only `claim` can tell: `appends` is not ready, the
+        statement started nothing (an empty queue, or a keyed claim whose twin may be in
+        flight: `_start_row`), or the key ran into another start's."""
+        if not appends.ready():
+            return None
+        command = StartJob(worker=worker, run_token=self.run_tokens())
+        key = idempotency_key
+        statement = CLAIM_NEXT_QUEUED_JOB if key is None else CLAIM_NEXT_QUEUED_JOB_BY_KEY
+        digest = None if key is None else request_digest("claim", _claim_fields(worker))
+        values = start_params(
+            command,
+            actor=actor,
+            lease_seconds=self.lease_seconds,
+            idempotency_key=key,
+            command_sha256=digest,
+            correlation_id=correlation_id,
+        )
+        line = CommandLine(command="claim", job_id=None, actor=actor, correlation_id=correlation_id)
+        try:
+            with telling_refusals(self.store.observers):
+                try:
+                    rows = await appends.rows(statement, values)
+                except IdempotencyKeyTaken:
+                    return None
+                if not rows or rows[0][0] is None:
+                    return None
+                claim = self._claim_of_row(rows[0], command, key, digest)
+        except Exception as failure:
+            log_refusal(line, failure)
+            raise
+        line.job_id = claim.job.job_id
+        log_line(line, ACCEPTED)
+        return claim
 
     def _start_row(self, statement: str, values: dict[str, Any], job_id: str) -> Any:
         """The answer of a start `statement`: the job's row and its `START_ROW_TAIL`, or
@@ -268,3 +328,8 @@ class JobQueue:
         observers.events_appended([JobStarted.TYPE])
         if job.queued_at is not None and job.started_at is not None:
             observers.claim_made(max((job.started_at - job.queued_at).total_seconds(), 0.0))
+
+
+def _claim_fields(worker: WorkerIdentity) -> dict[str, Any]:
+    """A claim's fields, as its idempotency key's digest is made of them."""
+    return {"worker": dataclasses.asdict(worker)}

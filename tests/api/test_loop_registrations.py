@@ -57,9 +57,10 @@ def loop_appends(client: TestClient) -> LoopAppends:
 
 
 def backend_pid(appends: LoopAppends) -> int:
-    conn = appends._conn
-    assert conn is not None, "the loop's connection is open"
-    return conn.info.backend_pid
+    """The server process of the loop's connection used last (the one one caller uses)."""
+    pids = appends.backend_pids()
+    assert pids, "the loop's connection is open"
+    return pids[-1]
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
-"""A run's completion or failure is decided and recorded on the event loop while the
-server runs (`CommandRequest.execute_soon`), and on a thread, on a fresh read, when the
-loop's try cannot tell what becomes of it."""
+"""A claim, and a run's completion or failure, are decided and recorded on the event loop
+while the server runs (`CommandRequest.claim_soon`, `CommandRequest.execute_soon`), and
+on a thread (a report on a fresh read) when the loop's try cannot tell what becomes of
+it."""
 
 import logging
 from collections.abc import Callable, Iterator
@@ -16,7 +17,14 @@ from ledger.commands import MarkFailed, RequeueJob
 from ledger.service import JobService
 from tests.api.conftest import auth
 from tests.api.test_gathered_registrations import Calls
-from tests.api.test_http_report_and_claim import claim, last_event, register, run_of
+from tests.api.test_http_report_and_claim import (
+    WORKER,
+    claim,
+    last_event,
+    register,
+    run_of,
+    status_of,
+)
 from tests.api.test_loop_registrations import served
 
 TRAINER = auth("trainer")
@@ -54,6 +62,45 @@ def claimed(client: TestClient, job_id: str, **fields: object) -> dict[str, Any]
     run = claim(client)
     assert run["job"]["job_id"] == job_id
     return run
+
+
+def test_a_claim_is_made_on_the_loop_without_a_thread(
+    running: TestClient, threads: Executions, caplog: pytest.LogCaptureFixture
+) -> None:
+    register(running, "claimed-on-loop")
+    headers = {**TRAINER, "X-Request-ID": "corr-claim"}
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        answer = running.post("/v1/queue/claim", json=WORKER, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["job"]["job_id"] == "claimed-on-loop"
+    assert answer.json()["job"]["status"] == "running"
+    assert threads.made == []
+    event = last_event(running, "claimed-on-loop")
+    assert event["type"] == "job_started"
+    assert event["correlation_id"] == "corr-claim"
+    lines = [r for r in caplog.records if getattr(r, "command", None) == "claim"]
+    assert [(r.job_id, r.outcome) for r in lines] == [("claimed-on-loop", "accepted")]  # type: ignore[attr-defined]
+
+
+def test_an_empty_queue_is_told_on_a_thread(running: TestClient, threads: Executions) -> None:
+    answer = running.post("/v1/queue/claim", json=WORKER, headers=TRAINER)
+    assert answer.status_code == 204, answer.text
+    assert [name for name, _ in threads.made] == ["claim"]
+
+
+def test_a_repeated_claim_answers_the_run_its_key_started(
+    running: TestClient, threads: Executions
+) -> None:
+    register(running, "claimed-once")
+    register(running, "left-queued")
+    headers = {**TRAINER, "Idempotency-Key": "claim-1"}
+    first = running.post("/v1/queue/claim", json=WORKER, headers=headers)
+    again = running.post("/v1/queue/claim", json=WORKER, headers=headers)
+    assert first.status_code == again.status_code == 200, again.text
+    assert run_of(again.json()) == run_of(first.json())
+    assert again.json()["job"]["job_id"] == "claimed-once"
+    assert [name for name, _ in threads.made] == ["_claim_view"]  # its answer reads the job
+    assert status_of(running, "left-queued") == "queued"
 
 
 def test_a_completion_is_recorded_on_the_loop_without_a_thread(
@@ -136,4 +183,24 @@ def test_a_completion_without_a_running_server_goes_to_a_thread(
     run = claimed(client, "no-loop")
     answer = client.post("/v1/jobs/no-loop/complete", json=run_of(run), headers=TRAINER)
     assert answer.status_code == 200, answer.text
-    assert [(name, values["fresh_read"]) for name, values in threads.made] == [("execute", False)]
+    assert [name for name, _ in threads.made] == ["claim", "execute"]
+    assert threads.made[1][1]["fresh_read"] is False
+
+
+def test_a_completion_and_the_next_claim_are_made_on_the_loop(
+    running: TestClient, threads: Executions
+) -> None:
+    run = claimed(running, "first-of-two")
+    register(running, "second-of-two")
+    headers = {**TRAINER, "Idempotency-Key": "done-and-next"}
+    body = {**run_of(run), "worker": WORKER}
+    answer = running.post("/v1/jobs/first-of-two/complete-and-claim", json=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["job"]["status"] == "completed"
+    assert answer.json()["next"]["job"]["job_id"] == "second-of-two"
+    assert threads.made == []
+    # Its retry answers the same: the report and the claim its key made, read on threads.
+    again = running.post("/v1/jobs/first-of-two/complete-and-claim", json=body, headers=headers)
+    assert again.status_code == 200, again.text
+    assert run_of(again.json()["next"]) == run_of(answer.json()["next"])
+    assert [name for name, _ in threads.made] == ["execute", "view"]

@@ -6,7 +6,7 @@ row is at another version than it was decided on."""
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import psycopg
@@ -55,43 +55,49 @@ async def until(condition: Callable[[], bool], what: str) -> None:
         await asyncio.sleep(0.02)
 
 
-def test_closing_during_an_append_closes_the_connection_once_the_append_ends(
-    database_url: str, store: EventStore
-) -> None:
+Connections = tuple[psycopg.Connection[tuple[Any, ...]], psycopg.Connection[tuple[Any, ...]]]
+
+
+@pytest.fixture
+def admin_and_holder(database_url: str) -> Iterator[Connections]:
+    """A connection to look with, and one whose transaction holds a lock until rollback."""
     url = libpq_url(database_url)
-    with (
-        psycopg.connect(url, autocommit=True) as admin,
-        psycopg.connect(url) as holder,  # a transaction: its lock is held until rollback
-    ):
+    with psycopg.connect(url, autocommit=True) as admin, psycopg.connect(url) as holder:
+        yield admin, holder
 
-        def state_of(pid: int) -> tuple[str | None, ...] | None:
-            return admin.execute(
-                "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid]
-            ).fetchone()
 
-        async def scenario() -> None:
-            appends = LoopAppends(database_url, Settings(lock_timeout_ms=30_000), store.observers)
-            appends.open()
-            await appends.append(new_job("first"))  # the connection opens
-            assert appends._conn is not None
-            pid = appends._conn.info.backend_pid
+def test_closing_during_an_append_closes_the_connection_once_the_append_ends(
+    database_url: str, store: EventStore, admin_and_holder: Connections
+) -> None:
+    admin, holder = admin_and_holder
 
-            holder.execute("LOCK TABLE job_events IN EXCLUSIVE MODE")
-            on_its_way = asyncio.create_task(appends.append(new_job("second")))
-            await until(lambda: state_of(pid) == ("Lock",), "the append waits on the lock")
+    def state_of(pid: int) -> tuple[str | None, ...] | None:
+        return admin.execute(
+            "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid]
+        ).fetchone()
 
-            await appends.close()
-            assert not appends.ready(), "closed: no append is taken"
-            assert state_of(pid) is not None, "the connection outlives the close meanwhile"
-            assert not on_its_way.done()
+    async def scenario() -> None:
+        appends = LoopAppends(database_url, Settings(lock_timeout_ms=30_000), store.observers)
+        appends.open()
+        await appends.append(new_job("first"))  # the connection opens
+        (pid,) = appends.backend_pids()
 
-            holder.rollback()
-            appended = await on_its_way
-            assert appended.state.job_id == "second" and appended.state.version == 1
-            await until(lambda: state_of(pid) is None, "the connection closes after it")
-            assert appends._conn is None
+        holder.execute("LOCK TABLE job_events IN EXCLUSIVE MODE")
+        on_its_way = asyncio.create_task(appends.append(new_job("second")))
+        await until(lambda: state_of(pid) == ("Lock",), "the append waits on the lock")
 
-        run_apart(scenario())
+        await appends.close()
+        assert not appends.ready(), "closed: no append is taken"
+        assert state_of(pid) is not None, "the connection outlives the close meanwhile"
+        assert not on_its_way.done()
+
+        holder.rollback()
+        appended = await on_its_way
+        assert appended.state.job_id == "second" and appended.state.version == 1
+        await until(lambda: state_of(pid) is None, "the connection closes after it")
+        assert appends.backend_pids() == []
+
+    run_apart(scenario())
     assert [event.seq for event in store.history("second")] == [1]
 
 
@@ -127,3 +133,39 @@ def test_an_append_after_an_existing_version_is_recorded_and_a_row_elsewhere_is_
     assert cancelled is not None and cancelled.status == "cancelled"
     assert [event.seq for event in store.history("on-loop")] == [1, 2]
     assert [event.seq for event in store.history("repaired")] == [1], "nothing written"
+
+
+def test_appends_at_once_take_a_connection_each_up_to_the_most(
+    database_url: str, store: EventStore, admin_and_holder: Connections
+) -> None:
+    admin, holder = admin_and_holder
+
+    def waiting() -> int:
+        row = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    async def scenario() -> None:
+        appends = LoopAppends(database_url, Settings(), store.observers, connections=2)
+        appends.open()
+        try:
+            holder.execute("LOCK TABLE job_events IN EXCLUSIVE MODE")
+            first = asyncio.create_task(appends.append(new_job("first")))
+            await until(lambda: waiting() == 1, "the first append waits on the lock")
+            assert appends.ready(), "one connection in use: another append may go"
+            second = asyncio.create_task(appends.append(new_job("second")))
+            await until(lambda: waiting() == 2, "the second append waits too")
+            assert not appends.ready(), "both in use: no third goes"
+            holder.rollback()
+            recorded = await asyncio.gather(first, second)
+            assert [a.state.job_id for a in recorded] == ["first", "second"]
+            assert appends.ready()
+            assert len(set(appends.backend_pids())) == 2, "two connections, kept"
+        finally:
+            await appends.close()
+        assert appends.backend_pids() == []
+
+    run_apart(scenario())
+    assert [event.seq for event in store.history("second")] == [1]
