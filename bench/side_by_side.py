@@ -1,8 +1,8 @@
-"""Two builds of the server side by side: one client's commands, in chunks alternating.
+"""Two builds of the server side by side: clients' commands, in chunks alternating.
 
 On a small, noisy machine two runs minutes apart can differ by a third, more than most
 changes are worth. Here each build (a checkout of the project: `--builds A B`) serves
-its own scratch database on the same PostgreSQL at the same time, and one client sends
+its own scratch database on the same PostgreSQL at the same time, and the clients send
 them chunks of single commands in turn, the order flipped each chunk, so that whatever
 the machine does meanwhile weighs on both alike. It prints each build's rate per chunk,
 their medians, and B's rate over A's chunk by chunk with the median of those ratios.
@@ -10,18 +10,21 @@ their medians, and B's rate over A's chunk by chunk with the median of those rat
 `--mode enqueue` sends registrations (`Prefer: return=minimal`, as `bench.peers`);
 `--mode lifecycle`, a registration, a claim and a completion; `--mode batch`, each chunk
 one sweep of `--ops` jobs through `POST /v1/jobs/batch` (batches of 1000, two in flight,
-as `bench.peers`), its rate in jobs per second. Beside the rates, the CPU an operation
-cost each build's server (its processes) and the client, chunk by chunk: a change's cost
-shows there even when the machine's noise hides it in the rates.
+as `bench.peers`), its rate in jobs per second. `--clients N` sends each chunk from N
+clients at once, `--ops` operations each (one by default). Beside the rates, the CPU an
+operation cost each build's server (its processes) and the clients, chunk by chunk: a
+change's cost shows there even when the machine's noise hides it in the rates.
 
     python -m bench.side_by_side --builds /tmp/before . --chunks 20 --ops 400
 """
 
+import functools
 import os
 import statistics
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -60,6 +63,9 @@ def main() -> None:
     parser.add_argument("--mode", choices=("enqueue", "lifecycle", "batch"), default="enqueue")
     parser.add_argument("--chunks", type=int, default=20)
     parser.add_argument(
+        "--clients", type=int, default=1, help="clients sending at once, each --ops a chunk"
+    )
+    parser.add_argument(
         "--ops", type=int, default=400, help="commands per chunk (batch: jobs, 1000 a request)"
     )
     args = parser.parse_args()
@@ -71,45 +77,39 @@ def main() -> None:
         admin_url = stack.enter_context(
             postgres_server(None if args.embedded else args.database_url)
         )
-        clients = []
+        clients: list[list[HttpClient | HttpBatchClient]] = []
         meters = []
         for build in builds:
             url = stack.enter_context(scratch_database(admin_url))
             with build_imported(build):
                 server = stack.enter_context(running_server(url, free_port()))
-            prefix = uuid.uuid4().hex[:8]
-            client: HttpClient | HttpBatchClient
-            if batched:
-                client = HttpBatchClient(
-                    server.base_url,
-                    TOKEN,
-                    prefix,
-                    batch=BATCH_JOBS,
-                    in_flight=BATCHES_IN_FLIGHT,
-                    batches=args.ops // BATCH_JOBS,
-                )
-            else:
-                client = HttpClient(
-                    server.base_url, TOKEN, prefix, lifecycle=args.mode == "lifecycle"
-                )
-            stack.callback(client.close)
-            clients.append(client)
+            made = made_clients(server.base_url, args.clients, args.mode, args.ops)
+            for client in made:
+                stack.callback(client.close)
+            clients.append(made)
             meters.append(CpuMeter(None, server.pid))
-        sent = [0, 0]
+        sent = [[0] * args.clients, [0] * args.clients]
         rates: list[list[float]] = [[], []]
         cpu: list[list[dict[str, float]]] = [[], []]
 
+        def send_from(which: int, index: int, count: int) -> None:
+            for _ in range(count):
+                clients[which][index].op(sent[which][index])
+                sent[which][index] += 1
+
         def send(which: int, count: int) -> float:
-            """Send `count` operations (of one command, or of one sweep) and return the
-            rate: commands, or jobs, per second. The CPU each operation cost the client
-            and the server goes to `cpu`."""
+            """Send `count` operations (of one command, or of one sweep) from each client
+            at once and return the rate: commands, or jobs, per second. The CPU each
+            operation cost the clients and the server goes to `cpu`."""
             before = meters[which].start()
             started = time.perf_counter()
-            for _ in range(count):
-                clients[which].op(sent[which])
-                sent[which] += 1
-            rate = count * (args.ops if batched else 1) / (time.perf_counter() - started)
-            cpu[which].append(meters[which].spent_since(before).per_op_us(count))
+            at_once(
+                [functools.partial(send_from, which, index, count) for index in range(args.clients)]
+            )
+            done: int = count * args.clients
+            ops: int = args.ops if batched else 1
+            rate = done * ops / (time.perf_counter() - started)
+            cpu[which].append(meters[which].spent_since(before).per_op_us(done))
             return rate
 
         per_chunk = 1 if batched else args.ops
@@ -120,8 +120,52 @@ def main() -> None:
             for which in (0, 1) if chunk % 2 == 0 else (1, 0):
                 rates[which].append(send(which, per_chunk))
         for which in (0, 1):
-            clients[which].check(sent[which])
-    print_results(builds, rates, cpu, f"{args.mode}, 1 client", "job" if batched else "operation")
+            for index, client in enumerate(clients[which]):
+                client.check(sent[which][index])
+    measured_what = f"{args.mode}, {args.clients} client{'s' if args.clients > 1 else ''}"
+    print_results(builds, rates, cpu, measured_what, "job" if batched else "operation")
+
+
+def at_once(calls: list[Callable[[], None]]) -> None:
+    """Make the calls at once, a thread each; raise the first one's error, once all end."""
+    failures: list[BaseException] = []
+
+    def call(made: Callable[[], None]) -> None:
+        try:
+            made()
+        except BaseException as failure:
+            failures.append(failure)
+
+    threads = [threading.Thread(target=call, args=(made,)) for made in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+
+
+def made_clients(
+    base_url: str, count: int, mode: str, ops: int
+) -> list[HttpClient | HttpBatchClient]:
+    """`count` clients of the server at `base_url`, each with a prefix of its own."""
+    made: list[HttpClient | HttpBatchClient] = []
+    for _ in range(count):
+        prefix = uuid.uuid4().hex[:8]
+        if mode == "batch":
+            made.append(
+                HttpBatchClient(
+                    base_url,
+                    TOKEN,
+                    prefix,
+                    batch=BATCH_JOBS,
+                    in_flight=BATCHES_IN_FLIGHT,
+                    batches=ops // BATCH_JOBS,
+                )
+            )
+        else:
+            made.append(HttpClient(base_url, TOKEN, prefix, lifecycle=mode == "lifecycle"))
+    return made
 
 
 def print_results(
