@@ -120,6 +120,12 @@ class LoopAppends:
                     kept = None
                     await _close(conn)
                 raise error from exc
+            except BaseException:
+                # Cancelled (the server stopping) with the statement perhaps still on its
+                # way: the connection is not one to send the next statement on.
+                kept = None
+                await _close(conn)
+                raise
         finally:
             self._in_use -= 1
             if kept is not None:

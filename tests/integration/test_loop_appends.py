@@ -66,6 +66,15 @@ def admin_and_holder(database_url: str) -> Iterator[Connections]:
         yield admin, holder
 
 
+def lock_waits(admin: psycopg.Connection[tuple[Any, ...]]) -> int:
+    """How many of this database's connections wait on a lock."""
+    row = admin.execute(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def test_closing_during_an_append_closes_the_connection_once_the_append_ends(
     database_url: str, store: EventStore, admin_and_holder: Connections
 ) -> None:
@@ -140,23 +149,16 @@ def test_appends_at_once_take_a_connection_each_up_to_the_most(
 ) -> None:
     admin, holder = admin_and_holder
 
-    def waiting() -> int:
-        row = admin.execute(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        ).fetchone()
-        return int(row[0]) if row else 0
-
     async def scenario() -> None:
         appends = LoopAppends(database_url, Settings(), store.observers, connections=2)
         appends.open()
         try:
             holder.execute("LOCK TABLE job_events IN EXCLUSIVE MODE")
             first = asyncio.create_task(appends.append(new_job("first")))
-            await until(lambda: waiting() == 1, "the first append waits on the lock")
+            await until(lambda: lock_waits(admin) == 1, "the first append waits on the lock")
             assert appends.ready(), "one connection in use: another append may go"
             second = asyncio.create_task(appends.append(new_job("second")))
-            await until(lambda: waiting() == 2, "the second append waits too")
+            await until(lambda: lock_waits(admin) == 2, "the second append waits too")
             assert not appends.ready(), "both in use: no third goes"
             holder.rollback()
             recorded = await asyncio.gather(first, second)
@@ -169,3 +171,33 @@ def test_appends_at_once_take_a_connection_each_up_to_the_most(
 
     run_apart(scenario())
     assert [event.seq for event in store.history("second")] == [1]
+
+
+def test_an_append_cancelled_on_its_way_leaves_its_connection_unused(
+    database_url: str, store: EventStore, admin_and_holder: Connections
+) -> None:
+    admin, holder = admin_and_holder
+
+    async def scenario() -> None:
+        appends = LoopAppends(database_url, Settings(), store.observers)
+        appends.open()
+        try:
+            await appends.append(new_job("before"))
+            (first_pid,) = appends.backend_pids()
+            holder.execute("LOCK TABLE job_events IN EXCLUSIVE MODE")
+            on_its_way = asyncio.create_task(appends.append(new_job("cancelled")))
+            await until(lambda: lock_waits(admin) == 1, "the append waits on the lock")
+            on_its_way.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await on_its_way
+            assert appends.backend_pids() == [], "its connection is not kept"
+            assert appends.ready()
+            holder.rollback()
+            after = await appends.append(new_job("after"))
+            assert after.state.version == 1
+            assert first_pid not in appends.backend_pids()
+        finally:
+            await appends.close()
+
+    run_apart(scenario())
+    assert [event.seq for event in store.history("after")] == [1]
