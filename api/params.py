@@ -8,9 +8,10 @@ never holds a NUL character, and an empty query value means the parameter was
 not given.
 """
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Path, Request
 from pydantic import AfterValidator, BeforeValidator
@@ -19,11 +20,12 @@ from pydantic_core import PydanticUseDefault
 from api.bootstrap import Ledger
 from api.correlation import correlation_of
 from api.direct_handler import in_thread
+from api.gathered_registrations import LOOP_SPEC_BYTES
 from api.read_headers import ReadHeader, reading
 from ledger.commands import JobCommand, WorkerIdentity
 from ledger.job_listing import JobsCursor
 from ledger.loop_appends import LoopAppends
-from ledger.queue import Claim
+from ledger.queue import UNTOLD, Claim
 from ledger.service import Outcome
 from ledger.store import FeedCursor
 from projections.current_status.as_of import parse_moment
@@ -127,7 +129,9 @@ class CommandRequest:
     correlation: str | None
     """Its correlation id (`api.correlation`)."""
     appends: LoopAppends | None = None
-    """The server's appends on its event loop, while it runs (`ledger.loop_appends`)."""
+    """The server's appends on its event loop, while it runs (`ledger.loop_appends`), for a
+    request whose body is small enough to be encoded and digested there (at most
+    `LOOP_SPEC_BYTES`, as a registration's spec); None for any other."""
 
     def execute(
         self, job_id: str, command: JobCommand, *, actor: str, expected_version: int | None = None
@@ -150,13 +154,15 @@ class CommandRequest:
         pool."""
         service, appends, tried = self.ledger.service, self.appends, False
         if appends is not None and appends.ready():
-            outcome = await service.execute_on_loop(
-                job_id,
-                command,
-                actor=actor,
-                idempotency_key=self.key,
-                correlation_id=self.correlation,
-                appends=appends,
+            outcome = await to_its_end(
+                service.execute_on_loop(
+                    job_id,
+                    command,
+                    actor=actor,
+                    idempotency_key=self.key,
+                    correlation_id=self.correlation,
+                    appends=appends,
+                )
             )
             if outcome is not None:
                 return outcome
@@ -184,14 +190,16 @@ class CommandRequest:
             self.correlation,
         )
         if appends is not None and appends.ready():
-            claim = await queue.claim_on_loop(
-                worker,
-                actor=actor,
-                idempotency_key=key,
-                correlation_id=correlation_id,
-                appends=appends,
+            claim = await to_its_end(
+                queue.claim_on_loop(
+                    worker,
+                    actor=actor,
+                    idempotency_key=key,
+                    correlation_id=correlation_id,
+                    appends=appends,
+                )
             )
-            if claim is not None:
+            if claim is not UNTOLD:
                 return claim
         values = {
             "worker": worker,
@@ -207,7 +215,29 @@ def _command_request(request: Request, key: str | None) -> CommandRequest:
     correlation = correlation_of(request)
     correlation_id = None if correlation is None else correlation.correlation_id
     state = request.app.state
-    return CommandRequest(state.ledger, key, correlation_id, getattr(state, "appends", None))
+    size = request.headers.get("content-length", "")
+    small = size.isdigit() and int(size) <= LOOP_SPEC_BYTES
+    appends = getattr(state, "appends", None) if small else None
+    return CommandRequest(state.ledger, key, correlation_id, appends)
+
+
+T = TypeVar("T")
+
+
+async def to_its_end(call: Coroutine[Any, Any, T]) -> T:
+    """`call`'s answer; when the request is cancelled meanwhile (the server stopping), the
+    call still goes on to its end, as a call on a thread does, so that what it recorded is
+    logged and cached."""
+    task = asyncio.ensure_future(call)
+    task.add_done_callback(_retrieved)
+    return await asyncio.shield(task)
+
+
+def _retrieved(task: "asyncio.Future[Any]") -> None:
+    """Take a finished call's error, so that one whose request went away is not reported
+    as never retrieved (it was logged as the command's line)."""
+    if not task.cancelled():
+        task.exception()
 
 
 @reading(IDEMPOTENCY_KEY)

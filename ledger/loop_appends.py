@@ -15,8 +15,8 @@ do: a lost server is `DatabaseUnavailable` and its connection is closed, to be o
 again by the next append; a statement past its timeout or a lock not granted is
 `DatabaseBusy`, the connection kept; a refusal of the append is the store's error
 (`ledger.store.translate_error`). A job's row found at another version than the append
-was decided on (a projection being repaired) is a `VersionConflict` here: `EventStore.append`
-writes such a row whole, and only a fresh read tells what the command does then.
+was decided on (a projection being repaired) is written whole, as `EventStore.append`
+writes it.
 """
 
 import asyncio
@@ -88,9 +88,16 @@ class LoopAppends:
     async def append(self, prepared: PreparedAppend) -> Appended:
         """Append `prepared` (decided after the job's state it names, or after none), as
         `EventStore.append` does. Only when `ready`."""
-        rows = await self.rows(
-            prepared.statement, prepared.params, prepared.job_id, prepared.expected_version
-        )
+        job_id, expected = prepared.job_id, prepared.expected_version
+        try:
+            rows = await self.rows(prepared.statement, prepared.params, job_id, expected)
+        except _RowNotAtVersion as refused:
+            # A projection being repaired: its row is written whole, as `EventStore.append`
+            # writes it (the connection just came free, unless the loop closed meanwhile).
+            if not self.ready():
+                raise VersionConflict(job_id, expected) from refused
+            statement, params = prepared.writing_row_whole()
+            rows = await self.rows(statement, params, job_id, expected)
         appended = prepared.recorded(rows)
         self._observers.events_appended([event.type for event in appended.events])
         return appended
@@ -113,7 +120,7 @@ class LoopAppends:
             except psycopg.Error as exc:
                 error = storage_error(exc)
                 if error is None and _row_not_at_version(exc):
-                    raise VersionConflict(job_id, expected_version) from exc
+                    raise _RowNotAtVersion(job_id, expected_version) from exc
                 if error is None:
                     raise translate_error(exc, job_id, expected_version) from exc
                 if isinstance(error, DatabaseUnavailable) or conn.broken or conn.closed:
@@ -153,6 +160,10 @@ class LoopAppends:
 async def _close(conn: AsyncConnection) -> None:
     with contextlib.suppress(psycopg.Error):
         await conn.close()
+
+
+class _RowNotAtVersion(VersionConflict):
+    """The job's row is not at the version the append was decided on."""
 
 
 def _row_not_at_version(exc: psycopg.Error) -> bool:

@@ -21,6 +21,7 @@ nothing any more.
 """
 
 import dataclasses
+import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -260,14 +261,14 @@ class JobQueue:
         idempotency_key: str | None = None,
         correlation_id: str | None = None,
         appends: LoopAppends,
-    ) -> Claim | None:
-        """`claim`'s first try, its statement sent on the event loop by `appends`: the run
-        it started (or the key's earlier one), logged and counted as `claim` does. None,
-        with nothing logged, when only `claim` can tell: `appends` is not ready, the
-        statement started nothing (an empty queue, or a keyed claim whose twin may be in
-        flight: `_start_row`), or the key ran into another start's."""
+    ) -> "Claim | Untold | None":
+        """`claim`, its statements sent on the event loop by `appends`: the run it started
+        (or the key's earlier one), or None for an empty queue, logged and counted as
+        `claim` does. `UNTOLD`, with nothing logged, when only `claim` can tell: `appends`
+        is not ready, or a keyed claim's twin may be in flight (`_start_row`: the key's
+        lock was busy, the key ran into another start's, or the key has been used)."""
         if not appends.ready():
-            return None
+            return UNTOLD
         command = StartJob(worker=worker, run_token=self.run_tokens())
         key = idempotency_key
         statement = CLAIM_NEXT_QUEUED_JOB if key is None else CLAIM_NEXT_QUEUED_JOB_BY_KEY
@@ -286,10 +287,17 @@ class JobQueue:
                 try:
                     rows = await appends.rows(statement, values)
                 except IdempotencyKeyTaken:
+                    return UNTOLD
+                row = rows[0] if rows else None
+                if row is None:
+                    if key is not None and not await _no_twin(appends, values):
+                        return UNTOLD
+                    log_line(line, EMPTY)
+                    self.store.observers.claim_made(None)
                     return None
-                if not rows or rows[0][0] is None:
-                    return None
-                claim = self._claim_of_row(rows[0], command, key, digest)
+                if row[0] is None:  # the key's lock was busy
+                    return UNTOLD
+                claim = self._claim_of_row(row, command, key, digest)
         except Exception as failure:
             log_refusal(line, failure)
             raise
@@ -328,6 +336,24 @@ class JobQueue:
         observers.events_appended([JobStarted.TYPE])
         if job.queued_at is not None and job.started_at is not None:
             observers.claim_made(max((job.started_at - job.queued_at).total_seconds(), 0.0))
+
+
+class Untold(enum.Enum):
+    """What `claim_on_loop` answers when only `claim` can tell."""
+
+    UNTOLD = "untold"
+
+
+UNTOLD = Untold.UNTOLD
+
+
+async def _no_twin(appends: LoopAppends, values: dict[str, Any]) -> bool:
+    """Whether a keyed claim that found the queue empty has no twin: its key has not been
+    used meanwhile (`_start_row`'s check). False when that cannot be asked at once."""
+    if not appends.ready():
+        return False
+    used = await appends.rows(START_KEY_USED, values)
+    return bool(used) and not used[0][0]
 
 
 def _claim_fields(worker: WorkerIdentity) -> dict[str, Any]:

@@ -3,6 +3,7 @@ while the server runs (`CommandRequest.claim_soon`, `CommandRequest.execute_soon
 on a thread (a report on a fresh read) when the loop's try cannot tell what becomes of
 it."""
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -10,8 +11,10 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from api import params, routes_runs
+from api import direct_handler, params, routes_runs
 from api.bootstrap import Ledger
+from api.gathered_registrations import LOOP_SPEC_BYTES
+from api.params import to_its_end
 from ledger.command_log import LOGGER
 from ledger.commands import MarkFailed, RequeueJob
 from ledger.service import JobService
@@ -26,13 +29,14 @@ from tests.api.test_http_report_and_claim import (
     status_of,
 )
 from tests.api.test_loop_registrations import served
+from tests.integration.test_loop_appends import run_apart, until
 
 TRAINER = auth("trainer")
 
 
 class Executions:
-    """The calls a report hands to a thread (`execute_soon`'s, and its answer's read),
-    with the values each was made with."""
+    """The calls handed to a thread (a command's, its answer's read, and a blocking
+    route's own), with the values each was made with."""
 
     def __init__(self) -> None:
         self.made: list[tuple[str, dict[str, Any]]] = []
@@ -46,8 +50,8 @@ class Executions:
 @pytest.fixture
 def threads(monkeypatch: pytest.MonkeyPatch) -> Executions:
     executions = Executions()
-    monkeypatch.setattr(params, "in_thread", executions)
-    monkeypatch.setattr(routes_runs, "in_thread", executions)
+    for module in (params, routes_runs, direct_handler):
+        monkeypatch.setattr(module, "in_thread", executions)
     return executions
 
 
@@ -82,10 +86,17 @@ def test_a_claim_is_made_on_the_loop_without_a_thread(
     assert [(r.job_id, r.outcome) for r in lines] == [("claimed-on-loop", "accepted")]  # type: ignore[attr-defined]
 
 
-def test_an_empty_queue_is_told_on_a_thread(running: TestClient, threads: Executions) -> None:
-    answer = running.post("/v1/queue/claim", json=WORKER, headers=TRAINER)
+@pytest.mark.parametrize("key", [None, "idle-poll"])
+def test_an_empty_queue_is_told_on_the_loop(
+    running: TestClient, threads: Executions, caplog: pytest.LogCaptureFixture, key: str | None
+) -> None:
+    headers = TRAINER if key is None else {**TRAINER, "Idempotency-Key": key}
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        answer = running.post("/v1/queue/claim", json=WORKER, headers=headers)
     assert answer.status_code == 204, answer.text
-    assert [name for name, _ in threads.made] == ["claim"]
+    assert threads.made == []
+    lines = [r for r in caplog.records if getattr(r, "command", None) == "claim"]
+    assert [r.outcome for r in lines] == ["empty"]  # type: ignore[attr-defined]
 
 
 def test_a_repeated_claim_answers_the_run_its_key_started(
@@ -204,3 +215,38 @@ def test_a_completion_and_the_next_claim_are_made_on_the_loop(
     assert again.status_code == 200, again.text
     assert run_of(again.json()["next"]) == run_of(answer.json()["next"])
     assert [name for name, _ in threads.made] == ["execute", "view"]
+
+
+def test_a_report_with_a_large_body_is_decided_on_a_thread(
+    running: TestClient, threads: Executions
+) -> None:
+    run = claimed(running, "large-result")
+    result = {"curve": "x" * LOOP_SPEC_BYTES}  # its encoding would hold up the loop
+    answer = running.post(
+        "/v1/jobs/large-result/complete", json={**run_of(run), "result": result}, headers=TRAINER
+    )
+    assert answer.status_code == 200, answer.text
+    assert [(name, values["fresh_read"]) for name, values in threads.made] == [("execute", False)]
+    assert last_event(running, "large-result")["payload"]["result"] == result
+
+
+def test_a_command_on_the_loop_goes_on_to_its_end_when_its_request_is_cancelled() -> None:
+    async def scenario() -> None:
+        started, go_on = asyncio.Event(), asyncio.Event()
+        recorded: list[str] = []
+
+        async def command() -> str:
+            started.set()
+            await go_on.wait()
+            recorded.append("logged and cached")
+            return "outcome"
+
+        request = asyncio.create_task(to_its_end(command()))
+        await started.wait()
+        request.cancel()  # the server stopping
+        with pytest.raises(asyncio.CancelledError):
+            await request
+        go_on.set()
+        await until(lambda: recorded == ["logged and cached"], "the command ends all the same")
+
+    run_apart(scenario())

@@ -7,8 +7,12 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
+from uvicorn.config import Config
+from uvicorn.server import ServerState
 
+from api.connection_guard import ConnectionLimits, guarded_protocol
 from api.one_send import MOST_JOINED, OneSendTransport
+from ledger.settings import Settings
 from tests.integration.test_loop_appends import run_apart
 
 
@@ -130,3 +134,31 @@ async def test_a_real_socket_receives_every_byte_in_order(writes: list[bytes]) -
             while chunk := await loop.sock_recv(theirs, 1024):
                 received += chunk
         assert received == b"".join(writes)
+
+
+@on_a_loop
+async def test_the_server_s_connections_answer_through_it() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"answered"})
+
+    config = Config(app, http="httptools", lifespan="off")
+    config.load()
+    loop = asyncio.get_running_loop()
+    protocol = guarded_protocol(ConnectionLimits.of(Settings()))(config, ServerState(), {}, loop)
+    ours, theirs = socket.socketpair()
+    with theirs:
+        transport, _ = await loop.connect_accepted_socket(lambda: protocol, ours)
+        assert isinstance(protocol.transport, OneSendTransport)
+        theirs.setblocking(False)
+        await loop.sock_sendall(theirs, b"GET / HTTP/1.1\r\nHost: ledger\r\n\r\n")
+        received = b""
+        async with asyncio.timeout(10):
+            while not received.endswith(b"0\r\n\r\n"):  # the chunked body's end
+                chunk = await loop.sock_recv(theirs, 4096)
+                assert chunk, f"the connection closed after {received!r}"
+                received += chunk
+        assert received.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"\r\nanswered\r\n" in received
+        transport.close()
