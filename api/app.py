@@ -64,23 +64,17 @@ def create_app(ledger: Ledger, tokens: TokenBook) -> FastAPI:
     and the body limit the environment sets (`JOBLEDGER_MAX_BODY_BYTES`)."""
     watcher = FeedWatcher(ledger.url)
     request_metrics = Metrics(ledger)
+    appends = LoopAppends(
+        ledger.url, ledger.settings, ledger.store.observers, connections=LOOP_CONNECTIONS
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        registrations: Registrations = app.state.registrations
-        appends = LoopAppends(
-            ledger.url, ledger.settings, ledger.store.observers, connections=LOOP_CONNECTIONS
-        )
         appends.open()
-        registrations.appends = app.state.appends = appends
         try:
             yield
         finally:
             try:
-                if registrations.appends is appends:
-                    registrations.appends = None
-                if app.state.appends is appends:
-                    app.state.appends = None
                 await appends.close()
             finally:
                 watcher.close()
@@ -101,10 +95,10 @@ def create_app(ledger: Ledger, tokens: TokenBook) -> FastAPI:
     app.state.watcher = watcher
     app.state.readiness = Readiness(ledger)
     app.state.renewals = LeaseRenewals(ledger.store, ledger.settings.lease_seconds, in_thread)
-    app.state.registrations = Registrations(ledger.service, in_thread)
-    app.state.appends = None
+    app.state.appends = appends
     """Where a command is first tried on the event loop while the server runs
-    (`CommandRequest.execute_soon`)."""
+    (`CommandRequest.execute_soon`, `Registrations`)."""
+    app.state.registrations = Registrations(ledger.service, in_thread, appends)
     return app
 
 

@@ -44,10 +44,12 @@ class Registrations:
     """The single registrations of one process, registered together when they arrive
     together."""
 
-    def __init__(self, service: JobService, in_thread: InThread) -> None:
+    def __init__(
+        self, service: JobService, in_thread: InThread, appends: LoopAppends | None = None
+    ) -> None:
         self.service = service
         self._in_thread = in_thread
-        self.appends: LoopAppends | None = None
+        self.appends = appends
         """Where a registration that goes alone is first tried on the event loop, while
         the server runs (`ledger.loop_appends`); without it, it goes through `execute`."""
         self.gathered = Gathered[Registration, Registered](

@@ -217,7 +217,7 @@ def _command_request(request: Request, key: str | None) -> CommandRequest:
     state = request.app.state
     size = request.headers.get("content-length", "")
     small = size.isdigit() and int(size) <= LOOP_SPEC_BYTES
-    appends = getattr(state, "appends", None) if small else None
+    appends: LoopAppends | None = state.appends if small else None
     return CommandRequest(state.ledger, key, correlation_id, appends)
 
 

@@ -1,8 +1,11 @@
 """The training server's routes: claim or start a job, then heartbeat and report on the run."""
 
 import dataclasses
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from api.auth import Caller, Emitter
@@ -42,6 +45,8 @@ from ledger.commands import (
 from ledger.errors import LedgerError, StaleAttempt
 from ledger.leases import RunHeartbeat, renew_leases
 from ledger.queue import Claim
+from ledger.state import JobState
+from projections.job_readings import JobReader
 
 router = api_router(401, 403, 404, 409, 422, 503)
 
@@ -62,10 +67,8 @@ async def claim_next(
     claim = await sent.claim_soon(body.identity(), actor=caller.name)
     if claim is None:
         return Response(status_code=204)
-    if claim.replayed:
-        view = await in_thread(_claim_view, {"ledger": sent.ledger, "claim": claim})
-        return json_response(view)
-    return _claimed(sent.ledger, claim)
+    values = {"ledger": sent.ledger, "claim": claim}
+    return await _answer(_claim_view, values, needs_read=claim.replayed)
 
 
 @router.post("/v1/jobs/{job_id}/start", summary="start a queued job", response_model=ClaimView)
@@ -82,11 +85,7 @@ def start_job(
         idempotency_key=sent.key,
         correlation_id=sent.correlation,
     )
-    return _claimed(sent.ledger, claim)
-
-
-def _claimed(ledger: Ledger, claim: Claim) -> Response:
-    return json_response(_claim_view(ledger, claim))
+    return json_response(_claim_view(sent.ledger, claim))
 
 
 def _claim_view(ledger: Ledger, claim: Claim) -> ClaimView:
@@ -264,15 +263,15 @@ async def _report_and_claim(
         claim = None
     ledger = sent.ledger
 
-    def view() -> ReportAndClaimView:
+    def report_and_claim_view() -> ReportAndClaimView:
         return ReportAndClaimView(
             job=job_view(ledger.reader.reading_of(outcome.state)),
             next=None if claim is None else _claim_view(ledger, claim),
         )
 
-    if ledger.reader.needs_read(outcome.state) or (claim is not None and claim.replayed):
-        return json_response(await in_thread(view, {}))
-    return json_response(view())
+    replayed = claim is not None and claim.replayed
+    needs_read = ledger.reader.needs_read(outcome.state) or replayed
+    return await _answer(report_and_claim_view, {}, needs_read=needs_read)
 
 
 async def _report_soon(
@@ -283,11 +282,21 @@ async def _report_soon(
     needs a read (a failed run requeued for another attempt)."""
     outcome = await sent.execute_soon(job_id, command, actor=caller.name)
     reader = sent.ledger.reader
-    if reader.needs_read(outcome.state):
-        reading = await in_thread(reader.reading_of, {"state": outcome.state})
-    else:
-        reading = reader.reading_of(outcome.state)
-    return json_response(job_view(reading))
+    values = {"reader": reader, "state": outcome.state}
+    return await _answer(_job_view, values, needs_read=reader.needs_read(outcome.state))
+
+
+async def _answer(
+    view: Callable[..., BaseModel], values: dict[str, Any], *, needs_read: bool
+) -> Response:
+    """The answer `view` makes of `values`, on the event loop, or on a thread of the
+    handlers' pool when it `needs_read` (the database's, which would hold up every other
+    request on the loop)."""
+    return json_response(await in_thread(view, values) if needs_read else view(**values))
+
+
+def _job_view(reader: JobReader, state: JobState) -> JobView:
+    return job_view(reader.reading_of(state))
 
 
 def _report(sent: CommandRequest, caller: Caller, job_id: str, command: JobCommand) -> Response:

@@ -27,9 +27,8 @@ import psycopg
 
 from ledger.database import connect_args, libpq_url, storage_error, use_orjson
 from ledger.errors import DatabaseUnavailable, VersionConflict
-from ledger.queries import ROW_NOT_AT_VERSION
 from ledger.settings import Settings
-from ledger.store import Appended, PreparedAppend, translate_error
+from ledger.store import Appended, PreparedAppend, row_not_at_version, translate_error
 from ledger.telemetry import LedgerObservers
 
 AsyncConnection = psycopg.AsyncConnection[tuple[Any, ...]]
@@ -119,7 +118,7 @@ class LoopAppends:
                 return await cursor.fetchall()
             except psycopg.Error as exc:
                 error = storage_error(exc)
-                if error is None and _row_not_at_version(exc):
+                if error is None and row_not_at_version(exc):
                     raise _RowNotAtVersion(job_id, expected_version) from exc
                 if error is None:
                     raise translate_error(exc, job_id, expected_version) from exc
@@ -164,10 +163,3 @@ async def _close(conn: AsyncConnection) -> None:
 
 class _RowNotAtVersion(VersionConflict):
     """The job's row is not at the version the append was decided on."""
-
-
-def _row_not_at_version(exc: psycopg.Error) -> bool:
-    return (
-        isinstance(exc, psycopg.errors.CheckViolation)
-        and exc.diag.constraint_name == ROW_NOT_AT_VERSION
-    )

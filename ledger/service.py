@@ -70,12 +70,16 @@ class _Request(NamedTuple):
     job_id: str
     command: JobCommand
     actor: str
-    expected_version: int | None
     idempotency_key: str | None
-    command_sha256: str | None
-    """The digest of `command`, computed when it carries an idempotency key."""
     correlation_id: str | None
-    occurred_at: datetime | None
+    expected_version: int | None = None
+    occurred_at: datetime | None = None
+
+    @property
+    def command_sha256(self) -> str | None:
+        """The digest of `command`, when it carries an idempotency key."""
+        key = self.idempotency_key
+        return None if key is None else command_digest(self.command)
 
 
 class _LostRace(Exception):
@@ -126,23 +130,24 @@ class JobService:
         The events record `correlation_id`, and the command's outcome is logged with it
         (`ledger.command_log`).
         """
-        name = COMMAND_NAMES[type(command)]
+        request = _Request(
+            job_id,
+            command,
+            actor,
+            idempotency_key,
+            correlation_id,
+            expected_version,
+            occurred_at,
+        )
+        return self._logged(request, fresh_read)
+
+    def _logged(self, request: _Request, fresh_read: bool) -> Outcome:
+        """`execute` of `request`, its outcome logged (`ledger.command_log`)."""
+        name = COMMAND_NAMES[type(request.command)]
         with logged_command(
-            name, job_id=job_id, actor=actor, correlation_id=correlation_id
+            name, job_id=request.job_id, actor=request.actor, correlation_id=request.correlation_id
         ) as line:
-            outcome = self._execute(
-                _Request(
-                    job_id=job_id,
-                    command=command,
-                    actor=actor,
-                    expected_version=expected_version,
-                    idempotency_key=idempotency_key,
-                    command_sha256=None if idempotency_key is None else command_digest(command),
-                    correlation_id=correlation_id,
-                    occurred_at=occurred_at,
-                ),
-                fresh_read,
-            )
+            outcome = self._execute(request, fresh_read)
             if outcome.replayed:
                 line.outcome = REPLAYED
         return outcome
@@ -212,14 +217,7 @@ class JobService:
     def register_alone(self, registration: Registration, *, fresh_read: bool = False) -> Registered:
         """`execute` of one registration (naming its actor): the job as registered, or as
         an earlier registration with the same key left it (`replayed`)."""
-        outcome = self.execute(
-            registration.job_id,
-            registration.command,
-            actor=registration.actor or "",
-            idempotency_key=registration.idempotency_key,
-            correlation_id=registration.correlation_id,
-            fresh_read=fresh_read,
-        )
+        outcome = self._logged(_registration_request(registration), fresh_read)
         return Registered(outcome.state, outcome.replayed)
 
     async def register_on_loop(
@@ -229,14 +227,7 @@ class JobService:
         only when the cache does not hold the job: on the guess that there is none."""
         if self.cache.get(registration.job_id) is not None:
             return None
-        outcome = await self.execute_on_loop(
-            registration.job_id,
-            registration.command,
-            actor=registration.actor or "",
-            idempotency_key=registration.idempotency_key,
-            correlation_id=registration.correlation_id,
-            appends=appends,
-        )
+        outcome = await self._on_loop(_registration_request(registration), appends)
         return None if outcome is None else Registered(outcome.state)
 
     async def execute_on_loop(
@@ -250,39 +241,38 @@ class JobService:
         appends: LoopAppends,
     ) -> Outcome | None:
         """`execute`'s first try, its append made on the event loop by `appends`: decided
-        on the cache's guess (for a registration of a job the cache does not hold: no
-        job), then recorded, logged and counted as `execute` would. None, with nothing
-        logged, when the guess cannot be tried (`appends` is not ready, the cache holds
-        nothing to decide on, the command is refused or already satisfied there) or was
-        wrong (another writer was first, or the key is used): only `execute` can tell what
-        becomes of the command then, on a fresh read (`fresh_read`, when this tried the
-        guess: the log refused it once already)."""
-        if not appends.ready() or isinstance(command, StartJob):
+        on the cache's guess (`_guess`), then recorded, logged and counted as `execute`
+        would. None, with nothing logged, when the guess cannot be tried (`appends` is not
+        ready, or only a fresh read can tell) or was wrong (another writer was first, or
+        the key is used): only `execute` can tell what becomes of the command then, on a
+        fresh read (`fresh_read`, when this tried the guess: the log refused it once
+        already)."""
+        request = _Request(job_id, command, actor, idempotency_key, correlation_id)
+        return await self._on_loop(request, appends)
+
+    async def _on_loop(self, request: _Request, appends: LoopAppends) -> Outcome | None:
+        if not appends.ready() or isinstance(request.command, StartJob):
             return None
-        state = self.cache.get(job_id)
-        if state is None and not isinstance(command, RegisterJob):
+        guess = self._guess(request)
+        if guess is None:
             return None
-        try:
-            events = decide(state, command, job_id=job_id)
-        except LedgerError:
-            return None  # a refusal is only believed on a fresh read
-        if not events:
-            return None  # nor is a command already satisfied
+        state, events = guess
+        job_id = request.job_id
         line = CommandLine(
-            command=COMMAND_NAMES[type(command)],
+            command=COMMAND_NAMES[type(request.command)],
             job_id=job_id,
-            actor=actor,
-            correlation_id=correlation_id,
+            actor=request.actor,
+            correlation_id=request.correlation_id,
         )
         try:
             prepared = prepare_append(
                 job_id,
                 state,
                 events,
-                actor=actor,
-                idempotency_key=idempotency_key,
-                command_sha256=None if idempotency_key is None else command_digest(command),
-                correlation_id=correlation_id,
+                actor=request.actor,
+                idempotency_key=request.idempotency_key,
+                command_sha256=request.command_sha256,
+                correlation_id=request.correlation_id,
             )
             with telling_refusals(self.store.observers):
                 try:
@@ -306,7 +296,21 @@ class JobService:
             log_refusal(_registration_line(registration), failure)
 
     def _decide_on_cache(self, request: _Request) -> Outcome | None:
-        """Decide on the cached state and append; None when only a fresh read can tell.
+        """Decide on the cache's guess (`_guess`) and append; None when only a fresh read
+        can tell."""
+        guess = self._guess(request)
+        if guess is None:
+            return None
+        try:
+            return self._append(*guess, request)
+        except (_LostRace, IdempotencyKeyTaken):
+            return None  # the guess was stale, or the same command landed first
+
+    def _guess(self, request: _Request) -> tuple[JobState | None, list[JobEvent]] | None:
+        """The job's cached state and the events `request` causes there; None when only a
+        fresh read can tell: the cache does not hold the job, holds another version than
+        the one expected, or `request` is refused or already satisfied there (neither is
+        believed on a guess).
 
         A registration of a job the cache does not hold is decided on the guess that
         there is no such job: the log's unique `(job_id, seq)` refuses its first event
@@ -319,13 +323,8 @@ class JobService:
         try:
             events = decide(state, request.command, job_id=request.job_id)
         except LedgerError:
-            return None  # a refusal is only believed on a fresh read
-        if not events:
-            return None  # nor is a command already satisfied
-        try:
-            return self._append(state, events, request)
-        except (_LostRace, IdempotencyKeyTaken):
-            return None  # the guess was stale, or the same command landed first
+            return None
+        return (state, events) if events else None
 
     def _decide_with_retries(self, request: _Request) -> Outcome:
         """Decide on a fresh read. A decision that could not be appended is decided again
@@ -385,6 +384,17 @@ class JobService:
             raise _LostRace(conflict) from conflict
         self.cache.put(appended.state)
         return Outcome(appended.state, appended.events)
+
+
+def _registration_request(registration: Registration) -> _Request:
+    """The request of one caller's registration (`registration` naming its actor)."""
+    return _Request(
+        registration.job_id,
+        registration.command,
+        registration.actor or "",
+        registration.idempotency_key,
+        registration.correlation_id,
+    )
 
 
 def _registration_line(registration: Registration) -> CommandLine:

@@ -161,8 +161,8 @@ class EventStore:
             cursor = connection.cursor()
             try:
                 rows = cursor.execute(prepared.statement, prepared.params).fetchall()
-            except psycopg.errors.CheckViolation as refused:
-                if refused.diag.constraint_name != ROW_NOT_AT_VERSION:
+            except psycopg.Error as refused:
+                if not row_not_at_version(refused):
                     raise
                 rows = cursor.execute(*prepared.writing_row_whole()).fetchall()
         appended = prepared.recorded(rows)
@@ -480,6 +480,16 @@ def _column_value(value: Any) -> Any:
     if isinstance(value, JobStatus):
         return value.value
     return value
+
+
+def row_not_at_version(exc: psycopg.Error) -> bool:
+    """Whether an append was refused only because the job's row is at another version than
+    the append was decided on (a projection being repaired): then it is written again with
+    the row whole (`PreparedAppend.writing_row_whole`)."""
+    return (
+        isinstance(exc, psycopg.errors.CheckViolation)
+        and exc.diag.constraint_name == ROW_NOT_AT_VERSION
+    )
 
 
 def translate_error(exc: psycopg.Error, job_id: str, expected_version: int) -> LedgerError:

@@ -44,14 +44,15 @@ def served(ledger: Ledger, calls: Calls) -> TestClient:
     server runs (the event loop's appends open) inside its `with` block."""
     spec = ",".join(f"{name}:{role}:{token_of(name)}" for name, role in TOKENS.items())
     app = create_app(ledger, TokenBook.from_env({"JOBLEDGER_TOKENS": spec}))
-    app.state.registrations = Registrations(ledger.service, calls)
+    app.state.registrations = Registrations(ledger.service, calls, app.state.appends)
     return TestClient(app, raise_server_exceptions=False)
 
 
 def loop_appends(client: TestClient) -> LoopAppends:
     app = client.app
     assert isinstance(app, FastAPI)
-    appends = app.state.registrations.appends
+    appends = app.state.appends
+    assert app.state.registrations.appends is appends
     assert isinstance(appends, LoopAppends)
     return appends
 
@@ -181,9 +182,7 @@ def test_the_server_stopping_closes_the_connection(ledger: Ledger, database_url:
         assert client.post("/v1/jobs", json={"job_id": "j"}, headers=auth("trainer")).is_success
         appends = loop_appends(client)
         pid = backend_pid(appends)
-    app = client.app
-    assert isinstance(app, FastAPI)
-    assert app.state.registrations.appends is None
+    assert appends.backend_pids() == [], "no connection kept once the server stopped"
     with psycopg.connect(libpq_url(database_url), autocommit=True) as admin:
         deadline = time.monotonic() + 10
         while admin.execute("SELECT FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone():

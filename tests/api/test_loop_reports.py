@@ -184,7 +184,7 @@ def test_a_repeated_failure_of_a_job_queued_again_answers_its_place_in_the_queue
     assert again.status_code == 200, again.text
     assert again.json()["status"] == "queued"
     assert again.json()["queue_position"] == 1
-    assert [name for name, _ in threads.made] == ["execute", "reading_of"]
+    assert [name for name, _ in threads.made] == ["execute", "_job_view"]
 
 
 def test_a_completion_without_a_running_server_goes_to_a_thread(
@@ -214,7 +214,7 @@ def test_a_completion_and_the_next_claim_are_made_on_the_loop(
     again = running.post("/v1/jobs/first-of-two/complete-and-claim", json=body, headers=headers)
     assert again.status_code == 200, again.text
     assert run_of(again.json()["next"]) == run_of(answer.json()["next"])
-    assert [name for name, _ in threads.made] == ["execute", "view"]
+    assert [name for name, _ in threads.made] == ["execute", "report_and_claim_view"]
 
 
 def test_a_report_with_a_large_body_is_decided_on_a_thread(
