@@ -43,7 +43,7 @@ from api.problems import EXCEPTION_HANDLERS, PROBLEM_SCHEMA
 from api.readiness import Readiness
 from api.responses import SecurityHeaders
 from api.stream import FeedWatcher
-from ledger.loop_appends import LOOP_CONNECTIONS, LoopAppends
+from ledger.loop_appends import LoopAppends
 
 ROUTERS = [
     routes_runs.router,  # first: the training servers' heartbeats and reports are most requests
@@ -65,7 +65,10 @@ def create_app(ledger: Ledger, tokens: TokenBook) -> FastAPI:
     watcher = FeedWatcher(ledger.url)
     request_metrics = Metrics(ledger)
     appends = LoopAppends(
-        ledger.url, ledger.settings, ledger.store.observers, connections=LOOP_CONNECTIONS
+        ledger.url,
+        ledger.settings,
+        ledger.store.observers,
+        connections=ledger.settings.loop_connections,
     )
 
     @contextlib.asynccontextmanager

@@ -8,9 +8,9 @@ for each answer a fifth of its rate. `LoopAppends` sends the one statement of su
 append from the event loop itself, on an asyncio connection of psycopg, opened as the
 pool's are (`ledger.database.connect_args`).
 
-A few connections serve one loop (`LOOP_CONNECTIONS` in the server): each carries one
-statement at a time, and an append that finds them all in use is told so (`ready`) and
-goes the way every other command goes. Driver errors leave as the pool's
+A few connections serve one loop (`Settings.loop_connections` in the server): each
+carries one statement at a time, and an append that finds them all in use is told so
+(`ready`) and goes the way every other command goes. Driver errors leave as the pool's
 do: a lost server is `DatabaseUnavailable` and its connection is closed, to be opened
 again by the next append; a statement past its timeout or a lock not granted is
 `DatabaseBusy`, the connection kept; a refusal of the append is the store's error
@@ -34,10 +34,6 @@ from ledger.telemetry import LedgerObservers
 AsyncConnection = psycopg.AsyncConnection[tuple[Any, ...]]
 AsyncCursor = psycopg.AsyncCursor[tuple[Any, ...]]
 
-
-LOOP_CONNECTIONS = 4
-"""The connections a server's event loop sends its statements on at once, at most: while
-every one is in use, a command goes to a thread, as it would without them."""
 
 _Open = tuple[AsyncConnection, AsyncCursor]
 

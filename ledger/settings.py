@@ -1,7 +1,7 @@
 """Settings, read once at an entry point and passed down."""
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -32,6 +32,10 @@ class Settings:
     data_dir: Path = Path(platformdirs.user_data_dir("jobledger")) / "pgdata"
     pool_size: int = 10
     pool_timeout_s: float = 5.0
+    loop_connections: int = 4
+    """The connections a server's event loop sends registrations, claims and reports on at
+    once, at most, opened as they are needed (`ledger.loop_appends`); while every one is in
+    use, a command goes to a thread and the pool. 0: every command goes that way."""
     idle_in_transaction_timeout_ms: int = 30_000
     statement_timeout_ms: int = 10_000
     """`statement_timeout` of every session (0: none): a request never waits longer on a
@@ -82,6 +86,7 @@ class Settings:
             data_dir=Path(read("DATA_DIR") or defaults.data_dir).expanduser(),
             pool_size=int(read("POOL_SIZE") or defaults.pool_size),
             pool_timeout_s=float(read("POOL_TIMEOUT_S") or defaults.pool_timeout_s),
+            loop_connections=_count("LOOP_CONNECTIONS", read, defaults.loop_connections),
             idle_in_transaction_timeout_ms=int(
                 read("IDLE_IN_TRANSACTION_TIMEOUT_MS") or defaults.idle_in_transaction_timeout_ms
             ),
@@ -116,6 +121,16 @@ class Settings:
         """These settings without statement and lock timeouts: for work whose length grows
         with the log (a rebuild of the projection, a verify), not for requests."""
         return replace(self, statement_timeout_ms=0, lock_timeout_ms=0)
+
+
+def _count(name: str, read: Callable[[str], str | None], default: int) -> int:
+    """The count the variable `name` sets (0 is one), or `default` when it is unset."""
+    value = read(name)
+    if value is None:
+        return default
+    if not value.isdigit():
+        raise InvalidSetting(f"{ENV_PREFIX}{name} must be a count, 0 or more, not {value!r}")
+    return int(value)
 
 
 def _path(value: str | None) -> Path | None:

@@ -9,15 +9,18 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
 from api import direct_handler, params, routes_runs
-from api.bootstrap import Ledger
+from api.bootstrap import Ledger, wire_ledger
 from api.gathered_registrations import LOOP_SPEC_BYTES
 from api.params import to_its_end
 from ledger.command_log import LOGGER
 from ledger.commands import MarkFailed, RequeueJob
 from ledger.service import JobService
+from ledger.settings import Settings
+from projections.current_status.catchup import catch_up_current_status
 from tests.api.conftest import auth
 from tests.api.test_gathered_registrations import Calls
 from tests.api.test_http_report_and_claim import (
@@ -28,7 +31,7 @@ from tests.api.test_http_report_and_claim import (
     run_of,
     status_of,
 )
-from tests.api.test_loop_registrations import served
+from tests.api.test_loop_registrations import loop_appends, served
 from tests.integration.test_loop_appends import run_apart, until
 
 TRAINER = auth("trainer")
@@ -250,3 +253,19 @@ def test_a_command_on_the_loop_goes_on_to_its_end_when_its_request_is_cancelled(
         await until(lambda: recorded == ["logged and cached"], "the command ends all the same")
 
     run_apart(scenario())
+
+
+def test_with_no_loop_connections_every_command_takes_a_thread(
+    database_url: str, engine: Engine, threads: Executions
+) -> None:
+    settings = Settings(lease_seconds=60, loop_connections=0)
+    ledger = wire_ledger(database_url, engine, settings, catch_up_current_status(engine))
+    with served(ledger, Calls()) as client:
+        register(client, "through-threads")
+        run = claim(client)
+        report = {"attempt": run["attempt"], "run_token": run["run_token"]}
+        answer = client.post("/v1/jobs/through-threads/complete", json=report, headers=TRAINER)
+        assert loop_appends(client).backend_pids() == [], "no connection opened on the loop"
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "completed"
+    assert [name for name, _ in threads.made] == ["claim", "execute"]
