@@ -106,9 +106,8 @@ def main() -> None:
             at_once(
                 [functools.partial(send_from, which, index, count) for index in range(args.clients)]
             )
-            done: int = count * args.clients
-            ops: int = args.ops if batched else 1
-            rate = done * ops / (time.perf_counter() - started)
+            done: int = count * args.clients * (args.ops if batched else 1)
+            rate = done / (time.perf_counter() - started)
             cpu[which].append(meters[which].spent_since(before).per_op_us(done))
             return rate
 
