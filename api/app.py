@@ -97,7 +97,9 @@ def create_app(ledger: Ledger, tokens: TokenBook) -> FastAPI:
     app.state.metrics = request_metrics
     app.state.watcher = watcher
     app.state.readiness = Readiness(ledger)
-    app.state.renewals = LeaseRenewals(ledger.store, ledger.settings.lease_seconds, in_thread)
+    app.state.renewals = LeaseRenewals(
+        ledger.store, ledger.settings.lease_seconds, in_thread, appends
+    )
     app.state.appends = appends
     """Where a command is first tried on the event loop while the server runs
     (`CommandRequest.execute_soon`, `Registrations`)."""

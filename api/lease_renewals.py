@@ -2,9 +2,10 @@
 
 A fleet whose every GPU sends its own heartbeat puts a thousand single renewals a second
 on one process. `LeaseRenewals` gathers them on the event loop (`api.gathering`) and
-renews those that arrive together in one statement (`renew_leases`, on a thread of the
-handlers' pool). Each heartbeat is answered as `renew_lease` answers it: its new expiry,
-or the refusal of its own run.
+renews those that arrive together in one statement, sent from the loop itself while the
+server runs (`renew_leases_on_loop`), else on a thread of the handlers' pool
+(`renew_leases`, which also tells why a heartbeat renewed nothing). Each heartbeat is
+answered as `renew_lease` answers it: its new expiry, or the refusal of its own run.
 
 A statement that waits on a lock (within the connection's lock timeout) holds up the
 heartbeats behind it, where each heartbeat on a thread of its own had held up only
@@ -21,7 +22,14 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from api.gathering import Gathered, InThread, alone_after_failure
-from ledger.leases import MAX_HEARTBEATS, RunHeartbeat, renew_lease, renew_leases
+from ledger.leases import (
+    MAX_HEARTBEATS,
+    RunHeartbeat,
+    renew_lease,
+    renew_leases,
+    renew_leases_on_loop,
+)
+from ledger.loop_appends import LoopAppends
 from ledger.store import EventStore
 
 MOST_TOGETHER = MAX_HEARTBEATS
@@ -32,10 +40,19 @@ database slows, the statements grow instead of the heartbeats falling behind."""
 class LeaseRenewals:
     """The heartbeats of one process, renewed together when they arrive together."""
 
-    def __init__(self, store: EventStore, lease_seconds: float, in_thread: InThread) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        lease_seconds: float,
+        in_thread: InThread,
+        appends: LoopAppends | None = None,
+    ) -> None:
         self.store = store
         self.lease_seconds = lease_seconds
         self._in_thread = in_thread
+        self.appends = appends
+        """Where the heartbeats' statement is first sent from the event loop, while the
+        server runs (`ledger.loop_appends`)."""
         self.gathered = Gathered[RunHeartbeat, datetime](self._outcomes, MOST_TOGETHER)
 
     async def renew(self, beat: RunHeartbeat) -> datetime:
@@ -44,8 +61,17 @@ class LeaseRenewals:
         return await self.gathered(beat)
 
     async def _outcomes(self, beats: Sequence[RunHeartbeat]) -> Sequence[datetime | BaseException]:
+        return await alone_after_failure(self._shared(beats), beats, self._alone)
+
+    async def _shared(self, beats: Sequence[RunHeartbeat]) -> Sequence[datetime | BaseException]:
+        appends = self.appends
+        if appends is not None:
+            renewed = await renew_leases_on_loop(self.store, beats, self.lease_seconds, appends)
+            if renewed is not None:
+                return renewed
         values = {"store": self.store, "heartbeats": beats, "lease_seconds": self.lease_seconds}
-        return await alone_after_failure(self._in_thread(renew_leases, values), beats, self._alone)
+        outcomes: Sequence[datetime | BaseException] = await self._in_thread(renew_leases, values)
+        return outcomes
 
     async def _alone(self, beat: RunHeartbeat) -> datetime:
         values = {

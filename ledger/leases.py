@@ -7,6 +7,7 @@ from typing import Any
 
 from ledger.decide import check_fence
 from ledger.errors import JobNotFound, LedgerError, StaleAttempt
+from ledger.loop_appends import LoopAppends
 from ledger.queries import (
     LEASE_UNLEASED_RUNS,
     LOAD_STATES,
@@ -88,6 +89,36 @@ def renew_leases(
             store.observers.heartbeat_received(fenced=False)
             outcomes.append(expires)
     return outcomes
+
+
+async def renew_leases_on_loop(
+    store: EventStore,
+    heartbeats: Sequence[RunHeartbeat],
+    lease_seconds: float,
+    appends: LoopAppends,
+) -> list[datetime] | None:
+    """`renew_leases`, its statement sent from the event loop by `appends`: each
+    heartbeat's new expiry, when every one was renewed. None, with nothing counted, when
+    `appends` is not ready, or when a heartbeat was not renewed: only `renew_leases` tells
+    why, on a thread, renewing the others again to the same end (a lease renewed twice
+    runs from the second renewal)."""
+    if not heartbeats or len(heartbeats) > MAX_HEARTBEATS or not appends.ready():
+        return None
+    digests = [run_token_digest(beat.run_token) for beat in heartbeats]
+    statement, params = _renewal(heartbeats, digests, lease_seconds)
+    renewed = {
+        (job_id, attempt, digest): expires
+        for job_id, attempt, digest, expires in await appends.rows(statement, params)
+    }
+    expiries = [
+        renewed.get((beat.job_id, beat.attempt, digest))
+        for beat, digest in zip(heartbeats, digests, strict=True)
+    ]
+    if None in expiries:
+        return None
+    for _ in expiries:
+        store.observers.heartbeat_received(fenced=False)
+    return [expires for expires in expiries if expires is not None]
 
 
 def _renewal(

@@ -1,7 +1,8 @@
 """Appends made on an event loop, without a thread's hop.
 
 A registration that reaches the HTTP server alone, a claim, and a run's completion or
-failure are answered on the event loop (`api.gathered_registrations`, `api.routes_runs`).
+failure are answered on the event loop (`api.gathered_registrations`, `api.routes_runs`),
+and heartbeats that arrive together are renewed from it (`api.lease_renewals`).
 Run through `JobService.execute` or `JobQueue.claim`, each went to a thread of the
 handlers' pool and back: two hand-overs between threads, which cost a caller that waits
 for each answer a fifth of its rate. `LoopAppends` sends the one statement of such an
@@ -100,9 +101,9 @@ class LoopAppends:
     async def rows(
         self, statement: str, params: dict[str, Any], job_id: str = "", expected_version: int = 0
     ) -> list[tuple[Any, ...]]:
-        """The rows of one statement that appends to `job_id`'s log (a start of a job:
-        `job_id` is the one chosen, or "" for a claim), decided after `expected_version`.
-        Only when `ready`."""
+        """The rows of one statement: one that appends to `job_id`'s log (a start of a job:
+        `job_id` is the one chosen, or "" for a claim), decided after `expected_version`,
+        or one that renews leases. Only when `ready`."""
         assert self.ready(), "no more statements at once than connections, on the loop served"
         self._in_use += 1
         kept: _Open | None = None

@@ -24,6 +24,7 @@ from ledger.errors import (
     StaleAttempt,
 )
 from ledger.leases import RunHeartbeat
+from ledger.loop_appends import LoopAppends
 from ledger.settings import Settings
 from ledger.store import EventStore
 
@@ -246,3 +247,39 @@ def test_heartbeats_on_another_event_loop_are_gathered_there(ledger: Ledger) -> 
         release.set()
         other_loop.join(10)
     assert len(held) == 1 and isinstance(held[0], datetime)
+
+
+def on_the_loop(ledger: Ledger, statements: Statements, beats: list[RunHeartbeat]) -> list[Any]:
+    """Renew `beats` together through renewals whose statement goes from the event loop
+    first (a server's), its thread path through `statements`."""
+
+    async def scenario() -> list[Any]:
+        appends = LoopAppends(ledger.url, ledger.settings, ledger.store.observers)
+        appends.open()
+        renewals = LeaseRenewals(ledger.store, 60.0, statements, appends)
+        try:
+            return await renew_all(renewals, beats)
+        finally:
+            await appends.close()
+
+    return asyncio.run(scenario())
+
+
+def test_heartbeats_are_renewed_from_the_event_loop_without_a_thread(ledger: Ledger) -> None:
+    beats = running(ledger, 5)
+    statements = Statements()
+    outcomes = on_the_loop(ledger, statements, beats)
+    assert statements.sizes == [], "no thread's hop"
+    with ledger.store.connection() as conn:
+        expiries = dict(conn.execute("SELECT job_id, expires_at FROM job_leases").fetchall())
+    assert outcomes == [expiries[beat.job_id] for beat in beats]
+
+
+def test_a_heartbeat_the_loop_could_not_renew_is_judged_on_a_thread(ledger: Ledger) -> None:
+    live, fenced = running(ledger, 2)
+    forged = RunHeartbeat(fenced.job_id, fenced.attempt, "not-its-token")
+    statements = Statements()
+    outcomes = on_the_loop(ledger, statements, [live, forged])
+    assert statements.sizes == [2], "the whole statement again, on a thread, to tell why"
+    assert isinstance(outcomes[0], datetime)
+    assert isinstance(outcomes[1], StaleAttempt)

@@ -53,6 +53,7 @@ def loop_appends(client: TestClient) -> LoopAppends:
     assert isinstance(app, FastAPI)
     appends = app.state.appends
     assert app.state.registrations.appends is appends
+    assert app.state.renewals.appends is appends
     assert isinstance(appends, LoopAppends)
     return appends
 
