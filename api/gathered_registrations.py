@@ -5,13 +5,15 @@ ledger a registration per job. `Registrations` gathers on the event loop
 (`api.gathering`) the registrations that arrive while one is on its way, and registers
 them in one transaction (`JobService.register_each`: one statement, one commit), each
 with its own caller, idempotency key and correlation id, each answered, logged and
-counted as its own `execute` would be. A registration that arrives alone is appended as
-`execute` would first try it, a single append that costs one registration less; while
-the server runs, from the event loop itself (`JobService.register_on_loop`), without a
-thread's hop there and back; when that try cannot tell (the job is there), through
-`execute`. When the shared
-transaction fails, each is tried again alone, or fails at once with a log line of its
-own (`alone_after_failure`). One transaction is on its way at a time: one that waits on a
+counted as its own `execute` would be. While the server runs, that statement is sent
+from the event loop itself (`JobService.register_each_on_loop`), without a thread's hop
+there and back; the registrations of jobs that were there already are then told on a
+thread (`register_each` of those alone). A registration that arrives alone is appended as
+`execute` would first try it, a single append that costs one registration less: while
+the server runs, from the event loop (`JobService.register_on_loop`); when that try
+cannot tell (the job is there), through `execute`. When the shared transaction fails,
+each is tried again alone, or fails at once with a log line of its own
+(`alone_after_failure`). One transaction is on its way at a time: one that waits on a
 lock holds up the registrations behind it.
 """
 
@@ -22,6 +24,7 @@ import orjson
 from fastapi import Depends, Request
 
 from api.gathering import Gathered, InThread, alone_after_failure
+from ledger.errors import failed_alike
 from ledger.loop_appends import LoopAppends
 from ledger.registrations import MAX_REGISTRATIONS, Registered, Registration, RegistrationOutcome
 from ledger.service import JobService
@@ -35,9 +38,10 @@ a batch's body is held to its limit: a statement of large specs stays one of a b
 size. A registration larger alone goes alone."""
 
 LOOP_SPEC_BYTES = 64_000
-"""The largest spec (as JSON) of a registration appended from the event loop: a larger
-one goes to a thread, whose encoding and digest of it would hold up every other request
-on the loop."""
+"""The largest spec (as JSON) of a registration appended from the event loop, and the most
+bytes of specs that registrations gathered into one statement there carry: larger ones go
+to a thread, whose encoding and digests of them would hold up every other request on the
+loop."""
 
 
 class Registrations:
@@ -70,10 +74,40 @@ class Registrations:
                 return [await self._alone(items[0])]
             except Exception as refused:
                 return [refused]
-        shared = self._in_thread(self.service.register_each, {"registrations": items})
         return await alone_after_failure(
-            shared, items, self._alone, failed_each=self.service.log_unrecorded
+            self._each(items), items, self._alone, failed_each=self.service.log_unrecorded
         )
+
+    async def _each(self, items: Sequence[Registration]) -> Sequence[RegistrationOutcome]:
+        """`register_each` of `items`: from the event loop when it can be, the jobs it
+        left out then told on a thread."""
+        appends = self.appends
+        if appends is not None and sum(map(_spec_bytes, items)) <= LOOP_SPEC_BYTES:
+            outcomes = await self.service.register_each_on_loop(items, appends)
+            if outcomes is not None:
+                return await self._left_out_told(items, outcomes)
+        told: Sequence[RegistrationOutcome] = await self._in_thread(
+            self.service.register_each, {"registrations": items}
+        )
+        return told
+
+    async def _left_out_told(
+        self, items: Sequence[Registration], outcomes: list[RegistrationOutcome | None]
+    ) -> list[RegistrationOutcome]:
+        """`outcomes` of `items` from the event loop, with those of the jobs it left out
+        (None) told by `register_each` on a thread. Those recorded stay so whatever that
+        meets: a failure of it fails only the ones left out."""
+        left_out = [index for index, outcome in enumerate(outcomes) if outcome is None]
+        if left_out:
+            rest = [items[index] for index in left_out]
+            try:
+                told = await self._in_thread(self.service.register_each, {"registrations": rest})
+            except Exception as failure:
+                told = failed_alike(failure, len(rest))
+                self.service.log_unrecorded(rest, told)
+            for index, outcome in zip(left_out, told, strict=True):
+                outcomes[index] = outcome
+        return [outcome for outcome in outcomes if outcome is not None]
 
     async def _alone(self, item: Registration) -> Registered:
         appends, tried = self.appends, False

@@ -9,7 +9,7 @@ the same idempotency key (answered as before, nothing appended), or a refusal
 named twice in one call is registered once; its second mention is judged like a replay.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,6 +25,7 @@ from ledger.errors import (
     StorageError,
     error_like,
 )
+from ledger.loop_appends import LoopAppends
 from ledger.queries import REGISTER_MANY, REGISTRATIONS_FOUND
 from ledger.schema import JOB_STATUS_COLUMNS
 from ledger.state import JobState
@@ -82,46 +83,12 @@ def register_many(
     """Register every job of `registrations` that is new, in one transaction; return an
     outcome for each, in order. `InvalidCommand` when there are more than
     `MAX_REGISTRATIONS`."""
-    if not registrations:
-        return []
-    if len(registrations) > MAX_REGISTRATIONS:
-        raise InvalidCommand(
-            f"at most {MAX_REGISTRATIONS} jobs are registered at once, not {len(registrations)}"
-        )
-    digests = [
-        None if item.idempotency_key is None else command_digest(item.command)
-        for item in registrations
-    ]
-    outcomes: list[RegistrationOutcome | None] = [None] * len(registrations)
-    projected: dict[str, tuple[int, Projection]] = {}
-    for index, (item, digest) in enumerate(zip(registrations, digests, strict=True)):
-        if item.job_id in projected:
-            continue  # judged once the first mention is registered
-        try:
-            events = decide(None, item.command, job_id=item.job_id)
-        except LedgerError as refused:
-            outcomes[index] = refused
-            continue
-        projected[item.job_id] = (
-            index,
-            project(
-                item.job_id,
-                None,
-                events,
-                idempotency_key=item.idempotency_key,
-                command_sha256=digest,
-            ),
-        )
-    if projected:
-        params = _params(registrations, projected, actor, correlation_id, occurred_at)
-        appended: list[str] = []
+    prepared = _Prepared.of(registrations, actor, correlation_id, occurred_at)
+    if prepared.params is not None:
         with store.connection() as conn:  # one statement: one transaction
-            for job_id, *recorded in conn.execute(REGISTER_MANY, params):
-                index, (_, _, projected_state, event_rows) = projected[job_id]
-                outcomes[index] = Registered(stamped(projected_state, recorded[2]))
-                appended.extend(row["type"] for row in event_rows)
-        store.observers.events_appended(appended)
-    left_out = [(i, item) for i, item in enumerate(registrations) if outcomes[i] is None]
+            prepared.record(conn.execute(REGISTER_MANY, prepared.params), store)
+    left_out = [(i, item) for i, item in enumerate(registrations) if prepared.outcomes[i] is None]
+    outcomes = prepared.outcomes
     if left_out:
         try:
             with store.connection() as conn:
@@ -132,8 +99,87 @@ def register_many(
         else:
             for index, item in left_out:
                 there = found.get((item.job_id, item.idempotency_key))
-                outcomes[index] = _judged(item, digests[index], there)
+                outcomes[index] = _judged(item, prepared.digests[index], there)
     return [outcome for outcome in outcomes if outcome is not None]
+
+
+async def register_many_on_loop(
+    store: EventStore, registrations: Sequence[Registration], appends: LoopAppends
+) -> list[RegistrationOutcome | None] | None:
+    """`register_many` of registrations that each name their actor, its statement sent
+    from the event loop by `appends`; None for each job the log left out (one that was
+    there already: only `register_many` tells what such a registration is, on a thread),
+    and None for all when `appends` is not ready or there are too many for one call."""
+    if len(registrations) > MAX_REGISTRATIONS or not appends.ready():
+        return None
+    prepared = _Prepared.of(registrations, "", None, None)
+    if prepared.params is not None:
+        prepared.record(await appends.rows(REGISTER_MANY, prepared.params), store)
+    return prepared.outcomes
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """Registrations decided and projected, ready for `REGISTER_MANY` (`params`, None when
+    none is new), with the outcome of each so far: refused as decided, or, once
+    `record`ed, registered; None for those the log leaves out."""
+
+    digests: list[str | None]
+    outcomes: list[RegistrationOutcome | None]
+    projected: dict[str, tuple[int, Projection]]
+    params: dict[str, Any] | None
+
+    @classmethod
+    def of(
+        cls,
+        registrations: Sequence[Registration],
+        actor: str,
+        correlation_id: str | None,
+        occurred_at: datetime | None,
+    ) -> "_Prepared":
+        if len(registrations) > MAX_REGISTRATIONS:
+            raise InvalidCommand(
+                f"at most {MAX_REGISTRATIONS} jobs are registered at once, not {len(registrations)}"
+            )
+        digests = [
+            None if item.idempotency_key is None else command_digest(item.command)
+            for item in registrations
+        ]
+        outcomes: list[RegistrationOutcome | None] = [None] * len(registrations)
+        projected: dict[str, tuple[int, Projection]] = {}
+        for index, (item, digest) in enumerate(zip(registrations, digests, strict=True)):
+            if item.job_id in projected:
+                continue  # judged once the first mention is registered
+            try:
+                events = decide(None, item.command, job_id=item.job_id)
+            except LedgerError as refused:
+                outcomes[index] = refused
+                continue
+            projected[item.job_id] = (
+                index,
+                project(
+                    item.job_id,
+                    None,
+                    events,
+                    idempotency_key=item.idempotency_key,
+                    command_sha256=digest,
+                ),
+            )
+        params = (
+            _params(registrations, projected, actor, correlation_id, occurred_at)
+            if projected
+            else None
+        )
+        return cls(digests, outcomes, projected, params)
+
+    def record(self, rows: Iterable[Sequence[Any]], store: EventStore) -> None:
+        """The rows `REGISTER_MANY` returned: each a job it registered."""
+        appended: list[str] = []
+        for job_id, *recorded in rows:
+            index, (_, _, projected_state, event_rows) = self.projected[job_id]
+            self.outcomes[index] = Registered(stamped(projected_state, recorded[2]))
+            appended.extend(row["type"] for row in event_rows)
+        store.observers.events_appended(appended)
 
 
 def _params(

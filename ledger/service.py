@@ -39,6 +39,7 @@ from ledger.registrations import (
     Registration,
     RegistrationOutcome,
     register_many,
+    register_many_on_loop,
 )
 from ledger.state import JobState
 from ledger.state_cache import DEFAULT_SIZE as DEFAULT_CACHE_SIZE
@@ -200,11 +201,35 @@ class JobService:
         failure of that transaction (nothing recorded) is raised, and logs nothing: the
         caller decides what becomes of each registration (`log_unrecorded`)."""
         outcomes = register_many(self.store, registrations, actor="")
+        self._registered_each(registrations, outcomes)
+        return outcomes
+
+    async def register_each_on_loop(
+        self, registrations: Sequence[Registration], appends: LoopAppends
+    ) -> list[RegistrationOutcome | None] | None:
+        """`register_each`, its statement sent from the event loop by `appends`
+        (`register_many_on_loop`): each registration recorded (or refused as decided),
+        logged and counted; None, with nothing logged, for each the log left out (a job
+        that was there already, which only `register_each` tells on a fresh read), and for
+        all when `appends` is not ready."""
+        outcomes = await register_many_on_loop(self.store, registrations, appends)
+        if outcomes is not None:
+            self._registered_each(registrations, outcomes)
+        return outcomes
+
+    def _registered_each(
+        self,
+        registrations: Sequence[Registration],
+        outcomes: Sequence[RegistrationOutcome | None],
+    ) -> None:
+        """Cache, log and count what became of each registration (None: nothing yet)."""
         self.cache.put_many(
             outcome.state for outcome in outcomes if isinstance(outcome, Registered)
         )
         observers = self.store.observers
         for registration, outcome in zip(registrations, outcomes, strict=True):
+            if outcome is None:
+                continue
             line = _registration_line(registration)
             if isinstance(outcome, LedgerError):
                 if not isinstance(outcome, StorageError):
@@ -212,7 +237,6 @@ class JobService:
                 log_refusal(line, outcome)
             else:
                 log_line(line, REPLAYED if outcome.replayed else ACCEPTED)
-        return outcomes
 
     def register_alone(self, registration: Registration, *, fresh_read: bool = False) -> Registered:
         """`execute` of one registration (naming its actor): the job as registered, or as

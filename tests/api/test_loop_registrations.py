@@ -21,9 +21,9 @@ from api.gathered_registrations import LOOP_SPEC_BYTES, Registrations
 from ledger.command_log import LOGGER
 from ledger.commands import RegisterJob
 from ledger.database import libpq_url
-from ledger.errors import LockNotGranted
+from ledger.errors import DatabaseUnavailable, DuplicateJob, LockNotGranted
 from ledger.loop_appends import LoopAppends
-from ledger.registrations import Registered
+from ledger.registrations import Registered, Registration
 from ledger.service import JobService
 from ledger.settings import Settings
 from ledger.store import Appended
@@ -198,8 +198,27 @@ def test_those_tried_alone_after_a_shared_failure_take_a_thread_while_the_loop_s
     ledger: Ledger,
 ) -> None:
     calls = Calls(fail_first=LockNotGranted("held"))  # the shared statement fails so
+    # Specs that together pass what one statement on the loop carries: the shared one goes
+    # to a thread; each alone is small enough for the loop.
+    spec = {"data": "x" * (LOOP_SPEC_BYTES // 3)}
+    items = [
+        Registration(job_id=f"alone-{i}", command=RegisterJob(spec=spec), actor="trainer")
+        for i in range(4)
+    ]
+    outcomes = gathered_on_the_loop(ledger, calls, items)
+
+    assert all(isinstance(outcome, Registered) for outcome in outcomes), outcomes
+    # the four together (failed), then each alone: one on the loop's connection, three
+    # through `register_alone` (`execute`) on a thread while it was in use
+    assert calls.made == [("register_each", 4)] + [("register_alone", 1)] * 3
+    for item in items:
+        assert [event.seq for event in ledger.store.history(item.job_id)] == [1]
+
+
+def gathered_on_the_loop(ledger: Ledger, calls: Calls, items: list[Registration]) -> list[Any]:
+    """`items` registered together through `Registrations` whose statements go from the
+    event loop first (a server's, on one connection), their thread path through `calls`."""
     registrations = Registrations(ledger.service, calls)
-    items = [registration(f"alone-{i}") for i in range(4)]
 
     async def scenario() -> list[Any]:
         appends = LoopAppends(ledger.url, ledger.settings, ledger.store.observers)
@@ -210,11 +229,49 @@ def test_those_tried_alone_after_a_shared_failure_take_a_thread_while_the_loop_s
         finally:
             await appends.close()
 
-    outcomes = asyncio.run(scenario())
+    return asyncio.run(scenario())
 
-    assert all(isinstance(outcome, Registered) for outcome in outcomes), outcomes
-    # the four together (failed), then each alone: one on the loop's connection, three
-    # through `register_alone` (`execute`) on a thread while it was in use
-    assert calls.made == [("register_each", 4)] + [("register_alone", 1)] * 3
-    for item in items:
-        assert [event.seq for event in ledger.store.history(item.job_id)] == [1]
+
+def test_registrations_gathered_together_are_registered_from_the_loop(
+    ledger: Ledger, caplog: pytest.LogCaptureFixture
+) -> None:
+    items = [
+        registration(f"together-{i}", actor=f"trainer-{i}", correlation_id=f"corr-{i}")
+        for i in range(4)
+    ]
+    calls = Calls()
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        outcomes = gathered_on_the_loop(ledger, calls, items)
+    assert calls.made == [], "one statement from the loop, no thread's hop"
+    assert [outcome.state.job_id for outcome in outcomes] == [item.job_id for item in items]
+    for i, item in enumerate(items):
+        [event] = ledger.store.history(item.job_id)
+        assert (event.actor, event.correlation_id) == (f"trainer-{i}", f"corr-{i}")
+    lines = [r for r in caplog.records if getattr(r, "command", None) == "register"]
+    assert sorted((r.job_id, r.outcome) for r in lines) == [  # type: ignore[attr-defined]
+        (item.job_id, "accepted") for item in items
+    ]
+
+
+def test_a_job_there_already_is_told_on_a_thread_the_others_recorded_from_the_loop(
+    ledger: Ledger,
+) -> None:
+    ledger.service.execute("there", RegisterJob(), actor="trainer")
+    calls = Calls()
+    items = [registration("new-1"), registration("there"), registration("new-2")]
+    outcomes = gathered_on_the_loop(ledger, calls, items)
+    assert calls.made == [("register_each", 1)], "only the job left out, on a thread"
+    assert isinstance(outcomes[0], Registered) and isinstance(outcomes[2], Registered)
+    assert isinstance(outcomes[1], DuplicateJob)
+
+
+def test_a_failure_telling_the_jobs_left_out_fails_only_those(ledger: Ledger) -> None:
+    ledger.service.execute("there", RegisterJob(), actor="trainer")
+    calls = Calls(fail_first=DatabaseUnavailable("the database went away"))
+    items = [registration("kept-1"), registration("there"), registration("kept-2")]
+    outcomes = gathered_on_the_loop(ledger, calls, items)
+    assert calls.made == [("register_each", 1)]
+    assert isinstance(outcomes[1], DatabaseUnavailable)
+    for index in (0, 2):
+        assert isinstance(outcomes[index], Registered), outcomes
+        assert [e.seq for e in ledger.store.history(items[index].job_id)] == [1]
