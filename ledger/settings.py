@@ -32,10 +32,11 @@ class Settings:
     data_dir: Path = Path(platformdirs.user_data_dir("jobledger")) / "pgdata"
     pool_size: int = 10
     pool_timeout_s: float = 5.0
-    loop_connections: int = 4
-    """The connections a server's event loop sends registrations, claims and reports on at
-    once, at most, opened as they are needed (`ledger.loop_appends`); while every one is in
-    use, a command goes to a thread and the pool. 0: every command goes that way."""
+    loop_connections: int = 8
+    """The connections a server's event loop sends registrations, claims, reports and
+    heartbeats on at once, at most, opened as they are needed (`ledger.loop_appends`);
+    while every one is in use, a command goes to a thread and the pool. 0: every command
+    goes that way."""
     idle_in_transaction_timeout_ms: int = 30_000
     statement_timeout_ms: int = 10_000
     """`statement_timeout` of every session (0: none): a request never waits longer on a
