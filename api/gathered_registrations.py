@@ -23,8 +23,8 @@ from typing import Annotated
 import orjson
 from fastapi import Depends, Request
 
-from api.gathering import Gathered, InThread, alone_after_failure
-from ledger.errors import failed_alike
+from api.gathering import Gathered, InThread, alone_after_failure, rest_told
+from api.on_to_its_end import to_its_end
 from ledger.loop_appends import LoopAppends
 from ledger.registrations import MAX_REGISTRATIONS, Registered, Registration, RegistrationOutcome
 from ledger.service import JobService
@@ -54,8 +54,9 @@ class Registrations:
         self.service = service
         self._in_thread = in_thread
         self.appends = appends
-        """Where a registration that goes alone is first tried on the event loop, while
-        the server runs (`ledger.loop_appends`); without it, it goes through `execute`."""
+        """Where registrations are first sent from the event loop, while the server runs
+        (`ledger.loop_appends`); without it, those gathered go through `register_each`
+        and one alone through `execute`, on a thread."""
         self.gathered = Gathered[Registration, Registered](
             self._outcomes, MOST_TOGETHER, weigh=_spec_bytes, most_weight=MOST_SPEC_BYTES
         )
@@ -78,47 +79,51 @@ class Registrations:
             self._each(items), items, self._alone, failed_each=self.service.log_unrecorded
         )
 
-    async def _each(self, items: Sequence[Registration]) -> Sequence[RegistrationOutcome]:
+    async def _each(
+        self, items: Sequence[Registration]
+    ) -> Sequence[RegistrationOutcome | BaseException]:
         """`register_each` of `items`: from the event loop when it can be, the jobs it
-        left out then told on a thread."""
+        left out (there already) then told on a thread (`rest_told`)."""
         appends = self.appends
-        if appends is not None and sum(map(_spec_bytes, items)) <= LOOP_SPEC_BYTES:
-            outcomes = await self.service.register_each_on_loop(items, appends)
+        if appends is not None and appends.ready() and _specs_within(items, LOOP_SPEC_BYTES):
+            outcomes = await to_its_end(self.service.register_each_on_loop(items, appends))
             if outcomes is not None:
-                return await self._left_out_told(items, outcomes)
-        told: Sequence[RegistrationOutcome] = await self._in_thread(
+                return await rest_told(
+                    outcomes,
+                    items,
+                    self._each_in_thread,
+                    self._alone,
+                    failed_each=self.service.log_unrecorded,
+                )
+        return await self._each_in_thread(items)
+
+    async def _each_in_thread(self, items: Sequence[Registration]) -> list[RegistrationOutcome]:
+        told: list[RegistrationOutcome] = await self._in_thread(
             self.service.register_each, {"registrations": items}
         )
         return told
 
-    async def _left_out_told(
-        self, items: Sequence[Registration], outcomes: list[RegistrationOutcome | None]
-    ) -> list[RegistrationOutcome]:
-        """`outcomes` of `items` from the event loop, with those of the jobs it left out
-        (None) told by `register_each` on a thread. Those recorded stay so whatever that
-        meets: a failure of it fails only the ones left out."""
-        left_out = [index for index, outcome in enumerate(outcomes) if outcome is None]
-        if left_out:
-            rest = [items[index] for index in left_out]
-            try:
-                told = await self._in_thread(self.service.register_each, {"registrations": rest})
-            except Exception as failure:
-                told = failed_alike(failure, len(rest))
-                self.service.log_unrecorded(rest, told)
-            for index, outcome in zip(left_out, told, strict=True):
-                outcomes[index] = outcome
-        return [outcome for outcome in outcomes if outcome is not None]
-
     async def _alone(self, item: Registration) -> Registered:
         appends, tried = self.appends, False
         if appends is not None and appends.ready() and _spec_bytes(item) <= LOOP_SPEC_BYTES:
-            registered = await self.service.register_on_loop(item, appends)
+            registered = await to_its_end(self.service.register_on_loop(item, appends))
             if registered is not None:
                 return registered
             tried = True
         values = {"registration": item, "fresh_read": tried}
         alone: Registered = await self._in_thread(self.service.register_alone, values)
         return alone
+
+
+def _specs_within(registrations: Sequence[Registration], most: int) -> bool:
+    """Whether the specs of `registrations` come to `most` bytes or fewer (each encoded only
+    until they pass it)."""
+    total = 0
+    for registration in registrations:
+        total += _spec_bytes(registration)
+        if total > most:
+            return False
+    return True
 
 
 def _spec_bytes(registration: Registration) -> int:

@@ -163,6 +163,23 @@ async def alone_after_failure(
         return list(errors)
 
 
+async def rest_told(
+    outcomes: Sequence[Out | None],
+    items: Sequence[In],
+    told: Together[In, Out],
+    alone: Callable[[In], Awaitable[Out]],
+    failed_each: Callable[[Sequence[In], Sequence[Exception]], None] | None = None,
+) -> list[Out | BaseException]:
+    """`outcomes` of `items`, a shared call's that left some untold (None), with those told
+    by `told` of the untold items alone, a shared call of their own (`alone_after_failure`,
+    with `alone` and `failed_each`). Whatever that meets, the outcomes told first stay."""
+    untold = [item for item, outcome in zip(items, outcomes, strict=True) if outcome is None]
+    told_now = iter(
+        await alone_after_failure(told(untold), untold, alone, failed_each) if untold else ()
+    )
+    return [next(told_now) if outcome is None else outcome for outcome in outcomes]
+
+
 async def _each_alone(
     items: Sequence[In], alone: Callable[[In], Awaitable[Out]]
 ) -> list[Out | BaseException]:

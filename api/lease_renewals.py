@@ -4,7 +4,8 @@ A fleet whose every GPU sends its own heartbeat puts a thousand single renewals 
 on one process. `LeaseRenewals` gathers them on the event loop (`api.gathering`) and
 renews those that arrive together in one statement, sent from the loop itself while the
 server runs (`renew_leases_on_loop`), else on a thread of the handlers' pool
-(`renew_leases`, which also tells why a heartbeat renewed nothing). Each heartbeat is
+(`renew_leases`). A heartbeat the loop's statement did not renew is told on a thread
+(`renew_leases` of those alone, which tells why). Each heartbeat is
 answered as `renew_lease` answers it: its new expiry, or the refusal of its own run.
 
 A statement that waits on a lock (within the connection's lock timeout) holds up the
@@ -21,7 +22,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from api.gathering import Gathered, InThread, alone_after_failure
+from api.gathering import Gathered, InThread, alone_after_failure, rest_told
 from ledger.leases import (
     MAX_HEARTBEATS,
     RunHeartbeat,
@@ -68,7 +69,12 @@ class LeaseRenewals:
         if appends is not None:
             renewed = await renew_leases_on_loop(self.store, beats, self.lease_seconds, appends)
             if renewed is not None:
-                return renewed
+                return await rest_told(renewed, beats, self._in_thread_renewed, self._alone)
+        return await self._in_thread_renewed(beats)
+
+    async def _in_thread_renewed(
+        self, beats: Sequence[RunHeartbeat]
+    ) -> Sequence[datetime | BaseException]:
         values = {"store": self.store, "heartbeats": beats, "lease_seconds": self.lease_seconds}
         outcomes: Sequence[datetime | BaseException] = await self._in_thread(renew_leases, values)
         return outcomes

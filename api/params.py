@@ -8,10 +8,9 @@ never holds a NUL character, and an empty query value means the parameter was
 not given.
 """
 
-import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
 from pydantic import AfterValidator, BeforeValidator
@@ -21,6 +20,7 @@ from api.bootstrap import Ledger
 from api.correlation import correlation_of
 from api.direct_handler import in_thread
 from api.gathered_registrations import LOOP_SPEC_BYTES
+from api.on_to_its_end import to_its_end
 from api.read_headers import ReadHeader, reading
 from ledger.commands import JobCommand, WorkerIdentity
 from ledger.job_listing import JobsCursor
@@ -219,25 +219,6 @@ def _command_request(request: Request, key: str | None) -> CommandRequest:
     small = size.isdigit() and int(size) <= LOOP_SPEC_BYTES
     appends: LoopAppends | None = state.appends if small else None
     return CommandRequest(state.ledger, key, correlation_id, appends)
-
-
-T = TypeVar("T")
-
-
-async def to_its_end(call: Coroutine[Any, Any, T]) -> T:
-    """`call`'s answer; when the request is cancelled meanwhile (the server stopping), the
-    call still goes on to its end, as a call on a thread does, so that what it recorded is
-    logged and cached."""
-    task = asyncio.ensure_future(call)
-    task.add_done_callback(_retrieved)
-    return await asyncio.shield(task)
-
-
-def _retrieved(task: "asyncio.Future[Any]") -> None:
-    """Take a finished call's error, so that one whose request went away is not reported
-    as never retrieved (it was logged as the command's line)."""
-    if not task.cancelled():
-        task.exception()
 
 
 @reading(IDEMPOTENCY_KEY)

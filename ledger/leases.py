@@ -96,13 +96,12 @@ async def renew_leases_on_loop(
     heartbeats: Sequence[RunHeartbeat],
     lease_seconds: float,
     appends: LoopAppends,
-) -> list[datetime] | None:
+) -> list[datetime | None] | None:
     """`renew_leases`, its statement sent from the event loop by `appends`: each
-    heartbeat's new expiry, when every one was renewed. None, with nothing counted, when
-    `appends` is not ready, or when a heartbeat was not renewed: only `renew_leases` tells
-    why, on a thread, renewing the others again to the same end (a lease renewed twice
-    runs from the second renewal)."""
-    if not heartbeats or len(heartbeats) > MAX_HEARTBEATS or not appends.ready():
+    heartbeat's new expiry, counted as `renew_leases` counts it, or None for one that
+    renewed nothing (only `renew_leases` of it tells why, on a fresh read). None for all
+    when `appends` is not ready, or there are more than `MAX_HEARTBEATS`."""
+    if len(heartbeats) > MAX_HEARTBEATS or not appends.ready():
         return None
     digests = [run_token_digest(beat.run_token) for beat in heartbeats]
     statement, params = _renewal(heartbeats, digests, lease_seconds)
@@ -114,11 +113,10 @@ async def renew_leases_on_loop(
         renewed.get((beat.job_id, beat.attempt, digest))
         for beat, digest in zip(heartbeats, digests, strict=True)
     ]
-    if None in expiries:
-        return None
-    for _ in expiries:
-        store.observers.heartbeat_received(fenced=False)
-    return [expires for expires in expiries if expires is not None]
+    for expires in expiries:
+        if expires is not None:
+            store.observers.heartbeat_received(fenced=False)
+    return expiries
 
 
 def _renewal(

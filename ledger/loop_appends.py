@@ -1,8 +1,9 @@
 """Appends made on an event loop, without a thread's hop.
 
-A registration that reaches the HTTP server alone, a claim, and a run's completion or
-failure are answered on the event loop (`api.gathered_registrations`, `api.routes_runs`),
-and heartbeats that arrive together are renewed from it (`api.lease_renewals`).
+A registration that reaches the HTTP server alone or with others, a claim, and a run's
+completion or failure are answered on the event loop (`api.gathered_registrations`,
+`api.routes_runs`), and heartbeats that arrive together are renewed from it
+(`api.lease_renewals`).
 Run through `JobService.execute` or `JobQueue.claim`, each went to a thread of the
 handlers' pool and back: two hand-overs between threads, which cost a caller that waits
 for each answer a fifth of its rate. `LoopAppends` sends the one statement of such an

@@ -75,12 +75,8 @@ class _Request(NamedTuple):
     correlation_id: str | None
     expected_version: int | None = None
     occurred_at: datetime | None = None
-
-    @property
-    def command_sha256(self) -> str | None:
-        """The digest of `command`, when it carries an idempotency key."""
-        key = self.idempotency_key
-        return None if key is None else command_digest(self.command)
+    command_sha256: str | None = None
+    """The digest of `command`, when it carries an idempotency key (`_digested`)."""
 
 
 class _LostRace(Exception):
@@ -131,15 +127,10 @@ class JobService:
         The events record `correlation_id`, and the command's outcome is logged with it
         (`ledger.command_log`).
         """
-        request = _Request(
-            job_id,
-            command,
-            actor,
-            idempotency_key,
-            correlation_id,
-            expected_version,
-            occurred_at,
+        called = _Request(
+            job_id, command, actor, idempotency_key, correlation_id, expected_version, occurred_at
         )
+        request = _digested(called)
         return self._logged(request, fresh_read)
 
     def _logged(self, request: _Request, fresh_read: bool) -> Outcome:
@@ -211,7 +202,7 @@ class JobService:
         (`register_many_on_loop`): each registration recorded (or refused as decided),
         logged and counted; None, with nothing logged, for each the log left out (a job
         that was there already, which only `register_each` tells on a fresh read), and for
-        all when `appends` is not ready."""
+        all when `appends` is not ready or there are more than `MAX_REGISTRATIONS`."""
         outcomes = await register_many_on_loop(self.store, registrations, appends)
         if outcomes is not None:
             self._registered_each(registrations, outcomes)
@@ -271,7 +262,7 @@ class JobService:
         the key is used): only `execute` can tell what becomes of the command then, on a
         fresh read (`fresh_read`, when this tried the guess: the log refused it once
         already)."""
-        request = _Request(job_id, command, actor, idempotency_key, correlation_id)
+        request = _digested(_Request(job_id, command, actor, idempotency_key, correlation_id))
         return await self._on_loop(request, appends)
 
     async def _on_loop(self, request: _Request, appends: LoopAppends) -> Outcome | None:
@@ -412,13 +403,23 @@ class JobService:
 
 def _registration_request(registration: Registration) -> _Request:
     """The request of one caller's registration (`registration` naming its actor)."""
-    return _Request(
-        registration.job_id,
-        registration.command,
-        registration.actor or "",
-        registration.idempotency_key,
-        registration.correlation_id,
+    return _digested(
+        _Request(
+            registration.job_id,
+            registration.command,
+            registration.actor or "",
+            registration.idempotency_key,
+            registration.correlation_id,
+        )
     )
+
+
+def _digested(request: _Request) -> _Request:
+    """`request` with the digest of its command, when it carries an idempotency key: made
+    once, as the key's first event records it and a repeat of the key compares it."""
+    if request.idempotency_key is None:
+        return request
+    return request._replace(command_sha256=command_digest(request.command))
 
 
 def _registration_line(registration: Registration) -> CommandLine:

@@ -129,7 +129,7 @@ def _count(name: str, read: Callable[[str], str | None], default: int) -> int:
     value = read(name)
     if value is None:
         return default
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise InvalidSetting(f"{ENV_PREFIX}{name} must be a count, 0 or more, not {value!r}")
     return int(value)
 

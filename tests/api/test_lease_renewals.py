@@ -27,6 +27,7 @@ from ledger.leases import RunHeartbeat
 from ledger.loop_appends import LoopAppends
 from ledger.settings import Settings
 from ledger.store import EventStore
+from ledger.telemetry import LedgerObserver
 
 WORKER = WorkerIdentity(worker_id="w1", host="gpu-node-1")
 
@@ -275,11 +276,24 @@ def test_heartbeats_are_renewed_from_the_event_loop_without_a_thread(ledger: Led
     assert outcomes == [expiries[beat.job_id] for beat in beats]
 
 
-def test_a_heartbeat_the_loop_could_not_renew_is_judged_on_a_thread(ledger: Ledger) -> None:
+class Beats(LedgerObserver):
+    def __init__(self) -> None:
+        self.received: list[bool] = []
+
+    def heartbeat_received(self, *, fenced: bool) -> None:
+        self.received.append(fenced)
+
+
+def test_a_heartbeat_the_loop_could_not_renew_is_told_on_a_thread(ledger: Ledger) -> None:
     live, fenced = running(ledger, 2)
     forged = RunHeartbeat(fenced.job_id, fenced.attempt, "not-its-token")
+    unknown = RunHeartbeat("no-such-job", 1, "token")
+    beats = Beats()
+    ledger.store.observers.add(beats)
     statements = Statements()
-    outcomes = on_the_loop(ledger, statements, [live, forged])
-    assert statements.sizes == [2], "the whole statement again, on a thread, to tell why"
-    assert isinstance(outcomes[0], datetime)
-    assert isinstance(outcomes[1], StaleAttempt)
+    outcomes = on_the_loop(ledger, statements, [forged, live, unknown])
+    assert statements.sizes == [2], "only those the loop did not renew, on a thread"
+    assert isinstance(outcomes[0], StaleAttempt)
+    assert isinstance(outcomes[1], datetime)
+    assert isinstance(outcomes[2], JobNotFound)
+    assert sorted(beats.received) == [False, True], "each heartbeat counted once"

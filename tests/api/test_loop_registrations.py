@@ -5,7 +5,7 @@ read can tell what becomes of it."""
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -27,6 +27,7 @@ from ledger.registrations import Registered, Registration
 from ledger.service import JobService
 from ledger.settings import Settings
 from ledger.store import Appended
+from ledger.telemetry import LedgerObserver
 from projections.current_status.catchup import catch_up_current_status
 from tests.api.conftest import TOKENS, auth, token_of
 from tests.api.test_gathered_registrations import Calls, register_all, registration
@@ -253,16 +254,39 @@ def test_registrations_gathered_together_are_registered_from_the_loop(
     ]
 
 
+class Counted(LedgerObserver):
+    def __init__(self) -> None:
+        self.appended: list[str] = []
+        self.refused: list[str] = []
+
+    def events_appended(self, event_types: Sequence[str]) -> None:
+        self.appended.extend(event_types)
+
+    def command_refused(self, kind: str) -> None:
+        self.refused.append(kind)
+
+
 def test_a_job_there_already_is_told_on_a_thread_the_others_recorded_from_the_loop(
-    ledger: Ledger,
+    ledger: Ledger, caplog: pytest.LogCaptureFixture
 ) -> None:
     ledger.service.execute("there", RegisterJob(), actor="trainer")
+    counted = Counted()
+    ledger.store.observers.add(counted)
     calls = Calls()
-    items = [registration("new-1"), registration("there"), registration("new-2")]
-    outcomes = gathered_on_the_loop(ledger, calls, items)
+    items = [registration("new-1"), registration("there", actor="bob"), registration("new-2")]
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        outcomes = gathered_on_the_loop(ledger, calls, items)
     assert calls.made == [("register_each", 1)], "only the job left out, on a thread"
     assert isinstance(outcomes[0], Registered) and isinstance(outcomes[2], Registered)
     assert isinstance(outcomes[1], DuplicateJob)
+    lines = [(r.job_id, r.actor, r.outcome) for r in caplog.records if r.name == LOGGER]  # type: ignore[attr-defined]
+    assert sorted(lines) == [
+        ("new-1", "trainer", "accepted"),
+        ("new-2", "trainer", "accepted"),
+        ("there", "bob", "refused"),
+    ], "each registration logged once"
+    assert counted.appended == ["job_registered", "job_registered"]
+    assert counted.refused == ["duplicate-job"]
 
 
 def test_a_failure_telling_the_jobs_left_out_fails_only_those(ledger: Ledger) -> None:

@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from api import direct_handler, params, routes_runs
 from api.bootstrap import Ledger, wire_ledger
 from api.gathered_registrations import LOOP_SPEC_BYTES
-from api.params import to_its_end
+from api.on_to_its_end import to_its_end
 from ledger.command_log import LOGGER
 from ledger.commands import MarkFailed, RequeueJob
 from ledger.service import JobService
