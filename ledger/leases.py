@@ -1,6 +1,6 @@
 """Heartbeats: a running attempt's lease, renewed in place, never in the log."""
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -61,14 +61,11 @@ def renew_leases(
     digests = [run_token_digest(beat.run_token) for beat in heartbeats]
     statement, params = _renewal(heartbeats, digests, lease_seconds)
     with store.connection() as conn:  # one statement: its own transaction
-        renewed = {
-            (job_id, attempt, digest): expires
-            for job_id, attempt, digest, expires in conn.execute(statement, params)
-        }
+        expiries = _expiries(store, heartbeats, digests, conn.execute(statement, params))
         missed = {
             beat.job_id
-            for beat, digest in zip(heartbeats, digests, strict=True)
-            if (beat.job_id, beat.attempt, digest) not in renewed
+            for beat, expires in zip(heartbeats, expiries, strict=True)
+            if expires is None
         }
         states = (
             {
@@ -80,15 +77,10 @@ def renew_leases(
             if missed
             else {}
         )
-    outcomes: list[datetime | LedgerError] = []
-    for beat, digest in zip(heartbeats, digests, strict=True):
-        expires = renewed.get((beat.job_id, beat.attempt, digest))
-        if expires is None:
-            outcomes.append(_refusal(store, beat, states.get(beat.job_id)))
-        else:
-            store.observers.heartbeat_received(fenced=False)
-            outcomes.append(expires)
-    return outcomes
+    return [
+        _refusal(store, beat, states.get(beat.job_id)) if expires is None else expires
+        for beat, expires in zip(heartbeats, expiries, strict=True)
+    ]
 
 
 async def renew_leases_on_loop(
@@ -105,10 +97,18 @@ async def renew_leases_on_loop(
         return None
     digests = [run_token_digest(beat.run_token) for beat in heartbeats]
     statement, params = _renewal(heartbeats, digests, lease_seconds)
-    renewed = {
-        (job_id, attempt, digest): expires
-        for job_id, attempt, digest, expires in await appends.rows(statement, params)
-    }
+    return _expiries(store, heartbeats, digests, await appends.rows(statement, params))
+
+
+def _expiries(
+    store: EventStore,
+    heartbeats: Sequence[RunHeartbeat],
+    digests: list[str],
+    rows: Iterable[Sequence[Any]],
+) -> list[datetime | None]:
+    """Each heartbeat's new expiry from the renewal statement's `rows` (counted), or None
+    for one it did not renew."""
+    renewed = {(job_id, attempt, digest): expires for job_id, attempt, digest, expires in rows}
     expiries = [
         renewed.get((beat.job_id, beat.attempt, digest))
         for beat, digest in zip(heartbeats, digests, strict=True)

@@ -145,10 +145,6 @@ class JobQueue:
         With `idempotency_key`, a repeat by the same `actor` answers the run the key
         started (see the module's docstring) instead of starting another."""
         command = StartJob(worker=worker, run_token=self.run_tokens())
-        statement = (
-            CLAIM_NEXT_QUEUED_JOB if idempotency_key is None else CLAIM_NEXT_QUEUED_JOB_BY_KEY
-        )
-        request = ("claim", _claim_fields(worker))
         sender = _Sender(actor, idempotency_key, correlation_id)
         with (
             logged_command(
@@ -156,7 +152,9 @@ class JobQueue:
             ) as line,
             telling_refusals(self.store.observers),
         ):
-            claim = self._start(statement, command, sender, request=request)
+            claim = self._start(
+                _claim_statement(idempotency_key), command, sender, request=_claim_request(worker)
+            )
             if claim is None:
                 line.outcome = EMPTY
             else:
@@ -208,6 +206,27 @@ class JobQueue:
         """Run a start `statement`; with a `key`, answer the caller's earlier start by it
         when there is one (`request`, its name and fields, must be the same)."""
         key = sender.idempotency_key
+        values, digest = self._start_values(command, sender, request, job_id)
+        try:
+            row = self._start_row(statement, values, job_id)
+        except IdempotencyKeyTaken as taken:
+            # The chosen job already has an event with this key, of another request.
+            assert key is not None
+            raise IdempotencyKeyReused(job_id, key) from taken
+        if row is None:
+            return None
+        return self._claim_of_row(row, command, key, digest)
+
+    def _start_values(
+        self,
+        command: StartJob,
+        sender: _Sender,
+        request: tuple[str, dict[str, Any]],
+        job_id: str = "",
+    ) -> tuple[dict[str, Any], str | None]:
+        """A start statement's values, and the digest of `request` (its name and fields)
+        when the sender's key asks for one."""
+        key = sender.idempotency_key
         digest = None if key is None else request_digest(*request)
         values = start_params(
             command,
@@ -218,15 +237,7 @@ class JobQueue:
             correlation_id=sender.correlation_id,
             job_id=job_id,
         )
-        try:
-            row = self._start_row(statement, values, job_id)
-        except IdempotencyKeyTaken as taken:
-            # The chosen job already has an event with this key, of another request.
-            assert key is not None
-            raise IdempotencyKeyReused(job_id, key) from taken
-        if row is None:
-            return None
-        return self._claim_of_row(row, command, key, digest)
+        return values, digest
 
     def _claim_of_row(
         self, row: Sequence[Any], command: StartJob, key: str | None, digest: str | None
@@ -271,16 +282,9 @@ class JobQueue:
             return UNTOLD
         command = StartJob(worker=worker, run_token=self.run_tokens())
         key = idempotency_key
-        statement = CLAIM_NEXT_QUEUED_JOB if key is None else CLAIM_NEXT_QUEUED_JOB_BY_KEY
-        digest = None if key is None else request_digest("claim", _claim_fields(worker))
-        values = start_params(
-            command,
-            actor=actor,
-            lease_seconds=self.lease_seconds,
-            idempotency_key=key,
-            command_sha256=digest,
-            correlation_id=correlation_id,
-        )
+        sender = _Sender(actor, key, correlation_id)
+        values, digest = self._start_values(command, sender, _claim_request(worker))
+        statement = _claim_statement(key)
         line = CommandLine(command="claim", job_id=None, actor=actor, correlation_id=correlation_id)
         try:
             with telling_refusals(self.store.observers):
@@ -356,6 +360,10 @@ async def _no_twin(appends: LoopAppends, values: dict[str, Any]) -> bool:
     return bool(used) and not used[0][0]
 
 
-def _claim_fields(worker: WorkerIdentity) -> dict[str, Any]:
-    """A claim's fields, as its idempotency key's digest is made of them."""
-    return {"worker": dataclasses.asdict(worker)}
+def _claim_statement(key: str | None) -> str:
+    return CLAIM_NEXT_QUEUED_JOB if key is None else CLAIM_NEXT_QUEUED_JOB_BY_KEY
+
+
+def _claim_request(worker: WorkerIdentity) -> tuple[str, dict[str, Any]]:
+    """A claim's name and fields, as its idempotency key's digest is made of them."""
+    return "claim", {"worker": dataclasses.asdict(worker)}

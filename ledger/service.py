@@ -238,10 +238,8 @@ class JobService:
     async def register_on_loop(
         self, registration: Registration, appends: LoopAppends
     ) -> Registered | None:
-        """`execute_on_loop` of a registration (`registration` naming its actor), tried
-        only when the cache does not hold the job: on the guess that there is none."""
-        if self.cache.get(registration.job_id) is not None:
-            return None
+        """`execute_on_loop` of a registration (`registration` naming its actor): tried
+        when the cache does not hold the job, on the guess that there is none (`_guess`)."""
         outcome = await self._on_loop(_registration_request(registration), appends)
         return None if outcome is None else Registered(outcome.state)
 
