@@ -184,11 +184,20 @@ def print_results(
     for part in (SERVER, CLIENT):
         spent = [[chunk[part] for chunk in chunks] for chunks in cpu]
         medians = [statistics.median(each) for each in spent]
-        by_chunk = statistics.median(b / a for a, b in zip(*spent, strict=True))
         print(
             f"{part} CPU per {unit}: A {medians[0]:,.1f} µs, B {medians[1]:,.1f} µs; "
-            f"median B / A by chunk {by_chunk:.2f}"
+            f"median B / A by chunk {ratio_by_chunk(spent[0], spent[1])}"
         )
+
+
+def ratio_by_chunk(a: list[float], b: list[float]) -> str:
+    """The median of B's CPU over A's, chunk by chunk, over the chunks where A's CPU
+    read above zero: the kernel counts CPU in ticks, and a short chunk can fall
+    between two."""
+    ratios = [spent_b / spent_a for spent_a, spent_b in zip(a, b, strict=True) if spent_a > 0]
+    if not ratios:
+        return "not measured (no chunk of A read above the kernel's tick)"
+    return f"{statistics.median(ratios):.2f}"
 
 
 if __name__ == "__main__":
