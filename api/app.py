@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.security import SecurityScopes
+from fastapi.telemetry import TelemetryConfig
 from starlette.middleware import Middleware
 from starlette.responses import JSONResponse, Response
 from starlette.staticfiles import StaticFiles
@@ -57,6 +58,9 @@ ROUTERS = [
     routes_observe.probes,
     console_page.router,
 ]
+
+NO_FRAMEWORK_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+"""FastAPI's native OpenTelemetry spans, metrics and logs, all off (see `declare_api`)."""
 
 
 def create_app(ledger: Ledger, tokens: TokenBook) -> FastAPI:
@@ -126,6 +130,10 @@ def declare_api(
         exception_handlers={**EXCEPTION_HANDLERS, RequestValidationError: handle_invalid_request},
         middleware=list(middleware),
         lifespan=lifespan,
+        # The framework's own OpenTelemetry layer looks up the global providers on every
+        # request; the service's telemetry is its own (`/metrics`, and the `traceparent`
+        # of each request in its log lines), so that layer is left off.
+        telemetry=NO_FRAMEWORK_TELEMETRY,
         # A path with a trailing slash is not found: the redirect to the path without it
         # would be built from the request's Host header, which the caller chooses.
         redirect_slashes=False,
