@@ -5,8 +5,9 @@ on one process. `LeaseRenewals` gathers them on the event loop (`api.gathering`)
 renews those that arrive together in one statement, sent from the loop itself while the
 server runs (`renew_leases_on_loop`), else on a thread of the handlers' pool
 (`renew_leases`). A heartbeat the loop's statement did not renew is told on a thread
-(`renew_leases` of those alone, which tells why). Each heartbeat is
-answered as `renew_lease` answers it: its new expiry, or the refusal of its own run.
+(`renew_leases` of those alone, which tells why). Each heartbeat is answered as
+`renew_lease` answers it: its new expiry, or the refusal of its own run. The runs of one
+`POST /v1/heartbeats` go the same way, in one statement (`renew_each`).
 
 A statement that waits on a lock (within the connection's lock timeout) holds up the
 heartbeats behind it, where each heartbeat on a thread of its own had held up only
@@ -23,6 +24,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from api.gathering import Gathered, InThread, alone_after_failure, rest_told
+from ledger.errors import LedgerError
 from ledger.leases import (
     MAX_HEARTBEATS,
     RunHeartbeat,
@@ -61,22 +63,38 @@ class LeaseRenewals:
         Raises what `renew_lease` raises."""
         return await self.gathered(beat)
 
+    async def renew_each(self, beats: Sequence[RunHeartbeat]) -> list[datetime | LedgerError]:
+        """`renew_leases` of `beats` (one `POST /v1/heartbeats`): its statement sent from
+        the event loop while the server runs, the heartbeats it did not renew told by
+        `renew_leases` of those alone on a thread (which tells why), and every one on a
+        thread when the loop cannot take the statement. Raises what `renew_leases` raises."""
+        renewed = await self._on_loop(beats)
+        if renewed is None:
+            return await self._in_thread_renewed(beats)
+        untold = [beat for beat, expires in zip(beats, renewed, strict=True) if expires is None]
+        told = iter(await self._in_thread_renewed(untold) if untold else ())
+        return [next(told) if expires is None else expires for expires in renewed]
+
     async def _outcomes(self, beats: Sequence[RunHeartbeat]) -> Sequence[datetime | BaseException]:
         return await alone_after_failure(self._shared(beats), beats, self._alone)
 
     async def _shared(self, beats: Sequence[RunHeartbeat]) -> Sequence[datetime | BaseException]:
-        appends = self.appends
-        if appends is not None:
-            renewed = await renew_leases_on_loop(self.store, beats, self.lease_seconds, appends)
-            if renewed is not None:
-                return await rest_told(renewed, beats, self._in_thread_renewed, self._alone)
-        return await self._in_thread_renewed(beats)
+        renewed = await self._on_loop(beats)
+        if renewed is None:
+            return await self._in_thread_renewed(beats)
+        return await rest_told(renewed, beats, self._in_thread_renewed, self._alone)
+
+    async def _on_loop(self, beats: Sequence[RunHeartbeat]) -> list[datetime | None] | None:
+        """`renew_leases_on_loop` of `beats`; None when there is no loop to send it from."""
+        if self.appends is None:
+            return None
+        return await renew_leases_on_loop(self.store, beats, self.lease_seconds, self.appends)
 
     async def _in_thread_renewed(
         self, beats: Sequence[RunHeartbeat]
-    ) -> Sequence[datetime | BaseException]:
+    ) -> list[datetime | LedgerError]:
         values = {"store": self.store, "heartbeats": beats, "lease_seconds": self.lease_seconds}
-        outcomes: Sequence[datetime | BaseException] = await self._in_thread(renew_leases, values)
+        outcomes: list[datetime | LedgerError] = await self._in_thread(renew_leases, values)
         return outcomes
 
     async def _alone(self, beat: RunHeartbeat) -> datetime:

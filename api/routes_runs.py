@@ -43,7 +43,7 @@ from ledger.commands import (
     next_claim_key,
 )
 from ledger.errors import LedgerError, StaleAttempt
-from ledger.leases import RunHeartbeat, renew_leases
+from ledger.leases import RunHeartbeat
 from ledger.queue import Claim
 from ledger.state import JobState
 from projections.job_readings import JobReader
@@ -113,13 +113,16 @@ async def heartbeat(
 
 
 @router.post("/v1/heartbeats", summary="heartbeat many runs", response_model=HeartbeatsView)
-def heartbeats(caller: Emitter, ledger: TheLedger, body: HeartbeatsBody) -> Response:
+async def heartbeats(
+    caller: Emitter, ledger: TheLedger, renewals: TheRenewals, body: HeartbeatsBody
+) -> Response:
     """Every run on a host (or all of a training server's) in one request and one
     statement: each renewed as its own heartbeat would be, or refused with the same
-    problem, in `results` in the order sent. The answer is 200 even when some are refused."""
+    problem, in `results` in the order sent. The answer is 200 even when some are refused.
+    The statement goes from the event loop when it can (`LeaseRenewals.renew_each`)."""
     beats = [RunHeartbeat(run.job_id, run.attempt, run.run_token) for run in body.runs]
     lease_seconds = ledger.settings.lease_seconds
-    outcomes = renew_leases(ledger.store, beats, lease_seconds)
+    outcomes = await renewals.renew_each(beats)
     results = [
         _beat_outcome(beat, outcome, lease_seconds)
         for beat, outcome in zip(beats, outcomes, strict=True)

@@ -137,3 +137,26 @@ def test_single_heartbeats_sent_together_share_a_statement_and_keep_their_answer
     ]
     assert answers[3].json()["current_attempt"] == runs[3]["attempt"]
     assert sum(sizes) == 4 and len(sizes) <= 2, sizes  # alone, each had its own
+
+
+def test_a_requests_runs_are_renewed_from_the_event_loop_and_only_the_refused_on_a_thread(
+    client: TestClient,
+) -> None:
+    first, second = started(client, "hb-loop-1"), started(client, "hb-loop-2")
+    forged = {**first, "run_token": "forged"}
+    sizes: list[int] = []
+
+    async def counted(call: Callable[..., Any], values: dict[str, Any]) -> Any:
+        sizes.append(len(values["heartbeats"]))
+        return await in_thread(call, values)
+
+    app = client.app
+    assert isinstance(app, FastAPI)
+    state = app.state
+    state.renewals = LeaseRenewals(state.ledger.store, 60.0, counted, state.appends)
+
+    with client:  # served: the loop's connections open with the lifespan
+        answer = beat(client, [first, forged, second])
+
+    assert [r["status"] for r in answer.json()["results"]] == [200, 409, 200]
+    assert sizes == [1], "the two renewed from the loop; the forged one told on a thread"

@@ -250,15 +250,24 @@ def test_heartbeats_on_another_event_loop_are_gathered_there(ledger: Ledger) -> 
     assert len(held) == 1 and isinstance(held[0], datetime)
 
 
-def on_the_loop(ledger: Ledger, statements: Statements, beats: list[RunHeartbeat]) -> list[Any]:
+def on_the_loop(
+    ledger: Ledger,
+    statements: Statements,
+    beats: list[RunHeartbeat],
+    *,
+    in_one_request: bool = False,
+) -> list[Any]:
     """Renew `beats` together through renewals whose statement goes from the event loop
-    first (a server's), its thread path through `statements`."""
+    first (a server's), its thread path through `statements`: as single heartbeats that
+    arrive together, or `in_one_request` (`renew_each`, as `POST /v1/heartbeats`)."""
 
     async def scenario() -> list[Any]:
         appends = LoopAppends(ledger.url, ledger.settings, ledger.store.observers)
         appends.open()
         renewals = LeaseRenewals(ledger.store, 60.0, statements, appends)
         try:
+            if in_one_request:
+                return await renewals.renew_each(beats)
             return await renew_all(renewals, beats)
         finally:
             await appends.close()
@@ -266,10 +275,13 @@ def on_the_loop(ledger: Ledger, statements: Statements, beats: list[RunHeartbeat
     return asyncio.run(scenario())
 
 
-def test_heartbeats_are_renewed_from_the_event_loop_without_a_thread(ledger: Ledger) -> None:
+@pytest.mark.parametrize("in_one_request", [False, True], ids=["gathered", "one request"])
+def test_heartbeats_are_renewed_from_the_event_loop_without_a_thread(
+    ledger: Ledger, in_one_request: bool
+) -> None:
     beats = running(ledger, 5)
     statements = Statements()
-    outcomes = on_the_loop(ledger, statements, beats)
+    outcomes = on_the_loop(ledger, statements, beats, in_one_request=in_one_request)
     assert statements.sizes == [], "no thread's hop"
     with ledger.store.connection() as conn:
         expiries = dict(conn.execute("SELECT job_id, expires_at FROM job_leases").fetchall())
@@ -284,16 +296,32 @@ class Beats(LedgerObserver):
         self.received.append(fenced)
 
 
-def test_a_heartbeat_the_loop_could_not_renew_is_told_on_a_thread(ledger: Ledger) -> None:
+@pytest.mark.parametrize("in_one_request", [False, True], ids=["gathered", "one request"])
+def test_a_heartbeat_the_loop_could_not_renew_is_told_on_a_thread(
+    ledger: Ledger, in_one_request: bool
+) -> None:
     live, fenced = running(ledger, 2)
     forged = RunHeartbeat(fenced.job_id, fenced.attempt, "not-its-token")
     unknown = RunHeartbeat("no-such-job", 1, "token")
     beats = Beats()
     ledger.store.observers.add(beats)
     statements = Statements()
-    outcomes = on_the_loop(ledger, statements, [forged, live, unknown])
+    outcomes = on_the_loop(
+        ledger, statements, [forged, live, unknown], in_one_request=in_one_request
+    )
     assert statements.sizes == [2], "only those the loop did not renew, on a thread"
     assert isinstance(outcomes[0], StaleAttempt)
     assert isinstance(outcomes[1], datetime)
     assert isinstance(outcomes[2], JobNotFound)
     assert sorted(beats.received) == [False, True], "each heartbeat counted once"
+
+
+def test_one_requests_heartbeats_go_on_a_thread_when_the_loop_cannot_take_them(
+    ledger: Ledger,
+) -> None:
+    beats = running(ledger, 3)
+    statements = Statements()
+    renewals = LeaseRenewals(ledger.store, 60.0, statements)  # no loop connections
+    outcomes = asyncio.run(renewals.renew_each(beats))
+    assert statements.sizes == [3], "one statement, on a thread"
+    assert all(isinstance(expires, datetime) for expires in outcomes)
