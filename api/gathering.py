@@ -22,6 +22,7 @@ from ledger.errors import failed_alike, tried_alone_after
 
 In = TypeVar("In")
 Out = TypeVar("Out")
+Told = TypeVar("Told")
 
 Together = Callable[[Sequence[In]], Awaitable[Sequence[Out | BaseException]]]
 """Makes the calls of many items at once: for each, in order, its answer or its error."""
@@ -173,10 +174,22 @@ async def rest_told(
     """`outcomes` of `items`, a shared call's that left some untold (None), with those told
     by `told` of the untold items alone, a shared call of their own (`alone_after_failure`,
     with `alone` and `failed_each`). Whatever that meets, the outcomes told first stay."""
+
+    async def told_alone_after_failure(untold: Sequence[In]) -> Sequence[Out | BaseException]:
+        return await alone_after_failure(told(untold), untold, alone, failed_each)
+
+    return await filled_in(outcomes, items, told_alone_after_failure)
+
+
+async def filled_in(
+    outcomes: Sequence[Told | None],
+    items: Sequence[In],
+    told: Callable[[Sequence[In]], Awaitable[Sequence[Told]]],
+) -> list[Told]:
+    """`outcomes` of `items`, a shared call's that left some untold (None), with those
+    filled in by `told` of the untold items, in one call (none when all were told)."""
     untold = [item for item, outcome in zip(items, outcomes, strict=True) if outcome is None]
-    told_now = iter(
-        await alone_after_failure(told(untold), untold, alone, failed_each) if untold else ()
-    )
+    told_now = iter(await told(untold) if untold else ())
     return [next(told_now) if outcome is None else outcome for outcome in outcomes]
 
 

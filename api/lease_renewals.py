@@ -23,7 +23,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from api.gathering import Gathered, InThread, alone_after_failure, rest_told
+from api.gathering import Gathered, InThread, alone_after_failure, filled_in, rest_told
 from ledger.errors import LedgerError
 from ledger.leases import (
     MAX_HEARTBEATS,
@@ -71,9 +71,7 @@ class LeaseRenewals:
         renewed = await self._on_loop(beats)
         if renewed is None:
             return await self._in_thread_renewed(beats)
-        untold = [beat for beat, expires in zip(beats, renewed, strict=True) if expires is None]
-        told = iter(await self._in_thread_renewed(untold) if untold else ())
-        return [next(told) if expires is None else expires for expires in renewed]
+        return await filled_in(renewed, beats, self._in_thread_renewed)
 
     async def _outcomes(self, beats: Sequence[RunHeartbeat]) -> Sequence[datetime | BaseException]:
         return await alone_after_failure(self._shared(beats), beats, self._alone)
