@@ -46,7 +46,7 @@ import orjson
 
 from bench.http import HOST, TOKEN, free_port, percentile, running_server
 from bench.scratch import benchmark_parser, scratch_database
-from bench.threads import BenchError
+from bench.threads import BenchError, settled_heap
 from ledger.leases import MAX_HEARTBEATS
 
 AIM_RATE = 1000.0
@@ -289,33 +289,34 @@ def measure(
         [[] for _ in range(senders)],
         [],
     )
-    start = time.perf_counter() + 0.5
-    shares = [requests[index::senders] for index in range(senders)]
-    interval = senders / rate
-    schedules = [Schedule(start + index / rate, interval) for index in range(senders)]
-    threads = [
-        threading.Thread(
-            target=on_connection, args=(port, load, run_lifecycles, label, load, index)
-        )
-        for index in range(options.lifecycle_clients)
-    ] + [
-        threading.Thread(
-            target=on_connection,
-            args=(port, load, send_heartbeats, shares[index], schedules[index], load, index),
-        )
-        for index in range(senders)
-    ]
-    for thread in threads:
-        thread.start()
-    time.sleep(max(0.0, start - time.perf_counter()))
-    lifecycles_before = sum(load.lifecycles)
-    load.stop.wait(options.seconds)
-    elapsed = time.perf_counter() - start
-    lifecycles = sum(load.lifecycles) - lifecycles_before
-    answered = per_request * sum(len(latencies) for latencies in load.latencies_ms)
-    load.stop.set()
-    for thread in threads:
-        thread.join()
+    with settled_heap():
+        start = time.perf_counter() + 0.5
+        shares = [requests[index::senders] for index in range(senders)]
+        interval = senders / rate
+        schedules = [Schedule(start + index / rate, interval) for index in range(senders)]
+        threads = [
+            threading.Thread(
+                target=on_connection, args=(port, load, run_lifecycles, label, load, index)
+            )
+            for index in range(options.lifecycle_clients)
+        ] + [
+            threading.Thread(
+                target=on_connection,
+                args=(port, load, send_heartbeats, shares[index], schedules[index], load, index),
+            )
+            for index in range(senders)
+        ]
+        for thread in threads:
+            thread.start()
+        time.sleep(max(0.0, start - time.perf_counter()))
+        lifecycles_before = sum(load.lifecycles)
+        load.stop.wait(options.seconds)
+        elapsed = time.perf_counter() - start
+        lifecycles = sum(load.lifecycles) - lifecycles_before
+        answered = per_request * sum(len(latencies) for latencies in load.latencies_ms)
+        load.stop.set()
+        for thread in threads:
+            thread.join()
     if load.errors:
         raise BenchError(f"{len(load.errors)} client(s) failed") from load.errors[0]
     latencies = [latency for per_sender in load.latencies_ms for latency in per_sender]
