@@ -1,4 +1,5 @@
-"""The clients `bench.peers` times: raw SQL, and JobLedger in process and over HTTP.
+"""The clients `bench.peers` times: raw SQL, in process and behind the least HTTP service
+(`bench.raw_http`), and JobLedger in process and over HTTP.
 
 Every system does the same two workloads, one job per operation:
 
@@ -13,6 +14,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import httpx
+import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -20,6 +23,7 @@ from bench.threads import BenchError, Client
 from ledger.client import Claim, LedgerClient
 from ledger.commands import CompleteJob, RegisterJob, WorkerIdentity
 from ledger.concurrent_registrations import ConcurrentRegistrations
+from ledger.http_transport import KeptAliveTransport, PlainAnswer, PlainRequests
 from ledger.queue import JobQueue
 from ledger.service import JobService
 
@@ -138,6 +142,53 @@ class RawBatchClient:
 
     def close(self) -> None:
         self.conn.close()
+
+
+class RawHttpClient:
+    """Raw SQL's statements behind `bench.raw_http`'s routes, one request each, sent as
+    `LedgerClient` sends its own (`PlainRequests`, on a kept-alive connection)."""
+
+    def __init__(self, base_url: str, prefix: str, *, lifecycle: bool) -> None:
+        self.transport = KeptAliveTransport()
+        self.requests = PlainRequests(
+            self.transport, httpx.URL(base_url), {"Content-Type": "application/json"}, 30.0
+        )
+        self.prefix = prefix
+        self.lifecycle = lifecycle
+
+    def _call(self, method: str, path: str, body: Any = None) -> PlainAnswer:
+        content = None if body is None else orjson.dumps(body)
+        return self.requests.request(method, path, None, {}, content)
+
+    def _answer(self, path: str, body: Any) -> Any:
+        answer = self._call("POST", path, body)
+        if answer.status_code >= 300:
+            raise BenchError(f"POST {path}: {answer.status_code} {answer.text}")
+        return answer.json()
+
+    def op(self, n: int) -> None:
+        job_id = f"{self.prefix}-{n}"
+        self._answer("/jobs", {"job_id": job_id, "spec": job_spec(job_id)})
+        if not self.lifecycle:
+            return
+        claim = claimed_or_fail(self._claimed)
+        self._answer(f"/jobs/{claim}/complete", {"result": RESULT})
+
+    def _claimed(self) -> str | None:
+        answer = self._call("POST", "/claim", {"worker": self.prefix})
+        if answer.status_code == 404:
+            return None
+        if answer.status_code != 200:
+            raise BenchError(f"POST /claim: {answer.status_code} {answer.text}")
+        job_id: str = answer.json()["job_id"]
+        return job_id
+
+    def check(self, ops: int) -> None:
+        if ops and self._call("GET", f"/jobs/{self.prefix}-{ops - 1}").status_code != 200:
+            raise BenchError(f"{self.prefix}: job {ops - 1} was not registered")
+
+    def close(self) -> None:
+        self.transport.close()
 
 
 # -- JobLedger in process --------------------------------------------------------

@@ -4,6 +4,10 @@ Systems, each on a fresh database of its own on one PostgreSQL server:
 
 - raw: plain psycopg: an INSERT per job; a claim is an UPDATE of the next queued row
   taken with `FOR UPDATE SKIP LOCKED`; a completion is an UPDATE. The floor.
+- raw-http: the same statements behind the least HTTP service the ledger's own packages
+  make (`bench.raw_http`: FastAPI under uvicorn, a route a statement, sent from the event
+  loop by asyncio psycopg), called as `LedgerClient` calls: the floor of any service over
+  HTTP on this stack, before any work of the ledger's.
 - in-process: JobLedger's `JobService` and `JobQueue` in this process: every
   transition an event in the log, with the job's row projected in the same statement;
   jobs registered through `ConcurrentRegistrations`, which registers together the
@@ -64,8 +68,10 @@ from bench.peer_clients import (
     MakeClient,
     RawBatchClient,
     RawClient,
+    RawHttpClient,
     create_raw_schema,
 )
+from bench.raw_http import running_raw_http
 from bench.scratch import URL_ENV, scratch_database
 from bench.threads import Measurement, measure
 from ledger.client import BATCH_JOBS, BATCHES_IN_FLIGHT
@@ -80,7 +86,7 @@ ENQUEUE, LIFECYCLE, LATENCY, BATCH = "enqueue", "lifecycle", "latency", "batch"
 LATENCY_CLIENTS = 16
 POOL_SIZE = 24
 LIBRARIES = ("procrastinate", "pgqueuer")
-KNOWN_SYSTEMS = frozenset({"raw", "in-process", "http", *LIBRARIES})
+KNOWN_SYSTEMS = frozenset({"raw", "raw-http", "in-process", "http", *LIBRARIES})
 
 
 # -- options -----------------------------------------------------------------------
@@ -121,7 +127,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     )
     parser.add_argument(
         "--systems",
-        default="raw,in-process,http,procrastinate,pgqueuer",
+        default="raw,raw-http,in-process,http,procrastinate,pgqueuer",
         help="which systems (raw always runs: it is the baseline)",
     )
     parser.add_argument("--batch", type=int, default=1000, help="jobs per batch (default 1000)")
@@ -240,6 +246,19 @@ def raw_system(url: str, batch: int) -> System:
     )
 
 
+def raw_http_system(url: str, stack: ExitStack) -> System:
+    """Raw SQL's statements behind the least HTTP service (`bench.raw_http`)."""
+    create_raw_schema(url)
+    base, pid = stack.enter_context(running_raw_http(url, free_port()))
+    return System(
+        "raw SQL over HTTP (FastAPI, uvicorn)",
+        lambda label: lambda i: RawHttpClient(base, f"{label}-{i}", lifecycle=False),
+        lambda label: lambda i: RawHttpClient(base, f"{label}-{i}", lifecycle=True),
+        server_pid=pid,
+        base_url=base,
+    )
+
+
 def in_process_system(url: str, stack: ExitStack) -> System:
     engine = create_ledger_engine(url, Settings(pool_size=POOL_SIZE))
     stack.callback(engine.dispose)
@@ -323,6 +342,8 @@ def open_systems(admin_url: str, options: Options, stack: ExitStack) -> list[Sys
         return libpq_url(stack.enter_context(scratch_database(admin_url, migrate=migrate)))
 
     systems = [raw_system(fresh(False), options.batch)]
+    if "raw-http" in options.systems:
+        systems.append(raw_http_system(fresh(False), stack))
     if "in-process" in options.systems:
         systems.append(in_process_system(fresh(True), stack))
     if "http" in options.systems:
