@@ -77,7 +77,10 @@ class Connections:
         try:
             return await conn.execute(query, params, prepare=True)
         finally:
-            self._idle.put_nowait(conn)
+            if conn.closed:  # lost with its server: the next statement opens another
+                self._opened -= 1
+            else:
+                self._idle.put_nowait(conn)
 
     async def close(self) -> None:
         while not self._idle.empty():
