@@ -8,13 +8,13 @@ with its own caller, idempotency key and correlation id, each answered, logged a
 counted as its own `execute` would be. While the server runs, that statement is sent
 from the event loop itself (`JobService.register_each_on_loop`), without a thread's hop
 there and back; the registrations of jobs that were there already are then told on a
-thread (`register_each` of those alone). A registration that arrives alone is appended as
-`execute` would first try it, a single append that costs one registration less: while
-the server runs, from the event loop (`JobService.register_on_loop`); when that try
-cannot tell (the job is there), through `execute`. When the shared transaction fails,
-each is tried again alone, or fails at once with a log line of its own
-(`alone_after_failure`). One transaction is on its way at a time: one that waits on a
-lock holds up the registrations behind it.
+thread, on a fresh read of those alone (`JobService.tell_each`, which appends nothing).
+A registration that arrives alone is appended as `execute` would first try it, a single
+append that costs one registration less: while the server runs, from the event loop
+(`JobService.register_on_loop`); when that try cannot tell (the job is there), through
+`execute`. When the shared transaction fails, each is tried again alone, or fails at once
+with a log line of its own (`alone_after_failure`). One transaction is on its way at a
+time: one that waits on a lock holds up the registrations behind it.
 """
 
 from collections.abc import Sequence
@@ -83,7 +83,7 @@ class Registrations:
         self, items: Sequence[Registration]
     ) -> Sequence[RegistrationOutcome | BaseException]:
         """`register_each` of `items`: from the event loop when it can be, the jobs it
-        left out (there already) then told on a thread (`rest_told`)."""
+        left out (there already) then told on a thread (`rest_told` with `tell_each`)."""
         appends = self.appends
         if appends is not None and appends.ready() and _specs_within(items, LOOP_SPEC_BYTES):
             outcomes = await to_its_end(self.service.register_each_on_loop(items, appends))
@@ -91,15 +91,23 @@ class Registrations:
                 return await rest_told(
                     outcomes,
                     items,
-                    self._each_in_thread,
+                    self._told_in_thread,
                     self._alone,
                     failed_each=self.service.log_unrecorded,
                 )
         return await self._each_in_thread(items)
 
     async def _each_in_thread(self, items: Sequence[Registration]) -> list[RegistrationOutcome]:
-        told: list[RegistrationOutcome] = await self._in_thread(
+        registered: list[RegistrationOutcome] = await self._in_thread(
             self.service.register_each, {"registrations": items}
+        )
+        return registered
+
+    async def _told_in_thread(self, items: Sequence[Registration]) -> list[RegistrationOutcome]:
+        """What became of `items`, left out by the statement from the loop (their jobs were
+        there): judged on a thread, on a fresh read, with no second statement that appends."""
+        told: list[RegistrationOutcome] = await self._in_thread(
+            self.service.tell_each, {"registrations": items}
         )
         return told
 

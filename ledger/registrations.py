@@ -87,20 +87,43 @@ def register_many(
     if prepared.params is not None:
         with store.connection() as conn:  # one statement: one transaction
             prepared.record(conn.execute(REGISTER_MANY, prepared.params), store)
-    left_out = [(i, item) for i, item in enumerate(registrations) if prepared.outcomes[i] is None]
+    left_out = [i for i, outcome in enumerate(prepared.outcomes) if outcome is None]
     outcomes = prepared.outcomes
     if left_out:
         try:
-            with store.connection() as conn:
-                found = _found(conn, [item for _, item in left_out])
+            judged = _told(
+                store,
+                [registrations[i] for i in left_out],
+                [prepared.digests[i] for i in left_out],
+            )
         except StorageError as failure:  # those registered above are recorded
-            for index, _ in left_out:
-                outcomes[index] = error_like(failure)
-        else:
-            for index, item in left_out:
-                there = found.get((item.job_id, item.idempotency_key))
-                outcomes[index] = _judged(item, prepared.digests[index], there)
+            judged = [error_like(failure) for _ in left_out]
+        for index, outcome in zip(left_out, judged, strict=True):
+            outcomes[index] = outcome
     return [outcome for outcome in outcomes if outcome is not None]
+
+
+def told(store: EventStore, registrations: Sequence[Registration]) -> list[RegistrationOutcome]:
+    """What became of registrations the log left out (their jobs were there): each judged
+    on a fresh read of what is there, as `register_many` judges those it leaves out, with
+    no statement that appends. Raises the read's `StorageError`."""
+    return _told(store, registrations, [_digest(item) for item in registrations])
+
+
+def _told(
+    store: EventStore, registrations: Sequence[Registration], digests: Sequence[str | None]
+) -> list[RegistrationOutcome]:
+    with store.connection() as conn:
+        found = _found(conn, registrations)
+    return [
+        _judged(item, digest, found.get((item.job_id, item.idempotency_key)))
+        for item, digest in zip(registrations, digests, strict=True)
+    ]
+
+
+def _digest(item: Registration) -> str | None:
+    """The digest of the registration an idempotency key is used for (None without a key)."""
+    return None if item.idempotency_key is None else command_digest(item.command)
 
 
 async def register_many_on_loop(
@@ -141,10 +164,7 @@ class _Prepared:
             raise InvalidCommand(
                 f"at most {MAX_REGISTRATIONS} jobs are registered at once, not {len(registrations)}"
             )
-        digests = [
-            None if item.idempotency_key is None else command_digest(item.command)
-            for item in registrations
-        ]
+        digests = [_digest(item) for item in registrations]
         outcomes: list[RegistrationOutcome | None] = [None] * len(registrations)
         projected: dict[str, tuple[int, Projection]] = {}
         for index, (item, digest) in enumerate(zip(registrations, digests, strict=True)):
@@ -214,7 +234,7 @@ _Found = tuple[JobState, str | None, int | None]
 """A job that was there: its state, and its key's first event's command digest and seq."""
 
 
-def _found(conn: Connection, items: list[Registration]) -> dict[tuple[str, str | None], _Found]:
+def _found(conn: Connection, items: Sequence[Registration]) -> dict[tuple[str, str | None], _Found]:
     """The jobs of `items` as they are now, each with the first use of its item's key."""
     params: dict[str, Any] = {
         "job_ids": [item.job_id for item in items],

@@ -40,6 +40,7 @@ from ledger.registrations import (
     RegistrationOutcome,
     register_many,
     register_many_on_loop,
+    told,
 )
 from ledger.state import JobState
 from ledger.state_cache import DEFAULT_SIZE as DEFAULT_CACHE_SIZE
@@ -201,11 +202,20 @@ class JobService:
         """`register_each`, its statement sent from the event loop by `appends`
         (`register_many_on_loop`): each registration recorded (or refused as decided),
         logged and counted; None, with nothing logged, for each the log left out (a job
-        that was there already, which only `register_each` tells on a fresh read), and for
-        all when `appends` is not ready or there are more than `MAX_REGISTRATIONS`."""
+        that was there already, which only a fresh read tells: `tell_each`), and for all
+        when `appends` is not ready or there are more than `MAX_REGISTRATIONS`."""
         outcomes = await register_many_on_loop(self.store, registrations, appends)
         if outcomes is not None:
             self._registered_each(registrations, outcomes)
+        return outcomes
+
+    def tell_each(self, registrations: Sequence[Registration]) -> list[RegistrationOutcome]:
+        """What became of registrations that `register_each_on_loop` left out (their jobs
+        were there already): each judged on a fresh read (`ledger.registrations.told`),
+        logged and counted as its own `execute` would be; nothing is appended. A failure
+        of the read is raised, and logs nothing, as `register_each`'s."""
+        outcomes = told(self.store, registrations)
+        self._registered_each(registrations, outcomes)
         return outcomes
 
     def _registered_each(

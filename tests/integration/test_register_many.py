@@ -9,8 +9,14 @@ import pytest
 from ledger.command_log import LOGGER as COMMAND_LOG
 from ledger.commands import RegisterJob
 from ledger.database import create_ledger_engine, libpq_url
-from ledger.errors import DuplicateJob, IdempotencyKeyReused, InvalidCommand, LockNotGranted
-from ledger.registrations import MAX_REGISTRATIONS, Registered, Registration
+from ledger.errors import (
+    DuplicateJob,
+    IdempotencyKeyReused,
+    InvalidCommand,
+    LockNotGranted,
+    StorageError,
+)
+from ledger.registrations import MAX_REGISTRATIONS, Registered, Registration, told
 from ledger.service import JobService
 from ledger.settings import Settings
 from ledger.statuses import JobStatus
@@ -62,6 +68,31 @@ def test_each_item_gets_its_own_outcome(service: JobService, store: EventStore) 
     assert isinstance(reused, IdempotencyKeyReused) and reused.status_code == 422
     assert isinstance(twice, Registered) and twice.replayed
     assert len(store.history("fresh")) == 1 and len(store.history("old-keyed")) == 1
+
+
+def test_registrations_left_out_are_told_on_a_fresh_read_without_appending(
+    service: JobService, store: EventStore
+) -> None:
+    service.execute("old-plain", RegisterJob(), actor="test")
+    service.register_many([registration("old-keyed", "key-a")], actor="test")
+
+    replayed, reused, duplicate, absent = told(
+        store,
+        [
+            registration("old-keyed", "key-a"),
+            registration("old-keyed", "key-a", priority=7),
+            registration("old-plain"),
+            registration("never-registered"),  # not one the log left out: not appended
+        ],
+    )
+
+    assert isinstance(replayed, Registered) and replayed.replayed
+    assert replayed.state == store.load("old-keyed")
+    assert isinstance(reused, IdempotencyKeyReused)
+    assert isinstance(duplicate, DuplicateJob)
+    assert isinstance(absent, StorageError)
+    assert store.load("never-registered") is None
+    assert store.history("never-registered") == []
 
 
 def test_a_refused_item_leaves_the_others_registered(
