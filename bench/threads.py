@@ -80,9 +80,10 @@ def settled_heap() -> Iterator[None]:
 
     Every client of a measurement is a thread of this one process, so a full collection
     stops them all at once. Over a benchmark's heap (its drivers and the peer libraries
-    imported) one took 60-90 ms, every few thousand operations: each client's operation of
-    that moment landed in the p99, a latency of the harness rather than of the system
-    measured. Settled, a full collection looks only at what the measurement made."""
+    imported) one took 60-90 ms, every few thousand operations: the operations of that
+    moment took that much longer, a latency of the harness rather than of the system
+    measured, in the tail of whichever measurement it fell in. Settled, a full collection
+    looks only at what the measurement made."""
     threshold = gc.get_threshold()
     settle_heap()
     try:
