@@ -23,10 +23,11 @@ export class JobsList {
     this.asked = 0; // reads of the list asked for so far
     this.wanted = ""; // the query of the latest
     this.drawn = 0; // the read whose answer is shown
-    this.build();
+    this.built = false; // drawn by the first refresh, once its read is on its way
   }
 
   build() {
+    this.built = true;
     const filters = ["", ...STATUSES].map((status) => {
       const count = h("span", { class: "count" }, "");
       const link = h("a", {
@@ -134,7 +135,9 @@ export class JobsList {
     // while the first answer is on its way does not hold back the first paint.
     const asked = ++this.asked;
     const wanted = (this.wanted = query.toString());
-    const page = await api("GET", `/v1/jobs?${query}`);
+    const reading = api("GET", `/v1/jobs?${query}`);
+    if (!this.built) this.build(); // while the first page is read
+    const page = await reading;
     if (wanted !== this.wanted || asked < this.drawn) return;
     this.drawn = asked;
     noteServerTime(page.as_of);
