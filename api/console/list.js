@@ -23,11 +23,10 @@ export class JobsList {
     this.asked = 0; // reads of the list asked for so far
     this.wanted = ""; // the query of the latest
     this.drawn = 0; // the read whose answer is shown
-    this.built = false; // drawn by the first refresh, once its read is on its way
   }
 
+  // The list's page, drawn by the first refresh once its read is on its way.
   build() {
-    this.built = true;
     const filters = ["", ...STATUSES].map((status) => {
       const count = h("span", { class: "count" }, "");
       const link = h("a", {
@@ -136,7 +135,7 @@ export class JobsList {
     const asked = ++this.asked;
     const wanted = (this.wanted = query.toString());
     const reading = api("GET", `/v1/jobs?${query}`);
-    if (!this.built) this.build(); // while the first page is read
+    if (!this.rows) this.build(); // while the first page is read
     const page = await reading;
     if (wanted !== this.wanted || asked < this.drawn) return;
     this.drawn = asked;

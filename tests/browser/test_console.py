@@ -336,13 +336,15 @@ def test_an_action_shows_its_progress_and_a_403_in_words(
 
 FIRST_LIST_READ = """
 window.listDrawnAtFirstRead = null;
-const sent = window.fetch;
-window.fetch = function (resource, init) {
-  if (window.listDrawnAtFirstRead === null && String(resource).startsWith("/v1/jobs?")) {
-    window.listDrawnAtFirstRead = document.querySelector("table.jobs") !== null;
-  }
-  return sent.call(this, resource, init);
-};
+(() => {
+  const sent = window.fetch;
+  window.fetch = function (resource, init) {
+    if (window.listDrawnAtFirstRead === null && String(resource).startsWith("/v1/jobs?")) {
+      window.listDrawnAtFirstRead = document.querySelector("table.jobs") !== null;
+    }
+    return sent.call(this, resource, init);
+  };
+})();
 """
 
 
