@@ -15,12 +15,15 @@ Registrations, one at a time:
 - the event alone: the `job_registered` row without the current-status row, with every
   index, which is what the inline projection costs.
 
-Lifecycles, one at a time (enqueue, claim, complete): raw SQL's three statements
-(`bench.peers`' INSERT, `SKIP LOCKED` claim and UPDATE) beside the ledger's three (the
-registration, `CLAIM_NEXT_QUEUED_JOB` and the completion's append).
+Lifecycles (enqueue, claim, complete): raw SQL's three statements (`bench.peers`'
+INSERT, `SKIP LOCKED` claim and UPDATE) beside the ledger's three (the registration,
+`CLAIM_NEXT_QUEUED_JOB` and the completion's append), one at a time; then 8 at once,
+each on a connection of its own, where the cores, not the round trips, set the rate:
+there the ledger without its secondary indexes runs too. A job's row changes status at
+each step, so each of its updates writes a new entry into every index of the row.
 
 The ratio of the ledger's statements to raw SQL's bounds what any client of the ledger,
-in process or over HTTP, can reach one command at a time.
+in process or over HTTP, can reach.
 
 Each variant writes to a scratch database of its own on one server (`--database-url`,
 or an embedded PostgreSQL 18 with `--embedded`), and they take turns chunk by chunk, the
@@ -33,10 +36,12 @@ bytes per job.
 
 import os
 import statistics
+import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import orjson
@@ -50,11 +55,13 @@ from bench.peer_clients import (
     RAW_COMPLETE,
     RAW_ENQUEUE,
     RESULT,
+    claimed_or_fail,
     create_raw_schema,
     job_spec,
 )
 from bench.peers import postgres_server, server_version, wal_lsn
 from bench.scratch import benchmark_parser, scratch_database
+from bench.threads import at_once
 from ledger.commands import CompleteJob, RegisterJob, StartJob, WorkerIdentity
 from ledger.database import libpq_url
 from ledger.decide import decide
@@ -78,6 +85,8 @@ SECONDARY_INDEXES_QUERY = """
 queue's, the operators' reads' and the audits'."""
 
 WORKER = WorkerIdentity(worker_id="floor", host="bench-host", pid=os.getpid())
+AT_ONCE = 8
+"""Clients of the lifecycles sent at once."""
 
 
 def registration(job_id: str) -> Statement:
@@ -117,18 +126,26 @@ def event_alone(job_id: str) -> Statement:
 
 
 def raw_lifecycles(conn: Connection, job_ids: list[str]) -> Callable[[], None]:
+    """Each job enqueued, then a job claimed (the one just enqueued, when alone) and
+    completed."""
     built = [raw_insert(job_id) for job_id in job_ids]
     result = json_already(RESULT)
 
+    def claim() -> Any:
+        return conn.execute(RAW_CLAIM, (WORKER.worker_id,), prepare=True).fetchone()
+
     def timed() -> None:
-        for job_id, (query, params) in zip(job_ids, built, strict=True):
+        for query, params in built:
             conn.execute(query, params, prepare=True)
-            claimed = conn.execute(RAW_CLAIM, (WORKER.worker_id,), prepare=True).fetchone()
-            assert claimed is not None and claimed[0] == job_id, "claims the job just enqueued"
-            done = conn.execute(RAW_COMPLETE, (result, job_id), prepare=True)
-            assert done.rowcount == 1, f"{job_id}: not completed"
+            (claimed,) = claimed_or_fail(claim)
+            done = conn.execute(RAW_COMPLETE, (result, claimed), prepare=True)
+            assert done.rowcount == 1, f"{claimed}: not completed"
 
     return timed
+
+
+def _claim_next(conn: Connection, params: dict[str, Any]) -> Any:
+    return conn.execute(CLAIM_NEXT_QUEUED_JOB, params, prepare=True).fetchone()
 
 
 def ledger_lifecycles(conn: Connection, job_ids: list[str]) -> Callable[[], None]:
@@ -137,14 +154,10 @@ def ledger_lifecycles(conn: Connection, job_ids: list[str]) -> Callable[[], None
     claims = [start_params(StartJob(worker=WORKER, run_token=t), actor=ACTOR) for t in tokens]
 
     def timed() -> None:
-        for job_id, (query, params), token, claim in zip(
-            job_ids, built, tokens, claims, strict=True
-        ):
+        for (query, params), token, claim in zip(built, tokens, claims, strict=True):
             conn.execute(query, params, prepare=True)
-            row = conn.execute(CLAIM_NEXT_QUEUED_JOB, claim, prepare=True).fetchone()
-            assert row is not None, "the job just registered is there to claim"
+            row = claimed_or_fail(partial(_claim_next, conn, claim))
             state = state_from_row(row[:-START_ROW_TAIL])
-            assert state.job_id == job_id, "claims the job just registered"
             complete = CompleteJob(attempt=state.attempt, run_token=token, result=RESULT)
             events = decide(state, complete, job_id=state.job_id)
             done = prepare_append(state.job_id, state, events, actor=ACTOR)
@@ -163,19 +176,41 @@ class Variant:
     rates: list[float] = field(default_factory=list)
     wal_bytes: list[float] = field(default_factory=list)
 
-    def run_chunk(self, conn: Connection, chunk: int, jobs: int) -> None:
-        """Write `jobs` jobs; record the rate and the WAL per job."""
-        timed = self.workload(conn, [f"f-{chunk}-{i}" for i in range(jobs)])
+    def run_chunk(self, conns: list[Connection], chunk: int, jobs: int) -> None:
+        """Write `jobs` jobs, shared among `conns`, each sending its share from a thread
+        of its own; record the rate and the WAL per job."""
+        job_ids = [f"f-{chunk}-{i}" for i in range(jobs)]
+        timed = [self.workload(conn, job_ids[i :: len(conns)]) for i, conn in enumerate(conns)]
         wal_before = wal_lsn(self.url)
-        started = time.perf_counter()
-        timed()
-        elapsed = time.perf_counter() - started
+        elapsed = _all_timed(timed)
         self.wal_bytes.append((wal_lsn(self.url) - wal_before) / jobs)
         self.rates.append(jobs / elapsed)
 
 
-def variants(admin_url: str, stack: ExitStack) -> dict[str, list[Variant]]:
-    """Each workload's variants, raw SQL first, each on a database created now."""
+def _all_timed(timed: list[Callable[[], None]]) -> float:
+    """Seconds from the start of every `timed` at once (a thread each) to the end of the
+    last."""
+    clock: list[float] = []
+    start = threading.Barrier(len(timed), action=lambda: clock.append(time.perf_counter()))
+
+    def released(work: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            start.wait()
+            work()
+
+        return run
+
+    at_once([released(work) for work in timed])
+    return time.perf_counter() - clock[0]
+
+
+Measured = tuple[int, list[Variant]]
+"""A workload's clients at once, and its variants."""
+
+
+def variants(admin_url: str, stack: ExitStack) -> dict[str, Measured]:
+    """Each workload's clients at once and variants, raw SQL first, each on a database
+    created now."""
 
     def ledger_database() -> str:
         return libpq_url(stack.enter_context(scratch_database(admin_url)))
@@ -185,41 +220,70 @@ def variants(admin_url: str, stack: ExitStack) -> dict[str, list[Variant]]:
         create_raw_schema(url)
         return url
 
-    bare_url = ledger_database()
-    with psycopg.connect(bare_url, autocommit=True) as conn:
-        for (name,) in conn.execute(SECONDARY_INDEXES_QUERY).fetchall():
-            conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+    def bare_database() -> str:
+        url = ledger_database()
+        with psycopg.connect(url, autocommit=True) as conn:
+            for (name,) in conn.execute(SECONDARY_INDEXES_QUERY).fetchall():
+                conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+        return url
+
     return {
-        "registrations": [
-            Variant("raw SQL INSERT", raw_database(), send(raw_insert)),
-            Variant("ledger registration", ledger_database(), send(registration)),
-            Variant("ledger registration, no secondary indexes", bare_url, send(registration)),
-            Variant("ledger event alone", ledger_database(), send(event_alone)),
-        ],
-        "lifecycles": [
-            Variant("raw SQL lifecycle", raw_database(), raw_lifecycles),
-            Variant("ledger lifecycle", ledger_database(), ledger_lifecycles),
-        ],
+        "registrations, one at a time": (
+            1,
+            [
+                Variant("raw SQL INSERT", raw_database(), send(raw_insert)),
+                Variant("ledger registration", ledger_database(), send(registration)),
+                Variant(
+                    "ledger registration, no secondary indexes",
+                    bare_database(),
+                    send(registration),
+                ),
+                Variant("ledger event alone", ledger_database(), send(event_alone)),
+            ],
+        ),
+        "lifecycles, one at a time": (
+            1,
+            [
+                Variant("raw SQL lifecycle", raw_database(), raw_lifecycles),
+                Variant("ledger lifecycle", ledger_database(), ledger_lifecycles),
+            ],
+        ),
+        f"lifecycles, {AT_ONCE} at once": (
+            AT_ONCE,
+            [
+                Variant("raw SQL lifecycle", raw_database(), raw_lifecycles),
+                Variant("ledger lifecycle", ledger_database(), ledger_lifecycles),
+                Variant(
+                    "ledger lifecycle, no secondary indexes", bare_database(), ledger_lifecycles
+                ),
+            ],
+        ),
     }
 
 
-def measure(measured: list[Variant], chunks: int, jobs: int) -> None:
+def measure(measured: list[Variant], clients: int, chunks: int, jobs: int) -> None:
     """Every variant's chunks in turn, after a warm-up chunk each (plans prepared, caches
-    filled), each on a connection of its own for this workload; then the table of
-    medians."""
+    filled), each on `clients` connections of its own for this workload; then the table
+    of medians."""
     with ExitStack() as stack:
         order = [
-            (variant, stack.enter_context(psycopg.connect(variant.url, autocommit=True)))
+            (
+                variant,
+                [
+                    stack.enter_context(psycopg.connect(variant.url, autocommit=True))
+                    for _ in range(clients)
+                ],
+            )
             for variant in measured
         ]
-        for variant, conn in order:
-            variant.run_chunk(conn, -1, min(jobs, 100))
+        for variant, conns in order:
+            variant.run_chunk(conns, -1, min(jobs, 100))
             variant.rates.clear()
             variant.wal_bytes.clear()
         for chunk in range(chunks):
             for i in range(len(order)):
-                variant, conn = order[(i + chunk) % len(order)]
-                variant.run_chunk(conn, chunk, jobs)
+                variant, conns = order[(i + chunk) % len(order)]
+                variant.run_chunk(conns, chunk, jobs)
             rates = ", ".join(f"{v.name} {v.rates[-1]:,.0f}/s" for v in measured)
             print(f"  chunk {chunk + 1}: {rates}")
     raw = statistics.median(measured[0].rates)
@@ -246,9 +310,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             postgres_server(None if args.embedded else args.database_url)
         )
         print(f"{server_version(admin_url)}; {chunks} chunks of {jobs} jobs each")
-        for workload, measured in variants(admin_url, stack).items():
-            print(f"{workload}, one at a time:")
-            measure(measured, chunks, jobs)
+        for workload, (clients, measured) in variants(admin_url, stack).items():
+            print(f"{workload}:")
+            measure(measured, clients, chunks, jobs)
 
 
 if __name__ == "__main__":

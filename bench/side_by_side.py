@@ -21,10 +21,9 @@ change's cost shows there even when the machine's noise hides it in the rates.
 import functools
 import os
 import statistics
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from bench.http import TOKEN, free_port, running_server
 from bench.peer_clients import HttpBatchClient, HttpClient
 from bench.peers import postgres_server
 from bench.scratch import benchmark_parser, scratch_database
+from bench.threads import at_once
 from ledger.client import BATCH_JOBS, BATCHES_IN_FLIGHT
 
 WARM_UP = 100
@@ -123,25 +123,6 @@ def main() -> None:
                 client.check(sent[which][index])
     measured_what = f"{args.mode}, {args.clients} client{'s' if args.clients > 1 else ''}"
     print_results(builds, rates, cpu, measured_what, "job" if batched else "operation")
-
-
-def at_once(calls: list[Callable[[], None]]) -> None:
-    """Make the calls at once, a thread each; raise the first one's error, once all end."""
-    failures: list[BaseException] = []
-
-    def call(made: Callable[[], None]) -> None:
-        try:
-            made()
-        except BaseException as failure:
-            failures.append(failure)
-
-    threads = [threading.Thread(target=call, args=(made,)) for made in calls]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if failures:
-        raise failures[0]
 
 
 def made_clients(

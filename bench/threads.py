@@ -149,3 +149,22 @@ def _client_thread(
         run.errors.append(exc)
     finally:
         client.close()
+
+
+def at_once(calls: list[Callable[[], None]]) -> None:
+    """Make the calls at once, a thread each; raise the first one's error, once all end."""
+    failures: list[BaseException] = []
+
+    def call(made: Callable[[], None]) -> None:
+        try:
+            made()
+        except BaseException as failure:
+            failures.append(failure)
+
+    threads = [threading.Thread(target=call, args=(made,)) for made in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
