@@ -11,9 +11,16 @@ in all of its parts together: a client, a server and the database share the core
   WAL writer, the checkpointer, autovacuum. The whole server, so anything else it serves
   meanwhile counts too: measure on a quiet server. Only a server on this machine whose
   `postmaster.pid` this process can read is measured; otherwise PostgreSQL is left out.
+
+A backend whose client closed its connection as the measurement ended is still exiting
+when it is read: gone from the postmaster's children, its time not yet added to the
+postmaster's (it is once the postmaster reaps it). Read then, its whole time would be
+missed: all of it, for a client of one connection. So the server is read again until two
+readings in a row find the same processes, every one of them readable.
 """
 
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -33,6 +40,10 @@ class CpuSpent:
         return {part: 1e6 * spent / ops for part, spent in self.seconds.items()}
 
 
+SETTLE_SECONDS = 2.0
+"""How long the PostgreSQL server's reading waits for its ending processes to be reaped."""
+
+
 def _cpu_seconds(processes: Iterable[psutil.Process]) -> dict[int, float]:
     spent = {}
     for process in processes:
@@ -44,17 +55,38 @@ def _cpu_seconds(processes: Iterable[psutil.Process]) -> dict[int, float]:
     return spent
 
 
-def _server_cpu_seconds(postmaster: psutil.Process) -> dict[int, float]:
-    """The PostgreSQL server's CPU seconds so far, by process; the postmaster's entry
-    holds its own and its ended children's."""
+def _server_reading(postmaster: psutil.Process) -> dict[int, float] | None:
+    """The PostgreSQL server's CPU seconds so far, by process, the postmaster's entry
+    holding its own and its reaped children's; None when a child was caught ending."""
     try:
         own = postmaster.cpu_times()
         children = postmaster.children()
     except psutil.Error:
         return {}
-    spent = _cpu_seconds(children)
-    spent[postmaster.pid] = own.user + own.system + own.children_user + own.children_system
+    spent = {postmaster.pid: own.user + own.system + own.children_user + own.children_system}
+    for child in children:
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                return None
+            times = child.cpu_times()
+        except psutil.Error:
+            return None
+        spent[child.pid] = times.user + times.system
     return spent
+
+
+def _server_cpu_seconds(postmaster: psutil.Process) -> dict[int, float]:
+    """The PostgreSQL server's CPU seconds so far, by process, once no process of it is
+    ending (see the module), or the last reading after `SETTLE_SECONDS`."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    last = _server_reading(postmaster)
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+        reading = _server_reading(postmaster)
+        if reading is not None and last is not None and reading.keys() == last.keys():
+            return reading
+        last = reading
+    return last or {}
 
 
 def local_postmaster(admin_url: str) -> psutil.Process | None:
@@ -97,9 +129,13 @@ class CpuMeter:
 
     def spent_since(self, before: dict[str, dict[int, float]]) -> CpuSpent:
         after = self._reading()
-        return CpuSpent(
-            {
-                part: sum(now - before[part].get(pid, 0.0) for pid, now in after[part].items())
-                for part in after
-            }
-        )
+        return CpuSpent({part: _spent(before[part], after[part], part) for part in after})
+
+
+def _spent(before: dict[int, float], after: dict[int, float], part: str) -> float:
+    """CPU seconds between two readings of one part. A PostgreSQL process that ended
+    meanwhile has its whole time in the postmaster's entry now, so what it had spent
+    before is taken off; a process of another part that ended took its time with it."""
+    if part == POSTGRES:
+        return sum(after.values()) - sum(before.values())
+    return sum(now - before.get(pid, 0.0) for pid, now in after.items())

@@ -428,26 +428,33 @@ def run(options: Options) -> list[str]:
                 if system.batch is None:
                     continue
                 per_op = options.batch * system.batches_per_op
+                meter = system.cpu_meter(postmaster)
+                wal_before = wal_lsn(admin_url)
+                cpu_before = meter.start()
                 result = measure(
                     system.clients(BATCH, f"r{round_}-batch"),
                     1,
                     ops_per_client=max(1, options.batch_jobs // per_op),
                 )
+                jobs = result.ops * per_op
+                cpu = meter.spent_since(cpu_before).per_op_us(jobs)
+                wal = (wal_lsn(admin_url) - wal_before) / jobs
                 jobs_per_s = result.rate * per_op
                 figures[system.name].rates.setdefault((BATCH, 1), []).append(jobs_per_s)
                 print(
                     f"  round {round_ + 1} batch of {options.batch} from 1 client, "
-                    f"{system.batches_per_op:2d} a call {system.name:<28} {jobs_per_s:7.0f} jobs/s",
+                    f"{system.batches_per_op:2d} a call {system.name:<28} {jobs_per_s:7.0f} jobs/s"
+                    f"  (WAL {wal:,.0f} B/job; CPU {cpu_text(cpu, precision=1)})",
                     flush=True,
                 )
         return table(systems, figures, options)
 
 
-def cpu_text(cpu: dict[str, float]) -> str:
+def cpu_text(cpu: dict[str, float], precision: int = 0) -> str:
     """CPU µs per operation by part: client / server / PostgreSQL ("-" without a server)."""
-    server = f"{cpu[SERVER]:,.0f}" if SERVER in cpu else "-"
-    postgres = f"{cpu[POSTGRES]:,.0f}" if POSTGRES in cpu else "?"
-    return f"{cpu[CLIENT]:,.0f} / {server} / {postgres} µs"
+    server = f"{cpu[SERVER]:,.{precision}f}" if SERVER in cpu else "-"
+    postgres = f"{cpu[POSTGRES]:,.{precision}f}" if POSTGRES in cpu else "?"
+    return f"{cpu[CLIENT]:,.{precision}f} / {server} / {postgres} µs"
 
 
 def _median_cpu(measured: list[dict[str, float]]) -> dict[str, float]:
