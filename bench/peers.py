@@ -25,7 +25,7 @@ the next queued job, complete it). Then each system's enqueue at 16 clients, for
 p50 and p99 of one command. Then batch registration: batches of `--batch` jobs from
 one client, through `POST /v1/jobs/batch` (one `LedgerClient.register_many` call of the
 whole `--batch-jobs` sweep, `--in-flight` requests at once) beside a raw multi-row
-INSERT, one at a time.
+INSERT, one at a time; each batch measurement's line gives its WAL and CPU per job.
 
 Systems alternate within every workload, in an order rotated round by round, so drift
 on a noisy machine hits all of them. The table gives each system's median over the
