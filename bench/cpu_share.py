@@ -12,9 +12,9 @@ in all of its parts together: a client, a server and the database share the core
   meanwhile counts too: measure on a quiet server. Only a server on this machine whose
   `postmaster.pid` this process can read is measured; otherwise PostgreSQL is left out.
 
-A backend whose client closed its connection as the measurement ended is still exiting
-when it is read: gone from the postmaster's children, its time not yet added to the
-postmaster's (it is once the postmaster reaps it). Read then, its whole time would be
+A backend whose client closed its connection as the measurement ended may be reaped
+while the server is read: after the postmaster's own times (which then lack it) and
+before its children are listed or read (which then lack it too). Its whole time would be
 missed: all of it, for a client of one connection. So the server is read again until two
 readings in a row find the same processes, every one of them readable.
 """
@@ -57,27 +57,22 @@ def _cpu_seconds(processes: Iterable[psutil.Process]) -> dict[int, float]:
 
 def _server_reading(postmaster: psutil.Process) -> dict[int, float] | None:
     """The PostgreSQL server's CPU seconds so far, by process, the postmaster's entry
-    holding its own and its reaped children's; None when a child was caught ending."""
+    holding its own and its reaped children's; None when a child listed was gone when read."""
     try:
         own = postmaster.cpu_times()
         children = postmaster.children()
     except psutil.Error:
         return {}
-    spent = {postmaster.pid: own.user + own.system + own.children_user + own.children_system}
-    for child in children:
-        try:
-            if child.status() == psutil.STATUS_ZOMBIE:
-                return None
-            times = child.cpu_times()
-        except psutil.Error:
-            return None
-        spent[child.pid] = times.user + times.system
+    spent = _cpu_seconds(children)
+    if len(spent) < len(children):
+        return None
+    spent[postmaster.pid] = own.user + own.system + own.children_user + own.children_system
     return spent
 
 
 def _server_cpu_seconds(postmaster: psutil.Process) -> dict[int, float]:
-    """The PostgreSQL server's CPU seconds so far, by process, once no process of it is
-    ending (see the module), or the last reading after `SETTLE_SECONDS`."""
+    """The PostgreSQL server's CPU seconds so far, by process, once two readings in a row
+    find the same processes (see the module), or the last reading after `SETTLE_SECONDS`."""
     deadline = time.monotonic() + SETTLE_SECONDS
     last = _server_reading(postmaster)
     while time.monotonic() < deadline:

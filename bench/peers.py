@@ -58,7 +58,7 @@ import psutil
 import psycopg
 from sqlalchemy.engine import make_url
 
-from bench.cpu_share import CLIENT, POSTGRES, SERVER, CpuMeter, local_postmaster
+from bench.cpu_share import CLIENT, POSTGRES, SERVER, CpuMeter, CpuSpent, local_postmaster
 from bench.http import TOKEN, free_port, latency_text, percentile, running_server
 from bench.peer_clients import (
     HttpBatchClient,
@@ -402,16 +402,15 @@ def run(options: Options) -> list[str]:
                     if not system.measures(workload):
                         continue
                     label = f"r{round_}-{workload}{clients}"
-                    meter = system.cpu_meter(postmaster)
-                    wal_before = wal_lsn(admin_url)
-                    cpu_before = meter.start()
-                    result = measure(
+                    result, spent, wal_bytes = metered(
+                        system.cpu_meter(postmaster),
+                        admin_url,
                         system.clients(workload, label),
                         clients,
-                        ops_per_client=options.jobs // clients,
+                        options.jobs // clients,
                     )
-                    cpu = meter.spent_since(cpu_before).per_op_us(result.ops)
-                    wal = (wal_lsn(admin_url) - wal_before) / result.ops
+                    cpu = spent.per_op_us(result.ops)
+                    wal = wal_bytes / result.ops
                     figures[system.name].add((workload, clients), result)
                     if workload == LIFECYCLE:
                         figures[system.name].wal_per_job.append(wal)
@@ -428,17 +427,16 @@ def run(options: Options) -> list[str]:
                 if system.batch is None:
                     continue
                 per_op = options.batch * system.batches_per_op
-                meter = system.cpu_meter(postmaster)
-                wal_before = wal_lsn(admin_url)
-                cpu_before = meter.start()
-                result = measure(
+                result, spent, wal_bytes = metered(
+                    system.cpu_meter(postmaster),
+                    admin_url,
                     system.clients(BATCH, f"r{round_}-batch"),
                     1,
-                    ops_per_client=max(1, options.batch_jobs // per_op),
+                    max(1, options.batch_jobs // per_op),
                 )
                 jobs = result.ops * per_op
-                cpu = meter.spent_since(cpu_before).per_op_us(jobs)
-                wal = (wal_lsn(admin_url) - wal_before) / jobs
+                cpu = spent.per_op_us(jobs)
+                wal = wal_bytes / jobs
                 jobs_per_s = result.rate * per_op
                 figures[system.name].rates.setdefault((BATCH, 1), []).append(jobs_per_s)
                 print(
@@ -448,6 +446,17 @@ def run(options: Options) -> list[str]:
                     flush=True,
                 )
         return table(systems, figures, options)
+
+
+def metered(
+    meter: CpuMeter, admin_url: str, make_client: MakeClient, clients: int, ops_per_client: int
+) -> tuple[Measurement, CpuSpent, int]:
+    """`measure` of `clients` clients, `ops_per_client` operations each, with the CPU it
+    cost by part and the WAL bytes the server wrote meanwhile."""
+    wal_before = wal_lsn(admin_url)
+    cpu_before = meter.start()
+    result = measure(make_client, clients, ops_per_client=ops_per_client)
+    return result, meter.spent_since(cpu_before), wal_lsn(admin_url) - wal_before
 
 
 def cpu_text(cpu: dict[str, float], precision: int = 0) -> str:
