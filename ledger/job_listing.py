@@ -88,10 +88,7 @@ class JobListing:
         after: JobsCursor | None = None,
         limit: int = 50,
     ) -> JobsPage:
-        """One page and the counts beside it, read in one transaction so they agree.
-
-        The counts are read first: with a search, whether it matched more than
-        `EXACT_SEARCH_COUNT` ids chooses how its page is read."""
+        """One page and the counts beside it, read in one transaction so they agree."""
         params = {
             "status": status,
             "statuses": [str(each) for each in JobStatus],
@@ -106,10 +103,7 @@ class JobListing:
             counts = dict.fromkeys(JobStatus, 0) | {JobStatus(s): int(n) for s, n in counted}
             many_matches = bool(search) and sum(counts.values()) > EXACT_SEARCH_COUNT
             query = jobs_newest_first(
-                by_status=status is not None,
-                after_cursor=after is not None,
-                search=search or None,
-                many_matches=many_matches,
+                by_status=status is not None, after_cursor=after is not None, search=search or None
             )
             rows = conn.execute(query, params, prepare=prepare).fetchall()
             if many_matches:

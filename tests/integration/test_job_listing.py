@@ -1,18 +1,17 @@
 """Browsing jobs: newest first, by status, by a piece of the id, keyset-paged, counted."""
 
+import json
+from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
+from ledger.database import create_ledger_engine
 from ledger.job_listing import JobListing, JobsCursor
-from ledger.queries import (
-    EXACT_COUNT,
-    EXACT_SEARCH_COUNT,
-    SEARCH_WINDOW,
-    jobs_newest_first,
-    search_pattern,
-)
+from ledger.queries import EXACT_COUNT, EXACT_SEARCH_COUNT, FEW_MATCHES_PER_ROW, SEARCH_WINDOW
+from ledger.settings import Settings
 from ledger.statuses import JobStatus
 from ledger.store import EventStore
 from tests.conftest import JobFactory
@@ -179,28 +178,88 @@ def _plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return [plan] + [node for child in plan.get("Plans", []) for node in _plan_nodes(child)]
 
 
-def test_a_search_matching_many_ids_reads_its_page_from_the_newest_registrations_alone(
-    engine: Engine, listing: JobListing
+class Explained:
+    """A listing whose every statement's plan, as the database executed it, is kept:
+    `auto_explain` on its connections, its messages sent to the client."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.listing = JobListing(EventStore(engine))
+        self.plans: list[dict[str, Any]] = []
+
+    def keep(self, diagnostic: psycopg.errors.Diagnostic) -> None:
+        message = diagnostic.message_primary or ""
+        if "plan:" in message:
+            self.plans.append(json.loads(message.partition("plan:")[2]))
+
+    def log_reads(self, statement_holding: str) -> list[tuple[str, int, int]]:
+        """(index, times run, rows) of each read of the log in the last plan kept whose
+        statement holds `statement_holding`."""
+        plan = next(p for p in reversed(self.plans) if statement_holding in p["Query Text"])
+        reads = [n for n in _plan_nodes(plan["Plan"]) if n.get("Relation Name") == "job_events"]
+        return [(n.get("Index Name", ""), n["Actual Loops"], n["Actual Rows"]) for n in reads]
+
+
+@pytest.fixture
+def explained(database_url: str) -> Iterator[Explained]:
+    engine = create_ledger_engine(database_url, Settings(pool_size=1))
+    kept = Explained(engine)
+
+    @event.listens_for(engine, "connect")
+    def explain_all(dbapi_connection: psycopg.Connection[Any], _record: object) -> None:
+        dbapi_connection.add_notice_handler(kept.keep)
+        for setting in (
+            "LOAD 'auto_explain'",
+            "SET auto_explain.log_min_duration = 0",
+            "SET auto_explain.log_analyze = on",
+            "SET auto_explain.log_format = json",
+            "SET auto_explain.log_level = notice",
+        ):
+            dbapi_connection.execute(setting)
+        dbapi_connection.commit()
+
+    yield kept
+    engine.dispose()
+
+
+PAGE = 50
+FEW = FEW_MATCHES_PER_ROW * (PAGE + 1)
+"""The matches a search reads through the trigram index before it turns to the window."""
+
+
+def test_a_search_matching_more_ids_than_it_counts_but_few_reads_them_all_not_the_window(
+    engine: Engine, explained: Explained
 ) -> None:
-    _many_completed(engine, 2 * EXACT_SEARCH_COUNT, prefix="many-")
+    matches = (EXACT_SEARCH_COUNT + FEW) // 2
+    assert EXACT_SEARCH_COUNT < matches < FEW
+    _many_completed(engine, matches, prefix="few-")
 
-    first = listing.page(search="any-", limit=50)
-    second = listing.page(search="any-", after=first.next_cursor, limit=50)
+    page = explained.listing.page(search="ew-", limit=PAGE)
 
-    newest = _newest_ids(engine, "many-", 100)
+    assert [job.job_id for job in page.jobs] == _newest_ids(engine, "few-", PAGE)
+    assert page.estimated == set(JobStatus), "more matches than counted"
+    reads = explained.log_reads("in_window")
+    assert [(rows, loops) for _, loops, rows in reads if loops > 0] == [(matches, 1)], (
+        "every match read once; the window and the reading again never run"
+    )
+    assert len(reads) == 3
+
+
+def test_a_search_matching_many_ids_reads_its_page_from_the_newest_registrations_alone(
+    engine: Engine, explained: Explained
+) -> None:
+    _many_completed(engine, 2 * FEW, prefix="many-")
+
+    first = explained.listing.page(search="any-", limit=PAGE)
+    second = explained.listing.page(search="any-", after=first.next_cursor, limit=PAGE)
+
+    newest = _newest_ids(engine, "many-", 2 * PAGE)
     assert [job.job_id for job in first.jobs + second.jobs] == newest
     assert first.estimated == set(JobStatus), "more matches than counted"
-    statement = jobs_newest_first(
-        by_status=False, after_cursor=False, search="any-", many_matches=True
-    )
-    params = {"pattern": search_pattern("any-"), "limit": 51}
-    with engine.connect() as conn:
-        plan = conn.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", params)
-        nodes = _plan_nodes(plan.scalar_one()[0]["Plan"])
-    log_reads = [n for n in nodes if n.get("Relation Name") == "job_events"]
-    done = [(n["Index Name"], n["Actual Rows"]) for n in log_reads if n["Actual Loops"] > 0]
-    assert len(log_reads) == 2, "the newest registrations, and every match if they fall short"
-    assert done == [("ix_job_events_registered_at", 51)], "the newest, up to a page: no more"
+    reads = explained.log_reads("in_window")
+    done = [(index, rows) for index, loops, rows in reads if loops > 0]
+    assert len(reads) == 3, "the first matches, the newest registrations, every match"
+    assert done[0][1] == FEW, "the first matches: as many as a search reads, no more"
+    assert done[1:] == [("ix_job_events_registered_at", PAGE + 1)], "the newest, up to a page"
 
 
 def test_a_search_matching_many_ids_registered_before_the_newest_finds_them_all_the_same(
