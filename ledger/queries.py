@@ -266,9 +266,10 @@ SUBSTRING_SEARCH_MIN = 3
 a shorter one matches ids starting with it (the primary key's index serves that)."""
 
 FEW_MATCHES_PER_ROW = 3
-"""A search matching fewer ids than this many for each row of its page reads them all
-through the trigram index and keeps the newest; one matching more reads its page from
-the newest registrations in order (see `newest_matching_registrations`)."""
+"""A search matching fewer ids than this many for each row of its page (153 for a page of
+50, 1,503 for one of 500) reads them all and keeps the newest; one matching as many or
+more reads its page from the newest registrations in order (see
+`newest_matching_registrations`)."""
 
 SEARCH_WINDOW = 20_000
 """How many of the newest registrations a search matching many ids reads in order, before
@@ -280,16 +281,19 @@ def newest_matching_registrations(*, after_cursor: bool) -> str:
     `%(pattern)s`, before any job's row is read: a job's created_at is its registration's
     recorded_at.
 
-    It first reads up to `FEW_MATCHES_PER_ROW` matches a row through the trigram index,
-    each on a page of the log of its own (about 1.5 µs cached, 10 µs from the disk). When
-    that is every match, it keeps the newest of them. A search matching more would read
+    It first reads up to `FEW_MATCHES_PER_ROW` matches a row, through the trigram index
+    as the planner mostly chooses, each on a page of the log of its own (about 1.5 µs
+    cached, 10 µs from the disk). When it found fewer, that is every match, and it keeps
+    the newest of them. A search matching as many or more would read
     every match that way to keep a page of them: it reads the newest `SEARCH_WINDOW`
     registrations in order instead, from `ix_job_events_registered_at` (the index alone,
     no row, about 0.2 µs an entry), checking each id, and stops at a page. A search
     matching one id in 400 or more finds its page there, whatever the ledger's size; only
     when the window holds less than a page does it read every match through the trigram
     index after all. Which way is taken is decided by the statement itself, from what it
-    read: a search's counts (`bounded_status_counts`) stop at fewer matches than that."""
+    read, not by the counts (`bounded_status_counts`), which stop at 101 matches: on a
+    ledger of 50,000 jobs a three-character search matches about 100 ids, too few for the
+    window to hold a page of them."""
     after = "AND (e.recorded_at, e.job_id) < (%(created_at)s, %(job_id)s)" if after_cursor else ""
     newest_first = "ORDER BY e.recorded_at DESC, e.job_id DESC"
     every_match = f"""

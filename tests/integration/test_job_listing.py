@@ -250,16 +250,18 @@ def test_a_search_matching_many_ids_reads_its_page_from_the_newest_registrations
     _many_completed(engine, 2 * FEW, prefix="many-")
 
     first = explained.listing.page(search="any-", limit=PAGE)
+    first_reads = explained.log_reads("in_window")
     second = explained.listing.page(search="any-", after=first.next_cursor, limit=PAGE)
+    second_reads = explained.log_reads("in_window")
 
     newest = _newest_ids(engine, "many-", 2 * PAGE)
     assert [job.job_id for job in first.jobs + second.jobs] == newest
     assert first.estimated == set(JobStatus), "more matches than counted"
-    reads = explained.log_reads("in_window")
-    done = [(index, rows) for index, loops, rows in reads if loops > 0]
-    assert len(reads) == 3, "the first matches, the newest registrations, every match"
-    assert done[0][1] == FEW, "the first matches: as many as a search reads, no more"
-    assert done[1:] == [("ix_job_events_registered_at", PAGE + 1)], "the newest, up to a page"
+    for reads in (first_reads, second_reads):
+        done = [(index, rows) for index, loops, rows in reads if loops > 0]
+        assert len(reads) == 3, "the first matches, the newest registrations, every match"
+        assert done[0][1] == FEW, "the first matches: as many as a search reads, no more"
+        assert done[1:] == [("ix_job_events_registered_at", PAGE + 1)], "the newest, a page"
 
 
 def test_a_search_matching_many_ids_registered_before_the_newest_finds_them_all_the_same(
