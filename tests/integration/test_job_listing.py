@@ -274,3 +274,29 @@ def test_a_search_matching_many_ids_registered_before_the_newest_finds_them_all_
 
     assert [job.job_id for job in page.jobs] == _newest_ids(engine, "old-", 50)
     assert page.counts[JobStatus.COMPLETED] == EXACT_SEARCH_COUNT + 1
+
+
+def test_a_search_for_one_sampled_id_is_estimated_at_a_few_rows_not_one_in_a_hundred(
+    engine: Engine,
+) -> None:
+    """ANALYZE reads every row of a log this small, so the values it keeps are known: the
+    planner takes a pattern found in one of them to match one id in as many values as are
+    kept, and chooses how a search reads its matches by that estimate."""
+    jobs = 3_000
+    _many_completed(engine, jobs, prefix="rare-")
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE job_events"))
+        bounds = conn.execute(
+            text(
+                "SELECT histogram_bounds::text::text[] FROM pg_stats "
+                "WHERE tablename = 'job_events' AND attname = 'job_id'"
+            )
+        ).scalar_one()
+        sampled = next(b for b in bounds if len(b) == len("rare-1000"))  # no other id holds it
+        plan = conn.execute(
+            text("EXPLAIN (FORMAT JSON) SELECT 1 FROM job_events e WHERE e.job_id LIKE :p"),
+            {"p": f"%{sampled}%"},
+        ).scalar_one()
+
+    assert plan[0]["Plan"]["Plan Rows"] <= jobs / 300 + 1, "one id in 300 at most"
+    assert len(bounds) > 300, "300 values kept, not 100"
