@@ -300,27 +300,22 @@ def newest_matching_registrations(*, after_cursor: bool) -> str:
         SELECT e.job_id, e.recorded_at FROM job_events e
         WHERE e.seq = 1 AND e.job_id LIKE %(pattern)s {after}"""
     few = f"{FEW_MATCHES_PER_ROW} * %(limit)s"
+    many = f"(SELECT count(*) FROM first_matches) >= {few}"  # more than were read first
     return f"""
         WITH first_matches AS MATERIALIZED ({every_match} LIMIT {few}),
         in_window AS MATERIALIZED (
             SELECT e.job_id FROM (
                 SELECT e.job_id, e.recorded_at FROM job_events e
-                WHERE e.seq = 1 {after}
-                  AND (SELECT count(*) FROM first_matches) >= {few}
+                WHERE e.seq = 1 {after} AND {many}
                 {newest_first} LIMIT {SEARCH_WINDOW}
             ) e
             WHERE e.job_id LIKE %(pattern)s {newest_first} LIMIT %(limit)s
         )
-        (
-            SELECT e.job_id FROM first_matches e
-            WHERE (SELECT count(*) FROM first_matches) < {few}
-            {newest_first} LIMIT %(limit)s
-        )
+        (SELECT e.job_id FROM first_matches e WHERE NOT {many} {newest_first} LIMIT %(limit)s)
         UNION ALL SELECT job_id FROM in_window
         UNION ALL (
             SELECT e.job_id FROM ({every_match}) e
-            WHERE (SELECT count(*) FROM first_matches) >= {few}
-              AND (SELECT count(*) FROM in_window) < %(limit)s
+            WHERE {many} AND (SELECT count(*) FROM in_window) < %(limit)s
             {newest_first} LIMIT %(limit)s
         )"""
 

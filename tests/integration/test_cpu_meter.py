@@ -1,8 +1,9 @@
 """`bench.cpu_share.CpuMeter` on a real PostgreSQL server: what a backend spends counts
-once, whether its client closed the connection just before the meter was read or the
+once, whether its client closed the connection while the meter was being read or the
 backend had been working before the measurement began."""
 
 import time
+from collections.abc import Callable
 
 import psutil
 import psycopg
@@ -35,15 +36,39 @@ def busy_seconds(conn: psycopg.Connection[tuple[object, ...]]) -> float:
     return time.perf_counter() - wall - (time.process_time() - own)
 
 
-def test_a_backend_whose_client_closed_as_the_measurement_ended_is_counted(
+class ReapedWhileRead(psutil.Process):
+    """The postmaster, where `between` (once) runs after its own times are read and before
+    its children are listed: a backend that ends there is in neither."""
+
+    between: Callable[[], None] | None = None
+
+    def children(self, recursive: bool = False) -> list[psutil.Process]:
+        between, self.between = self.between, None
+        if between is not None:
+            between()
+        return super().children(recursive)
+
+
+def test_a_backend_reaped_between_the_postmasters_times_and_its_children_is_counted(
     url: str, meter: CpuMeter
 ) -> None:
-    for _ in range(3):
-        before = meter.start()
-        with psycopg.connect(url) as conn:
-            busy = busy_seconds(conn)
-        spent = meter.spent_since(before).seconds[POSTGRES]
-        assert spent >= 0.5 * busy, f"{spent:.3f} s of PostgreSQL's CPU for a {busy:.3f} s query"
+    assert meter.postmaster is not None
+    postmaster = ReapedWhileRead(meter.postmaster.pid)
+    meter = CpuMeter(postmaster)
+    conn = psycopg.connect(url)
+    backend = psutil.Process(conn.info.backend_pid)
+    before = meter.start()
+    busy = busy_seconds(conn)
+
+    def client_closes() -> None:
+        conn.close()
+        backend.wait(timeout=10)  # reaped: its time is the postmaster's children's now
+
+    postmaster.between = client_closes
+    spent = meter.spent_since(before).seconds[POSTGRES]
+
+    assert postmaster.between is None, "the backend ended while the server was read"
+    assert spent >= 0.5 * busy, f"{spent:.3f} s of PostgreSQL's CPU for a {busy:.3f} s query"
 
 
 def test_a_backend_that_ended_meanwhile_counts_only_what_it_spent_meanwhile(
