@@ -12,15 +12,23 @@ Registrations, one at a time:
 - the ledger without its secondary indexes: the same statement on a database where only
   the primary keys and the unique indexes are left (no index of the queue, the
   operators' reads or the audits), which is what those indexes cost each write;
+- the ledger stripped: the same statement on a database left with the primary keys, the
+  unique indexes (the log's `(job_id, seq)` among them) and the queue's index, which
+  raw SQL's table has too, and nothing else: no other index, no trigger (the log's
+  guard of each event's sequence) and no check (the rules of a job's row). It is about
+  the least a log of events with each job's current status in the same transaction
+  writes: the bound of any such ledger's rate beside raw SQL's;
 - the event alone: the `job_registered` row without the current-status row, with every
-  index, which is what the inline projection costs.
+  index, which is what the inline projection costs; and the event alone stripped, one
+  row with its key and unique indexes, as near raw SQL's one row as a log of events gets.
 
 Lifecycles (enqueue, claim, complete): raw SQL's three statements (`bench.peers`'
 INSERT, `SKIP LOCKED` claim and UPDATE) beside the ledger's three (the registration,
 `CLAIM_NEXT_QUEUED_JOB` and the completion's append), one at a time; then 8 at once,
 each on a connection of its own, where the cores, not the round trips, set the rate:
-there the ledger without its secondary indexes runs too. A job's row changes status at
-each step, so each of its updates writes a new entry into every index of the row.
+there the ledger without its secondary indexes, and stripped, runs too. A job's row
+changes status at each step, so each of its updates writes a new entry into every index
+of the row.
 
 The ratio of the ledger's statements to raw SQL's bounds what any client of the ledger,
 in process or over HTTP, can reach.
@@ -83,6 +91,19 @@ SECONDARY_INDEXES_QUERY = """
 """
 """The names of the indexes of the two tables that neither key nor refuse anything: the
 queue's, the operators' reads' and the audits'."""
+
+QUEUE_INDEX = "ix_job_status_queue"
+"""The index of the queued jobs, in claim order: raw SQL's table has its own."""
+
+GUARDS_QUERY = """
+    SELECT format('DROP TRIGGER %I ON %s', tgname, tgrelid::regclass) FROM pg_trigger
+    WHERE tgrelid IN ('job_events'::regclass, 'job_status'::regclass) AND NOT tgisinternal
+    UNION ALL
+    SELECT format('ALTER TABLE %s DROP CONSTRAINT %I', conrelid::regclass, conname)
+    FROM pg_constraint
+    WHERE conrelid IN ('job_events'::regclass, 'job_status'::regclass) AND contype = 'c'
+"""
+"""The statements that drop the two tables' triggers and check constraints."""
 
 WORKER = WorkerIdentity(worker_id="floor", host="bench-host", pid=os.getpid())
 AT_ONCE = 8
@@ -220,12 +241,19 @@ def variants(admin_url: str, stack: ExitStack) -> dict[str, Measured]:
         create_raw_schema(url)
         return url
 
-    def bare_database() -> str:
+    def bare_database(*, stripped: bool = False) -> str:
         url = ledger_database()
         with psycopg.connect(url, autocommit=True) as conn:
             for (name,) in conn.execute(SECONDARY_INDEXES_QUERY).fetchall():
-                conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+                if not (stripped and name == QUEUE_INDEX):
+                    conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+            guards = conn.execute(GUARDS_QUERY).fetchall() if stripped else []
+            for (statement,) in guards:
+                conn.execute(statement)
         return url
+
+    def stripped_database() -> str:
+        return bare_database(stripped=True)
 
     return {
         "registrations, one at a time": (
@@ -238,7 +266,9 @@ def variants(admin_url: str, stack: ExitStack) -> dict[str, Measured]:
                     bare_database(),
                     send(registration),
                 ),
+                Variant("ledger registration, stripped", stripped_database(), send(registration)),
                 Variant("ledger event alone", ledger_database(), send(event_alone)),
+                Variant("ledger event alone, stripped", stripped_database(), send(event_alone)),
             ],
         ),
         "lifecycles, one at a time": (
@@ -246,6 +276,7 @@ def variants(admin_url: str, stack: ExitStack) -> dict[str, Measured]:
             [
                 Variant("raw SQL lifecycle", raw_database(), raw_lifecycles),
                 Variant("ledger lifecycle", ledger_database(), ledger_lifecycles),
+                Variant("ledger lifecycle, stripped", stripped_database(), ledger_lifecycles),
             ],
         ),
         f"lifecycles, {AT_ONCE} at once": (
@@ -256,6 +287,7 @@ def variants(admin_url: str, stack: ExitStack) -> dict[str, Measured]:
                 Variant(
                     "ledger lifecycle, no secondary indexes", bare_database(), ledger_lifecycles
                 ),
+                Variant("ledger lifecycle, stripped", stripped_database(), ledger_lifecycles),
             ],
         ),
     }
