@@ -54,10 +54,10 @@ def test_a_backend_reaped_between_the_postmasters_times_and_its_children_is_coun
 ) -> None:
     assert meter.postmaster is not None
     postmaster = ReapedWhileRead(meter.postmaster.pid)
-    meter = CpuMeter(postmaster)
+    reading = CpuMeter(postmaster)
     conn = psycopg.connect(url)
     backend = psutil.Process(conn.info.backend_pid)
-    before = meter.start()
+    before = reading.start()
     busy = busy_seconds(conn)
 
     def client_closes() -> None:
@@ -65,7 +65,7 @@ def test_a_backend_reaped_between_the_postmasters_times_and_its_children_is_coun
         backend.wait(timeout=10)  # reaped: its time is the postmaster's children's now
 
     postmaster.between = client_closes
-    spent = meter.spent_since(before).seconds[POSTGRES]
+    spent = reading.spent_since(before).seconds[POSTGRES]
 
     assert postmaster.between is None, "the backend ended while the server was read"
     assert spent >= 0.5 * busy, f"{spent:.3f} s of PostgreSQL's CPU for a {busy:.3f} s query"
